@@ -1,0 +1,18 @@
+//! Messages to the VMM's guest-signal device (see `proto::marker`).
+
+use super::log;
+use pyro_guest_init::proto::marker;
+use std::os::unix::fs::FileExt;
+
+/// Sends one event; failures are logged, never fatal (the VMM has timeouts).
+pub fn send(event: u8, value: u64) {
+    let msg = marker::encode(event, value);
+    match std::fs::OpenOptions::new().write(true).open("/dev/port") {
+        Ok(port) => {
+            if let Err(e) = port.write_at(&msg, u64::from(marker::BASE)) {
+                log(&format!("marker {event}: write /dev/port: {e}"));
+            }
+        }
+        Err(e) => log(&format!("marker {event}: open /dev/port: {e}")),
+    }
+}

@@ -1,0 +1,77 @@
+//! The kernel filesystems every guest process expects.
+
+use super::log;
+use rustix::fs::{mkdir, Mode};
+use rustix::io::Errno;
+use rustix::mount::{mount, MountFlags};
+
+struct Mount {
+    target: &'static str,
+    fstype: &'static str,
+    flags: MountFlags,
+    data: &'static str,
+}
+
+const NOSUID_NODEV: MountFlags = MountFlags::NOSUID.union(MountFlags::NODEV);
+const NOSUID_NOEXEC: MountFlags = MountFlags::NOSUID.union(MountFlags::NOEXEC);
+
+/// In order: later targets live inside earlier ones.
+const MOUNTS: &[Mount] = &[
+    Mount {
+        target: "/proc",
+        fstype: "proc",
+        flags: NOSUID_NODEV.union(MountFlags::NOEXEC),
+        data: "",
+    },
+    Mount {
+        target: "/sys",
+        fstype: "sysfs",
+        flags: NOSUID_NODEV.union(MountFlags::NOEXEC),
+        data: "",
+    },
+    // The kernel mounts devtmpfs itself (CONFIG_DEVTMPFS_MOUNT); EBUSY is fine.
+    Mount {
+        target: "/dev",
+        fstype: "devtmpfs",
+        flags: MountFlags::NOSUID,
+        data: "mode=0755",
+    },
+    Mount {
+        target: "/dev/pts",
+        fstype: "devpts",
+        flags: NOSUID_NOEXEC,
+        data: "gid=5,mode=0620,ptmxmode=0666",
+    },
+    Mount {
+        target: "/dev/shm",
+        fstype: "tmpfs",
+        flags: NOSUID_NODEV,
+        data: "mode=1777",
+    },
+    Mount {
+        target: "/run",
+        fstype: "tmpfs",
+        flags: NOSUID_NODEV,
+        data: "mode=0755",
+    },
+    Mount {
+        target: "/tmp",
+        fstype: "tmpfs",
+        flags: NOSUID_NODEV,
+        data: "mode=1777",
+    },
+];
+
+/// Mounts [`MOUNTS`]; a failure is logged and start-up goes on.
+pub fn mount_kernel_filesystems() {
+    for m in MOUNTS {
+        // Mount points under /dev live on devtmpfs and do not exist yet.
+        if m.target.starts_with("/dev/") {
+            let _ = mkdir(m.target, Mode::from_raw_mode(0o755));
+        }
+        match mount(m.fstype, m.target, m.fstype, m.flags, m.data) {
+            Ok(()) | Err(Errno::BUSY) => {}
+            Err(e) => log(&format!("mount {} ({}): {e}", m.target, m.fstype)),
+        }
+    }
+}
