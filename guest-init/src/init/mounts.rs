@@ -9,7 +9,7 @@ struct Mount {
     target: &'static str,
     fstype: &'static str,
     flags: MountFlags,
-    data: &'static str,
+    data: &'static std::ffi::CStr,
 }
 
 const NOSUID_NODEV: MountFlags = MountFlags::NOSUID.union(MountFlags::NODEV);
@@ -21,44 +21,44 @@ const MOUNTS: &[Mount] = &[
         target: "/proc",
         fstype: "proc",
         flags: NOSUID_NODEV.union(MountFlags::NOEXEC),
-        data: "",
+        data: c"",
     },
     Mount {
         target: "/sys",
         fstype: "sysfs",
         flags: NOSUID_NODEV.union(MountFlags::NOEXEC),
-        data: "",
+        data: c"",
     },
     // The kernel mounts devtmpfs itself (CONFIG_DEVTMPFS_MOUNT); EBUSY is fine.
     Mount {
         target: "/dev",
         fstype: "devtmpfs",
         flags: MountFlags::NOSUID,
-        data: "mode=0755",
+        data: c"mode=0755",
     },
     Mount {
         target: "/dev/pts",
         fstype: "devpts",
         flags: NOSUID_NOEXEC,
-        data: "gid=5,mode=0620,ptmxmode=0666",
+        data: c"gid=5,mode=0620,ptmxmode=0666",
     },
     Mount {
         target: "/dev/shm",
         fstype: "tmpfs",
         flags: NOSUID_NODEV,
-        data: "mode=1777",
+        data: c"mode=1777",
     },
     Mount {
         target: "/run",
         fstype: "tmpfs",
         flags: NOSUID_NODEV,
-        data: "mode=0755",
+        data: c"mode=0755",
     },
     Mount {
         target: "/tmp",
         fstype: "tmpfs",
         flags: NOSUID_NODEV,
-        data: "mode=1777",
+        data: c"mode=1777",
     },
 ];
 
@@ -69,7 +69,7 @@ pub fn mount_kernel_filesystems() {
         if m.target.starts_with("/dev/") {
             let _ = mkdir(m.target, Mode::from_raw_mode(0o755));
         }
-        match mount(m.fstype, m.target, m.fstype, m.flags, m.data) {
+        match mount(m.fstype, m.target, m.fstype, m.flags, Some(m.data)) {
             Ok(()) | Err(Errno::BUSY) => {}
             Err(e) => log(&format!("mount {} ({}): {e}", m.target, m.fstype)),
         }
