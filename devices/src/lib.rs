@@ -1,1 +1,16 @@
-//! placeholder
+//! `pyro-devices`: every device a pyro guest sees, and the bus that routes
+//! guest port and MMIO accesses to them.
+//!
+//! Owns the legacy devices (8250 serial via vm-superio, the i8042 reset
+//! line, the guest-signal port bank that carries the boot marker and the
+//! power-off status) and the virtio-mmio devices. Guest-controlled input
+//! (register writes, queue contents) is untrusted: a device answers
+//! nonsense with an error or by ignoring it, never by panicking.
+
+pub mod bus;
+pub mod i8042;
+pub mod serial;
+pub mod signal;
+
+pub use bus::{Bus, BusDevice};
+pub use signal::{GuestSignals, InitMark, StopReason};
