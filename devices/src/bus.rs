@@ -43,7 +43,11 @@ impl Bus {
         device: Arc<Mutex<dyn BusDevice>>,
     ) -> Result<(), OverlapError> {
         let ranges = Arc::get_mut(&mut self.ranges).expect("bus is shared; insert before cloning");
-        if len == 0 || ranges.iter().any(|r| base < r.base + r.len && r.base < base + len) {
+        if len == 0
+            || ranges
+                .iter()
+                .any(|r| base < r.base + r.len && r.base < base + len)
+        {
             return Err(OverlapError { base, len });
         }
         ranges.push(Range { base, len, device });
@@ -52,7 +56,10 @@ impl Bus {
     }
 
     fn find(&self, addr: u64, size: usize) -> Option<(&Range, u64)> {
-        let idx = self.ranges.partition_point(|r| r.base <= addr).checked_sub(1)?;
+        let idx = self
+            .ranges
+            .partition_point(|r| r.base <= addr)
+            .checked_sub(1)?;
         let range = &self.ranges[idx];
         let offset = addr - range.base;
         (offset + size as u64 <= range.len).then_some((range, offset))
@@ -87,7 +94,9 @@ impl Bus {
 /// A device whose lock was poisoned by a panic keeps serving: its state is
 /// plain data, and a stuck VM is worse than a possibly odd register.
 fn lock(device: &Mutex<dyn BusDevice>) -> std::sync::MutexGuard<'_, dyn BusDevice + 'static> {
-    device.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    device
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

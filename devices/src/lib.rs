@@ -11,6 +11,7 @@ pub mod bus;
 pub mod i8042;
 pub mod serial;
 pub mod signal;
+pub mod virtio;
 
 pub use bus::{Bus, BusDevice};
 pub use signal::{GuestSignals, InitMark, StopReason};

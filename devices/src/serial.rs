@@ -77,7 +77,11 @@ pub struct ConsoleSink {
 
 impl ConsoleSink {
     pub fn new(log: Option<File>, echo: bool) -> Self {
-        Self { log, echo, tail: Arc::default() }
+        Self {
+            log,
+            echo,
+            tail: Arc::default(),
+        }
     }
 
     /// A handle on the tail that stays valid after the VM is gone.
@@ -95,7 +99,10 @@ impl Write for ConsoleSink {
         if self.echo {
             let _ = std::io::stderr().write_all(buf);
         }
-        self.tail.lock().unwrap_or_else(|p| p.into_inner()).push(buf);
+        self.tail
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(buf);
         Ok(buf.len())
     }
 
@@ -160,7 +167,10 @@ mod tests {
         let lines = t.lines();
         assert_eq!(lines.len(), TAIL_LINES + 1);
         assert_eq!(lines.last().unwrap(), "partial");
-        assert_eq!(t.panic(), Some("Kernel panic - not syncing: VFS: Unable to mount root fs"));
+        assert_eq!(
+            t.panic(),
+            Some("Kernel panic - not syncing: VFS: Unable to mount root fs")
+        );
     }
 
     #[test]

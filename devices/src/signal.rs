@@ -70,7 +70,10 @@ impl SignalPorts {
     pub const LEN: u16 = marker::LEN;
 
     pub fn new(signals: GuestSignals) -> Self {
-        Self { value: [0; marker::VALUE_LEN], signals }
+        Self {
+            value: [0; marker::VALUE_LEN],
+            signals,
+        }
     }
 }
 
@@ -90,11 +93,14 @@ impl BusDevice for SignalPorts {
             match *byte {
                 marker::EVENT_INIT_STARTED => {
                     let mut state = self.signals.state();
-                    state.init.get_or_insert(InitMark { at: Instant::now(), guest_us: value });
+                    state.init.get_or_insert(InitMark {
+                        at: Instant::now(),
+                        guest_us: value,
+                    });
                 }
-                marker::EVENT_POWER_OFF => self
-                    .signals
-                    .request_stop(StopReason::PowerOff { status: value as u8 }),
+                marker::EVENT_POWER_OFF => self.signals.request_stop(StopReason::PowerOff {
+                    status: value as u8,
+                }),
                 _ => {} // unknown events are ignored: the guest is untrusted
             }
         }
@@ -109,7 +115,10 @@ mod tests {
     fn bytes_in_port_order_deliver_events() {
         let signals = GuestSignals::new();
         let mut dev = SignalPorts::new(signals.clone());
-        for (i, b) in marker::encode(marker::EVENT_INIT_STARTED, 3_500_000).iter().enumerate() {
+        for (i, b) in marker::encode(marker::EVENT_INIT_STARTED, 3_500_000)
+            .iter()
+            .enumerate()
+        {
             dev.write(i as u64, &[*b]);
         }
         assert_eq!(signals.init().unwrap().guest_us, 3_500_000);
@@ -118,6 +127,10 @@ mod tests {
         assert_eq!(signals.stop(), Some(StopReason::PowerOff { status: 7 }));
         dev.write(0, &marker::encode(99, 1));
         dev.write(0, &marker::encode(marker::EVENT_POWER_OFF, 9));
-        assert_eq!(signals.stop(), Some(StopReason::PowerOff { status: 7 }), "first stop wins");
+        assert_eq!(
+            signals.stop(),
+            Some(StopReason::PowerOff { status: 7 }),
+            "first stop wins"
+        );
     }
 }

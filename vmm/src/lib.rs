@@ -1,1 +1,27 @@
-//! placeholder
+//! `pyro-vmm`: the virtual machine monitor.
+//!
+//! Owns the KVM side of a pyro VM: the VM and its vCPUs (kvm-ioctls),
+//! guest memory (vm-memory) split around the 32-bit MMIO gap, loading an ELF
+//! `vmlinux` (linux-loader, 64-bit boot protocol), boot parameters and the
+//! e820 map, CPUID/MSR/LAPIC set-up, the in-kernel irqchip and PIT, host
+//! detection (PVM vs VMX/SVM) with the kernel command-line quirks it
+//! implies, and the vCPU run loop that turns every way a guest can end
+//! (power-off, reset, panic, internal emulation error, triple fault,
+//! timeout) into a result or an error that says what happened.
+//!
+//! Devices live in `pyro-devices`; this crate wires them to the buses.
+
+mod boot;
+mod cpu;
+mod error;
+mod host;
+mod kernel_cmdline;
+mod layout;
+mod memory;
+mod vcpu;
+mod vm;
+
+pub use error::{Error, GuestFailure};
+pub use host::HostKind;
+pub use kernel_cmdline::KernelCmdline;
+pub use vm::{BootTimes, Disk, Vm, VmConfig, VmExit};

@@ -1,0 +1,247 @@
+//! The virtio-mmio transport, version 2 ("modern") register layout.
+
+use super::{GuestMem, Interrupt, VirtioDevice, INT_CONFIG, INT_USED_RING};
+use crate::BusDevice;
+use std::sync::{Arc, Mutex};
+use virtio_queue::{Queue, QueueT};
+
+const MAGIC: u32 = 0x7472_6976; // "virt"
+const VERSION: u32 = 2;
+const VENDOR: u32 = 0x5059_524f; // "PYRO"
+
+// Register offsets.
+const R_MAGIC: u64 = 0x000;
+const R_VERSION: u64 = 0x004;
+const R_DEVICE_ID: u64 = 0x008;
+const R_VENDOR_ID: u64 = 0x00c;
+const R_DEVICE_FEATURES: u64 = 0x010;
+const R_DEVICE_FEATURES_SEL: u64 = 0x014;
+const R_DRIVER_FEATURES: u64 = 0x020;
+const R_DRIVER_FEATURES_SEL: u64 = 0x024;
+const R_QUEUE_SEL: u64 = 0x030;
+const R_QUEUE_NUM_MAX: u64 = 0x034;
+const R_QUEUE_NUM: u64 = 0x038;
+const R_QUEUE_READY: u64 = 0x044;
+/// Handled by an ioeventfd in KVM; a write that still reaches us is ignored.
+pub const R_QUEUE_NOTIFY: u64 = 0x050;
+const R_INTERRUPT_STATUS: u64 = 0x060;
+const R_INTERRUPT_ACK: u64 = 0x064;
+const R_STATUS: u64 = 0x070;
+const R_QUEUE_DESC_LOW: u64 = 0x080;
+const R_QUEUE_DESC_HIGH: u64 = 0x084;
+const R_QUEUE_AVAIL_LOW: u64 = 0x090;
+const R_QUEUE_AVAIL_HIGH: u64 = 0x094;
+const R_QUEUE_USED_LOW: u64 = 0x0a0;
+const R_QUEUE_USED_HIGH: u64 = 0x0a4;
+const R_CONFIG_GENERATION: u64 = 0x0fc;
+const R_CONFIG: u64 = 0x100;
+
+// Device status bits.
+const S_FEATURES_OK: u32 = 8;
+const S_DRIVER_OK: u32 = 4;
+const S_FAILED: u32 = 128;
+
+pub struct MmioTransport {
+    device: Arc<Mutex<dyn VirtioDevice>>,
+    mem: GuestMem,
+    interrupt: Interrupt,
+    queues: Vec<Queue>,
+    device_features_sel: u32,
+    driver_features_sel: u32,
+    driver_features: u64,
+    queue_sel: u32,
+    status: u32,
+    active: bool,
+}
+
+impl MmioTransport {
+    pub fn new(device: Arc<Mutex<dyn VirtioDevice>>, mem: GuestMem, interrupt: Interrupt) -> Self {
+        let queues = Self::fresh_queues(&device);
+        Self {
+            device,
+            mem,
+            interrupt,
+            queues,
+            device_features_sel: 0,
+            driver_features_sel: 0,
+            driver_features: 0,
+            queue_sel: 0,
+            status: 0,
+            active: false,
+        }
+    }
+
+    fn fresh_queues(device: &Arc<Mutex<dyn VirtioDevice>>) -> Vec<Queue> {
+        let dev = device.lock().unwrap_or_else(|p| p.into_inner());
+        dev.queue_max_sizes()
+            .iter()
+            // Sizes come from our own devices (powers of two <= 32768).
+            .map(|&max| Queue::new(max).expect("device queue size is a power of two"))
+            .collect()
+    }
+
+    fn device(&self) -> std::sync::MutexGuard<'_, dyn VirtioDevice + 'static> {
+        self.device.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The selected queue, only while the driver may still configure it.
+    fn configurable_queue(&mut self) -> Option<&mut Queue> {
+        if self.active {
+            return None;
+        }
+        self.queues.get_mut(self.queue_sel as usize)
+    }
+
+    fn reset(&mut self) {
+        if self.active {
+            self.device().reset();
+        }
+        self.queues = Self::fresh_queues(&self.device);
+        self.active = false;
+        self.status = 0;
+        self.driver_features = 0;
+        self.queue_sel = 0;
+        self.interrupt.ack(INT_USED_RING | INT_CONFIG);
+    }
+
+    fn set_status(&mut self, status: u32) {
+        if status == 0 {
+            self.reset();
+            return;
+        }
+        // FEATURES_OK only sticks if the driver accepted VERSION_1 and
+        // nothing we do not offer.
+        let offered = self.device().features();
+        let mut status = status;
+        if status & S_FEATURES_OK != 0
+            && (self.driver_features & !offered != 0
+                || self.driver_features & super::VIRTIO_F_VERSION_1 == 0)
+        {
+            status &= !S_FEATURES_OK;
+        }
+        self.status = status;
+        if status & S_DRIVER_OK != 0 && status & S_FAILED == 0 && !self.active {
+            let mem = self.mem.clone();
+            let all_valid = self.queues.iter().all(|q| !q.ready() || q.is_valid(&mem));
+            if !all_valid {
+                // A queue pointing outside guest memory: refuse to run.
+                self.status |= S_FAILED;
+                return;
+            }
+            let queues = std::mem::take(&mut self.queues);
+            self.active = true;
+            let interrupt = self.interrupt.clone();
+            self.device().activate(mem, queues, interrupt);
+        }
+    }
+}
+
+fn set_half(value: &mut u64, high: bool, half: u32) {
+    if high {
+        *value = (*value & 0xffff_ffff) | (u64::from(half) << 32);
+    } else {
+        *value = (*value & !0xffff_ffff) | u64::from(half);
+    }
+}
+
+impl BusDevice for MmioTransport {
+    fn read(&mut self, offset: u64, data: &mut [u8]) {
+        if offset >= R_CONFIG {
+            self.device().read_config(offset - R_CONFIG, data);
+            return;
+        }
+        if data.len() != 4 {
+            data.fill(0);
+            return;
+        }
+        let value = match offset {
+            R_MAGIC => MAGIC,
+            R_VERSION => VERSION,
+            R_DEVICE_ID => self.device().device_type(),
+            R_VENDOR_ID => VENDOR,
+            R_DEVICE_FEATURES => match self.device_features_sel {
+                0 => self.device().features() as u32,
+                1 => (self.device().features() >> 32) as u32,
+                _ => 0,
+            },
+            R_QUEUE_NUM_MAX => self
+                .queues
+                .get(self.queue_sel as usize)
+                .map_or(0, |q| u32::from(q.max_size())),
+            R_QUEUE_READY => self
+                .queues
+                .get(self.queue_sel as usize)
+                .map_or(0, |q| u32::from(q.ready())),
+            R_INTERRUPT_STATUS => self.interrupt.status(),
+            R_STATUS => self.status,
+            R_CONFIG_GENERATION => 0,
+            _ => 0,
+        };
+        data.copy_from_slice(&value.to_le_bytes());
+    }
+
+    fn write(&mut self, offset: u64, data: &[u8]) {
+        if offset >= R_CONFIG {
+            self.device().write_config(offset - R_CONFIG, data);
+            return;
+        }
+        let Ok(bytes) = <[u8; 4]>::try_from(data) else {
+            return;
+        };
+        let v = u32::from_le_bytes(bytes);
+        match offset {
+            R_DEVICE_FEATURES_SEL => self.device_features_sel = v,
+            R_DRIVER_FEATURES_SEL => self.driver_features_sel = v,
+            R_DRIVER_FEATURES if self.status & S_FEATURES_OK == 0 => match self.driver_features_sel
+            {
+                0 => set_half(&mut self.driver_features, false, v),
+                1 => set_half(&mut self.driver_features, true, v),
+                _ => {}
+            },
+            R_QUEUE_SEL => self.queue_sel = v,
+            R_QUEUE_NUM => {
+                if let Some(q) = self.configurable_queue() {
+                    q.set_size(v as u16);
+                }
+            }
+            R_QUEUE_READY => {
+                if let Some(q) = self.configurable_queue() {
+                    q.set_ready(v == 1);
+                }
+            }
+            R_QUEUE_DESC_LOW | R_QUEUE_DESC_HIGH => {
+                if let Some(q) = self.configurable_queue() {
+                    let (lo, hi) = if offset == R_QUEUE_DESC_LOW {
+                        (Some(v), None)
+                    } else {
+                        (None, Some(v))
+                    };
+                    q.set_desc_table_address(lo, hi);
+                }
+            }
+            R_QUEUE_AVAIL_LOW | R_QUEUE_AVAIL_HIGH => {
+                if let Some(q) = self.configurable_queue() {
+                    let (lo, hi) = if offset == R_QUEUE_AVAIL_LOW {
+                        (Some(v), None)
+                    } else {
+                        (None, Some(v))
+                    };
+                    q.set_avail_ring_address(lo, hi);
+                }
+            }
+            R_QUEUE_USED_LOW | R_QUEUE_USED_HIGH => {
+                if let Some(q) = self.configurable_queue() {
+                    let (lo, hi) = if offset == R_QUEUE_USED_LOW {
+                        (Some(v), None)
+                    } else {
+                        (None, Some(v))
+                    };
+                    q.set_used_ring_address(lo, hi);
+                }
+            }
+            R_INTERRUPT_ACK => self.interrupt.ack(v),
+            R_STATUS => self.set_status(v),
+            _ => {} // read-only or unknown registers: ignored
+        }
+    }
+}

@@ -1,0 +1,401 @@
+//! A running VM: build it top to bottom, run its vCPUs, wait for the guest
+//! to come up or go away, and tear it down.
+
+use crate::boot;
+use crate::cpu;
+use crate::error::{Error, FailureKind, GuestFailure};
+use crate::host::HostKind;
+use crate::kernel_cmdline::KernelCmdline;
+use crate::layout::*;
+use crate::memory::{self, GuestMem};
+use crate::vcpu::{self, VcpuContext, VcpuEnd};
+use kvm_bindings::{kvm_pit_config, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY};
+use kvm_ioctls::{Kvm, VmFd};
+use pyro_devices::i8042::I8042;
+use pyro_devices::serial::{ConsoleSink, ConsoleTail, Serial};
+use pyro_devices::signal::SignalPorts;
+use pyro_devices::{Bus, GuestSignals, StopReason};
+use pyro_guest_init::proto::cmdline::INIT_PATH;
+use serde::Serialize;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+use vmm_sys_util::signal::Killable;
+
+/// A block device for the guest; the first one is the root filesystem.
+#[derive(Debug, Clone)]
+pub struct Disk {
+    pub path: PathBuf,
+    pub read_only: bool,
+}
+
+/// Everything needed to start a VM.
+#[derive(Debug, Clone)]
+pub struct VmConfig {
+    /// ELF `vmlinux`.
+    pub kernel: PathBuf,
+    pub mem_mib: u32,
+    pub vcpus: u8,
+    /// `disks[0]` is mounted as `/` (read-only when the disk is) and its
+    /// `/opt/pyro/bin/pyro-init` runs as PID 1.
+    pub disks: Vec<Disk>,
+    /// Appended to the kernel command line.
+    pub cmdline_extra: Vec<String>,
+    /// Serial console log file (created or truncated).
+    pub serial_log: Option<PathBuf>,
+    /// Also copy the console to our stderr.
+    pub serial_echo: bool,
+    pub host: HostKind,
+}
+
+impl VmConfig {
+    pub const DEFAULT_MEM_MIB: u32 = 128;
+    pub const MAX_VCPUS: u8 = 32;
+
+    pub fn new(kernel: impl Into<PathBuf>) -> Self {
+        Self {
+            kernel: kernel.into(),
+            mem_mib: Self::DEFAULT_MEM_MIB,
+            vcpus: 1,
+            disks: Vec::new(),
+            cmdline_extra: Vec::new(),
+            serial_log: None,
+            serial_echo: false,
+            host: HostKind::detect(),
+        }
+    }
+
+    fn validate(&self) -> Result<(), Error> {
+        if self.mem_mib < 64 {
+            return Err(Error::Config(format!(
+                "mem_mib {} is below the minimum of 64",
+                self.mem_mib
+            )));
+        }
+        if self.vcpus == 0 || self.vcpus > Self::MAX_VCPUS {
+            return Err(Error::Config(format!(
+                "vcpus must be 1..={}, got {}",
+                Self::MAX_VCPUS,
+                self.vcpus
+            )));
+        }
+        Ok(())
+    }
+
+    /// The kernel command line this config boots with.
+    pub fn cmdline(&self) -> KernelCmdline {
+        let mut line = KernelCmdline::new(self.host);
+        if let Some(root) = self.disks.first() {
+            line.push("root=/dev/vda");
+            line.push("rootfstype=ext4");
+            line.push(if root.read_only { "ro" } else { "rw" });
+            line.push(format!("init={INIT_PATH}"));
+        }
+        for word in &self.cmdline_extra {
+            line.push(word.clone());
+        }
+        line
+    }
+}
+
+/// How long the guest took to reach PID 1.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct BootTimes {
+    /// Host wall time from `Vm::start` to the init marker.
+    pub to_init_ms: f64,
+    /// The guest's own clock when PID 1 started.
+    pub guest_init_ms: f64,
+}
+
+/// How a guest ended on its own terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum VmExit {
+    /// guest-init powered off with this status.
+    PowerOff { status: u8 },
+    /// The guest reset the machine (e.g. `reboot`) without a panic.
+    Reset,
+}
+
+/// A running VM. Dropping it stops the vCPUs and frees everything.
+pub struct Vm {
+    threads: Vec<JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
+    ends: Receiver<VcpuEnd>,
+    ended: Option<VcpuEnd>,
+    signals: GuestSignals,
+    console: Arc<Mutex<ConsoleTail>>,
+    started: Instant,
+    has_pvh_note: bool,
+    cmdline: String,
+    // Field order is drop order: the VM fd goes before the memory it maps.
+    _vm: VmFd,
+    _mem: GuestMem,
+}
+
+impl Vm {
+    /// Builds the VM and starts its vCPUs.
+    pub fn start(config: &VmConfig) -> Result<Vm, Error> {
+        let started = Instant::now();
+        config.validate()?;
+        let kvm_err = |op| move |source| Error::Kvm { op, source };
+        let kvm = Kvm::new().map_err(Error::KvmOpen)?;
+        let vm = kvm.create_vm().map_err(kvm_err("KVM_CREATE_VM"))?;
+        vm.set_tss_address(KVM_TSS as usize)
+            .map_err(kvm_err("KVM_SET_TSS_ADDR"))?;
+        vm.set_identity_map_address(KVM_IDENTITY_MAP)
+            .map_err(kvm_err("KVM_SET_IDENTITY_MAP_ADDR"))?;
+        vm.create_irq_chip()
+            .map_err(kvm_err("KVM_CREATE_IRQCHIP"))?;
+        let pit = kvm_pit_config {
+            flags: KVM_PIT_SPEAKER_DUMMY,
+            ..Default::default()
+        };
+        vm.create_pit2(pit).map_err(kvm_err("KVM_CREATE_PIT2"))?;
+
+        let mem_size = u64::from(config.mem_mib) << 20;
+        let mem = memory::create(&vm, mem_size)?;
+
+        let signals = GuestSignals::new();
+        let (pio, console) = legacy_devices(&vm, config, &signals)?;
+        let mmio = Bus::new();
+        if !config.disks.is_empty() {
+            return Err(Error::Config(
+                "disks need virtio-blk, which this build lacks".into(),
+            ));
+        }
+
+        let cmdline = config.cmdline().render()?;
+        let entry = boot::load(&mem, &config.kernel, &cmdline, mem_size)?;
+
+        let supported = kvm
+            .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+            .map_err(kvm_err("KVM_GET_SUPPORTED_CPUID"))?;
+        vcpu::install_kick_handler().map_err(Error::Thread)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let (end_tx, ends) = channel();
+        let mut threads = Vec::new();
+        for index in 0..config.vcpus {
+            let fd = vm
+                .create_vcpu(u64::from(index))
+                .map_err(kvm_err("KVM_CREATE_VCPU"))?;
+            cpu::set_cpuid(&fd, &supported, index)?;
+            cpu::set_msrs(&fd)?;
+            cpu::set_fpu(&fd)?;
+            cpu::set_lapic(&fd)?;
+            if index == 0 {
+                cpu::set_boot_registers(&fd, entry.rip)?;
+            }
+            let ctx = VcpuContext {
+                fd,
+                pio: pio.clone(),
+                mmio: mmio.clone(),
+                signals: signals.clone(),
+                stop: stop.clone(),
+                mem: mem.clone(),
+            };
+            let tx = end_tx.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("vcpu{index}"))
+                .spawn(move || {
+                    let _ = tx.send(vcpu::run(ctx));
+                })
+                .map_err(Error::Thread)?;
+            threads.push(thread);
+        }
+
+        Ok(Vm {
+            threads,
+            stop,
+            ends,
+            ended: None,
+            signals,
+            console,
+            started,
+            has_pvh_note: entry.has_pvh_note,
+            cmdline,
+            _vm: vm,
+            _mem: mem,
+        })
+    }
+
+    /// Waits until PID 1 reports it started.
+    pub fn wait_for_init(&mut self, timeout: Duration) -> Result<BootTimes, Error> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(mark) = self.signals.init() {
+                return Ok(BootTimes {
+                    to_init_ms: ms(mark.at.duration_since(self.started)),
+                    guest_init_ms: mark.guest_us as f64 / 1000.0,
+                });
+            }
+            if self.poll_end(deadline, "the guest's init to start")? {
+                let failure = match self.end_result() {
+                    Err(e) => return Err(e),
+                    Ok(VmExit::Reset) => FailureKind::StoppedBeforeInit("reset".into()),
+                    Ok(VmExit::PowerOff { status }) => {
+                        FailureKind::StoppedBeforeInit(format!("powered off (status {status})"))
+                    }
+                };
+                return Err(self.failure(failure));
+            }
+        }
+    }
+
+    /// Waits until the guest ends.
+    pub fn wait_for_exit(&mut self, timeout: Duration) -> Result<VmExit, Error> {
+        let deadline = Instant::now() + timeout;
+        while !self.poll_end(deadline, "the guest to power off")? {}
+        self.end_result()
+    }
+
+    /// The last lines of the guest console.
+    pub fn console_tail(&self) -> Vec<String> {
+        self.console
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .lines()
+    }
+
+    /// Whether the kernel carries a PVH entry note (the VMM boots it with
+    /// the 64-bit protocol either way).
+    pub fn kernel_has_pvh_note(&self) -> bool {
+        self.has_pvh_note
+    }
+
+    pub fn cmdline(&self) -> &str {
+        &self.cmdline
+    }
+
+    /// Waits up to a millisecond for a vCPU to end. Ok(true) once one has.
+    fn poll_end(&mut self, deadline: Instant, what: &'static str) -> Result<bool, Error> {
+        if self.ended.is_some() {
+            return Ok(true);
+        }
+        match self.ends.recv_timeout(Duration::from_millis(1)) {
+            Ok(end) => {
+                self.ended = Some(end);
+                self.shutdown();
+                Ok(true)
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                self.ended = Some(VcpuEnd::Failed(FailureKind::Run(
+                    "vCPU threads are gone".into(),
+                )));
+                Ok(true)
+            }
+            Err(RecvTimeoutError::Timeout) if Instant::now() >= deadline => {
+                let seconds = ms(deadline.duration_since(self.started)) / 1000.0;
+                let console = self.console_tail();
+                self.shutdown();
+                Err(Error::Timeout {
+                    what,
+                    seconds,
+                    console,
+                })
+            }
+            Err(RecvTimeoutError::Timeout) => Ok(false),
+        }
+    }
+
+    /// Turns how the VM ended into a result. A reset after a kernel panic
+    /// message is a panic, not a clean reboot.
+    fn end_result(&self) -> Result<VmExit, Error> {
+        let panic = self
+            .console
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .panic()
+            .map(String::from);
+        match (&self.ended, self.signals.stop()) {
+            (Some(VcpuEnd::Failed(kind)), _) => Err(self.failure(kind.clone())),
+            (_, Some(StopReason::PowerOff { status })) => Ok(VmExit::PowerOff { status }),
+            (_, Some(StopReason::Reset)) => match panic {
+                Some(msg) => Err(self.failure(FailureKind::Panic(msg))),
+                None => Ok(VmExit::Reset),
+            },
+            _ => Err(self.failure(FailureKind::Run("the VM stopped without a reason".into()))),
+        }
+    }
+
+    fn failure(&self, kind: FailureKind) -> Error {
+        Error::Guest(GuestFailure {
+            kind,
+            console: self.console_tail(),
+        })
+    }
+
+    /// Stops every vCPU and joins its thread. Idempotent.
+    pub fn shutdown(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        // A kick can land just before a thread re-enters KVM_RUN, so keep
+        // kicking until each thread is gone.
+        for thread in self.threads.drain(..) {
+            while !thread.is_finished() {
+                let _ = thread.kill(vcpu::kick_signal());
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Serial, i8042 and the guest-signal ports on the port I/O bus.
+fn legacy_devices(
+    vm: &VmFd,
+    config: &VmConfig,
+    signals: &GuestSignals,
+) -> Result<(Bus, Arc<Mutex<ConsoleTail>>), Error> {
+    let log = match &config.serial_log {
+        Some(path) => Some(
+            std::fs::File::create(path).map_err(|source| Error::SerialLog {
+                path: path.clone(),
+                source,
+            })?,
+        ),
+        None => None,
+    };
+    let sink = ConsoleSink::new(log, config.serial_echo);
+    let console = sink.tail();
+    let irq = EventFd::new(EFD_NONBLOCK).map_err(|e| Error::Config(format!("eventfd: {e}")))?;
+    vm.register_irqfd(&irq, Serial::IRQ)
+        .map_err(|source| Error::Kvm {
+            op: "KVM_IRQFD",
+            source,
+        })?;
+    let mut pio = Bus::new();
+    let overlap = |e: pyro_devices::bus::OverlapError| Error::Config(e.to_string());
+    pio.insert(
+        Serial::BASE.into(),
+        Serial::LEN.into(),
+        Arc::new(Mutex::new(Serial::new(irq, sink))),
+    )
+    .map_err(overlap)?;
+    pio.insert(
+        I8042::BASE.into(),
+        I8042::LEN.into(),
+        Arc::new(Mutex::new(I8042::new(signals.clone()))),
+    )
+    .map_err(overlap)?;
+    pio.insert(
+        SignalPorts::BASE.into(),
+        SignalPorts::LEN.into(),
+        Arc::new(Mutex::new(SignalPorts::new(signals.clone()))),
+    )
+    .map_err(overlap)?;
+    Ok((pio, console))
+}
