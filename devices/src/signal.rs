@@ -1,5 +1,5 @@
 //! The guest-signal device: the boot marker and the power-off status (the
-//! port layout is `pyro_guest_init::proto::marker`), plus the shared record
+//! register layout is `pyro_guest_init::proto::marker`), plus the shared record
 //! of why the guest wants to stop, which the i8042 also writes to.
 
 use crate::BusDevice;
@@ -59,15 +59,15 @@ impl GuestSignals {
     }
 }
 
-/// The port bank. Latches value bytes, acts on the event byte.
-pub struct SignalPorts {
+/// The MMIO registers. Latches value bytes, acts on the event byte.
+pub struct SignalRegs {
     value: [u8; marker::VALUE_LEN],
     signals: GuestSignals,
 }
 
-impl SignalPorts {
-    pub const BASE: u16 = marker::BASE;
-    pub const LEN: u16 = marker::LEN;
+impl SignalRegs {
+    pub const ADDR: u64 = marker::ADDR;
+    pub const LEN: u64 = marker::LEN;
 
     pub fn new(signals: GuestSignals) -> Self {
         Self {
@@ -77,16 +77,19 @@ impl SignalPorts {
     }
 }
 
-impl BusDevice for SignalPorts {
+impl BusDevice for SignalRegs {
     fn read(&mut self, _offset: u64, data: &mut [u8]) {
         data.fill(0);
     }
 
     fn write(&mut self, offset: u64, data: &[u8]) {
         for (i, byte) in data.iter().enumerate() {
-            let port = offset as usize + i;
-            if port < marker::VALUE_LEN {
-                self.value[port] = *byte;
+            let at = offset.saturating_add(i as u64);
+            if at < marker::EVENT_OFFSET {
+                self.value[at as usize] = *byte;
+                continue;
+            }
+            if at != marker::EVENT_OFFSET {
                 continue;
             }
             let value = u64::from_le_bytes(self.value);
@@ -112,9 +115,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn bytes_in_port_order_deliver_events() {
+    fn bytes_in_address_order_deliver_events() {
         let signals = GuestSignals::new();
-        let mut dev = SignalPorts::new(signals.clone());
+        let mut dev = SignalRegs::new(signals.clone());
         for (i, b) in marker::encode(marker::EVENT_INIT_STARTED, 3_500_000)
             .iter()
             .enumerate()

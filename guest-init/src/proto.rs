@@ -1,22 +1,29 @@
 //! What host and guest agree on. Platform-neutral: the host side imports it.
 
-/// The VMM's guest-signal device: a small bank of I/O ports the guest writes
-/// to tell the VMM about its life cycle.
+/// The VMM's guest-signal device: a few bytes of MMIO the guest writes to
+/// tell the VMM about its life cycle.
 ///
-/// The guest writes [`marker::VALUE_LEN`] little-endian value bytes to
-/// `BASE..BASE+8` (latched by the device), then the event code to
-/// [`marker::EVENT_PORT`], which acts on the latched value. From user space
-/// the whole message is one `pwrite` of 9 bytes at offset `BASE` on
-/// `/dev/port`, which the kernel turns into 9 `outb`s in port order.
+/// The guest writes [`marker::VALUE_LEN`] little-endian value bytes at
+/// `ADDR` (latched by the device), then the event code at
+/// [`marker::EVENT_OFFSET`], which acts on the latched value. From user
+/// space the whole message is one 9-byte `pwrite` at offset `ADDR` on
+/// `/dev/mem`; the kernel copies it forwards (a qword, then a byte), so
+/// the event byte always lands last.
+///
+/// Why there: `/dev/port` needs ISA or PCI, which the guest kernel leaves
+/// out, and `/dev/mem` `write()` only reaches addresses below the top of
+/// RAM. So the device sits in the legacy ISA hole below 1 MiB (not RAM in
+/// the e820 map), on a page the VMM leaves out of KVM's memory slots so
+/// that guest accesses exit to it.
 pub mod marker {
-    /// First port of the bank.
-    pub const BASE: u16 = 0x600;
+    /// Guest-physical address of the device: a page of the ISA hole.
+    pub const ADDR: u64 = 0xd_0000;
     /// Bytes of the value that precedes an event.
     pub const VALUE_LEN: usize = 8;
     /// Writing an event code here acts on the latched value.
-    pub const EVENT_PORT: u16 = BASE + VALUE_LEN as u16;
-    /// Ports the device claims.
-    pub const LEN: u16 = VALUE_LEN as u16 + 1;
+    pub const EVENT_OFFSET: u64 = VALUE_LEN as u64;
+    /// Bytes the device claims.
+    pub const LEN: u64 = 16;
 
     /// PID 1 started. Value: guest monotonic clock at that moment, in
     /// microseconds (guest-side boot time).
@@ -24,7 +31,7 @@ pub mod marker {
     /// The guest is powering off after syncing its disks. Value: exit status.
     pub const EVENT_POWER_OFF: u8 = 2;
 
-    /// Encodes one message as the bytes written at offset [`BASE`].
+    /// Encodes one message as the bytes written at [`ADDR`].
     pub fn encode(event: u8, value: u64) -> [u8; VALUE_LEN + 1] {
         let mut buf = [0u8; VALUE_LEN + 1];
         buf[..VALUE_LEN].copy_from_slice(&value.to_le_bytes());
@@ -55,6 +62,6 @@ mod tests {
         assert_eq!(b[0], 0x02);
         assert_eq!(b[1], 0x01);
         assert_eq!(b[VALUE_LEN], EVENT_POWER_OFF);
-        assert_eq!(EVENT_PORT, BASE + 8);
+        assert_eq!(EVENT_OFFSET, 8);
     }
 }

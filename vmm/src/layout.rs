@@ -14,6 +14,10 @@ pub const PD: u64 = 0xb000;
 /// Kernel command line, and the most the x86 kernel accepts.
 pub const CMDLINE: u64 = 0x20000;
 pub const CMDLINE_MAX: usize = 2048;
+pub const PAGE: u64 = 0x1000;
+/// The guest-signal device's page (`pyro_guest_init::proto::marker`): in
+/// the ISA hole, left out of KVM's memory slots so accesses exit.
+pub const GUEST_SIGNAL_PAGE: u64 = pyro_guest_init::proto::marker::ADDR;
 /// Start of the BIOS EBDA: usable low RAM ends here.
 pub const EBDA_START: u64 = 0x9fc00;
 /// Kernels load at or above 1 MiB.
@@ -28,6 +32,6 @@ pub const VIRTIO_MMIO_SIZE: u64 = 0x1000;
 /// inside the gap where no RAM or device is.
 pub const KVM_TSS: u64 = 0xfffb_d000;
 pub const KVM_IDENTITY_MAP: u64 = 0xfffb_c000;
-/// First GSI for virtio devices (legacy PIC lines 5..=15 are free).
+/// GSIs for virtio devices: IOAPIC pins 5..=23 (4 is the serial port).
 pub const VIRTIO_FIRST_IRQ: u32 = 5;
-pub const VIRTIO_LAST_IRQ: u32 = 15;
+pub const VIRTIO_LAST_IRQ: u32 = 23;

@@ -18,7 +18,9 @@ mod host;
 mod kernel_cmdline;
 mod layout;
 mod memory;
+mod mptable;
 mod vcpu;
+mod virtio;
 mod vm;
 
 pub use error::{Error, GuestFailure};

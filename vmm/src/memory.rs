@@ -2,10 +2,10 @@
 //! with KVM as one memory slot per region.
 
 use crate::error::Error;
-use crate::layout::{MMIO_GAP_END, MMIO_GAP_START};
+use crate::layout::{GUEST_SIGNAL_PAGE, MMIO_GAP_END, MMIO_GAP_START, PAGE};
 use kvm_bindings::kvm_userspace_memory_region;
 use kvm_ioctls::VmFd;
-use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
+use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 
 pub type GuestMem = GuestMemoryMmap<()>;
 
@@ -21,25 +21,47 @@ pub fn ram_ranges(size: u64) -> Vec<(GuestAddress, usize)> {
     }
 }
 
+/// Guest-physical ranges backed by RAM in KVM: the RAM ranges minus the
+/// guest-signal page, which must exit to the VMM (see
+/// `pyro_guest_init::proto::marker`).
+pub fn kvm_slots(size: u64) -> Vec<(u64, u64)> {
+    let hole = GUEST_SIGNAL_PAGE..GUEST_SIGNAL_PAGE + PAGE;
+    let mut slots = Vec::new();
+    for (start, len) in ram_ranges(size) {
+        let (start, end) = (start.0, start.0 + len as u64);
+        if start < hole.end && hole.start < end {
+            if start < hole.start {
+                slots.push((start, hole.start - start));
+            }
+            if hole.end < end {
+                slots.push((hole.end, end - hole.end));
+            }
+        } else {
+            slots.push((start, end - start));
+        }
+    }
+    slots
+}
+
 /// Allocates guest RAM and hands it to KVM.
 pub fn create(vm: &VmFd, size: u64) -> Result<GuestMem, Error> {
     let mem = GuestMemoryMmap::from_ranges(&ram_ranges(size))
         .map_err(|e| Error::Memory(format!("cannot map {} MiB: {e}", size >> 20)))?;
-    for (slot, region) in mem.iter().enumerate() {
+    for (slot, (start, len)) in kvm_slots(size).into_iter().enumerate() {
         let host = mem
-            .get_host_address(region.start_addr())
+            .get_host_address(GuestAddress(start))
             .map_err(|e| Error::Memory(e.to_string()))?;
         let spec = kvm_userspace_memory_region {
             slot: slot as u32,
-            guest_phys_addr: region.start_addr().0,
-            memory_size: region.len(),
+            guest_phys_addr: start,
+            memory_size: len,
             userspace_addr: host as u64,
             flags: 0,
         };
-        // SAFETY: the region is a live mapping owned by `mem` of exactly
-        // `memory_size` bytes. `mem` is kept alive by the `Vm` for as long
-        // as the VM fd (which is dropped first, see `Vm`'s field order), so
-        // KVM never sees a dangling mapping.
+        // SAFETY: `host..host+len` lies inside one live mapping owned by
+        // `mem` (kvm_slots only cuts pieces out of `ram_ranges`, which is
+        // what `mem` maps). `mem` outlives the VM fd (see `Vm`'s field
+        // order), so KVM never sees a dangling mapping.
         unsafe { vm.set_user_memory_region(spec) }.map_err(|source| Error::Kvm {
             op: "KVM_SET_USER_MEMORY_REGION",
             source,
@@ -59,5 +81,22 @@ mod tests {
         assert_eq!(big[0], (GuestAddress(0), MMIO_GAP_START as usize));
         assert_eq!(big[1].0, GuestAddress(MMIO_GAP_END));
         assert_eq!(big[0].1 + big[1].1, 4 << 30);
+    }
+
+    #[test]
+    fn kvm_slots_leave_out_the_signal_page() {
+        let slots = kvm_slots(128 << 20);
+        assert_eq!(
+            slots,
+            vec![
+                (0, GUEST_SIGNAL_PAGE),
+                (
+                    GUEST_SIGNAL_PAGE + PAGE,
+                    (128 << 20) - GUEST_SIGNAL_PAGE - PAGE
+                )
+            ]
+        );
+        let total: u64 = kvm_slots(4 << 30).iter().map(|s| s.1).sum();
+        assert_eq!(total, (4 << 30) - PAGE);
     }
 }

@@ -8,12 +8,16 @@ use crate::host::HostKind;
 use crate::kernel_cmdline::KernelCmdline;
 use crate::layout::*;
 use crate::memory::{self, GuestMem};
+use crate::mptable;
 use crate::vcpu::{self, VcpuContext, VcpuEnd};
+use crate::virtio::{Subscriber, VirtioSlots};
+use event_manager::EventManager;
 use kvm_bindings::{kvm_pit_config, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY};
 use kvm_ioctls::{Kvm, VmFd};
 use pyro_devices::i8042::I8042;
 use pyro_devices::serial::{ConsoleSink, ConsoleTail, Serial};
-use pyro_devices::signal::SignalPorts;
+use pyro_devices::signal::SignalRegs;
+use pyro_devices::virtio::block::Block;
 use pyro_devices::{Bus, GuestSignals, StopReason};
 use pyro_guest_init::proto::cmdline::INIT_PATH;
 use serde::Serialize;
@@ -25,6 +29,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 use vmm_sys_util::signal::Killable;
+
+/// How often the event thread checks whether the VM is stopping.
+const EVENT_LOOP_TICK_MS: i32 = 50;
 
 /// A block device for the guest; the first one is the root filesystem.
 #[derive(Debug, Clone)]
@@ -162,15 +169,36 @@ impl Vm {
 
         let signals = GuestSignals::new();
         let (pio, console) = legacy_devices(&vm, config, &signals)?;
-        let mmio = Bus::new();
-        if !config.disks.is_empty() {
-            return Err(Error::Config(
-                "disks need virtio-blk, which this build lacks".into(),
-            ));
+        let mut mmio = Bus::new();
+        mmio.insert(
+            SignalRegs::ADDR,
+            SignalRegs::LEN,
+            Arc::new(Mutex::new(SignalRegs::new(signals.clone()))),
+        )
+        .map_err(|e| Error::Config(e.to_string()))?;
+        let mut events = EventManager::<Subscriber>::new()
+            .map_err(|e| Error::Config(format!("event manager: {e}")))?;
+        let mut cmdline = config.cmdline();
+        let mut slots = VirtioSlots {
+            vm: &vm,
+            mem: &mem,
+            mmio: &mut mmio,
+            events: &mut events,
+            cmdline: &mut cmdline,
+            next: 0,
+        };
+        for (i, disk) in config.disks.iter().enumerate() {
+            let block = Block::open(&disk.path, disk.read_only, &format!("pyro-disk{i}")).map_err(
+                |source| Error::Disk {
+                    path: disk.path.clone(),
+                    source,
+                },
+            )?;
+            slots.attach(Arc::new(Mutex::new(block)))?;
         }
-
-        let cmdline = config.cmdline().render()?;
+        let cmdline = cmdline.render()?;
         let entry = boot::load(&mem, &config.kernel, &cmdline, mem_size)?;
+        mptable::write(&mem, config.vcpus)?;
 
         let supported = kvm
             .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
@@ -207,6 +235,18 @@ impl Vm {
                 .map_err(Error::Thread)?;
             threads.push(thread);
         }
+
+        let event_stop = stop.clone();
+        let event_thread = std::thread::Builder::new()
+            .name("vmm-events".into())
+            .spawn(move || {
+                while !event_stop.load(Ordering::Acquire) {
+                    // Errors are EINTR from vCPU kicks; just go round.
+                    let _ = events.run_with_timeout(EVENT_LOOP_TICK_MS);
+                }
+            })
+            .map_err(Error::Thread)?;
+        threads.push(event_thread);
 
         Ok(Vm {
             threads,
@@ -354,7 +394,7 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-/// Serial, i8042 and the guest-signal ports on the port I/O bus.
+/// Serial and i8042 on the port I/O bus.
 fn legacy_devices(
     vm: &VmFd,
     config: &VmConfig,
@@ -389,12 +429,6 @@ fn legacy_devices(
         I8042::BASE.into(),
         I8042::LEN.into(),
         Arc::new(Mutex::new(I8042::new(signals.clone()))),
-    )
-    .map_err(overlap)?;
-    pio.insert(
-        SignalPorts::BASE.into(),
-        SignalPorts::LEN.into(),
-        Arc::new(Mutex::new(SignalPorts::new(signals.clone()))),
     )
     .map_err(overlap)?;
     Ok((pio, console))

@@ -7,12 +7,12 @@ use std::os::unix::fs::FileExt;
 /// Sends one event; failures are logged, never fatal (the VMM has timeouts).
 pub fn send(event: u8, value: u64) {
     let msg = marker::encode(event, value);
-    match std::fs::OpenOptions::new().write(true).open("/dev/port") {
+    match std::fs::OpenOptions::new().write(true).open("/dev/mem") {
         Ok(port) => {
-            if let Err(e) = port.write_at(&msg, u64::from(marker::BASE)) {
-                log(&format!("marker {event}: write /dev/port: {e}"));
+            if let Err(e) = port.write_at(&msg, marker::ADDR) {
+                log(&format!("marker {event}: write /dev/mem: {e}"));
             }
         }
-        Err(e) => log(&format!("marker {event}: open /dev/port: {e}")),
+        Err(e) => log(&format!("marker {event}: open /dev/mem: {e}")),
     }
 }
