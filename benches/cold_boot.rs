@@ -1,1 +1,52 @@
-fn main() {}
+//! `cold_boot`: VMM start to the guest's init marker, default environment,
+//! 1 vCPU, 128 MiB. Also prints the guest's own clock at init (median).
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use pyro::images::{Images, Paths, StderrProgress};
+use pyro::vmm::{Disk, Vm, VmConfig};
+use std::time::Duration;
+
+fn cold_boot(c: &mut Criterion) {
+    let images = Images::new(Paths::from_env());
+    let progress = StderrProgress::new();
+    let kernel = images.kernel(&progress).expect("kernel").path;
+    let rootfs = images
+        .environment(pyro::images::DEFAULT_ENV, &progress)
+        .expect("environment")
+        .rootfs;
+    let mut config = VmConfig::new(kernel);
+    config.disks.push(Disk {
+        path: rootfs,
+        read_only: true,
+    });
+
+    let mut guest_ms = Vec::new();
+    let mut group = c.benchmark_group("boot");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(1))
+        .measurement_time(Duration::from_secs(40));
+    group.bench_function("cold_boot", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let mut vm = Vm::start(&config).expect("start");
+                let times = vm.wait_for_init(Duration::from_secs(120)).expect("init");
+                total += Duration::from_secs_f64(times.to_init_ms / 1000.0);
+                guest_ms.push(times.guest_init_ms);
+            }
+            total
+        })
+    });
+    group.finish();
+    guest_ms.sort_by(f64::total_cmp);
+    if let Some(median) = guest_ms.get(guest_ms.len() / 2) {
+        eprintln!(
+            "cold_boot: guest clock at init, median of {}: {median:.0} ms",
+            guest_ms.len()
+        );
+    }
+}
+
+criterion_group!(benches, cold_boot);
+criterion_main!(benches);

@@ -120,3 +120,10 @@ mod tests {
         }
     }
 }
+
+/// Opens /dev/kvm and returns KVM_GET_API_VERSION: the cheapest proof that
+/// this process can create VMs.
+pub fn kvm_api_version() -> Result<i32, crate::Error> {
+    let kvm = kvm_ioctls::Kvm::new().map_err(crate::Error::KvmOpen)?;
+    Ok(kvm.get_api_version())
+}

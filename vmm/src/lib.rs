@@ -24,6 +24,6 @@ mod virtio;
 mod vm;
 
 pub use error::{Error, GuestFailure};
-pub use host::HostKind;
+pub use host::{kvm_api_version, HostKind};
 pub use kernel_cmdline::KernelCmdline;
 pub use vm::{BootTimes, Disk, Vm, VmConfig, VmExit};

@@ -1,1 +1,54 @@
-//! placeholder
+//! `pyro-workspace`: the pyro SDK.
+//!
+//! Owns what users do with pyro, independent of how they ask: the
+//! environment catalog and cache (on top of `pyro-images`), booting VMs
+//! (on top of `pyro-vmm`), host checks (`doctor`), and, as they land,
+//! one-shot runs and persistent workspaces. The CLI and the MCP server are
+//! thin front ends over [`Pyro`]; every call returns a typed result that
+//! serializes to the JSON they print.
+
+mod boot;
+mod doctor;
+mod environments;
+mod error;
+
+pub use boot::{BootCheck, BootOptions};
+pub use doctor::{DoctorReport, KvmStatus};
+pub use environments::{EnvDetail, EnvSummary, PruneReport};
+pub use error::Error;
+pub use pyro_images::{NoProgress, Progress, StderrProgress, DEFAULT_ENV};
+pub use pyro_vmm::{HostKind, VmExit};
+
+use pyro_images::{Images, Paths};
+
+/// The entry point of the SDK.
+#[derive(Debug, Clone)]
+pub struct Pyro {
+    images: Images,
+}
+
+impl Pyro {
+    /// Uses `PYRO_HOME`, or the XDG cache and data directories.
+    pub fn from_env() -> Self {
+        Self::with_paths(Paths::from_env())
+    }
+
+    /// Keeps everything under `home` (`home/cache`, `home/data`).
+    pub fn with_home(home: impl AsRef<std::path::Path>) -> Self {
+        Self::with_paths(Paths::with_home(home))
+    }
+
+    pub fn with_paths(paths: Paths) -> Self {
+        Self {
+            images: Images::new(paths),
+        }
+    }
+
+    pub fn paths(&self) -> &Paths {
+        self.images.paths()
+    }
+
+    pub(crate) fn images(&self) -> &Images {
+        &self.images
+    }
+}
