@@ -42,6 +42,9 @@ const MSR_CSTAR: u32 = 0xc000_0083;
 const MSR_SYSCALL_MASK: u32 = 0xc000_0084;
 const MSR_KERNEL_GS_BASE: u32 = 0xc000_0102;
 const MISC_ENABLE_FAST_STRING: u64 = 1;
+const MSR_MTRR_DEF_TYPE: u32 = 0x2ff;
+const MTRR_ENABLE: u64 = 1 << 11;
+const MTRR_TYPE_WB: u64 = 6;
 
 pub fn set_msrs(vcpu: &VcpuFd) -> Result<(), Error> {
     let entries: Vec<kvm_msr_entry> = [
@@ -55,6 +58,7 @@ pub fn set_msrs(vcpu: &VcpuFd) -> Result<(), Error> {
         (MSR_LSTAR, 0),
         (MSR_IA32_TSC, 0),
         (MSR_IA32_MISC_ENABLE, MISC_ENABLE_FAST_STRING),
+        (MSR_MTRR_DEF_TYPE, MTRR_ENABLE | MTRR_TYPE_WB),
     ]
     .iter()
     .map(|&(index, data)| kvm_msr_entry {

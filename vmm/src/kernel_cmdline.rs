@@ -18,7 +18,6 @@ const PVM_QUIRKS: &[&str] = &[
     "pvm_native",
     "noreplace-smp",
     "rodata=off",
-    "percpu_alloc=page",
     // Passed to PID 1 as environment and inherited by every process: the
     // guest kernel (noxsave) saves only x87/SSE state on context switch,
     // so glibc must not pick AVX code paths.
