@@ -75,6 +75,13 @@ impl HostKind {
     }
 }
 
+/// Opens /dev/kvm and returns KVM_GET_API_VERSION: the cheapest proof that
+/// this process can create VMs.
+pub fn kvm_api_version() -> Result<i32, crate::Error> {
+    let kvm = kvm_ioctls::Kvm::new().map_err(crate::Error::KvmOpen)?;
+    Ok(kvm.get_api_version())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,11 +126,4 @@ mod tests {
             assert!(!k.needs_emulator_quirks());
         }
     }
-}
-
-/// Opens /dev/kvm and returns KVM_GET_API_VERSION: the cheapest proof that
-/// this process can create VMs.
-pub fn kvm_api_version() -> Result<i32, crate::Error> {
-    let kvm = kvm_ioctls::Kvm::new().map_err(crate::Error::KvmOpen)?;
-    Ok(kvm.get_api_version())
 }
