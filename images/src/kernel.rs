@@ -29,12 +29,10 @@ const FORMAT: u32 = 1;
 pub const CONFIG: &str = include_str!("../kernel/microvm.config");
 
 /// Patches applied with `patch -p1`, in order (`images/kernel/*.patch`).
-pub const PATCHES: &[(&str, &[u8])] = &[
-    (
-        "pvm-native-guest.patch",
-        include_bytes!("../kernel/pvm-native-guest.patch"),
-    ),
-];
+pub const PATCHES: &[(&str, &[u8])] = &[(
+    "pvm-native-guest.patch",
+    include_bytes!("../kernel/pvm-native-guest.patch"),
+)];
 
 const STEP: &str = "kernel";
 

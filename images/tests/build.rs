@@ -63,10 +63,7 @@ fn builds_kernel_and_base_environment() {
         kernel.manifest.config_mismatches
     );
     let config = std::fs::read_to_string(kernel.config_path()).unwrap();
-    for want in [
-        "CONFIG_DEVMEM=y",
-        "CONFIG_LOCALVERSION=\"-pyro\"",
-    ] {
+    for want in ["CONFIG_DEVMEM=y", "CONFIG_LOCALVERSION=\"-pyro\""] {
         assert!(config.lines().any(|l| l == want), "{want}");
     }
     assert!(config.contains("# CONFIG_SMP is not set"));
