@@ -40,6 +40,9 @@ struct DoctorArgs {
     /// vCPUs for the boot.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=32))]
     vcpus: u8,
+    /// Copy the guest console to stderr during the boot.
+    #[arg(long)]
+    console: bool,
     /// Print one JSON document.
     #[arg(long)]
     json: bool,
@@ -142,6 +145,7 @@ fn doctor(pyro: &Pyro, args: &DoctorArgs) -> i32 {
         mem_mib: args.mem_mib,
         vcpus: args.vcpus,
         init_timeout: Duration::from_secs(120),
+        echo_console: args.console,
         ..BootOptions::default()
     };
     let report = pyro.doctor(args.boot.then_some(&opts), &StderrProgress::new());

@@ -19,6 +19,8 @@ pub struct BootOptions {
     pub exit_timeout: Duration,
     /// Where the guest console goes (default: `<data>/logs/boot-check.log`).
     pub console_log: Option<PathBuf>,
+    /// Also copy the guest console to stderr.
+    pub echo_console: bool,
 }
 
 impl Default for BootOptions {
@@ -30,6 +32,7 @@ impl Default for BootOptions {
             init_timeout: Duration::from_secs(60),
             exit_timeout: Duration::from_secs(30),
             console_log: None,
+            echo_console: false,
         }
     }
 }
@@ -82,6 +85,7 @@ impl Pyro {
         });
         config.cmdline_extra.push("pyro.mode=poweroff".into());
         config.serial_log = Some(console_log.clone());
+        config.serial_echo = opts.echo_console;
 
         let started = Instant::now();
         let mut vm = Vm::start(&config)?;
