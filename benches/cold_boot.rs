@@ -25,7 +25,7 @@ fn cold_boot(c: &mut Criterion) {
     group
         .sample_size(10)
         .warm_up_time(Duration::from_millis(1))
-        .measurement_time(Duration::from_secs(40));
+        .measurement_time(Duration::from_secs(100));
     group.bench_function("cold_boot", |b| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;

@@ -149,3 +149,34 @@ fn a_read_only_root_disk_is_never_written() {
     );
     assert_eq!(digest(&root), sum);
 }
+
+#[test]
+fn pvm_masks_follow_host_detection_and_emulation_failures_are_reported() {
+    // The same kernel boots unmasked on VMX/SVM. On a PVM host, booting it
+    // as if the host were VMX must stop at the first instruction the
+    // emulator lacks (xrstor, without `noxsave`), and say so precisely.
+    let host = pyro::vmm::HostKind::detect();
+    let mut config = VmConfig::new(common::kernel());
+    config.host = pyro::vmm::HostKind::Vmx;
+    config.disks.push(Disk {
+        path: common::rootfs("debian:12"),
+        read_only: true,
+    });
+    config.cmdline_extra.push("pyro.mode=poweroff".into());
+    assert!(!config.cmdline().render().unwrap().contains("pvm_native"));
+    let result = Vm::start(&config).and_then(|mut vm| vm.wait_for_init(Duration::from_secs(120)));
+    if host == pyro::vmm::HostKind::Pvm {
+        let err = result.expect_err("an unmasked kernel cannot boot on PVM");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("KVM internal error") && msg.contains("instruction bytes"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("at rip 0xffffffff8"),
+            "rip in the kernel: {msg}"
+        );
+    } else {
+        result.expect("no masks needed on VMX/SVM");
+    }
+}
