@@ -25,10 +25,26 @@ fn main() {
     let args = init::cmdline::read();
     match args.get(cmdline::MODE_KEY).unwrap_or(cmdline::MODE_SERVE) {
         cmdline::MODE_POWEROFF => init::power::power_off(0),
-        cmdline::MODE_SERVE => init::reaper::reap_forever(),
+        cmdline::MODE_SERVE => serve(),
         other => {
             init::log(&format!("unknown {}={other}; serving", cmdline::MODE_KEY));
-            init::reaper::reap_forever()
+            serve()
         }
     }
+}
+
+/// Starts the agent and reaps on the main thread.
+fn serve() -> ! {
+    match init::agent::listen() {
+        Ok(listener) => {
+            let spawned = std::thread::Builder::new()
+                .name("agent".into())
+                .spawn(move || init::agent::serve(listener));
+            if let Err(e) = spawned {
+                init::log(&format!("cannot start the agent thread: {e}"));
+            }
+        }
+        Err(e) => init::log(&format!("cannot listen on vsock: {e}")),
+    }
+    init::reaper::reap_forever()
 }

@@ -65,3 +65,191 @@ mod tests {
         assert_eq!(EVENT_OFFSET, 8);
     }
 }
+
+/// The guest agent's RPC protocol over vsock.
+///
+/// A connection carries frames; each frame is a JSON header followed by an
+/// optional run of raw bytes (file bodies, command output), so binary data
+/// is never inflated into JSON:
+///
+/// ```text
+/// u32 LE header length | header (JSON) | u32 LE data length | data
+/// ```
+///
+/// The host sends a [`rpc::Request`]; the agent answers with zero or more
+/// [`rpc::Event::Output`] frames (command output as produced, the bytes in
+/// the data part) and exactly one final frame ([`rpc::Event::Done`] or
+/// [`rpc::Event::Error`]). Requests on one connection are served in order;
+/// a host that wants several at once opens several connections.
+pub mod rpc {
+    use serde::{Deserialize, Serialize};
+    use std::io::{self, Read, Write};
+
+    /// The vsock port the agent listens on.
+    pub const AGENT_PORT: u32 = 10_000;
+    /// Largest JSON header accepted.
+    pub const MAX_HEADER: u32 = 1 << 20;
+    /// Largest data part of one frame.
+    pub const MAX_DATA: u32 = 1 << 20;
+
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+    #[serde(tag = "op", rename_all = "snake_case")]
+    pub enum Request {
+        /// Liveness and guest facts.
+        Ping,
+        /// Run a command to completion, streaming its output.
+        Exec(ExecRequest),
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+    pub struct ExecRequest {
+        /// Program and arguments (run directly, no shell).
+        pub argv: Vec<String>,
+        /// Working directory; default `/workspace` if it exists, else `/`.
+        pub cwd: Option<String>,
+        /// Extra environment, on top of a minimal default one.
+        pub env: Vec<(String, String)>,
+        /// Kill the whole process group after this long.
+        pub timeout_ms: Option<u64>,
+        /// Per-stream cap on captured bytes; output past it is drained and
+        /// counted but not sent (`truncated` in the result).
+        pub max_output_bytes: Option<u64>,
+    }
+
+    #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+    #[serde(rename_all = "snake_case")]
+    pub enum Stream {
+        Stdout,
+        Stderr,
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+    #[serde(tag = "event", rename_all = "snake_case")]
+    pub enum Event {
+        /// Output bytes (in the frame's data part).
+        Output { stream: Stream },
+        /// The request finished.
+        Done(Reply),
+        /// The request failed; nothing more comes for it.
+        Error { kind: String, message: String },
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+    #[serde(tag = "reply", rename_all = "snake_case")]
+    pub enum Reply {
+        Pong { uptime_ms: u64, hostname: String },
+        Exec(ExecResult),
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+    pub struct ExecResult {
+        /// Exit status if the command exited.
+        pub exit_code: Option<i32>,
+        /// Signal number if it was killed by one.
+        pub signal: Option<i32>,
+        pub timed_out: bool,
+        pub duration_ms: u64,
+        /// Bytes the command wrote to each stream, sent or not.
+        pub stdout_bytes: u64,
+        pub stderr_bytes: u64,
+        pub stdout_truncated: bool,
+        pub stderr_truncated: bool,
+    }
+
+    /// Writes one frame.
+    pub fn write_frame<T: Serialize>(
+        w: &mut impl Write,
+        header: &T,
+        data: &[u8],
+    ) -> io::Result<()> {
+        let json = serde_json::to_vec(header).map_err(io::Error::other)?;
+        let mut buf = Vec::with_capacity(8 + json.len() + data.len());
+        buf.extend_from_slice(&(json.len() as u32).to_le_bytes());
+        buf.extend_from_slice(&json);
+        buf.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        buf.extend_from_slice(data);
+        w.write_all(&buf)
+    }
+
+    /// Reads one frame; `Ok(None)` on a clean end of stream before a frame.
+    pub fn read_frame<T: for<'de> Deserialize<'de>>(
+        r: &mut impl Read,
+    ) -> io::Result<Option<(T, Vec<u8>)>> {
+        let mut len = [0u8; 4];
+        match r.read_exact(&mut len) {
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+            other => other?,
+        }
+        let header_len = u32::from_le_bytes(len);
+        if header_len > MAX_HEADER {
+            return Err(invalid(format!(
+                "frame header of {header_len} bytes exceeds {MAX_HEADER}"
+            )));
+        }
+        let mut json = vec![0u8; header_len as usize];
+        r.read_exact(&mut json)?;
+        r.read_exact(&mut len)?;
+        let data_len = u32::from_le_bytes(len);
+        if data_len > MAX_DATA {
+            return Err(invalid(format!(
+                "frame data of {data_len} bytes exceeds {MAX_DATA}"
+            )));
+        }
+        let mut data = vec![0u8; data_len as usize];
+        r.read_exact(&mut data)?;
+        let header =
+            serde_json::from_slice(&json).map_err(|e| invalid(format!("bad frame header: {e}")))?;
+        Ok(Some((header, data)))
+    }
+
+    fn invalid(msg: String) -> io::Error {
+        io::Error::new(io::ErrorKind::InvalidData, msg)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn frames_round_trip_with_binary_data() {
+            let mut buf = Vec::new();
+            let data: Vec<u8> = (0..=255).collect();
+            write_frame(
+                &mut buf,
+                &Event::Output {
+                    stream: Stream::Stderr,
+                },
+                &data,
+            )
+            .unwrap();
+            write_frame(&mut buf, &Request::Ping, &[]).unwrap();
+            let mut r = &buf[..];
+            let (e, d): (Event, Vec<u8>) = read_frame(&mut r).unwrap().unwrap();
+            assert_eq!(
+                (e, d),
+                (
+                    Event::Output {
+                        stream: Stream::Stderr
+                    },
+                    data
+                )
+            );
+            let (req, _): (Request, Vec<u8>) = read_frame(&mut r).unwrap().unwrap();
+            assert_eq!(req, Request::Ping);
+            assert!(read_frame::<Request>(&mut r).unwrap().is_none());
+        }
+
+        #[test]
+        fn oversized_and_malformed_frames_are_errors() {
+            let mut r = &(MAX_HEADER + 1).to_le_bytes()[..];
+            assert!(read_frame::<Request>(&mut r).is_err());
+            let mut buf = Vec::new();
+            buf.extend_from_slice(&3u32.to_le_bytes());
+            buf.extend_from_slice(b"{x}");
+            buf.extend_from_slice(&0u32.to_le_bytes());
+            assert!(read_frame::<Request>(&mut &buf[..]).is_err());
+            let truncated = &buf[..5];
+            assert!(read_frame::<Request>(&mut &truncated[..]).is_err());
+        }
+    }
+}

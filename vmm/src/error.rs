@@ -33,6 +33,12 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    #[error("vsock socket {path}: {source}")]
+    Vsock {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("serial log {path}: {source}")]
     SerialLog {
         path: PathBuf,

@@ -26,4 +26,4 @@ mod vm;
 pub use error::{Error, GuestFailure};
 pub use host::{kvm_api_version, HostKind};
 pub use kernel_cmdline::KernelCmdline;
-pub use vm::{BootTimes, Disk, Vm, VmConfig, VmExit};
+pub use vm::{BootTimes, Disk, Vm, VmConfig, VmExit, VsockConfig};

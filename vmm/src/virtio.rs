@@ -28,7 +28,21 @@ pub struct VirtioSlots<'a> {
 }
 
 impl VirtioSlots<'_> {
+    /// Attaches a device whose queue work runs on kicks alone.
     pub fn attach(&mut self, device: Arc<Mutex<dyn VirtioDevice>>) -> Result<(), Error> {
+        let notifier_device = device.clone();
+        self.attach_with(device, move |kicks| {
+            Box::new(QueueNotifier::new(notifier_device, kicks))
+        })
+    }
+
+    /// Attaches a device with its own event subscriber, built from the
+    /// queues' kick eventfds (e.g. vsock, which also polls host sockets).
+    pub fn attach_with(
+        &mut self,
+        device: Arc<Mutex<dyn VirtioDevice>>,
+        subscriber: impl FnOnce(Vec<EventFd>) -> Subscriber,
+    ) -> Result<(), Error> {
         let irq = VIRTIO_FIRST_IRQ + self.next;
         if irq > VIRTIO_LAST_IRQ {
             return Err(Error::Config(format!(
@@ -62,12 +76,11 @@ impl VirtioSlots<'_> {
                 .map_err(kvm("KVM_IOEVENTFD"))?;
             kicks.push(kick);
         }
-        let transport = MmioTransport::new(device.clone(), self.mem.clone(), Interrupt::new(irqfd));
+        let transport = MmioTransport::new(device, self.mem.clone(), Interrupt::new(irqfd));
         self.mmio
             .insert(base, VIRTIO_MMIO_SIZE, Arc::new(Mutex::new(transport)))
             .map_err(|e| Error::Config(e.to_string()))?;
-        self.events
-            .add_subscriber(Box::new(QueueNotifier::new(device, kicks)));
+        self.events.add_subscriber(subscriber(kicks));
         self.cmdline
             .push(format!("virtio_mmio.device=4K@{base:#x}:{irq}"));
         self.next += 1;

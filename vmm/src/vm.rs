@@ -18,6 +18,8 @@ use pyro_devices::i8042::I8042;
 use pyro_devices::serial::{ConsoleSink, ConsoleTail, Serial};
 use pyro_devices::signal::SignalRegs;
 use pyro_devices::virtio::block::Block;
+use pyro_devices::virtio::vsock::handler::VsockHandler;
+use pyro_devices::virtio::vsock::Vsock;
 use pyro_devices::{Bus, GuestSignals, StopReason};
 use pyro_guest_init::proto::cmdline::INIT_PATH;
 use serde::Serialize;
@@ -40,6 +42,16 @@ pub struct Disk {
     pub read_only: bool,
 }
 
+/// The guest's vsock device and its host side.
+#[derive(Debug, Clone)]
+pub struct VsockConfig {
+    /// The guest's context id (3 or more).
+    pub cid: u64,
+    /// Host clients connect here (`CONNECT <port>\n`); guest connections
+    /// to host port P go to `<uds>_P`.
+    pub uds: PathBuf,
+}
+
 /// Everything needed to start a VM.
 #[derive(Debug, Clone)]
 pub struct VmConfig {
@@ -50,6 +62,8 @@ pub struct VmConfig {
     /// `disks[0]` is mounted as `/` (read-only when the disk is) and its
     /// `/opt/pyro/bin/pyro-init` runs as PID 1.
     pub disks: Vec<Disk>,
+    /// A vsock device, if the guest should have one.
+    pub vsock: Option<VsockConfig>,
     /// Appended to the kernel command line.
     pub cmdline_extra: Vec<String>,
     /// Serial console log file (created or truncated).
@@ -69,6 +83,7 @@ impl VmConfig {
             mem_mib: Self::DEFAULT_MEM_MIB,
             vcpus: 1,
             disks: Vec::new(),
+            vsock: None,
             cmdline_extra: Vec::new(),
             serial_log: None,
             serial_echo: false,
@@ -195,6 +210,23 @@ impl Vm {
                 },
             )?;
             slots.attach(Arc::new(Mutex::new(block)))?;
+        }
+        if let Some(vsock) = &config.vsock {
+            if vsock.cid < 3 {
+                return Err(Error::Config(format!(
+                    "vsock cid must be 3 or more, got {}",
+                    vsock.cid
+                )));
+            }
+            let device = Vsock::new(vsock.cid, &vsock.uds).map_err(|source| Error::Vsock {
+                path: vsock.uds.clone(),
+                source,
+            })?;
+            let device = Arc::new(Mutex::new(device));
+            let handler_device = device.clone();
+            slots.attach_with(device, move |kicks| {
+                Box::new(VsockHandler::new(handler_device, kicks))
+            })?;
         }
         let cmdline = cmdline.render()?;
         let entry = boot::load(&mem, &config.kernel, &cmdline, mem_size)?;

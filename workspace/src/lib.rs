@@ -11,11 +11,14 @@ mod boot;
 mod doctor;
 mod environments;
 mod error;
+mod guest;
 
 pub use boot::{BootCheck, BootOptions};
 pub use doctor::{DoctorReport, KvmStatus};
 pub use environments::{EnvDetail, EnvSummary, PruneReport};
 pub use error::Error;
+pub use guest::{GuestClient, GuestError};
+pub use pyro_guest_init::proto::rpc::{ExecRequest, ExecResult, Stream};
 pub use pyro_images::{NoProgress, Progress, StderrProgress, DEFAULT_ENV};
 pub use pyro_vmm::{HostKind, VmExit};
 

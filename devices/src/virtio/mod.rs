@@ -9,6 +9,7 @@
 pub mod block;
 pub mod mmio;
 pub mod notifier;
+pub mod vsock;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;

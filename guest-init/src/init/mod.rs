@@ -1,7 +1,9 @@
 //! The PID 1 duties, one module each.
 
+pub mod agent;
 pub mod clock;
 pub mod cmdline;
+pub mod exec;
 pub mod marker;
 pub mod mounts;
 pub mod power;

@@ -1,16 +1,74 @@
-//! PID 1 inherits every orphan and must reap it.
+//! PID 1 inherits every orphan and must reap it; the agent's own children
+//! must get their exit status. One thread reaps everything with
+//! `wait` (any child) and hands statuses of registered children to whoever
+//! spawned them, so the two never race for a status.
 
 use rustix::io::Errno;
-use rustix::process::{waitpid, WaitOptions};
-use std::time::Duration;
+use rustix::process::{wait, WaitOptions, WaitStatus};
+use std::collections::HashMap;
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 
-/// Waits for children forever. With no children at all `waitpid` returns
-/// ECHILD at once, so then it naps instead of spinning.
+#[derive(Default)]
+struct Registry {
+    waiting: HashMap<i32, Sender<WaitStatus>>,
+}
+
+struct Shared {
+    registry: Mutex<Registry>,
+    /// Signalled when a child is spawned, to wake a reaper with none.
+    spawned: Condvar,
+}
+
+fn shared() -> &'static Arc<Shared> {
+    static SHARED: OnceLock<Arc<Shared>> = OnceLock::new();
+    SHARED.get_or_init(|| {
+        Arc::new(Shared {
+            registry: Mutex::default(),
+            spawned: Condvar::new(),
+        })
+    })
+}
+
+/// Spawns a child through `spawn` and returns it with a receiver for its
+/// exit status. The registry lock is held across the spawn, so the reaper
+/// cannot reap the child before it is registered.
+pub fn spawn<T>(
+    spawn: impl FnOnce() -> std::io::Result<T>,
+    pid_of: impl Fn(&T) -> u32,
+) -> std::io::Result<(T, Receiver<WaitStatus>)> {
+    let shared = shared();
+    let mut registry = shared.registry.lock().unwrap_or_else(|p| p.into_inner());
+    let child = spawn()?;
+    let (tx, rx) = channel();
+    registry.waiting.insert(pid_of(&child) as i32, tx);
+    drop(registry);
+    shared.spawned.notify_all();
+    Ok((child, rx))
+}
+
+/// Reaps forever (run on its own thread, or as PID 1's main loop).
 pub fn reap_forever() -> ! {
+    let shared = shared();
     loop {
-        match waitpid(None, WaitOptions::empty()) {
-            Ok(_) | Err(Errno::INTR) => {}
-            Err(_) => std::thread::sleep(Duration::from_secs(1)),
+        // `wait`, not `waitpid(None)`: the latter is pid 0, children in our
+        // own process group only, and commands run in groups of their own.
+        match wait(WaitOptions::empty()) {
+            Ok(Some((pid, status))) => {
+                let mut registry = shared.registry.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(tx) = registry.waiting.remove(&pid.as_raw_nonzero().get()) {
+                    let _ = tx.send(status);
+                }
+            }
+            Ok(None) | Err(Errno::INTR) => {}
+            Err(_) => {
+                // No children: sleep until one is spawned (or a second
+                // passes, for orphans that arrive by re-parenting).
+                let registry = shared.registry.lock().unwrap_or_else(|p| p.into_inner());
+                let _ = shared
+                    .spawned
+                    .wait_timeout(registry, std::time::Duration::from_secs(1));
+            }
         }
     }
 }

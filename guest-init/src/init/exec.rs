@@ -1,0 +1,152 @@
+//! `exec`: run a command, stream its output as produced, enforce a timeout
+//! on its whole process group, report how it ended.
+
+use super::reaper;
+use pyro_guest_init::proto::rpc::{self, Event, ExecRequest, ExecResult, Stream};
+use std::io::{Read, Write};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::sync::mpsc::{channel, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+pub struct ExecError {
+    pub kind: &'static str,
+    pub message: String,
+}
+
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+const CHUNK: usize = 64 * 1024;
+
+pub fn run(req: &ExecRequest, out: &mut impl Write) -> Result<ExecResult, ExecError> {
+    let Some(program) = req.argv.first() else {
+        return Err(ExecError {
+            kind: "invalid_argument",
+            message: "argv is empty".into(),
+        });
+    };
+    let cwd = req.cwd.clone().unwrap_or_else(|| {
+        if std::path::Path::new("/workspace").is_dir() {
+            "/workspace".into()
+        } else {
+            "/".into()
+        }
+    });
+    let mut cmd = Command::new(program);
+    cmd.args(&req.argv[1..])
+        .current_dir(&cwd)
+        .env_clear()
+        .env("PATH", DEFAULT_PATH)
+        .env("HOME", "/root")
+        .env("LANG", "C.UTF-8")
+        .envs(std::env::vars().filter(|(k, _)| k == "GLIBC_TUNABLES"))
+        .envs(req.env.iter().cloned())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let started = Instant::now();
+    let (mut child, exited) = reaper::spawn(|| cmd.spawn(), |c| c.id()).map_err(|e| ExecError {
+        kind: if e.kind() == std::io::ErrorKind::NotFound {
+            "not_found"
+        } else {
+            "spawn_failed"
+        },
+        message: format!("{program}: {e} (cwd {cwd})"),
+    })?;
+    let pgid = child.id() as i32;
+
+    // Both pipes feed one channel so output goes out in the order produced.
+    let (tx, rx) = channel::<(Stream, Vec<u8>)>();
+    let mut readers = Vec::new();
+    for (stream, pipe) in [
+        (
+            Stream::Stdout,
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        ),
+        (
+            Stream::Stderr,
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        ),
+    ] {
+        let Some(mut pipe) = pipe else { continue };
+        let tx = tx.clone();
+        readers.push(std::thread::spawn(move || {
+            let mut buf = vec![0u8; CHUNK];
+            loop {
+                match pipe.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if tx.send((stream, buf[..n].to_vec())).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    drop(tx);
+
+    let deadline = req.timeout_ms.map(|ms| started + Duration::from_millis(ms));
+    let cap = req.max_output_bytes.unwrap_or(u64::MAX);
+    let mut result = ExecResult::default();
+    let mut host_gone = false;
+    loop {
+        let wait = deadline.map_or(Duration::from_secs(3600), |d| {
+            d.saturating_duration_since(Instant::now())
+        });
+        match rx.recv_timeout(wait) {
+            Ok((stream, bytes)) => {
+                let (count, truncated) = match stream {
+                    Stream::Stdout => (&mut result.stdout_bytes, &mut result.stdout_truncated),
+                    Stream::Stderr => (&mut result.stderr_bytes, &mut result.stderr_truncated),
+                };
+                let room = cap.saturating_sub(*count) as usize;
+                *count += bytes.len() as u64;
+                let send = &bytes[..bytes.len().min(room)];
+                *truncated |= send.len() < bytes.len();
+                if !send.is_empty() && !host_gone {
+                    // The host went away: keep draining so the command is
+                    // not blocked on a full pipe, then kill it below.
+                    host_gone = rpc::write_frame(out, &Event::Output { stream }, send)
+                        .and_then(|_| out.flush())
+                        .is_err();
+                    if host_gone {
+                        kill_group(pgid);
+                    }
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                if deadline.is_some_and(|d| Instant::now() >= d) && !result.timed_out {
+                    result.timed_out = true;
+                    kill_group(pgid);
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    for r in readers {
+        let _ = r.join();
+    }
+    let status = exited.recv().map_err(|_| ExecError {
+        kind: "internal",
+        message: "lost the exit status".into(),
+    })?;
+    result.exit_code = status.exit_status();
+    result.signal = status.terminating_signal();
+    result.duration_ms = started.elapsed().as_millis() as u64;
+    // Children that outlived the command (daemons it forked) go with it.
+    kill_group(pgid);
+    Ok(result)
+}
+
+fn kill_group(pgid: i32) {
+    if let Some(pid) = rustix::process::Pid::from_raw(pgid) {
+        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+    }
+}
