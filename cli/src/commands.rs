@@ -2,7 +2,9 @@
 
 use crate::output;
 use clap::{Args, Parser, Subcommand};
-use pyro_workspace::{BootOptions, DoctorReport, EnvDetail, Error, Pyro, StderrProgress};
+use pyro_workspace::{
+    BootOptions, DoctorReport, EnvDetail, Error, Pyro, RunOptions, StderrProgress, Stream,
+};
 use std::time::Duration;
 
 #[derive(Parser)]
@@ -24,6 +26,32 @@ enum Command {
     /// Build and inspect environments (root filesystems + guest kernel).
     #[command(subcommand)]
     Env(EnvCommand),
+    /// Run one command in a fresh VM: `pyro run [ENV] -- CMD ARGS...`.
+    /// The command runs directly (no shell; use `sh -c '...'` for one);
+    /// its output streams to ours and its exit code becomes ours.
+    Run(RunArgs),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Environment to boot (see `pyro env list`).
+    #[arg(default_value = pyro_workspace::DEFAULT_ENV)]
+    env: String,
+    /// vCPUs for the VM.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=32))]
+    vcpus: u8,
+    /// Guest memory in MiB.
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(64..=65536))]
+    mem_mib: u32,
+    /// Kill the command (its whole process group) after this many seconds.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86400))]
+    timeout_seconds: u64,
+    /// Print one JSON document instead of streaming the output.
+    #[arg(long)]
+    json: bool,
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    command: Vec<String>,
 }
 
 #[derive(Args)]
@@ -83,6 +111,7 @@ impl Cli {
             Command::Doctor(a) => a.json,
             Command::Env(EnvCommand::List(a) | EnvCommand::Prune(a)) => a.json,
             Command::Env(EnvCommand::Pull(a) | EnvCommand::Inspect(a)) => a.json,
+            Command::Run(a) => a.json,
         }
     }
 }
@@ -92,6 +121,7 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
     let pyro = Pyro::from_env();
     match cli.command {
         Command::Doctor(args) => Ok(doctor(&pyro, &args)),
+        Command::Run(args) => run_command(&pyro, &args),
         Command::Env(EnvCommand::List(a)) => {
             let list = pyro.env_list();
             if a.json {
@@ -137,6 +167,43 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
             Ok(0)
         }
     }
+}
+
+fn run_command(pyro: &Pyro, args: &RunArgs) -> Result<i32, Error> {
+    use std::io::Write;
+    let opts = RunOptions {
+        environment: args.env.clone(),
+        vcpus: args.vcpus,
+        mem_mib: args.mem_mib,
+        timeout: Duration::from_secs(args.timeout_seconds),
+        ..RunOptions::default()
+    };
+    let stream = !args.json;
+    let result = pyro.run(&opts, &args.command, &StderrProgress::new(), |s, bytes| {
+        if stream {
+            let _ = match s {
+                Stream::Stdout => std::io::stdout()
+                    .write_all(bytes)
+                    .and_then(|_| std::io::stdout().flush()),
+                Stream::Stderr => std::io::stderr().write_all(bytes),
+            };
+        }
+    })?;
+    if args.json {
+        output::json(&result);
+    }
+    let t = &result.timings;
+    let how = match (result.timed_out, result.exit_code, result.signal) {
+        (true, _, _) => "timed_out=true".to_string(),
+        (_, Some(code), _) => format!("exit_code={code}"),
+        (_, None, Some(sig)) => format!("signal={sig}"),
+        _ => "exit_code=unknown".to_string(),
+    };
+    eprintln!(
+        "[run] environment={} {how} duration_ms={} boot_ms={} agent_ms={} total_ms={}",
+        result.environment, result.duration_ms, t.boot_ms, t.agent_ms, t.total_ms
+    );
+    Ok(result.shell_exit_code())
 }
 
 fn doctor(pyro: &Pyro, args: &DoctorArgs) -> i32 {

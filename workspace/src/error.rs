@@ -8,6 +8,8 @@ pub enum Error {
     Vm(#[from] pyro_vmm::Error),
     #[error("{0}")]
     Io(String),
+    #[error("{0}")]
+    Guest(String),
 }
 
 impl Error {
@@ -22,6 +24,7 @@ impl Error {
             Error::Vm(pyro_vmm::Error::Timeout { .. }) => "timeout",
             Error::Vm(_) => "vm",
             Error::Io(_) => "io",
+            Error::Guest(_) => "guest",
         }
     }
 }

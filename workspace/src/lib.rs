@@ -12,6 +12,7 @@ mod doctor;
 mod environments;
 mod error;
 mod guest;
+mod run;
 
 pub use boot::{BootCheck, BootOptions};
 pub use doctor::{DoctorReport, KvmStatus};
@@ -21,6 +22,7 @@ pub use guest::{GuestClient, GuestError};
 pub use pyro_guest_init::proto::rpc::{ExecRequest, ExecResult, Stream};
 pub use pyro_images::{NoProgress, Progress, StderrProgress, DEFAULT_ENV};
 pub use pyro_vmm::{HostKind, VmExit};
+pub use run::{RunOptions, RunResult, RunTimings};
 
 use pyro_images::{Images, Paths};
 

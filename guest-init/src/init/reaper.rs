@@ -64,10 +64,14 @@ pub fn reap_forever() -> ! {
             Err(_) => {
                 // No children: sleep until one is spawned (or a second
                 // passes, for orphans that arrive by re-parenting).
+                // A child registered since `wait` said ECHILD: go round at
+                // once (checked under the lock spawn() holds, so no race).
                 let registry = shared.registry.lock().unwrap_or_else(|p| p.into_inner());
-                let _ = shared
-                    .spawned
-                    .wait_timeout(registry, std::time::Duration::from_secs(1));
+                if registry.waiting.is_empty() {
+                    let _ = shared
+                        .spawned
+                        .wait_timeout(registry, std::time::Duration::from_secs(1));
+                }
             }
         }
     }

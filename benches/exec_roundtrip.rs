@@ -1,0 +1,56 @@
+//! `exec_roundtrip`: run `true` in an already booted VM, over one agent
+//! connection (vsock + fork/exec + wait + reply).
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use pyro::images::{Images, Paths, StderrProgress};
+use pyro::vmm::{Disk, Vm, VmConfig, VsockConfig};
+use pyro::workspace::{ExecRequest, GuestClient};
+use std::time::Duration;
+
+fn exec_roundtrip(c: &mut Criterion) {
+    let images = Images::new(Paths::from_env());
+    let progress = StderrProgress::new();
+    let kernel = images.kernel(&progress).expect("kernel").path;
+    let rootfs = images
+        .environment(pyro::images::DEFAULT_ENV, &progress)
+        .expect("environment")
+        .rootfs;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let uds = dir.path().join("vsock.sock");
+    let mut config = VmConfig::new(kernel);
+    config.disks.push(Disk {
+        path: rootfs,
+        read_only: true,
+    });
+    config.vsock = Some(VsockConfig {
+        cid: 3,
+        uds: uds.clone(),
+    });
+    let mut vm = Vm::start(&config).expect("start");
+    vm.wait_for_init(Duration::from_secs(120)).expect("init");
+    let mut client = GuestClient::wait_ready(&uds, Duration::from_secs(60)).expect("agent");
+    let run_true = |client: &mut GuestClient| {
+        let req = ExecRequest {
+            argv: vec!["true".into()],
+            ..Default::default()
+        };
+        let r = client.exec(req, |_, _| {}).expect("exec");
+        assert_eq!(r.exit_code, Some(0));
+    };
+    run_true(&mut client); // first run pays for a cold page cache
+
+    let mut group = c.benchmark_group("agent");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(1))
+        .measurement_time(Duration::from_secs(20));
+    group.bench_function("exec_roundtrip", |b| b.iter(|| run_true(&mut client)));
+    group.bench_function("ping_roundtrip", |b| {
+        b.iter(|| client.ping().expect("ping"))
+    });
+    group.finish();
+    drop(vm);
+}
+
+criterion_group!(benches, exec_roundtrip);
+criterion_main!(benches);

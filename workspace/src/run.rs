@@ -1,0 +1,230 @@
+//! One-shot runs: boot a fresh VM of an environment, run one command,
+//! tear everything down.
+
+use crate::guest::GuestClient;
+use crate::{Error, Progress, Pyro};
+use pyro_guest_init::proto::rpc::{ExecRequest, Stream};
+use pyro_vmm::{Disk, Vm, VmConfig, VsockConfig};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub environment: String,
+    pub vcpus: u8,
+    pub mem_mib: u32,
+    /// Bound on the command itself (its process group is killed after).
+    pub timeout: Duration,
+    /// Bound on boot + agent start.
+    pub boot_timeout: Duration,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            environment: pyro_images::DEFAULT_ENV.into(),
+            vcpus: 1,
+            mem_mib: VmConfig::DEFAULT_MEM_MIB,
+            timeout: Duration::from_secs(30),
+            boot_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// Where the time went.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RunTimings {
+    /// Finding the images and starting the VMM.
+    pub create_ms: u64,
+    /// VMM start -> guest init.
+    pub boot_ms: u64,
+    /// Guest init -> agent answering.
+    pub agent_ms: u64,
+    pub exec_ms: u64,
+    pub total_ms: u64,
+}
+
+/// The result of `Pyro::run`. Output is captured in full (and also handed
+/// to the caller's callback as it arrives).
+#[derive(Debug, Clone, Serialize)]
+pub struct RunResult {
+    pub environment: String,
+    pub command: Vec<String>,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub timed_out: bool,
+    #[serde(serialize_with = "lossy")]
+    pub stdout: Vec<u8>,
+    #[serde(serialize_with = "lossy")]
+    pub stderr: Vec<u8>,
+    pub duration_ms: u64,
+    pub timings: RunTimings,
+}
+
+fn lossy<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&String::from_utf8_lossy(bytes))
+}
+
+impl RunResult {
+    /// The exit code a shell would report: the command's own, 128 + signal
+    /// if it was killed, 124 on timeout.
+    pub fn shell_exit_code(&self) -> i32 {
+        if self.timed_out {
+            124
+        } else {
+            self.exit_code.or(self.signal.map(|s| 128 + s)).unwrap_or(1)
+        }
+    }
+}
+
+/// A VM's directory (sockets, console log), removed when dropped.
+struct VmDir(PathBuf);
+
+impl VmDir {
+    fn create(data: &Path) -> Result<VmDir, Error> {
+        let root = data.join("vms");
+        sweep_stale(&root);
+        let id = format!("run-{}-{}", std::process::id(), unique());
+        let dir = root.join(id);
+        std::fs::create_dir_all(&dir).map_err(|e| Error::Io(format!("{}: {e}", dir.display())))?;
+        std::fs::write(dir.join("pid"), std::process::id().to_string())
+            .map_err(|e| Error::Io(format!("{}: {e}", dir.display())))?;
+        Ok(VmDir(dir))
+    }
+}
+
+impl Drop for VmDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    (u64::from(nanos) << 16) | NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Removes run directories whose process is gone (a run killed by a
+/// signal cannot clean up after itself; the VM died with it).
+fn sweep_stale(root: &Path) {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let pid = std::fs::read_to_string(entry.path().join("pid"))
+            .ok()
+            .and_then(|p| p.trim().parse::<u32>().ok());
+        if let Some(pid) = pid {
+            if !Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+}
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis() as u64
+}
+
+impl Pyro {
+    /// Boots `opts.environment`, runs `argv` (no shell), streams its
+    /// output to `on_output`, and removes the VM and its files whatever
+    /// happens.
+    pub fn run(
+        &self,
+        opts: &RunOptions,
+        argv: &[String],
+        progress: &dyn Progress,
+        mut on_output: impl FnMut(Stream, &[u8]),
+    ) -> Result<RunResult, Error> {
+        if argv.is_empty() {
+            return Err(Error::Io("no command given: pass it after `--`".into()));
+        }
+        let started = Instant::now();
+        let kernel = self.images().kernel(progress)?;
+        let env = self.images().environment(&opts.environment, progress)?;
+        let dir = VmDir::create(&self.paths().data)?;
+        let uds = dir.0.join("vsock.sock");
+        let mut config = VmConfig::new(&kernel.path);
+        config.mem_mib = opts.mem_mib;
+        config.vcpus = opts.vcpus;
+        config.disks.push(Disk {
+            path: env.rootfs.clone(),
+            read_only: true,
+        });
+        config.vsock = Some(VsockConfig {
+            cid: 3,
+            uds: uds.clone(),
+        });
+        config.serial_log = Some(dir.0.join("console.log"));
+
+        let vm_start = Instant::now();
+        let mut vm = Vm::start(&config)?;
+        let create_ms = ms(vm_start.duration_since(started));
+        let boot = vm.wait_for_init(opts.boot_timeout)?;
+        let agent_start = Instant::now();
+        let mut client =
+            GuestClient::wait_ready(&uds, opts.boot_timeout).map_err(|e| guest_error(e, &vm))?;
+        let agent_ms = ms(agent_start.elapsed());
+
+        let exec_start = Instant::now();
+        let request = ExecRequest {
+            argv: argv.to_vec(),
+            timeout_ms: Some(ms(opts.timeout)),
+            ..Default::default()
+        };
+        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+        let result = client
+            .exec(request, |stream, bytes| {
+                match stream {
+                    Stream::Stdout => stdout.extend_from_slice(bytes),
+                    Stream::Stderr => stderr.extend_from_slice(bytes),
+                }
+                on_output(stream, bytes);
+            })
+            .map_err(|e| guest_error(e, &vm))?;
+        let exec_ms = ms(exec_start.elapsed());
+        drop(client);
+        vm.shutdown();
+        drop(vm);
+        drop(dir);
+        Ok(RunResult {
+            environment: env.name,
+            command: argv.to_vec(),
+            exit_code: result.exit_code,
+            signal: result.signal,
+            timed_out: result.timed_out,
+            stdout,
+            stderr,
+            duration_ms: result.duration_ms,
+            timings: RunTimings {
+                create_ms,
+                boot_ms: boot.to_init_ms as u64,
+                agent_ms,
+                exec_ms,
+                total_ms: ms(started.elapsed()),
+            },
+        })
+    }
+}
+
+/// A guest-side failure, with the console tail when the VM itself died.
+fn guest_error(e: crate::GuestError, vm: &Vm) -> Error {
+    let tail = vm.console_tail();
+    let tail: Vec<&String> = tail.iter().filter(|l| !l.trim().is_empty()).collect();
+    let start = tail.len().saturating_sub(10);
+    let mut msg = e.to_string();
+    if !tail.is_empty() {
+        msg.push_str("; last guest console lines:");
+        for l in &tail[start..] {
+            msg.push_str("\n  | ");
+            msg.push_str(l);
+        }
+    }
+    Error::Guest(msg)
+}
