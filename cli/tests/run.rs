@@ -1,0 +1,71 @@
+//! `pyro run` as a user types it: real guests, the real binary.
+
+use std::process::{Command, Output};
+
+fn pyro(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pyro")).args(args).output().expect("run pyro")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Run directories this process's children could have left behind.
+fn leftover_run_dirs(pids: &[u32]) -> Vec<String> {
+    let home = std::env::var("HOME").unwrap();
+    let root = std::env::var("PYRO_HOME")
+        .map(|h| format!("{h}/data/vms"))
+        .unwrap_or(format!("{home}/.local/share/pyro/vms"));
+    let Ok(entries) = std::fs::read_dir(root) else { return vec![] };
+    entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| pids.iter().any(|p| name.starts_with(&format!("run-{p}-"))))
+        .collect()
+}
+
+#[test]
+fn exit_code_and_separate_streams_reach_the_caller() {
+    let child = Command::new(env!("CARGO_BIN_EXE_pyro"))
+        .args(["run", "--", "sh", "-c", "echo out; echo err >&2; exit 7"])
+        .output()
+        .unwrap();
+    assert_eq!(child.status.code(), Some(7), "stderr: {}", text(&child.stderr));
+    assert_eq!(text(&child.stdout), "out\n");
+    let err = text(&child.stderr);
+    assert!(err.contains("err\n"), "{err}");
+    assert!(err.contains("[run] environment=debian:12 exit_code=7"), "{err}");
+}
+
+#[test]
+fn json_is_one_document_and_nothing_is_left_behind() {
+    let child = Command::new(env!("CARGO_BIN_EXE_pyro"))
+        .args(["run", "--json", "debian:12", "--", "git", "--version"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    assert_eq!(doc["exit_code"], 0);
+    assert!(doc["stdout"].as_str().unwrap().starts_with("git version"), "{doc}");
+    assert!(doc["timings"]["boot_ms"].as_u64().unwrap() > 0);
+    assert!(leftover_run_dirs(&[pid]).is_empty());
+}
+
+#[test]
+fn a_timeout_kills_the_command_and_says_so() {
+    let out = pyro(&["run", "--timeout-seconds", "2", "--", "sleep", "60"]);
+    assert_eq!(out.status.code(), Some(124), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("timed_out=true"));
+}
+
+#[test]
+fn usage_errors_exit_2_and_unknown_environments_say_what_exists() {
+    assert_eq!(pyro(&["run"]).status.code(), Some(2), "no command");
+    let out = pyro(&["run", "debian:9", "--", "true"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("valid names are debian:12-base, debian:12, debian:12-build"));
+}
