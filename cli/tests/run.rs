@@ -3,7 +3,10 @@
 use std::process::{Command, Output};
 
 fn pyro(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pyro")).args(args).output().expect("run pyro")
+    Command::new(env!("CARGO_BIN_EXE_pyro"))
+        .args(args)
+        .output()
+        .expect("run pyro")
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -16,7 +19,9 @@ fn leftover_run_dirs(pids: &[u32]) -> Vec<String> {
     let root = std::env::var("PYRO_HOME")
         .map(|h| format!("{h}/data/vms"))
         .unwrap_or(format!("{home}/.local/share/pyro/vms"));
-    let Ok(entries) = std::fs::read_dir(root) else { return vec![] };
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return vec![];
+    };
     entries
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
@@ -30,11 +35,19 @@ fn exit_code_and_separate_streams_reach_the_caller() {
         .args(["run", "--", "sh", "-c", "echo out; echo err >&2; exit 7"])
         .output()
         .unwrap();
-    assert_eq!(child.status.code(), Some(7), "stderr: {}", text(&child.stderr));
+    assert_eq!(
+        child.status.code(),
+        Some(7),
+        "stderr: {}",
+        text(&child.stderr)
+    );
     assert_eq!(text(&child.stdout), "out\n");
     let err = text(&child.stderr);
     assert!(err.contains("err\n"), "{err}");
-    assert!(err.contains("[run] environment=debian:12 exit_code=7"), "{err}");
+    assert!(
+        err.contains("[run] environment=debian:12 exit_code=7"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -50,7 +63,10 @@ fn json_is_one_document_and_nothing_is_left_behind() {
     assert_eq!(out.status.code(), Some(0));
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
     assert_eq!(doc["exit_code"], 0);
-    assert!(doc["stdout"].as_str().unwrap().starts_with("git version"), "{doc}");
+    assert!(
+        doc["stdout"].as_str().unwrap().starts_with("git version"),
+        "{doc}"
+    );
     assert!(doc["timings"]["boot_ms"].as_u64().unwrap() > 0);
     assert!(leftover_run_dirs(&[pid]).is_empty());
 }
@@ -67,5 +83,7 @@ fn usage_errors_exit_2_and_unknown_environments_say_what_exists() {
     assert_eq!(pyro(&["run"]).status.code(), Some(2), "no command");
     let out = pyro(&["run", "debian:9", "--", "true"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("valid names are debian:12-base, debian:12, debian:12-build"));
+    assert!(
+        text(&out.stderr).contains("valid names are debian:12-base, debian:12, debian:12-build")
+    );
 }

@@ -447,3 +447,6 @@ impl VirtioDevice for Vsock {
         self.active = Some(active);
     }
 }
+
+#[cfg(test)]
+mod tests;
