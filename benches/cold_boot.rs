@@ -1,24 +1,14 @@
 //! `cold_boot`: VMM start to the guest's init marker, default environment,
 //! 1 vCPU, 128 MiB. Also prints the guest's own clock at init (median).
 
+mod common;
+
 use criterion::{criterion_group, criterion_main, Criterion};
-use pyro::images::{Images, Paths, StderrProgress};
-use pyro::vmm::{Disk, Vm, VmConfig};
+use pyro::vmm::Vm;
 use std::time::Duration;
 
 fn cold_boot(c: &mut Criterion) {
-    let images = Images::new(Paths::from_env());
-    let progress = StderrProgress::new();
-    let kernel = images.kernel(&progress).expect("kernel").path;
-    let rootfs = images
-        .environment(pyro::images::DEFAULT_ENV, &progress)
-        .expect("environment")
-        .rootfs;
-    let mut config = VmConfig::new(kernel);
-    config.disks.push(Disk {
-        path: rootfs,
-        read_only: true,
-    });
+    let config = common::default_env_vm();
 
     let mut guest_ms = Vec::new();
     let mut group = c.benchmark_group("boot");

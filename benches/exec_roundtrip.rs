@@ -1,27 +1,17 @@
 //! `exec_roundtrip`: run `true` in an already booted VM, over one agent
 //! connection (vsock + fork/exec + wait + reply).
 
+mod common;
+
 use criterion::{criterion_group, criterion_main, Criterion};
-use pyro::images::{Images, Paths, StderrProgress};
-use pyro::vmm::{Disk, Vm, VmConfig, VsockConfig};
+use pyro::vmm::{Vm, VsockConfig};
 use pyro::workspace::{ExecRequest, GuestClient};
 use std::time::Duration;
 
 fn exec_roundtrip(c: &mut Criterion) {
-    let images = Images::new(Paths::from_env());
-    let progress = StderrProgress::new();
-    let kernel = images.kernel(&progress).expect("kernel").path;
-    let rootfs = images
-        .environment(pyro::images::DEFAULT_ENV, &progress)
-        .expect("environment")
-        .rootfs;
     let dir = tempfile::tempdir().expect("temp dir");
     let uds = dir.path().join("vsock.sock");
-    let mut config = VmConfig::new(kernel);
-    config.disks.push(Disk {
-        path: rootfs,
-        read_only: true,
-    });
+    let mut config = common::default_env_vm();
     config.vsock = Some(VsockConfig {
         cid: 3,
         uds: uds.clone(),

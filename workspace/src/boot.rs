@@ -2,7 +2,7 @@
 //! behind `pyro doctor --boot`, the boot tests and the `cold_boot` bench.
 
 use crate::{Error, Progress, Pyro};
-use pyro_vmm::{Disk, HostKind, Vm, VmConfig, VmExit};
+use pyro_vmm::{HostKind, Vm, VmConfig, VmExit};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -65,8 +65,6 @@ impl Pyro {
         opts: &BootOptions,
         progress: &dyn Progress,
     ) -> Result<BootCheck, Error> {
-        let kernel = self.images().kernel(progress)?;
-        let env = self.images().environment(&opts.environment, progress)?;
         let console_log = match &opts.console_log {
             Some(p) => p.clone(),
             None => {
@@ -76,13 +74,8 @@ impl Pyro {
                 dir.join("boot-check.log")
             }
         };
-        let mut config = VmConfig::new(&kernel.path);
-        config.mem_mib = opts.mem_mib;
-        config.vcpus = opts.vcpus;
-        config.disks.push(Disk {
-            path: env.rootfs.clone(),
-            read_only: true,
-        });
+        let (mut config, env) =
+            self.environment_vm(&opts.environment, opts.mem_mib, opts.vcpus, progress)?;
         config.cmdline_extra.push("pyro.mode=poweroff".into());
         config.serial_log = Some(console_log.clone());
         config.serial_echo = opts.echo_console;
@@ -101,7 +94,7 @@ impl Pyro {
             guest_init_ms: times.guest_init_ms,
             total_ms: started.elapsed().as_secs_f64() * 1000.0,
             exit,
-            kernel: kernel.path,
+            kernel: config.kernel.clone(),
             rootfs: env.rootfs,
             console_log,
         })

@@ -56,4 +56,25 @@ impl Pyro {
     pub(crate) fn images(&self) -> &Images {
         &self.images
     }
+
+    /// A VM booting `environment` from its read-only root image, building
+    /// the kernel and the image first if needed. Callers add devices.
+    pub(crate) fn environment_vm(
+        &self,
+        environment: &str,
+        mem_mib: u32,
+        vcpus: u8,
+        progress: &dyn Progress,
+    ) -> Result<(pyro_vmm::VmConfig, pyro_images::Environment), Error> {
+        let kernel = self.images.kernel(progress)?;
+        let env = self.images.environment(environment, progress)?;
+        let mut config = pyro_vmm::VmConfig::new(&kernel.path);
+        config.mem_mib = mem_mib;
+        config.vcpus = vcpus;
+        config.disks.push(pyro_vmm::Disk {
+            path: env.rootfs.clone(),
+            read_only: true,
+        });
+        Ok((config, env))
+    }
 }

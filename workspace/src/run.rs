@@ -4,7 +4,7 @@
 use crate::guest::GuestClient;
 use crate::{Error, Progress, Pyro};
 use pyro_guest_init::proto::rpc::{ExecRequest, Stream};
-use pyro_vmm::{Disk, Vm, VmConfig, VsockConfig};
+use pyro_vmm::{Vm, VmConfig, VsockConfig};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -146,17 +146,10 @@ impl Pyro {
             return Err(Error::Io("no command given: pass it after `--`".into()));
         }
         let started = Instant::now();
-        let kernel = self.images().kernel(progress)?;
-        let env = self.images().environment(&opts.environment, progress)?;
+        let (mut config, env) =
+            self.environment_vm(&opts.environment, opts.mem_mib, opts.vcpus, progress)?;
         let dir = VmDir::create(&self.paths().data)?;
         let uds = dir.0.join("vsock.sock");
-        let mut config = VmConfig::new(&kernel.path);
-        config.mem_mib = opts.mem_mib;
-        config.vcpus = opts.vcpus;
-        config.disks.push(Disk {
-            path: env.rootfs.clone(),
-            read_only: true,
-        });
         config.vsock = Some(VsockConfig {
             cid: 3,
             uds: uds.clone(),
