@@ -49,7 +49,10 @@ pub enum Error {
     Thread(#[source] std::io::Error),
     #[error("{0}")]
     Guest(GuestFailure),
-    #[error("timed out after {seconds:.1}s waiting for {what}{}", tail(console))]
+    #[error(
+        "timed out after {seconds:.1}s waiting for {what}{}",
+        console_tail_text(console)
+    )]
     Timeout {
         what: &'static str,
         seconds: f64,
@@ -123,11 +126,13 @@ impl fmt::Display for GuestFailure {
                 write!(f, "guest {how} before its init started")?
             }
         }
-        f.write_str(&tail(&self.console))
+        f.write_str(&console_tail_text(&self.console))
     }
 }
 
-fn tail(console: &[String]) -> String {
+/// The last non-empty console lines as text to append to an error
+/// message (`"; last guest console lines: ..."`).
+pub fn console_tail_text(console: &[String]) -> String {
     const SHOWN: usize = 15;
     let lines: Vec<&String> = console.iter().filter(|l| !l.trim().is_empty()).collect();
     if lines.is_empty() {

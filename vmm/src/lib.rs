@@ -23,7 +23,7 @@ mod vcpu;
 mod virtio;
 mod vm;
 
-pub use error::{Error, GuestFailure};
+pub use error::{console_tail_text, Error, GuestFailure};
 pub use host::{kvm_api_version, HostKind};
 pub use kernel_cmdline::KernelCmdline;
 pub use vm::{BootTimes, Disk, Vm, VmConfig, VmExit, VsockConfig};

@@ -82,9 +82,8 @@ pub fn run(mut ctx: VcpuContext) -> VcpuEnd {
             Ok(VcpuExit::Shutdown) => Step::TripleFault,
             Ok(VcpuExit::InternalError) => Step::InternalError,
             Ok(VcpuExit::FailEntry(reason, _cpu)) => Step::Fail(FailureKind::FailEntry { reason }),
-            Ok(VcpuExit::SystemEvent(kind, _)) => {
+            Ok(VcpuExit::SystemEvent(..)) => {
                 ctx.signals.request_stop(pyro_devices::StopReason::Reset);
-                let _ = kind;
                 Step::Continue
             }
             Ok(other) => Step::Fail(FailureKind::UnexpectedExit(format!("{other:?}"))),

@@ -208,16 +208,8 @@ impl Pyro {
 
 /// A guest-side failure, with the console tail when the VM itself died.
 fn guest_error(e: crate::GuestError, vm: &Vm) -> Error {
-    let tail = vm.console_tail();
-    let tail: Vec<&String> = tail.iter().filter(|l| !l.trim().is_empty()).collect();
-    let start = tail.len().saturating_sub(10);
-    let mut msg = e.to_string();
-    if !tail.is_empty() {
-        msg.push_str("; last guest console lines:");
-        for l in &tail[start..] {
-            msg.push_str("\n  | ");
-            msg.push_str(l);
-        }
-    }
-    Error::Guest(msg)
+    Error::Guest(format!(
+        "{e}{}",
+        pyro_vmm::console_tail_text(&vm.console_tail())
+    ))
 }

@@ -209,34 +209,20 @@ impl BusDevice for MmioTransport {
                     q.set_ready(v == 1);
                 }
             }
-            R_QUEUE_DESC_LOW | R_QUEUE_DESC_HIGH => {
+            R_QUEUE_DESC_LOW | R_QUEUE_DESC_HIGH | R_QUEUE_AVAIL_LOW | R_QUEUE_AVAIL_HIGH
+            | R_QUEUE_USED_LOW | R_QUEUE_USED_HIGH => {
+                // Each address is a low/high register pair, 4 bytes apart.
+                let (lo, hi) = if offset & 4 == 0 {
+                    (Some(v), None)
+                } else {
+                    (None, Some(v))
+                };
                 if let Some(q) = self.configurable_queue() {
-                    let (lo, hi) = if offset == R_QUEUE_DESC_LOW {
-                        (Some(v), None)
-                    } else {
-                        (None, Some(v))
-                    };
-                    q.set_desc_table_address(lo, hi);
-                }
-            }
-            R_QUEUE_AVAIL_LOW | R_QUEUE_AVAIL_HIGH => {
-                if let Some(q) = self.configurable_queue() {
-                    let (lo, hi) = if offset == R_QUEUE_AVAIL_LOW {
-                        (Some(v), None)
-                    } else {
-                        (None, Some(v))
-                    };
-                    q.set_avail_ring_address(lo, hi);
-                }
-            }
-            R_QUEUE_USED_LOW | R_QUEUE_USED_HIGH => {
-                if let Some(q) = self.configurable_queue() {
-                    let (lo, hi) = if offset == R_QUEUE_USED_LOW {
-                        (Some(v), None)
-                    } else {
-                        (None, Some(v))
-                    };
-                    q.set_used_ring_address(lo, hi);
+                    match offset & !4 {
+                        R_QUEUE_DESC_LOW => q.set_desc_table_address(lo, hi),
+                        R_QUEUE_AVAIL_LOW => q.set_avail_ring_address(lo, hi),
+                        _ => q.set_used_ring_address(lo, hi),
+                    }
                 }
             }
             R_INTERRUPT_ACK => self.interrupt.ack(v),
