@@ -4,9 +4,7 @@
 
 mod common;
 
-use pyro::vmm::{Disk, Vm, VmConfig, VsockConfig};
 use pyro::workspace::{ExecRequest, GuestClient, Stream};
-use std::time::Duration;
 
 fn argv(words: &[&str]) -> ExecRequest {
     ExecRequest {
@@ -33,20 +31,8 @@ fn run(
 #[test]
 fn agent_serves_exec_over_vsock_on_a_real_guest() {
     let dir = common::scratch();
-    let uds = dir.path().join("vsock.sock");
-    let mut config = VmConfig::new(common::kernel());
-    config.disks.push(Disk {
-        path: common::rootfs("debian:12"),
-        read_only: true,
-    });
-    config.vsock = Some(VsockConfig {
-        cid: 3,
-        uds: uds.clone(),
-    });
-    config.serial_log = Some(dir.path().join("console.log"));
-    let mut vm = Vm::start(&config).expect("start");
-    vm.wait_for_init(Duration::from_secs(120)).expect("init");
-    let mut client = GuestClient::wait_ready(&uds, Duration::from_secs(30)).expect("agent ready");
+    let (_vm, uds) = common::serving_vm("debian:12", dir.path());
+    let mut client = GuestClient::connect(&uds).expect("connect");
 
     let (uptime_ms, _host) = client.ping().expect("ping");
     assert!(uptime_ms > 0);

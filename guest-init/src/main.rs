@@ -25,16 +25,17 @@ fn main() {
     let args = init::cmdline::read();
     match args.get(cmdline::MODE_KEY).unwrap_or(cmdline::MODE_SERVE) {
         cmdline::MODE_POWEROFF => init::power::power_off(0),
-        cmdline::MODE_SERVE => serve(),
+        cmdline::MODE_SERVE => serve(&args),
         other => {
             init::log(&format!("unknown {}={other}; serving", cmdline::MODE_KEY));
-            serve()
+            serve(&args)
         }
     }
 }
 
-/// Starts the agent and reaps on the main thread.
-fn serve() -> ! {
+/// Sets up /workspace, starts the agent and reaps on the main thread.
+fn serve(args: &init::cmdline::Args) -> ! {
+    init::mounts::mount_workspace(args.get(cmdline::WORKSPACE_KEY));
     match init::agent::listen() {
         Ok(listener) => {
             let spawned = std::thread::Builder::new()

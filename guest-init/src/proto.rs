@@ -48,6 +48,9 @@ pub mod cmdline {
     pub const MODE_POWEROFF: &str = "poweroff";
     /// Stay up and serve (the default).
     pub const MODE_SERVE: &str = "serve";
+    /// `pyro.workspace=/dev/vdX`: the disk to mount (ext4) on /workspace.
+    /// Without it /workspace is a tmpfs (one-shot runs).
+    pub const WORKSPACE_KEY: &str = "pyro.workspace";
     /// Where guest-init is installed in every environment image.
     pub const INIT_PATH: &str = "/opt/pyro/bin/pyro-init";
 }
@@ -76,11 +79,25 @@ mod tests {
 /// u32 LE header length | header (JSON) | u32 LE data length | data
 /// ```
 ///
-/// The host sends a [`rpc::Request`]; the agent answers with zero or more
-/// [`rpc::Event::Output`] frames (command output as produced, the bytes in
-/// the data part) and exactly one final frame ([`rpc::Event::Done`] or
-/// [`rpc::Event::Error`]). Requests on one connection are served in order;
-/// a host that wants several at once opens several connections.
+/// The host sends a [`rpc::Request`]. Requests that carry a body
+/// ([`rpc::Request::Write`], [`rpc::Request::Upload`], an exec with
+/// `stdin`) are followed by [`rpc::Request::Data`] frames, the bytes in the
+/// data part, ended by one with an empty data part; the agent always reads
+/// the whole body before it answers, even when the request fails, so the
+/// connection stays in step. The agent answers with zero or more
+/// [`rpc::Event::Output`] frames (command output as produced) or
+/// [`rpc::Event::Data`] frames (file and archive bytes), then exactly one
+/// final frame ([`rpc::Event::Done`] or [`rpc::Event::Error`]).
+///
+/// Requests on one connection are served in order; a host that wants
+/// several at once opens several connections (a connection costs one vsock
+/// handshake, ~15 ms, which is cheaper than request ids and a
+/// multiplexer in a guest whose every syscall is emulated).
+///
+/// Paths in file and archive requests are confined to [`rpc::WORKSPACE`]:
+/// relative paths resolve under it, absolute paths must lie inside it, `..`
+/// components are refused, and the guest resolves every path with
+/// `openat2(RESOLVE_BENEATH)`, so a symlink cannot lead outside either.
 pub mod rpc {
     use serde::{Deserialize, Serialize};
     use std::io::{self, Read, Write};
@@ -99,7 +116,65 @@ pub mod rpc {
         Ping,
         /// Run a command to completion, streaming its output.
         Exec(ExecRequest),
+        /// Facts about one path (a symlink is reported, not followed).
+        Stat { path: String },
+        /// A directory's entries, sorted by path; at most [`MAX_LIST_ENTRIES`].
+        List { path: String, recursive: bool },
+        /// A regular file's bytes from `offset`, at most `max_bytes`
+        /// (default: all), as [`Event::Data`] frames.
+        Read {
+            path: String,
+            #[serde(default)]
+            offset: u64,
+            max_bytes: Option<u64>,
+        },
+        /// Replace a file atomically (temporary file, fsync, rename) with
+        /// the body. `mode` defaults to the existing file's mode, else 0644.
+        /// `parents` creates missing parent directories. At most
+        /// [`MAX_WRITE_BYTES`].
+        Write {
+            path: String,
+            mode: Option<u32>,
+            #[serde(default)]
+            parents: bool,
+        },
+        /// Create a directory (`parents`: like `mkdir -p`).
+        Mkdir {
+            path: String,
+            #[serde(default)]
+            parents: bool,
+        },
+        /// Remove a file, symlink or empty directory; `recursive` removes a
+        /// directory tree. The workspace root itself cannot be removed.
+        Remove {
+            path: String,
+            #[serde(default)]
+            recursive: bool,
+        },
+        /// Unpack the body (a tar stream) into the directory `dest`
+        /// (created if missing). All or nothing: entries land in a staging
+        /// directory first and move into place only if the whole archive
+        /// is valid. Refused: absolute names, `..`, device and fifo
+        /// entries, links whose target leaves the archive.
+        Upload { dest: String },
+        /// A path as a tar stream in [`Event::Data`] frames: a file as one
+        /// entry, a directory as its children. Symlinks are stored, not
+        /// followed; sockets, fifos and devices are skipped.
+        Download { path: String },
+        /// A piece of the current request's body; an empty one ends it.
+        Data,
     }
+
+    /// The directory file requests are confined to.
+    pub const WORKSPACE: &str = "/workspace";
+    /// Most entries one `List` returns (the reply says `truncated`).
+    pub const MAX_LIST_ENTRIES: usize = 100_000;
+    /// Largest file one `Write` accepts.
+    pub const MAX_WRITE_BYTES: u64 = 512 << 20;
+    /// Largest exec `stdin` body.
+    pub const MAX_STDIN_BYTES: u64 = 64 << 20;
+    /// Preferred size of the data part of body and [`Event::Data`] frames.
+    pub const CHUNK: usize = 256 << 10;
 
     #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
     pub struct ExecRequest {
@@ -114,6 +189,10 @@ pub mod rpc {
         /// Per-stream cap on captured bytes; output past it is drained and
         /// counted but not sent (`truncated` in the result).
         pub max_output_bytes: Option<u64>,
+        /// The request has a body (see the module docs) that becomes the
+        /// command's standard input; otherwise stdin is `/dev/null`.
+        #[serde(default)]
+        pub stdin: bool,
     }
 
     #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -128,6 +207,8 @@ pub mod rpc {
     pub enum Event {
         /// Output bytes (in the frame's data part).
         Output { stream: Stream },
+        /// File or archive bytes (in the frame's data part).
+        Data,
         /// The request finished.
         Done(Reply),
         /// The request failed; nothing more comes for it.
@@ -137,8 +218,86 @@ pub mod rpc {
     #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
     #[serde(tag = "reply", rename_all = "snake_case")]
     pub enum Reply {
-        Pong { uptime_ms: u64, hostname: String },
+        Pong {
+            uptime_ms: u64,
+            hostname: String,
+        },
         Exec(ExecResult),
+        Stat(FileInfo),
+        List(ListResult),
+        Read(ReadResult),
+        Written(WriteResult),
+        /// Mkdir and Remove: the absolute path acted on.
+        Done {
+            path: String,
+        },
+        Upload(UploadResult),
+        Download(DownloadResult),
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+    pub struct ListResult {
+        /// Sorted by path; a file lists as itself.
+        pub entries: Vec<FileInfo>,
+        /// More than [`MAX_LIST_ENTRIES`] entries; the rest were left out.
+        pub truncated: bool,
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+    pub struct ReadResult {
+        /// The file's size.
+        pub size_bytes: u64,
+        /// Bytes sent (in the `Data` frames before this reply).
+        pub bytes_read: u64,
+        /// Bytes after the part sent remain.
+        pub truncated: bool,
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+    pub struct WriteResult {
+        pub path: String,
+        pub bytes_written: u64,
+        pub mode: u32,
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+    pub struct UploadResult {
+        pub dest: String,
+        pub entry_count: u64,
+        /// File bytes written (not the tar stream's length).
+        pub bytes_written: u64,
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+    pub struct DownloadResult {
+        pub path: String,
+        pub artifact_type: ArtifactType,
+        pub entry_count: u64,
+        /// File bytes archived (not the tar stream's length).
+        pub bytes_read: u64,
+    }
+
+    #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+    #[serde(rename_all = "snake_case")]
+    pub enum ArtifactType {
+        File,
+        Directory,
+        Symlink,
+        /// Sockets, fifos, devices.
+        Other,
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+    pub struct FileInfo {
+        /// Absolute guest path (`/workspace/...`).
+        pub path: String,
+        pub artifact_type: ArtifactType,
+        pub size_bytes: u64,
+        /// Permission bits (`0o7777` part of `st_mode`).
+        pub mode: u32,
+        /// Seconds since the epoch.
+        pub mtime: i64,
+        pub link_target: Option<String>,
     }
 
     #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
@@ -154,6 +313,74 @@ pub mod rpc {
         pub stderr_bytes: u64,
         pub stdout_truncated: bool,
         pub stderr_truncated: bool,
+    }
+
+    /// Why a path was refused before it reached the file system.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct PathError {
+        pub path: String,
+        pub reason: &'static str,
+    }
+
+    impl std::fmt::Display for PathError {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "path {:?} {}", self.path, self.reason)
+        }
+    }
+
+    impl std::error::Error for PathError {}
+
+    /// The part of `path` below [`WORKSPACE`] (`""` for the workspace
+    /// itself), with `.` and empty components dropped. Relative paths
+    /// resolve under the workspace; absolute ones must lie inside it; `..`
+    /// is refused outright, even when it would stay inside, so what a
+    /// path names never depends on symlinks along it. The guest checks
+    /// again, against the real tree (`RESOLVE_BENEATH`).
+    pub fn workspace_relative(path: &str) -> Result<String, PathError> {
+        let refuse = |reason| {
+            Err(PathError {
+                path: path.to_string(),
+                reason,
+            })
+        };
+        if path.contains('\0') {
+            return refuse("contains a NUL byte");
+        }
+        let rest = if let Some(abs) = path.strip_prefix('/') {
+            match abs.strip_prefix(&WORKSPACE[1..]) {
+                Some(r) if r.is_empty() || r.starts_with('/') => r,
+                _ => return refuse("is outside /workspace"),
+            }
+        } else {
+            path
+        };
+        match clean_relative(rest) {
+            Some(clean) => Ok(clean),
+            None => refuse("contains '..' (not allowed in workspace paths)"),
+        }
+    }
+
+    /// A relative path with `.` and empty components dropped, or `None`
+    /// if it has a `..` component.
+    pub fn clean_relative(path: &str) -> Option<String> {
+        let mut parts = Vec::new();
+        for part in path.split('/') {
+            match part {
+                "" | "." => {}
+                ".." => return None,
+                p => parts.push(p),
+            }
+        }
+        Some(parts.join("/"))
+    }
+
+    /// `/workspace/<rel>`, the absolute form of a [`workspace_relative`] path.
+    pub fn workspace_absolute(rel: &str) -> String {
+        if rel.is_empty() {
+            WORKSPACE.to_string()
+        } else {
+            format!("{WORKSPACE}/{rel}")
+        }
     }
 
     /// Writes one frame.
@@ -237,6 +464,35 @@ pub mod rpc {
             let (req, _): (Request, Vec<u8>) = read_frame(&mut r).unwrap().unwrap();
             assert_eq!(req, Request::Ping);
             assert!(read_frame::<Request>(&mut r).unwrap().is_none());
+        }
+
+        #[test]
+        fn workspace_paths_resolve_inside_or_are_refused() {
+            for (given, rel) in [
+                ("", ""),
+                (".", ""),
+                ("/workspace", ""),
+                ("/workspace/", ""),
+                ("src/main.rs", "src/main.rs"),
+                ("./src//main.rs/", "src/main.rs"),
+                ("/workspace/a/./b", "a/b"),
+            ] {
+                assert_eq!(workspace_relative(given).as_deref(), Ok(rel), "{given}");
+            }
+            for bad in [
+                "/etc/passwd",
+                "/workspacex/a",
+                "/",
+                "..",
+                "a/../b",
+                "/workspace/../etc",
+                "a\0b",
+            ] {
+                let err = workspace_relative(bad).unwrap_err();
+                assert_eq!(err.path, bad);
+            }
+            assert_eq!(workspace_absolute(""), "/workspace");
+            assert_eq!(workspace_absolute("a/b"), "/workspace/a/b");
         }
 
         #[test]

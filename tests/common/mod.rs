@@ -4,8 +4,11 @@
 #![allow(dead_code)]
 
 use pyro::images::{Images, Paths, StderrProgress};
-use std::path::PathBuf;
+use pyro::vmm::{Disk, Vm, VmConfig, VsockConfig};
+use pyro::workspace::GuestClient;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
+use std::time::Duration;
 
 /// The default cache (or `PYRO_HOME`), as users have it.
 pub fn images() -> Images {
@@ -36,4 +39,24 @@ pub fn rootfs(env: &str) -> PathBuf {
 /// A scratch directory removed at the end of the test.
 pub fn scratch() -> tempfile::TempDir {
     tempfile::tempdir().expect("temp dir")
+}
+
+/// Boots `env` with vsock and waits for its agent; the sockets and the
+/// console log go in `dir`. Returns the VM and its vsock socket.
+pub fn serving_vm(env: &str, dir: &Path) -> (Vm, PathBuf) {
+    let uds = dir.join("vsock.sock");
+    let mut config = VmConfig::new(kernel());
+    config.disks.push(Disk {
+        path: rootfs(env),
+        read_only: true,
+    });
+    config.vsock = Some(VsockConfig {
+        cid: 3,
+        uds: uds.clone(),
+    });
+    config.serial_log = Some(dir.join("console.log"));
+    let mut vm = Vm::start(&config).expect("start");
+    vm.wait_for_init(Duration::from_secs(120)).expect("init");
+    GuestClient::wait_ready(&uds, Duration::from_secs(30)).expect("agent ready");
+    (vm, uds)
 }

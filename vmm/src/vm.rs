@@ -143,6 +143,15 @@ pub enum VmExit {
     Reset,
 }
 
+impl std::fmt::Display for VmExit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            VmExit::PowerOff { status } => write!(f, "the guest powered off with status {status}"),
+            VmExit::Reset => write!(f, "the guest reset the machine"),
+        }
+    }
+}
+
 /// A running VM. Dropping it stops the vCPUs and frees everything.
 pub struct Vm {
     threads: Vec<JoinHandle<()>>,

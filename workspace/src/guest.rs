@@ -1,7 +1,10 @@
 //! Talking to guest-init's agent over the VMM's vsock socket (hybrid
 //! convention: `CONNECT <port>\n` -> `OK <n>\n`, then the stream).
 
-use pyro_guest_init::proto::rpc::{self, Event, ExecRequest, ExecResult, Reply, Request, Stream};
+use pyro_guest_init::proto::rpc::{
+    self, DownloadResult, Event, ExecRequest, ExecResult, FileInfo, ListResult, ReadResult, Reply,
+    Request, Stream, UploadResult, WriteResult,
+};
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -22,6 +25,10 @@ pub enum GuestError {
     Remote { kind: String, message: String },
     #[error("the guest agent sent an unexpected reply: {0}")]
     Protocol(String),
+    #[error("writing what the guest sent failed: {0}")]
+    Sink(std::io::Error),
+    #[error("reading what to send to the guest failed: {0}")]
+    Source(std::io::Error),
 }
 
 /// A connection to the agent. Requests on one connection run in order.
@@ -53,8 +60,8 @@ impl GuestClient {
         }
         stream.set_read_timeout(None)?;
         Ok(GuestClient {
-            reader: BufReader::new(stream.try_clone()?),
-            writer: BufWriter::new(stream),
+            reader: BufReader::with_capacity(rpc::CHUNK + 64, stream.try_clone()?),
+            writer: BufWriter::with_capacity(rpc::CHUNK + 64, stream),
         })
     }
 
@@ -83,18 +90,53 @@ impl GuestClient {
         Ok(())
     }
 
-    /// Reads frames until the final one, passing output to `on_output`.
-    fn finish(&mut self, mut on_output: impl FnMut(Stream, &[u8])) -> Result<Reply, GuestError> {
+    /// Sends a request body: `body` in data frames, then the empty one.
+    fn send_body(&mut self, body: &mut dyn Read) -> Result<(), GuestError> {
+        send_body(&mut self.writer, body)
+    }
+
+    /// Reads frames until the final one, passing output to `on_output`
+    /// and file bytes to `on_data`.
+    fn finish_with(
+        &mut self,
+        mut on_output: impl FnMut(Stream, &[u8]),
+        mut on_data: impl FnMut(&[u8]) -> std::io::Result<()>,
+    ) -> Result<Reply, GuestError> {
+        // A failing sink must not leave the guest's frames unread: keep
+        // reading to the final frame, then report the sink's error.
+        let mut sink_error = None;
         loop {
             let Some((event, data)) = rpc::read_frame::<Event>(&mut self.reader)? else {
                 return Err(GuestError::Io(std::io::ErrorKind::UnexpectedEof.into()));
             };
             match event {
                 Event::Output { stream } => on_output(stream, &data),
-                Event::Done(reply) => return Ok(reply),
+                Event::Data => {
+                    if sink_error.is_none() {
+                        sink_error = on_data(&data).err();
+                    }
+                }
+                Event::Done(reply) => {
+                    return match sink_error {
+                        Some(e) => Err(GuestError::Sink(e)),
+                        None => Ok(reply),
+                    }
+                }
                 Event::Error { kind, message } => return Err(GuestError::Remote { kind, message }),
             }
         }
+    }
+
+    fn finish(&mut self, on_output: impl FnMut(Stream, &[u8])) -> Result<Reply, GuestError> {
+        self.finish_with(on_output, |_| {
+            Err(std::io::Error::other("file data in a reply that has none"))
+        })
+    }
+
+    /// One request without a body whose reply carries no data.
+    fn call(&mut self, request: &Request) -> Result<Reply, GuestError> {
+        self.send(request)?;
+        self.finish(|_, _| {})
     }
 
     /// Round trip; returns the guest's uptime and hostname.
@@ -115,10 +157,185 @@ impl GuestClient {
         request: ExecRequest,
         on_output: impl FnMut(Stream, &[u8]),
     ) -> Result<ExecResult, GuestError> {
+        self.exec_with_stdin(request, None, on_output)
+    }
+
+    /// [`GuestClient::exec`] with `stdin` as the command's standard input.
+    /// It is sent from a second thread while output streams back, so a
+    /// command that writes a lot before reading all its input cannot
+    /// deadlock against us.
+    pub fn exec_with_stdin(
+        &mut self,
+        mut request: ExecRequest,
+        stdin: Option<&mut (dyn Read + Send)>,
+        on_output: impl FnMut(Stream, &[u8]),
+    ) -> Result<ExecResult, GuestError> {
+        request.stdin = stdin.is_some();
         self.send(&Request::Exec(request))?;
-        match self.finish(on_output)? {
+        let reply = match stdin {
+            None => self.finish(on_output)?,
+            Some(body) => {
+                let mut writer =
+                    BufWriter::with_capacity(rpc::CHUNK + 64, self.writer.get_ref().try_clone()?);
+                std::thread::scope(|scope| {
+                    let feeder = scope.spawn(move || send_body(&mut writer, body));
+                    let reply = self.finish(on_output);
+                    let fed = feeder.join().unwrap_or_else(|_| {
+                        Err(GuestError::Protocol("the stdin thread panicked".into()))
+                    });
+                    // The reply says more than a broken pipe would.
+                    reply.and_then(|r| fed.map(|_| r))
+                })?
+            }
+        };
+        match reply {
             Reply::Exec(result) => Ok(result),
-            other => Err(GuestError::Protocol(format!("{other:?}"))),
+            other => Err(unexpected(other)),
         }
     }
+
+    /// Facts about a path (symlinks are reported, not followed).
+    pub fn stat(&mut self, path: &str) -> Result<FileInfo, GuestError> {
+        match self.call(&Request::Stat { path: path.into() })? {
+            Reply::Stat(info) => Ok(info),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// A directory's entries (a file lists as itself), sorted by path.
+    pub fn list(&mut self, path: &str, recursive: bool) -> Result<ListResult, GuestError> {
+        match self.call(&Request::List {
+            path: path.into(),
+            recursive,
+        })? {
+            Reply::List(list) => Ok(list),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Streams up to `max_bytes` of a regular file from `offset` into `sink`.
+    pub fn read(
+        &mut self,
+        path: &str,
+        offset: u64,
+        max_bytes: Option<u64>,
+        sink: &mut dyn Write,
+    ) -> Result<ReadResult, GuestError> {
+        self.send(&Request::Read {
+            path: path.into(),
+            offset,
+            max_bytes,
+        })?;
+        match self.finish_with(|_, _| {}, |data| sink.write_all(data))? {
+            Reply::Read(result) => Ok(result),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Reads a whole file (up to `max_bytes`) into memory.
+    pub fn read_to_vec(
+        &mut self,
+        path: &str,
+        max_bytes: Option<u64>,
+    ) -> Result<(Vec<u8>, ReadResult), GuestError> {
+        let mut bytes = Vec::new();
+        let result = self.read(path, 0, max_bytes, &mut bytes)?;
+        Ok((bytes, result))
+    }
+
+    /// Replaces a file atomically with `body`. `mode` defaults to the
+    /// existing file's mode, else 0644; `parents` creates missing
+    /// directories.
+    pub fn write(
+        &mut self,
+        path: &str,
+        mode: Option<u32>,
+        parents: bool,
+        body: &mut dyn Read,
+    ) -> Result<WriteResult, GuestError> {
+        self.send(&Request::Write {
+            path: path.into(),
+            mode,
+            parents,
+        })?;
+        self.send_body(body)?;
+        match self.finish(|_, _| {})? {
+            Reply::Written(result) => Ok(result),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub fn mkdir(&mut self, path: &str, parents: bool) -> Result<String, GuestError> {
+        match self.call(&Request::Mkdir {
+            path: path.into(),
+            parents,
+        })? {
+            Reply::Done { path } => Ok(path),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub fn remove(&mut self, path: &str, recursive: bool) -> Result<String, GuestError> {
+        match self.call(&Request::Remove {
+            path: path.into(),
+            recursive,
+        })? {
+            Reply::Done { path } => Ok(path),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Unpacks the tar stream `tar` into the directory `dest`, all or
+    /// nothing.
+    pub fn upload(&mut self, dest: &str, tar: &mut dyn Read) -> Result<UploadResult, GuestError> {
+        self.send(&Request::Upload { dest: dest.into() })?;
+        self.send_body(tar)?;
+        match self.finish(|_, _| {})? {
+            Reply::Upload(result) => Ok(result),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Streams `path` as a tar archive into `sink` (a directory as its
+    /// children, a file as one entry).
+    pub fn download(
+        &mut self,
+        path: &str,
+        sink: &mut dyn Write,
+    ) -> Result<DownloadResult, GuestError> {
+        self.send(&Request::Download { path: path.into() })?;
+        match self.finish_with(|_, _| {}, |data| sink.write_all(data))? {
+            Reply::Download(result) => Ok(result),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+fn unexpected(reply: Reply) -> GuestError {
+    GuestError::Protocol(format!("{reply:?}"))
+}
+
+/// Writes `body` as data frames and the closing empty frame. If `body`
+/// fails part way, the connection is shut down instead of closing the
+/// body, so the guest sees a cut-off stream and discards what it got
+/// (a short body must never pass for a whole file).
+fn send_body(writer: &mut BufWriter<UnixStream>, body: &mut dyn Read) -> Result<(), GuestError> {
+    let mut buf = vec![0u8; rpc::CHUNK];
+    loop {
+        let n = match body.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                let _ = writer.flush();
+                let _ = writer.get_ref().shutdown(std::net::Shutdown::Both);
+                return Err(GuestError::Source(e));
+            }
+        };
+        rpc::write_frame(writer, &Request::Data, &buf[..n])?;
+        if n == 0 {
+            break;
+        }
+    }
+    writer.flush()?;
+    Ok(())
 }

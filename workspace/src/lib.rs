@@ -13,16 +13,21 @@ mod environments;
 mod error;
 mod guest;
 mod run;
+mod transfer;
 
 pub use boot::{BootCheck, BootOptions};
 pub use doctor::{DoctorReport, KvmStatus};
 pub use environments::{EnvDetail, EnvSummary, PruneReport};
 pub use error::Error;
 pub use guest::{GuestClient, GuestError};
-pub use pyro_guest_init::proto::rpc::{ExecRequest, ExecResult, Stream};
+pub use pyro_guest_init::proto::rpc::{
+    ArtifactType, DownloadResult, ExecRequest, ExecResult, FileInfo, ListResult, ReadResult,
+    Stream, UploadResult, WriteResult,
+};
 pub use pyro_images::{NoProgress, Progress, StderrProgress, DEFAULT_ENV};
 pub use pyro_vmm::{HostKind, VmExit};
 pub use run::{RunOptions, RunResult, RunTimings};
+pub use transfer::{pack_dir, unpack_untrusted, PackStats};
 
 use pyro_images::{Images, Paths};
 

@@ -161,8 +161,8 @@ impl Pyro {
         let create_ms = ms(vm_start.duration_since(started));
         let boot = vm.wait_for_init(opts.boot_timeout)?;
         let agent_start = Instant::now();
-        let mut client =
-            GuestClient::wait_ready(&uds, opts.boot_timeout).map_err(|e| guest_error(e, &vm))?;
+        let mut client = GuestClient::wait_ready(&uds, opts.boot_timeout)
+            .map_err(|e| guest_error(e, &mut vm))?;
         let agent_ms = ms(agent_start.elapsed());
 
         let exec_start = Instant::now();
@@ -180,7 +180,7 @@ impl Pyro {
                 }
                 on_output(stream, bytes);
             })
-            .map_err(|e| guest_error(e, &vm))?;
+            .map_err(|e| guest_error(e, &mut vm))?;
         let exec_ms = ms(exec_start.elapsed());
         drop(client);
         vm.shutdown();
@@ -206,8 +206,23 @@ impl Pyro {
     }
 }
 
-/// A guest-side failure, with the console tail when the VM itself died.
-fn guest_error(e: crate::GuestError, vm: &Vm) -> Error {
+/// A guest-side failure. If the connection broke because the VM itself
+/// stopped (powered off, reset, panicked, crashed), that is the error to
+/// report, not the broken pipe; either way with the console's last lines.
+fn guest_error(e: crate::GuestError, vm: &mut Vm) -> Error {
+    if matches!(e, crate::GuestError::Io(_)) {
+        match vm.wait_for_exit(Duration::from_millis(500)) {
+            Ok(exit) => {
+                return Error::Guest(format!(
+                    "the VM stopped while the command was running ({}){}",
+                    exit,
+                    pyro_vmm::console_tail_text(&vm.console_tail())
+                ))
+            }
+            Err(pyro_vmm::Error::Timeout { .. }) => {}
+            Err(vm_error) => return Error::Vm(vm_error),
+        }
+    }
     Error::Guest(format!(
         "{e}{}",
         pyro_vmm::console_tail_text(&vm.console_tail())

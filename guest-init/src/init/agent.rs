@@ -1,9 +1,9 @@
 //! The RPC agent: listens on vsock, one thread per connection, requests
 //! on a connection served in order (see `proto::rpc`).
 
-use super::{exec, log};
+use super::{archive, exec, files, log, RpcError};
 use pyro_guest_init::proto::rpc::{self, Event, Reply, Request};
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{BufReader, BufWriter, Read, Write};
 use vsock::{VsockListener, VsockStream, VMADDR_CID_ANY};
 
 /// Binds the agent port; failure is fatal for a serving guest.
@@ -32,32 +32,24 @@ fn connection(stream: VsockStream) {
     let Ok(read_half) = stream.try_clone() else {
         return;
     };
-    let mut reader = BufReader::new(read_half);
-    let mut writer = BufWriter::new(stream);
+    let mut reader = BufReader::with_capacity(rpc::CHUNK + 64, read_half);
+    let mut writer = BufWriter::with_capacity(rpc::CHUNK + 64, stream);
     loop {
         let request = match rpc::read_frame::<Request>(&mut reader) {
             Ok(Some((request, _data))) => request,
             Ok(None) => return,
-            Err(e) => {
-                // A malformed frame: say so and close this connection only.
-                let error = Event::Error {
-                    kind: "bad_frame".into(),
-                    message: e.to_string(),
-                };
-                let _ = rpc::write_frame(&mut writer, &error, &[]);
-                let _ = writer.flush();
-                return;
-            }
+            Err(e) => return bad_frame(&mut writer, e.to_string()),
         };
-        let done = match request {
-            Request::Ping => Ok(Reply::Pong {
-                uptime_ms: super::clock::monotonic_us() / 1000,
-                hostname: hostname(),
-            }),
-            Request::Exec(req) => exec::run(&req, &mut writer).map(Reply::Exec),
-        };
+        let mut body = Body::new(&mut reader, has_body(&request));
+        let done = handle(request, &mut body, &mut writer);
+        // The host sends the whole body whatever happens; read what the
+        // handler left so the next frame is a request again.
+        if let Err(e) = body.drain() {
+            return bad_frame(&mut writer, e.to_string());
+        }
         let event = match done {
             Ok(reply) => Event::Done(reply),
+            Err(e) if e.kind == "host_gone" => return,
             Err(e) => Event::Error {
                 kind: e.kind.into(),
                 message: e.message,
@@ -69,6 +61,117 @@ fn connection(stream: VsockStream) {
         {
             return;
         }
+    }
+}
+
+/// Says why a frame was refused and closes the connection: after a bad
+/// frame we cannot know where the next one starts.
+fn bad_frame(writer: &mut impl Write, message: String) {
+    let error = Event::Error {
+        kind: "bad_frame".into(),
+        message,
+    };
+    let _ = rpc::write_frame(writer, &error, &[]);
+    let _ = writer.flush();
+}
+
+fn has_body(request: &Request) -> bool {
+    match request {
+        Request::Write { .. } | Request::Upload { .. } => true,
+        Request::Exec(req) => req.stdin,
+        _ => false,
+    }
+}
+
+fn handle(
+    request: Request,
+    body: &mut Body<'_>,
+    out: &mut BufWriter<VsockStream>,
+) -> Result<Reply, RpcError> {
+    match request {
+        Request::Ping => Ok(Reply::Pong {
+            uptime_ms: super::clock::monotonic_us() / 1000,
+            hostname: hostname(),
+        }),
+        Request::Exec(req) => {
+            let stdin = req.stdin.then_some(body as &mut (dyn Read + Send));
+            exec::run(&req, stdin, out).map(Reply::Exec)
+        }
+        Request::Stat { path } => files::stat(&path),
+        Request::List { path, recursive } => files::list(&path, recursive),
+        Request::Read {
+            path,
+            offset,
+            max_bytes,
+        } => files::read(&path, offset, max_bytes, out),
+        Request::Write {
+            path,
+            mode,
+            parents,
+        } => files::write(&path, mode, parents, body),
+        Request::Mkdir { path, parents } => files::mkdir(&path, parents),
+        Request::Remove { path, recursive } => files::remove(&path, recursive),
+        Request::Upload { dest } => archive::upload(&dest, body),
+        Request::Download { path } => archive::download(&path, out),
+        Request::Data => Err(RpcError::new(
+            "bad_request",
+            "a data frame outside a request body".into(),
+        )),
+    }
+}
+
+/// The body of the current request: the data parts of the `Data` frames
+/// that follow it, up to the empty one. Empty from the start for requests
+/// without a body.
+struct Body<'a> {
+    conn: &'a mut BufReader<VsockStream>,
+    chunk: Vec<u8>,
+    pos: usize,
+    ended: bool,
+}
+
+impl<'a> Body<'a> {
+    fn new(conn: &'a mut BufReader<VsockStream>, present: bool) -> Self {
+        Body {
+            conn,
+            chunk: Vec::new(),
+            pos: 0,
+            ended: !present,
+        }
+    }
+
+    fn drain(&mut self) -> std::io::Result<()> {
+        let mut buf = [0u8; 8192];
+        while self.read(&mut buf)? > 0 {}
+        Ok(())
+    }
+}
+
+impl Read for Body<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos == self.chunk.len() {
+            if self.ended {
+                return Ok(0);
+            }
+            match rpc::read_frame::<Request>(self.conn)? {
+                Some((Request::Data, data)) => {
+                    self.ended = data.is_empty();
+                    self.chunk = data;
+                    self.pos = 0;
+                }
+                Some((other, _)) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("expected a data frame of the request body, got {other:?}"),
+                    ))
+                }
+                None => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.pos);
+        buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
     }
 }
 

@@ -1,7 +1,7 @@
 //! `exec`: run a command, stream its output as produced, enforce a timeout
 //! on its whole process group, report how it ended.
 
-use super::reaper;
+use super::{reaper, RpcError};
 use pyro_guest_init::proto::rpc::{self, Event, ExecRequest, ExecResult, Stream};
 use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
@@ -9,17 +9,18 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc::{channel, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-pub struct ExecError {
-    pub kind: &'static str,
-    pub message: String,
-}
-
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 const CHUNK: usize = 64 * 1024;
 
-pub fn run(req: &ExecRequest, out: &mut impl Write) -> Result<ExecResult, ExecError> {
+/// Runs `req`; `stdin` is the request body when `req.stdin` is set (it is
+/// read to its end in every case, so the connection stays in step).
+pub fn run(
+    req: &ExecRequest,
+    stdin: Option<&mut (dyn Read + Send)>,
+    out: &mut impl Write,
+) -> Result<ExecResult, RpcError> {
     let Some(program) = req.argv.first() else {
-        return Err(ExecError {
+        return Err(RpcError {
             kind: "invalid_argument",
             message: "argv is empty".into(),
         });
@@ -40,12 +41,16 @@ pub fn run(req: &ExecRequest, out: &mut impl Write) -> Result<ExecResult, ExecEr
         .env("LANG", "C.UTF-8")
         .envs(std::env::vars().filter(|(k, _)| k == "GLIBC_TUNABLES"))
         .envs(req.env.iter().cloned())
-        .stdin(Stdio::null())
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
     let started = Instant::now();
-    let (mut child, exited) = reaper::spawn(|| cmd.spawn(), |c| c.id()).map_err(|e| ExecError {
+    let (mut child, exited) = reaper::spawn(|| cmd.spawn(), |c| c.id()).map_err(|e| RpcError {
         kind: if e.kind() == std::io::ErrorKind::NotFound {
             "not_found"
         } else {
@@ -54,7 +59,32 @@ pub fn run(req: &ExecRequest, out: &mut impl Write) -> Result<ExecResult, ExecEr
         message: format!("{program}: {e} (cwd {cwd})"),
     })?;
     let pgid = child.id() as i32;
+    let child_stdin = child.stdin.take();
+    std::thread::scope(|scope| {
+        if let (Some(body), Some(pipe)) = (stdin, child_stdin) {
+            scope.spawn(move || feed_stdin(body, pipe));
+        }
+        stream_output(req, &mut child, pgid, started, exited, out)
+    })
+}
 
+/// Copies the body into the command's stdin, then closes it. If the
+/// command stops reading, the rest of the body is still read and dropped.
+fn feed_stdin(body: &mut (dyn Read + Send), mut pipe: std::process::ChildStdin) {
+    let mut limited = body.take(rpc::MAX_STDIN_BYTES);
+    let _ = std::io::copy(&mut limited, &mut pipe);
+    drop(pipe);
+    let _ = std::io::copy(body, &mut std::io::sink());
+}
+
+fn stream_output(
+    req: &ExecRequest,
+    child: &mut std::process::Child,
+    pgid: i32,
+    started: Instant,
+    exited: std::sync::mpsc::Receiver<rustix::process::WaitStatus>,
+    out: &mut impl Write,
+) -> Result<ExecResult, RpcError> {
     // Both pipes feed one channel so output goes out in the order produced.
     let (tx, rx) = channel::<(Stream, Vec<u8>)>();
     let mut readers = Vec::new();
@@ -133,7 +163,7 @@ pub fn run(req: &ExecRequest, out: &mut impl Write) -> Result<ExecResult, ExecEr
     for r in readers {
         let _ = r.join();
     }
-    let status = exited.recv().map_err(|_| ExecError {
+    let status = exited.recv().map_err(|_| RpcError {
         kind: "internal",
         message: "lost the exit status".into(),
     })?;

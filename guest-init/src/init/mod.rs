@@ -1,9 +1,11 @@
 //! The PID 1 duties, one module each.
 
 pub mod agent;
+pub mod archive;
 pub mod clock;
 pub mod cmdline;
 pub mod exec;
+pub mod files;
 pub mod marker;
 pub mod mounts;
 pub mod power;
@@ -14,4 +16,37 @@ use std::io::Write;
 /// Writes one line to the console (the VMM's serial log).
 pub fn log(msg: &str) {
     let _ = writeln!(std::io::stderr(), "pyro-init: {msg}");
+}
+
+/// A request that failed: `kind` is a stable word for programs, `message`
+/// says what happened and, where it can, what to do.
+#[derive(Debug)]
+pub struct RpcError {
+    pub kind: &'static str,
+    pub message: String,
+}
+
+impl RpcError {
+    pub fn new(kind: &'static str, message: String) -> Self {
+        Self { kind, message }
+    }
+
+    /// An I/O error on the workspace path `rel`.
+    pub fn io(rel: &str, e: std::io::Error) -> Self {
+        match e.raw_os_error() {
+            Some(code) => files::fs_error(rustix::io::Errno::from_raw_os_error(code), rel),
+            None => Self::new(
+                "io",
+                format!(
+                    "{}: {e}",
+                    pyro_guest_init::proto::rpc::workspace_absolute(rel)
+                ),
+            ),
+        }
+    }
+
+    /// The host connection broke while we answered.
+    pub fn host_gone(e: std::io::Error) -> Self {
+        Self::new("host_gone", format!("the host connection broke: {e}"))
+    }
 }

@@ -75,3 +75,25 @@ pub fn mount_kernel_filesystems() {
         }
     }
 }
+
+/// Mounts /workspace: the ext4 disk `device` if given, else a tmpfs.
+/// Failure is logged; file requests then fail with a clear error.
+pub fn mount_workspace(device: Option<&str>) {
+    let target = pyro_guest_init::proto::rpc::WORKSPACE;
+    let result = match device {
+        Some(dev) => mount(dev, target, "ext4", NOSUID_NODEV, Some(c"")),
+        None => mount(
+            "workspace",
+            target,
+            "tmpfs",
+            NOSUID_NODEV,
+            Some(c"mode=0755"),
+        ),
+    };
+    if let Err(e) = result {
+        log(&format!(
+            "mount {target} ({}): {e}",
+            device.unwrap_or("tmpfs")
+        ));
+    }
+}
