@@ -8,4 +8,5 @@
 //! The library half is [`proto`]: everything the host and guest must agree
 //! on, free of Linux-only dependencies, so the host crates import it.
 
+pub mod patch;
 pub mod proto;
