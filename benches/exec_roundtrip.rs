@@ -4,21 +4,13 @@
 mod common;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use pyro::vmm::{Vm, VsockConfig};
 use pyro::workspace::{ExecRequest, GuestClient};
 use std::time::Duration;
 
 fn exec_roundtrip(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let uds = dir.path().join("vsock.sock");
-    let mut config = common::default_env_vm();
-    config.vsock = Some(VsockConfig {
-        cid: 3,
-        uds: uds.clone(),
-    });
-    let mut vm = Vm::start(&config).expect("start");
-    vm.wait_for_init(Duration::from_secs(120)).expect("init");
-    let mut client = GuestClient::wait_ready(&uds, Duration::from_secs(60)).expect("agent");
+    let (vm, uds) = common::serving_vm(dir.path(), pyro::vmm::VmConfig::DEFAULT_MEM_MIB);
+    let mut client = GuestClient::connect(&uds).expect("agent");
     let run_true = |client: &mut GuestClient| {
         let req = ExecRequest {
             argv: vec!["true".into()],

@@ -1,8 +1,13 @@
 //! Shared bench set-up: the default environment's VM config, with the
 //! kernel and image built first if missing.
 
+#![allow(dead_code)]
+
 use pyro::images::{Images, Paths, StderrProgress};
-use pyro::vmm::{Disk, VmConfig};
+use pyro::vmm::{Disk, Vm, VmConfig, VsockConfig};
+use pyro::workspace::GuestClient;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 pub fn default_env_vm() -> VmConfig {
     let images = Images::new(Paths::from_env());
@@ -18,4 +23,20 @@ pub fn default_env_vm() -> VmConfig {
         read_only: true,
     });
     config
+}
+
+/// Boots the default environment with `mem_mib` of RAM and vsock in
+/// `dir`, and waits for its agent. Returns the VM and its vsock socket.
+pub fn serving_vm(dir: &Path, mem_mib: u32) -> (Vm, PathBuf) {
+    let uds = dir.join("vsock.sock");
+    let mut config = default_env_vm();
+    config.mem_mib = mem_mib;
+    config.vsock = Some(VsockConfig {
+        cid: 3,
+        uds: uds.clone(),
+    });
+    let mut vm = Vm::start(&config).expect("start");
+    vm.wait_for_init(Duration::from_secs(120)).expect("init");
+    GuestClient::wait_ready(&uds, Duration::from_secs(60)).expect("agent");
+    (vm, uds)
 }

@@ -8,10 +8,28 @@ use clap::Parser;
 
 fn main() {
     let cli = commands::Cli::parse();
+    clean_up_on_signals();
     let json = cli.json();
     let code = match commands::run(cli) {
         Ok(code) => code,
         Err(err) => output::error(json, &err),
     };
     std::process::exit(code);
+}
+
+/// On Ctrl-C, SIGTERM or SIGHUP: remove the files of runs in progress,
+/// then exit 128 + signal as a shell would. The VMs run in this process
+/// and stop with it.
+fn clean_up_on_signals() {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) else {
+        return; // without the handler a signal still stops everything
+    };
+    std::thread::spawn(move || {
+        if let Some(signal) = signals.forever().next() {
+            pyro_workspace::abandon_runs();
+            eprintln!("pyro: interrupted (signal {signal}); stopped the VM and removed its files");
+            std::process::exit(128 + signal);
+        }
+    });
 }

@@ -87,3 +87,34 @@ fn usage_errors_exit_2_and_unknown_environments_say_what_exists() {
         text(&out.stderr).contains("valid names are debian:12-base, debian:12, debian:12-build")
     );
 }
+
+#[test]
+fn ctrl_c_stops_the_run_and_removes_its_files() {
+    let child = Command::new(env!("CARGO_BIN_EXE_pyro"))
+        .args(["run", "--", "sleep", "600"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    // Wait until the run exists (its directory), then interrupt it.
+    let started = std::time::Instant::now();
+    while leftover_run_dirs(&[pid]).is_empty() {
+        assert!(started.elapsed().as_secs() < 120, "the run never started");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let killed = Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("interrupted"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(leftover_run_dirs(&[pid]).is_empty());
+}

@@ -268,10 +268,17 @@ impl Vm {
                 mem: mem.clone(),
             };
             let tx = end_tx.clone();
+            let end_all = stop.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("vcpu{index}"))
                 .spawn(move || {
                     let _ = tx.send(vcpu::run(ctx));
+                    // A guest that stopped (power-off, reset, crash) stops
+                    // its devices too: the event thread ends and drops
+                    // them, which closes every host vsock connection, so a
+                    // client blocked on a reply sees the end at once
+                    // instead of waiting for an answer that cannot come.
+                    end_all.store(true, Ordering::Release);
                 })
                 .map_err(Error::Thread)?;
             threads.push(thread);

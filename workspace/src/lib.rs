@@ -26,7 +26,7 @@ pub use pyro_guest_init::proto::rpc::{
 };
 pub use pyro_images::{NoProgress, Progress, StderrProgress, DEFAULT_ENV};
 pub use pyro_vmm::{HostKind, VmExit};
-pub use run::{RunOptions, RunResult, RunTimings};
+pub use run::{abandon_runs, RunOptions, RunResult, RunTimings};
 pub use transfer::{pack_dir, unpack_untrusted, PackStats};
 
 use pyro_images::{Images, Paths};

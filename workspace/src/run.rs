@@ -81,6 +81,23 @@ impl RunResult {
 /// A VM's directory (sockets, console log), removed when dropped.
 struct VmDir(PathBuf);
 
+/// Run directories in use by this process, for [`abandon_runs`].
+static LIVE_DIRS: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+fn live_dirs() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+    LIVE_DIRS.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Removes the directories of this process's runs in progress. For a
+/// front end about to exit on a signal (Ctrl-C): the in-process VMs die
+/// with the process, and this takes their sockets and logs with them
+/// rather than leaving them for the next run's sweep.
+pub fn abandon_runs() {
+    for dir in live_dirs().drain(..) {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
 impl VmDir {
     fn create(data: &Path) -> Result<VmDir, Error> {
         let root = data.join("vms");
@@ -90,12 +107,14 @@ impl VmDir {
         std::fs::create_dir_all(&dir).map_err(|e| Error::Io(format!("{}: {e}", dir.display())))?;
         std::fs::write(dir.join("pid"), std::process::id().to_string())
             .map_err(|e| Error::Io(format!("{}: {e}", dir.display())))?;
+        live_dirs().push(dir.clone());
         Ok(VmDir(dir))
     }
 }
 
 impl Drop for VmDir {
     fn drop(&mut self) {
+        live_dirs().retain(|d| d != &self.0);
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }

@@ -130,7 +130,8 @@ fn unpack(stage: &OwnedFd, body: &mut impl Read) -> Result<Tally, RpcError> {
             T::Regular | T::Continuous => {
                 let fd = create_file(&parent, base, mode).map_err(at)?;
                 let mut file = File::from(fd);
-                let n = std::io::copy(&mut entry, &mut file).map_err(|e| RpcError::io(&name, e))?;
+                let n = super::copy_chunked(&mut entry, &mut file)
+                    .map_err(|e| RpcError::io(&name, e))?;
                 tally.bytes += n;
             }
             T::Directory => match mkdirat(&parent, base, Mode::from_raw_mode(mode | 0o700)) {

@@ -72,7 +72,7 @@ pub fn run(
 /// command stops reading, the rest of the body is still read and dropped.
 fn feed_stdin(body: &mut (dyn Read + Send), mut pipe: std::process::ChildStdin) {
     let mut limited = body.take(rpc::MAX_STDIN_BYTES);
-    let _ = std::io::copy(&mut limited, &mut pipe);
+    let _ = super::copy_chunked(&mut limited, &mut pipe);
     drop(pipe);
     let _ = std::io::copy(body, &mut std::io::sink());
 }

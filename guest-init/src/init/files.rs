@@ -392,7 +392,7 @@ fn fill(fd: OwnedFd, mode: u32, body: &mut impl Read, rel: &str) -> Result<u64, 
     }
     let mut file = File::from(fd);
     let mut limited = body.take(rpc::MAX_WRITE_BYTES + 1);
-    let n = std::io::copy(&mut limited, &mut file).map_err(|e| RpcError::io(rel, e))?;
+    let n = super::copy_chunked(&mut limited, &mut file).map_err(|e| RpcError::io(rel, e))?;
     if n > rpc::MAX_WRITE_BYTES {
         return Err(RpcError::new(
             "too_large",

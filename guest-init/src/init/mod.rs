@@ -11,7 +11,33 @@ pub mod mounts;
 pub mod power;
 pub mod reaper;
 
-use std::io::Write;
+use std::io::{Read, Write};
+
+/// `std::io::copy` with chunks of `proto::rpc::CHUNK` instead of 8 KiB:
+/// every `write` is an emulated syscall (~160 us) on PVM hosts, so a
+/// 64 MiB file costs 256 writes instead of 8192.
+pub fn copy_chunked(from: &mut impl Read, to: &mut impl Write) -> std::io::Result<u64> {
+    let mut buf = vec![0u8; pyro_guest_init::proto::rpc::CHUNK];
+    let mut total = 0u64;
+    loop {
+        // Fill the buffer before writing: the source (a body of frames,
+        // a tar entry) hands out data in pieces smaller than a chunk.
+        let mut filled = 0;
+        while filled < buf.len() {
+            match from.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if filled == 0 {
+            return Ok(total);
+        }
+        to.write_all(&buf[..filled])?;
+        total += filled as u64;
+    }
+}
 
 /// Writes one line to the console (the VMM's serial log).
 pub fn log(msg: &str) {

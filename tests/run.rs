@@ -1,0 +1,121 @@
+//! `Pyro::run` under stress: runs in parallel stay apart, and a guest that
+//! dies in the middle of a command is reported as such, with nothing left
+//! behind either way.
+
+mod common;
+
+use pyro::images::Paths;
+use pyro::workspace::{NoProgress, Pyro, RunOptions, Stream};
+
+/// The shared image cache, but a data dir of our own, so "nothing left
+/// behind" can be checked without other tests' runs in the way.
+fn pyro_with_own_data(data: &std::path::Path) -> Pyro {
+    common::kernel(); // build once, before the threads race for it
+    common::rootfs("debian:12");
+    Pyro::with_paths(Paths {
+        cache: Paths::from_env().cache,
+        data: data.to_path_buf(),
+    })
+}
+
+fn leftovers(data: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(data.join("vms"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn argv(script: &str) -> Vec<String> {
+    vec!["sh".into(), "-c".into(), script.into()]
+}
+
+#[test]
+fn four_runs_in_parallel_stay_isolated() {
+    let data = common::scratch();
+    let pyro = pyro_with_own_data(data.path());
+    let results: Vec<_> = std::thread::scope(|scope| {
+        let runs: Vec<_> = (0..4)
+            .map(|i| {
+                let pyro = &pyro;
+                scope.spawn(move || {
+                    // Each run leaves a mark in its /workspace and /tmp, waits
+                    // for the others to have done the same, and lists both.
+                    let script = format!(
+                        "echo {i} > /workspace/mark-{i}; echo {i} > /tmp/mark-{i}; sleep 3; \
+                         cat /workspace/mark-* /tmp/mark-*"
+                    );
+                    let mut streamed = Vec::new();
+                    let r = pyro
+                        .run(
+                            &RunOptions::default(),
+                            &argv(&script),
+                            &NoProgress,
+                            |s, b| {
+                                if s == Stream::Stdout {
+                                    streamed.extend_from_slice(b)
+                                }
+                            },
+                        )
+                        .expect("run");
+                    (i, r, streamed)
+                })
+            })
+            .collect();
+        runs.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    for (i, r, streamed) in results {
+        assert_eq!(r.exit_code, Some(0), "run {i}: {r:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&r.stdout),
+            format!("{i}\n{i}\n"),
+            "run {i} saw another run's files"
+        );
+        assert_eq!(streamed, r.stdout, "run {i}: streamed output differs");
+    }
+    assert!(
+        leftovers(data.path()).is_empty(),
+        "{:?}",
+        leftovers(data.path())
+    );
+}
+
+#[test]
+fn a_guest_that_dies_mid_command_is_a_clear_error() {
+    let data = common::scratch();
+    let pyro = pyro_with_own_data(data.path());
+    // The command powers the VM off from inside (status 7) the way
+    // guest-init does: one 9-byte write to the VMM's signal page.
+    let script = "echo started; \
+        printf '\\007\\000\\000\\000\\000\\000\\000\\000\\002' | \
+        dd of=/dev/mem bs=9 count=1 seek=851968 oflag=seek_bytes conv=notrunc 2>/dev/null; \
+        sleep 60; echo never";
+    let mut out = Vec::new();
+    let started = std::time::Instant::now();
+    let err = pyro
+        .run(
+            &RunOptions::default(),
+            &argv(script),
+            &NoProgress,
+            |_, b| out.extend_from_slice(b),
+        )
+        .expect_err("the VM died; run must fail");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("the VM stopped while the command was running")
+            && msg.contains("powered off with status 7"),
+        "{msg}"
+    );
+    assert_eq!(out, b"started\n");
+    assert!(
+        started.elapsed().as_secs() < 50,
+        "run waited for the dead guest's command"
+    );
+    assert!(
+        leftovers(data.path()).is_empty(),
+        "{:?}",
+        leftovers(data.path())
+    );
+}
