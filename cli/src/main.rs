@@ -7,6 +7,13 @@ mod output;
 use clap::Parser;
 
 fn main() {
+    // The hidden VMM mode: this process becomes a workspace's VM. It must
+    // not take the CLI's signal handling (SIGTERM must end the VM the
+    // normal way) and prints nothing to a terminal.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.len() == 3 && args[1] == "__vmm" {
+        std::process::exit(pyro_vmm::control::serve(std::path::Path::new(&args[2])));
+    }
     let cli = commands::Cli::parse();
     clean_up_on_signals();
     let json = cli.json();

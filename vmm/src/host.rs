@@ -8,7 +8,7 @@
 use serde::Serialize;
 use std::path::Path;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum HostKind {
     /// Pagetable-based Virtual Machine: shadow paging, emulated CPL0.

@@ -9,9 +9,13 @@
 //! (power-off, reset, panic, internal emulation error, triple fault,
 //! timeout) into a result or an error that says what happened.
 //!
+//! It also owns the detached VMM process of VMs that outlive their caller
+//! ([`control`]: spec, control socket, exit record).
+//!
 //! Devices live in `pyro-devices`; this crate wires them to the buses.
 
 mod boot;
+pub mod control;
 mod cpu;
 mod error;
 mod host;

@@ -22,10 +22,10 @@ use pyro_devices::virtio::vsock::handler::VsockHandler;
 use pyro_devices::virtio::vsock::Vsock;
 use pyro_devices::{Bus, GuestSignals, StopReason};
 use pyro_guest_init::proto::cmdline::INIT_PATH;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -36,14 +36,14 @@ use vmm_sys_util::signal::Killable;
 const EVENT_LOOP_TICK_MS: i32 = 50;
 
 /// A block device for the guest; the first one is the root filesystem.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Disk {
     pub path: PathBuf,
     pub read_only: bool,
 }
 
 /// The guest's vsock device and its host side.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct VsockConfig {
     /// The guest's context id (3 or more).
     pub cid: u64,
@@ -53,7 +53,7 @@ pub struct VsockConfig {
 }
 
 /// Everything needed to start a VM.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct VmConfig {
     /// ELF `vmlinux`.
     pub kernel: PathBuf,
@@ -339,6 +339,25 @@ impl Vm {
         let deadline = Instant::now() + timeout;
         while !self.poll_end(deadline, "the guest to power off")? {}
         self.end_result()
+    }
+
+    /// How the guest ended, if it has; never waits and never stops it.
+    pub fn try_exit(&mut self) -> Option<Result<VmExit, Error>> {
+        if self.ended.is_none() {
+            match self.ends.try_recv() {
+                Ok(end) => {
+                    self.ended = Some(end);
+                    self.shutdown();
+                }
+                Err(TryRecvError::Empty) => return None,
+                Err(TryRecvError::Disconnected) => {
+                    self.ended = Some(VcpuEnd::Failed(FailureKind::Run(
+                        "vCPU threads are gone".into(),
+                    )));
+                }
+            }
+        }
+        Some(self.end_result())
     }
 
     /// The last lines of the guest console.

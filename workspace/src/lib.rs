@@ -8,6 +8,7 @@
 //! serializes to the JSON they print.
 
 mod boot;
+mod detached;
 mod doctor;
 mod environments;
 mod error;
@@ -16,6 +17,7 @@ mod run;
 mod transfer;
 
 pub use boot::{BootCheck, BootOptions};
+pub use detached::{vmm_program, DetachedVm, VmState, VMM_BIN_ENV};
 pub use doctor::{DoctorReport, KvmStatus};
 pub use environments::{EnvDetail, EnvSummary, PruneReport};
 pub use error::Error;

@@ -1,0 +1,272 @@
+//! The detached VMM process and its control socket.
+//!
+//! A VM that must outlive the command that started it (a workspace) runs
+//! in a process of its own: a host binary (the `pyro` CLI's hidden
+//! `__vmm` mode) calls [`serve`] with the path of a [`VmmSpec`]. The
+//! process starts the VM, answers [`ControlRequest`]s on
+//! `<dir>/control.sock` (one JSON line in, one JSON line out), and when
+//! the VM ends, for whatever reason, writes `<dir>/exit.json` (an
+//! [`ExitRecord`]) before it exits, so whoever looks later can say why.
+//! A VMM killed with SIGKILL leaves no record; callers detect that by the
+//! control socket refusing connections.
+
+use crate::{Error, Vm, VmConfig, VmExit};
+use serde::{Deserialize, Serialize};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// What a VMM process runs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VmmSpec {
+    pub config: VmConfig,
+    /// Holds `control.sock` and `exit.json`.
+    pub dir: PathBuf,
+    /// Stop the VM at this time (seconds since the epoch), whoever is
+    /// looking: the VMM enforces its own time to live.
+    pub deadline_unix: Option<u64>,
+    /// Bound on VMM start -> guest init.
+    pub boot_timeout_ms: u64,
+}
+
+impl VmmSpec {
+    pub fn control_socket(dir: &Path) -> PathBuf {
+        dir.join("control.sock")
+    }
+
+    pub fn exit_record(dir: &Path) -> PathBuf {
+        dir.join("exit.json")
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum ControlRequest {
+    Status,
+    /// Stop the VM now (the guest is not asked; callers that care sync it
+    /// first through the agent).
+    Stop,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum ControlReply {
+    Status {
+        pid: u32,
+        /// Milliseconds since the VMM started.
+        uptime_ms: u64,
+        /// Host wall time from VMM start to guest init.
+        boot_ms: f64,
+    },
+    Stopping,
+    Error {
+        message: String,
+    },
+}
+
+/// Why a VMM process ended, written to `exit.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ExitRecord {
+    /// `stopped` (asked to), `expired` (deadline), `powered_off`, `reset`,
+    /// `failed` (boot failure, panic, crash).
+    pub reason: String,
+    pub message: String,
+    pub at_unix: u64,
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Sends one request to the VMM whose directory is `dir`. A refused
+/// connection means no VMM is serving there (it ended or was killed).
+pub fn request(dir: &Path, req: &ControlRequest) -> std::io::Result<ControlReply> {
+    let mut stream = UnixStream::connect(VmmSpec::control_socket(dir))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut line = serde_json::to_vec(req).map_err(std::io::Error::other)?;
+    line.push(b'\n');
+    stream.write_all(&line)?;
+    let mut reply = String::new();
+    BufReader::new(stream).read_line(&mut reply)?;
+    serde_json::from_str(&reply).map_err(|e| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("bad control reply {reply:?}: {e}"),
+        )
+    })
+}
+
+/// Reads the exit record a VMM left in `dir`, if any.
+pub fn exit_record(dir: &Path) -> Option<ExitRecord> {
+    let text = std::fs::read_to_string(VmmSpec::exit_record(dir)).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// Writes the exit record atomically (temp file, fsync, rename).
+fn write_exit_record(dir: &Path, record: &ExitRecord) {
+    let path = VmmSpec::exit_record(dir);
+    let tmp = path.with_extension("json.tmp");
+    let written = (|| -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&serde_json::to_vec_pretty(record).map_err(std::io::Error::other)?)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &path)
+    })();
+    if let Err(e) = written {
+        eprintln!("pyro vmm: cannot write {}: {e}", path.display());
+    }
+}
+
+/// The VMM process: runs the VM of the spec at `spec_path` until it ends,
+/// serving the control socket meanwhile. Returns the process exit code.
+pub fn serve(spec_path: &Path) -> i32 {
+    let spec: VmmSpec = match std::fs::read(spec_path)
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+    {
+        Ok(spec) => spec,
+        Err(e) => {
+            eprintln!("pyro vmm: cannot read {}: {e}", spec_path.display());
+            return 2;
+        }
+    };
+    let record = run(&spec);
+    write_exit_record(&spec.dir, &record);
+    let _ = std::fs::remove_file(VmmSpec::control_socket(&spec.dir));
+    match record.reason.as_str() {
+        "stopped" | "expired" | "powered_off" => 0,
+        _ => 1,
+    }
+}
+
+fn failed(e: Error) -> ExitRecord {
+    ExitRecord {
+        reason: "failed".into(),
+        message: e.to_string(),
+        at_unix: now_unix(),
+    }
+}
+
+fn run(spec: &VmmSpec) -> ExitRecord {
+    let socket = VmmSpec::control_socket(&spec.dir);
+    let _ = std::fs::remove_file(&socket);
+    let listener = match UnixListener::bind(&socket) {
+        Ok(l) => l,
+        Err(e) => {
+            return failed(Error::Config(format!(
+                "control socket {}: {e}",
+                socket.display()
+            )))
+        }
+    };
+    let started = Instant::now();
+    let mut vm = match Vm::start(&spec.config) {
+        Ok(vm) => vm,
+        Err(e) => return failed(e),
+    };
+    let boot = match vm.wait_for_init(Duration::from_millis(spec.boot_timeout_ms)) {
+        Ok(boot) => boot,
+        Err(e) => return failed(e),
+    };
+
+    // Control connections are served on their own threads; what they ask
+    // of the VM comes here.
+    let (stop_tx, stop_rx) = channel::<()>();
+    let boot_ms = boot.to_init_ms;
+    std::thread::Builder::new()
+        .name("vmm-control".into())
+        .spawn(move || accept(listener, started, boot_ms, stop_tx))
+        .ok();
+
+    loop {
+        if let Some(deadline) = spec.deadline_unix {
+            if now_unix() >= deadline {
+                vm.shutdown();
+                return ExitRecord {
+                    reason: "expired".into(),
+                    message: "the workspace reached its time to live".into(),
+                    at_unix: now_unix(),
+                };
+            }
+        }
+        match stop_rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(()) => {
+                vm.shutdown();
+                return ExitRecord {
+                    reason: "stopped".into(),
+                    message: "stopped on request".into(),
+                    at_unix: now_unix(),
+                };
+            }
+            Err(RecvTimeoutError::Disconnected) | Err(RecvTimeoutError::Timeout) => {}
+        }
+        match vm.try_exit() {
+            None => {}
+            Some(Ok(exit)) => {
+                return ExitRecord {
+                    reason: match exit {
+                        VmExit::PowerOff { .. } => "powered_off",
+                        VmExit::Reset => "reset",
+                    }
+                    .into(),
+                    message: exit.to_string(),
+                    at_unix: now_unix(),
+                }
+            }
+            Some(Err(e)) => return failed(e),
+        }
+    }
+}
+
+fn accept(listener: UnixListener, started: Instant, boot_ms: f64, stop: Sender<()>) {
+    for conn in listener.incoming().flatten() {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let _ = answer(conn, started, boot_ms, &stop);
+        });
+    }
+}
+
+fn answer(
+    conn: UnixStream,
+    started: Instant,
+    boot_ms: f64,
+    stop: &Sender<()>,
+) -> std::io::Result<()> {
+    conn.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut line = String::new();
+    BufReader::new(&conn).take_line(&mut line)?;
+    let reply = match serde_json::from_str::<ControlRequest>(&line) {
+        Ok(ControlRequest::Status) => ControlReply::Status {
+            pid: std::process::id(),
+            uptime_ms: started.elapsed().as_millis() as u64,
+            boot_ms,
+        },
+        Ok(ControlRequest::Stop) => {
+            let _ = stop.send(());
+            ControlReply::Stopping
+        }
+        Err(e) => ControlReply::Error {
+            message: format!("bad request {line:?}: {e}"),
+        },
+    };
+    let mut out = serde_json::to_vec(&reply).map_err(std::io::Error::other)?;
+    out.push(b'\n');
+    (&conn).write_all(&out)
+}
+
+/// Reads one line of at most 64 KiB.
+trait TakeLine {
+    fn take_line(&mut self, line: &mut String) -> std::io::Result<usize>;
+}
+
+impl<R: BufRead> TakeLine for R {
+    fn take_line(&mut self, line: &mut String) -> std::io::Result<usize> {
+        use std::io::Read;
+        self.take(64 * 1024).read_line(line)
+    }
+}

@@ -1,0 +1,222 @@
+//! VMs in processes of their own, which outlive the call that made them
+//! (the base of workspaces). The VMM process is a host binary run in its
+//! hidden `__vmm SPEC` mode (the `pyro` CLI has it); everything about a
+//! VM lives in its directory (spec, sockets, console log, exit record), so
+//! any later process can find it, ask it, or stop it. No daemon.
+
+use crate::guest::GuestClient;
+use crate::Error;
+use pyro_vmm::control::{self, ControlReply, ControlRequest, ExitRecord, VmmSpec};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The environment variable naming the binary to run VMM processes with.
+pub const VMM_BIN_ENV: &str = "PYRO_VMM_BIN";
+
+/// The binary that hosts VMM processes: `$PYRO_VMM_BIN`, else a `pyro`
+/// next to the running executable (or one directory up, where cargo
+/// keeps binaries when the caller is a test in `target/*/deps`).
+pub fn vmm_program() -> Result<PathBuf, Error> {
+    if let Some(bin) = std::env::var_os(VMM_BIN_ENV).filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(bin));
+    }
+    let exe = std::env::current_exe().map_err(|e| Error::Io(format!("current_exe: {e}")))?;
+    if exe.file_name().is_some_and(|n| n == "pyro") {
+        return Ok(exe);
+    }
+    let dir = exe.parent().unwrap_or(Path::new("/"));
+    for candidate in [dir.join("pyro"), dir.join("../pyro")] {
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+    }
+    Err(Error::Io(format!(
+        "cannot find the `pyro` binary to run the VM process: set {VMM_BIN_ENV} to its path \
+         (build it with `cargo build --release -p pyro-cli`)"
+    )))
+}
+
+/// What a detached VM is doing, from its directory.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum VmState {
+    Running {
+        pid: u32,
+        uptime_ms: u64,
+        boot_ms: f64,
+    },
+    /// Not running: `record` says why, if the VMM could still write it
+    /// (a VMM killed with SIGKILL cannot).
+    Stopped { reason: String, message: String },
+}
+
+/// A handle on the VM whose files are in `dir`.
+#[derive(Debug, Clone)]
+pub struct DetachedVm {
+    dir: PathBuf,
+}
+
+impl DetachedVm {
+    /// A handle on an existing VM directory (running or not).
+    pub fn open(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The agent's vsock socket.
+    pub fn vsock(&self) -> PathBuf {
+        self.dir.join("vsock.sock")
+    }
+
+    pub fn console_log(&self) -> PathBuf {
+        self.dir.join("console.log")
+    }
+
+    /// Starts a VMM process for `spec` (its `dir` must exist) and returns
+    /// without waiting for the guest. The process runs in its own process
+    /// group, so a Ctrl-C meant for the caller does not reach it.
+    pub fn spawn(spec: &VmmSpec) -> Result<DetachedVm, Error> {
+        let vm = DetachedVm::open(&spec.dir);
+        let io = |e: std::io::Error| Error::Io(format!("{}: {e}", spec.dir.display()));
+        let _ = std::fs::remove_file(VmmSpec::exit_record(&spec.dir));
+        let spec_path = spec.dir.join("vmm.json");
+        std::fs::write(
+            &spec_path,
+            serde_json::to_vec_pretty(spec).map_err(|e| Error::Io(e.to_string()))?,
+        )
+        .map_err(io)?;
+        let log = std::fs::File::create(spec.dir.join("vmm.log")).map_err(io)?;
+        use std::os::unix::process::CommandExt;
+        let mut child = Command::new(vmm_program()?)
+            .arg("__vmm")
+            .arg(&spec_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .map_err(|e| Error::Io(format!("starting the VM process: {e}")))?;
+        // Reap it when it ends, so a long-lived caller collects no zombies.
+        std::thread::spawn(move || {
+            let _ = child.wait();
+        });
+        Ok(vm)
+    }
+
+    /// Waits for the guest agent; fails early, with the reason and the
+    /// console's last lines, if the VMM ends first.
+    pub fn wait_ready(&self, timeout: Duration) -> Result<GuestClient, Error> {
+        let started = Instant::now();
+        loop {
+            if let Ok(client) = GuestClient::connect(&self.vsock()) {
+                return Ok(client);
+            }
+            if let Some(record) = control::exit_record(&self.dir) {
+                return Err(Error::Guest(format!(
+                    "the VM ended before its agent answered ({}: {}){}",
+                    record.reason,
+                    record.message,
+                    self.console_tail_text()
+                )));
+            }
+            if started.elapsed() > timeout {
+                let _ = self.stop();
+                return Err(Error::Guest(format!(
+                    "the guest agent did not answer within {:.0} s{}",
+                    timeout.as_secs_f64(),
+                    self.console_tail_text()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Asks the VMM; a refused connection means it is gone.
+    pub fn state(&self) -> VmState {
+        match control::request(&self.dir, &ControlRequest::Status) {
+            Ok(ControlReply::Status {
+                pid,
+                uptime_ms,
+                boot_ms,
+            }) => VmState::Running {
+                pid,
+                uptime_ms,
+                boot_ms,
+            },
+            _ => match control::exit_record(&self.dir) {
+                Some(ExitRecord {
+                    reason, message, ..
+                }) => VmState::Stopped { reason, message },
+                None => VmState::Stopped {
+                    reason: "vmm_died".into(),
+                    message: "the VM process ended without saying why (killed?)".into(),
+                },
+            },
+        }
+    }
+
+    /// Stops the VM if it runs and waits until its process is gone.
+    pub fn stop(&self) -> Result<(), Error> {
+        match control::request(&self.dir, &ControlRequest::Stop) {
+            Ok(_) => {}
+            Err(_) => return Ok(()), // not running
+        }
+        let started = Instant::now();
+        while std::fs::symlink_metadata(VmmSpec::control_socket(&self.dir)).is_ok() {
+            if started.elapsed() > Duration::from_secs(10) {
+                return Err(Error::Io("the VM process did not stop within 10 s".into()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
+    fn console_tail_text(&self) -> String {
+        let text = std::fs::read_to_string(self.console_log()).unwrap_or_default();
+        let lines: Vec<String> = text
+            .lines()
+            .rev()
+            .take(15)
+            .map(String::from)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        pyro_vmm::console_tail_text(&lines)
+    }
+}
+
+impl crate::Pyro {
+    /// Starts a detached VM of `environment` whose files live in `dir`
+    /// (created if missing), with the extra kernel command-line words
+    /// `cmdline_extra`. Returns once the VMM process runs; use
+    /// [`DetachedVm::wait_ready`] for the agent.
+    pub fn spawn_detached(
+        &self,
+        environment: &str,
+        mem_mib: u32,
+        vcpus: u8,
+        dir: &Path,
+        deadline_unix: Option<u64>,
+        progress: &dyn crate::Progress,
+    ) -> Result<DetachedVm, Error> {
+        let (mut config, _env) = self.environment_vm(environment, mem_mib, vcpus, progress)?;
+        std::fs::create_dir_all(dir).map_err(|e| Error::Io(format!("{}: {e}", dir.display())))?;
+        config.vsock = Some(pyro_vmm::VsockConfig {
+            cid: 3,
+            uds: dir.join("vsock.sock"),
+        });
+        config.serial_log = Some(dir.join("console.log"));
+        DetachedVm::spawn(&VmmSpec {
+            config,
+            dir: dir.to_path_buf(),
+            deadline_unix,
+            boot_timeout_ms: 120_000,
+        })
+    }
+}
