@@ -26,6 +26,9 @@ enum Command {
     /// Build and inspect environments (root filesystems + guest kernel).
     #[command(subcommand)]
     Env(EnvCommand),
+    /// Persistent workspaces: create, exec, files, patch, diff, snapshots.
+    #[command(subcommand)]
+    Workspace(crate::workspace::WorkspaceCommand),
     /// Run one command in a fresh VM: `pyro run [ENV] -- CMD ARGS...`.
     /// The command runs directly (no shell; use `sh -c '...'` for one);
     /// its output streams to ours and its exit code becomes ours.
@@ -43,15 +46,40 @@ struct RunArgs {
     /// Guest memory in MiB.
     #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(64..=65536))]
     mem_mib: u32,
+    #[command(flatten)]
+    cmd: CommandArgs,
+}
+
+/// A guest command and how to run it (`run`, `workspace exec`).
+#[derive(Args)]
+pub struct CommandArgs {
     /// Kill the command (its whole process group) after this many seconds.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86400))]
-    timeout_seconds: u64,
+    pub timeout_seconds: u64,
     /// Print one JSON document instead of streaming the output.
     #[arg(long)]
-    json: bool,
+    pub json: bool,
     /// The command and its arguments, after `--`.
     #[arg(last = true, required = true, value_name = "CMD")]
-    command: Vec<String>,
+    pub command: Vec<String>,
+}
+
+impl CommandArgs {
+    /// Where guest output goes: streamed to ours unless `--json`.
+    pub fn sink(&self) -> impl FnMut(Stream, &[u8]) {
+        use std::io::Write;
+        let stream = !self.json;
+        move |s, bytes| {
+            if stream {
+                let _ = match s {
+                    Stream::Stdout => std::io::stdout()
+                        .write_all(bytes)
+                        .and_then(|_| std::io::stdout().flush()),
+                    Stream::Stderr => std::io::stderr().write_all(bytes),
+                };
+            }
+        }
+    }
 }
 
 #[derive(Args)]
@@ -111,7 +139,8 @@ impl Cli {
             Command::Doctor(a) => a.json,
             Command::Env(EnvCommand::List(a) | EnvCommand::Prune(a)) => a.json,
             Command::Env(EnvCommand::Pull(a) | EnvCommand::Inspect(a)) => a.json,
-            Command::Run(a) => a.json,
+            Command::Run(a) => a.cmd.json,
+            Command::Workspace(w) => w.json(),
         }
     }
 }
@@ -122,6 +151,7 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
     match cli.command {
         Command::Doctor(args) => Ok(doctor(&pyro, &args)),
         Command::Run(args) => run_command(&pyro, &args),
+        Command::Workspace(cmd) => crate::workspace::run(&pyro, cmd),
         Command::Env(EnvCommand::List(a)) => {
             let list = pyro.env_list();
             if a.json {
@@ -170,26 +200,20 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
 }
 
 fn run_command(pyro: &Pyro, args: &RunArgs) -> Result<i32, Error> {
-    use std::io::Write;
     let opts = RunOptions {
         environment: args.env.clone(),
         vcpus: args.vcpus,
         mem_mib: args.mem_mib,
-        timeout: Duration::from_secs(args.timeout_seconds),
+        timeout: Duration::from_secs(args.cmd.timeout_seconds),
         ..RunOptions::default()
     };
-    let stream = !args.json;
-    let result = pyro.run(&opts, &args.command, &StderrProgress::new(), |s, bytes| {
-        if stream {
-            let _ = match s {
-                Stream::Stdout => std::io::stdout()
-                    .write_all(bytes)
-                    .and_then(|_| std::io::stdout().flush()),
-                Stream::Stderr => std::io::stderr().write_all(bytes),
-            };
-        }
-    })?;
-    if args.json {
+    let result = pyro.run(
+        &opts,
+        &args.cmd.command,
+        &StderrProgress::new(),
+        args.cmd.sink(),
+    )?;
+    if args.cmd.json {
         output::json(&result);
     }
     let t = &result.timings;

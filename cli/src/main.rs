@@ -3,6 +3,7 @@
 
 mod commands;
 mod output;
+mod workspace;
 
 use clap::Parser;
 

@@ -12,7 +12,8 @@ pub fn json<T: Serialize>(value: &T) {
     }
 }
 
-/// Prints an error; returns the exit code (1: runtime error).
+/// Prints an error; returns the exit code: 2 for bad input (a usage
+/// error), 1 for everything else.
 pub fn error(as_json: bool, err: &Error) -> i32 {
     if as_json {
         json(&serde_json::json!({
@@ -22,7 +23,11 @@ pub fn error(as_json: bool, err: &Error) -> i32 {
     } else {
         eprintln!("[error] {err}");
     }
-    1
+    if matches!(err, Error::InvalidArgument(_)) {
+        2
+    } else {
+        1
+    }
 }
 
 /// `~/x` instead of `/root/x` for paths under $HOME.

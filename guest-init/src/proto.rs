@@ -161,6 +161,11 @@ pub mod rpc {
         /// entry, a directory as its children. Symlinks are stored, not
         /// followed; sockets, fifos and devices are skipped.
         Download { path: String },
+        /// Flush /workspace to its disk (`syncfs`), before a snapshot or stop.
+        Sync,
+        /// Apply the unified diff in the frame's data part (at most
+        /// [`MAX_DATA`]) to /workspace, all or nothing (see `crate::patch`).
+        PatchApply,
         /// A piece of the current request's body; an empty one ends it.
         Data,
     }
@@ -180,6 +185,9 @@ pub mod rpc {
     pub struct ExecRequest {
         /// Program and arguments (run directly, no shell).
         pub argv: Vec<String>,
+        /// A shell command line instead of `argv`: runs `/bin/sh -c SHELL`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub shell: Option<String>,
         /// Working directory; default `/workspace` if it exists, else `/`.
         pub cwd: Option<String>,
         /// Extra environment, on top of a minimal default one.
@@ -233,6 +241,33 @@ pub mod rpc {
         },
         Upload(UploadResult),
         Download(DownloadResult),
+        Synced,
+        Patched(PatchResult),
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+    pub struct PatchResult {
+        pub changed: bool,
+        pub summary: PatchSummary,
+        /// One entry per file touched, in patch order; paths are relative
+        /// to /workspace.
+        pub entries: Vec<PatchEntry>,
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+    pub struct PatchSummary {
+        pub total: u64,
+        pub added: u64,
+        pub modified: u64,
+        pub deleted: u64,
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+    pub struct PatchEntry {
+        pub path: String,
+        /// `added`, `modified` or `deleted` (a rename is the old path
+        /// deleted and the new one added).
+        pub status: String,
     }
 
     #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -50,6 +50,7 @@ pub use error::{Error, MissingTool, Result};
 pub use guest_init::{guest_init_binary, GUEST_INIT_ENV, GUEST_TARGET};
 pub use image::{EnvManifest, Environment, GUEST_INIT_PATH, ROOT_LABEL};
 pub use kernel::{Kernel, KernelManifest, PatchInfo, SOURCE_PACKAGE};
+pub use manifest::rfc3339;
 pub use mirror::{debian_mirror, DEFAULT_MIRROR};
 pub use paths::Paths;
 pub use progress::{NoProgress, Progress, StderrProgress};

@@ -58,7 +58,8 @@ pub(crate) fn now_rfc3339() -> String {
     rfc3339(secs)
 }
 
-fn rfc3339(unix: u64) -> String {
+/// A Unix time as RFC 3339 UTC with seconds.
+pub fn rfc3339(unix: u64) -> String {
     let days = (unix / 86_400) as i64;
     let rem = unix % 86_400;
     let (y, m, d) = civil_from_days(days);

@@ -29,6 +29,10 @@ pub struct VmmSpec {
     pub deadline_unix: Option<u64>,
     /// Bound on VMM start -> guest init.
     pub boot_timeout_ms: u64,
+    /// When the deadline passes, remove this directory too (the whole
+    /// workspace: a time to live means it is gone, whoever looks).
+    #[serde(default)]
+    pub remove_on_expiry: Option<PathBuf>,
 }
 
 impl VmmSpec {
@@ -137,6 +141,11 @@ pub fn serve(spec_path: &Path) -> i32 {
     let record = run(&spec);
     write_exit_record(&spec.dir, &record);
     let _ = std::fs::remove_file(VmmSpec::control_socket(&spec.dir));
+    if record.reason == "expired" {
+        if let Some(dir) = &spec.remove_on_expiry {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
     match record.reason.as_str() {
         "stopped" | "expired" | "powered_off" => 0,
         _ => 1,

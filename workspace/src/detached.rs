@@ -217,6 +217,7 @@ impl crate::Pyro {
             dir: dir.to_path_buf(),
             deadline_unix,
             boot_timeout_ms: 120_000,
+            remove_on_expiry: None,
         })
     }
 }

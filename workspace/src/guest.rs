@@ -2,8 +2,8 @@
 //! convention: `CONNECT <port>\n` -> `OK <n>\n`, then the stream).
 
 use pyro_guest_init::proto::rpc::{
-    self, DownloadResult, Event, ExecRequest, ExecResult, FileInfo, ListResult, ReadResult, Reply,
-    Request, Stream, UploadResult, WriteResult,
+    self, DownloadResult, Event, ExecRequest, ExecResult, FileInfo, ListResult, PatchResult,
+    ReadResult, Reply, Request, Stream, UploadResult, WriteResult,
 };
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -190,6 +190,34 @@ impl GuestClient {
         };
         match reply {
             Reply::Exec(result) => Ok(result),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Flushes /workspace to its disk.
+    pub fn sync(&mut self) -> Result<(), GuestError> {
+        match self.call(&Request::Sync)? {
+            Reply::Synced => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Applies a unified diff to /workspace, all or nothing.
+    pub fn patch_apply(&mut self, text: &str) -> Result<PatchResult, GuestError> {
+        if text.len() > rpc::MAX_DATA as usize {
+            return Err(GuestError::Remote {
+                kind: "too_large".into(),
+                message: format!(
+                    "the patch is {} bytes; at most {} are accepted",
+                    text.len(),
+                    rpc::MAX_DATA
+                ),
+            });
+        }
+        rpc::write_frame(&mut self.writer, &Request::PatchApply, text.as_bytes())?;
+        self.writer.flush()?;
+        match self.finish(|_, _| {})? {
+            Reply::Patched(result) => Ok(result),
             other => Err(unexpected(other)),
         }
     }

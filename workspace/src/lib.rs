@@ -15,6 +15,7 @@ mod error;
 mod guest;
 mod run;
 mod transfer;
+mod workspaces;
 
 pub use boot::{BootCheck, BootOptions};
 pub use detached::{vmm_program, DetachedVm, VmState, VMM_BIN_ENV};
@@ -30,6 +31,12 @@ pub use pyro_images::{NoProgress, Progress, StderrProgress, DEFAULT_ENV};
 pub use pyro_vmm::{HostKind, VmExit};
 pub use run::{abandon_runs, RunOptions, RunResult, RunTimings};
 pub use transfer::{pack_dir, unpack_untrusted, PackStats};
+pub use workspaces::{
+    CommandRecord, CreateOptions, Deleted, DiffEntry, DiffResult, DiffSummary, Export, FileList,
+    FileRead, FileWrite, PatchApply, Reset, Snapshot, SyncPush, UpdateOptions, Workspace,
+    WorkspaceRecord, DEFAULT_DISK_MIB, DEFAULT_FILE_READ_BYTES, MAX_FILE_READ_BYTES,
+    MAX_FILE_WRITE_BYTES,
+};
 
 use pyro_images::{Images, Paths};
 

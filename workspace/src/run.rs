@@ -70,11 +70,17 @@ impl RunResult {
     /// The exit code a shell would report: the command's own, 128 + signal
     /// if it was killed, 124 on timeout.
     pub fn shell_exit_code(&self) -> i32 {
-        if self.timed_out {
-            124
-        } else {
-            self.exit_code.or(self.signal.map(|s| 128 + s)).unwrap_or(1)
-        }
+        shell_exit_code(self.timed_out, self.exit_code, self.signal)
+    }
+}
+
+/// The exit code a shell reports for a command: its own, 128 + N if
+/// signal N killed it, 124 on timeout (as `timeout(1)` does).
+pub(crate) fn shell_exit_code(timed_out: bool, exit_code: Option<i32>, signal: Option<i32>) -> i32 {
+    if timed_out {
+        124
+    } else {
+        exit_code.or(signal.map(|s| 128 + s)).unwrap_or(1)
     }
 }
 

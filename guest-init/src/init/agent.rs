@@ -1,7 +1,7 @@
 //! The RPC agent: listens on vsock, one thread per connection, requests
 //! on a connection served in order (see `proto::rpc`).
 
-use super::{archive, exec, files, log, RpcError};
+use super::{archive, exec, files, log, patch_apply, RpcError};
 use pyro_guest_init::proto::rpc::{self, Event, Reply, Request};
 use std::io::{BufReader, BufWriter, Read, Write};
 use vsock::{VsockListener, VsockStream, VMADDR_CID_ANY};
@@ -40,12 +40,13 @@ fn connection(stream: VsockStream) {
     let mut writer = BufWriter::new(stream);
     loop {
         let request = match rpc::read_frame::<Request>(&mut reader) {
-            Ok(Some((request, _data))) => request,
+            Ok(Some((request, data))) => (request, data),
             Ok(None) => return,
             Err(e) => return bad_frame(&mut writer, e.to_string()),
         };
+        let (request, data) = request;
         let mut body = Body::new(&mut reader, has_body(&request));
-        let done = handle(request, &mut body, &mut writer);
+        let done = handle(request, data, &mut body, &mut writer);
         // The host sends the whole body whatever happens; read what the
         // handler left so the next frame is a request again.
         if let Err(e) = body.drain() {
@@ -89,6 +90,7 @@ fn has_body(request: &Request) -> bool {
 
 fn handle(
     request: Request,
+    patch_text: Vec<u8>,
     body: &mut Body<'_>,
     out: &mut BufWriter<VsockStream>,
 ) -> Result<Reply, RpcError> {
@@ -117,6 +119,8 @@ fn handle(
         Request::Remove { path, recursive } => files::remove(&path, recursive),
         Request::Upload { dest } => archive::upload(&dest, body),
         Request::Download { path } => archive::download(&path, out),
+        Request::Sync => files::sync().map(|_| Reply::Synced),
+        Request::PatchApply => patch_apply::apply(&patch_text),
         Request::Data => Err(RpcError::new(
             "bad_request",
             "a data frame outside a request body".into(),

@@ -19,12 +19,27 @@ pub fn run(
     stdin: Option<&mut (dyn Read + Send)>,
     out: &mut impl Write,
 ) -> Result<ExecResult, RpcError> {
-    let Some(program) = req.argv.first() else {
-        return Err(RpcError {
-            kind: "invalid_argument",
-            message: "argv is empty".into(),
-        });
+    let shell_argv;
+    let argv = match (&req.shell, req.argv.is_empty()) {
+        (Some(line), true) => {
+            shell_argv = ["/bin/sh".to_string(), "-c".into(), line.clone()];
+            &shell_argv[..]
+        }
+        (None, false) => &req.argv[..],
+        (Some(_), false) => {
+            return Err(RpcError::new(
+                "invalid_argument",
+                "give either argv or shell, not both".into(),
+            ))
+        }
+        (None, true) => {
+            return Err(RpcError::new(
+                "invalid_argument",
+                "no command: argv and shell are both empty".into(),
+            ))
+        }
     };
+    let program = &argv[0];
     let cwd = req.cwd.clone().unwrap_or_else(|| {
         if std::path::Path::new("/workspace").is_dir() {
             "/workspace".into()
@@ -33,7 +48,7 @@ pub fn run(
         }
     });
     let mut cmd = Command::new(program);
-    cmd.args(&req.argv[1..])
+    cmd.args(&argv[1..])
         .current_dir(&cwd)
         .env_clear()
         .env("PATH", DEFAULT_PATH)

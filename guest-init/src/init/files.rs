@@ -491,3 +491,10 @@ fn is_dir(dir: BorrowedFd<'_>, name: &std::ffi::CStr, d_type: FileType) -> bool 
         t => t == FileType::Directory,
     }
 }
+
+/// Flushes the file system under /workspace to its disk.
+pub fn sync() -> Result<(), RpcError> {
+    let root = root()?;
+    let dir = open_beneath(&root, "", OFlags::RDONLY | OFlags::DIRECTORY, 0)?;
+    rustix::fs::syncfs(&dir).map_err(|e| fs_error(e, ""))
+}

@@ -1,0 +1,241 @@
+//! `diff`: the live /workspace against the create-time baseline.
+//!
+//! The baseline is `baseline.tar`, packed on the host from the seed at
+//! create time, so it never needs the guest. The live side comes from the
+//! agent: one recursive listing, then the content of only those files
+//! whose size, mode or mtime differ from the baseline (git's stat check;
+//! contents are then compared byte for byte, so a touched but unchanged
+//! file is not reported). Directories are not entries, as in git.
+
+use crate::guest::GuestClient;
+use crate::Error;
+use pyro_guest_init::patch::unified_diff;
+use pyro_guest_init::proto::rpc::{workspace_relative, ArtifactType, FileInfo};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+use std::path::Path;
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DiffSummary {
+    pub total: u64,
+    pub added: u64,
+    pub modified: u64,
+    pub deleted: u64,
+    pub type_changed: u64,
+    /// Entries with a text patch.
+    pub text_patched: u64,
+    /// Entries listed without one (binary files, symlinks).
+    pub non_text: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DiffEntry {
+    /// Relative to /workspace.
+    pub path: String,
+    /// `added`, `modified`, `deleted` or `type_changed`.
+    pub status: String,
+    /// What it is now (what it was, for a deleted entry).
+    pub artifact_type: ArtifactType,
+    pub text_patch: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DiffResult {
+    pub workspace_id: String,
+    pub changed: bool,
+    pub summary: DiffSummary,
+    pub entries: Vec<DiffEntry>,
+    /// Every text patch, concatenated: `git apply` takes it on a copy of
+    /// the baseline.
+    pub patch: String,
+}
+
+/// One entry of the baseline.
+struct Base {
+    kind: ArtifactType,
+    size: u64,
+    mode: u32,
+    mtime: i64,
+    link: Option<String>,
+}
+
+fn tar_error(e: std::io::Error) -> Error {
+    Error::Io(format!("baseline archive: {e}"))
+}
+
+fn load_baseline(tar: &Path) -> Result<BTreeMap<String, Base>, Error> {
+    let file =
+        std::fs::File::open(tar).map_err(|e| Error::Io(format!("{}: {e}", tar.display())))?;
+    let mut archive = tar::Archive::new(std::io::BufReader::new(file));
+    let mut out = BTreeMap::new();
+    for entry in archive.entries().map_err(tar_error)? {
+        let entry = entry.map_err(tar_error)?;
+        let name = String::from_utf8_lossy(&entry.path_bytes())
+            .trim_end_matches('/')
+            .to_string();
+        let h = entry.header();
+        let kind = match h.entry_type() {
+            tar::EntryType::Directory => ArtifactType::Directory,
+            tar::EntryType::Symlink => ArtifactType::Symlink,
+            tar::EntryType::Regular | tar::EntryType::Continuous => ArtifactType::File,
+            _ => ArtifactType::Other,
+        };
+        let link = entry
+            .link_name_bytes()
+            .map(|l| String::from_utf8_lossy(&l).into_owned());
+        out.insert(
+            name,
+            Base {
+                kind,
+                size: h.size().unwrap_or(0),
+                mode: h.mode().unwrap_or(0) & 0o7777,
+                mtime: h.mtime().unwrap_or(0) as i64,
+                link,
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// The contents of the baseline files in `wanted`.
+fn baseline_contents(
+    tar: &Path,
+    wanted: &BTreeSet<String>,
+) -> Result<BTreeMap<String, Vec<u8>>, Error> {
+    let mut out = BTreeMap::new();
+    if wanted.is_empty() {
+        return Ok(out);
+    }
+    let file =
+        std::fs::File::open(tar).map_err(|e| Error::Io(format!("{}: {e}", tar.display())))?;
+    let mut archive = tar::Archive::new(std::io::BufReader::new(file));
+    for entry in archive.entries().map_err(tar_error)? {
+        let mut entry = entry.map_err(tar_error)?;
+        let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        if wanted.contains(&name) {
+            let mut bytes = Vec::new();
+            entry.read_to_end(&mut bytes).map_err(tar_error)?;
+            out.insert(name, bytes);
+        }
+    }
+    Ok(out)
+}
+
+pub fn diff(
+    workspace_id: &str,
+    baseline: &Path,
+    agent: &mut GuestClient,
+) -> Result<DiffResult, Error> {
+    let base = load_baseline(baseline)?;
+    let live: BTreeMap<String, FileInfo> = agent
+        .list("", true)?
+        .entries
+        .into_iter()
+        .map(|e| (workspace_relative(&e.path).unwrap_or_default(), e))
+        .collect();
+
+    // Which paths changed, by metadata first.
+    let mut candidates = Vec::new();
+    for path in base.keys().chain(live.keys()).collect::<BTreeSet<_>>() {
+        let (b, l) = (base.get(path), live.get(path));
+        let is_dir = |t: ArtifactType| t == ArtifactType::Directory;
+        match (b, l) {
+            (Some(b), None) if !is_dir(b.kind) => candidates.push((path.clone(), "deleted")),
+            (None, Some(l)) if !is_dir(l.artifact_type) => candidates.push((path.clone(), "added")),
+            (Some(b), Some(l)) if b.kind != l.artifact_type => {
+                candidates.push((path.clone(), "type_changed"))
+            }
+            (Some(b), Some(l))
+                if b.kind == ArtifactType::File
+                    && (b.size != l.size_bytes || b.mode != l.mode || b.mtime != l.mtime) =>
+            {
+                candidates.push((path.clone(), "modified"))
+            }
+            (Some(b), Some(l)) if b.kind == ArtifactType::Symlink && b.link != l.link_target => {
+                candidates.push((path.clone(), "modified"))
+            }
+            _ => {}
+        }
+    }
+    let wanted: BTreeSet<String> = candidates
+        .iter()
+        .filter(|(p, _)| base.get(p).is_some_and(|b| b.kind == ArtifactType::File))
+        .map(|(p, _)| p.clone())
+        .collect();
+    let old_contents = baseline_contents(baseline, &wanted)?;
+
+    let mut result = DiffResult {
+        workspace_id: workspace_id.into(),
+        changed: false,
+        summary: DiffSummary::default(),
+        entries: Vec::new(),
+        patch: String::new(),
+    };
+    for (path, status) in candidates {
+        let b = base.get(&path);
+        let l = live.get(&path);
+        let file = |t: Option<ArtifactType>| t == Some(ArtifactType::File);
+        let old = if file(b.map(|b| b.kind)) {
+            old_contents.get(&path).cloned()
+        } else {
+            None
+        };
+        let new = if file(l.map(|l| l.artifact_type)) {
+            Some(agent.read_to_vec(&path, None)?.0)
+        } else {
+            None
+        };
+        let old_mode = b.map_or(0o644, |b| b.mode);
+        let new_mode = l.map_or(0o644, |l| l.mode);
+        if status == "modified"
+            && old == new
+            && old_mode == new_mode
+            && b.map(|b| &b.link) == l.map(|l| &l.link_target)
+        {
+            continue; // touched, not changed
+        }
+        let artifact_type = l
+            .map(|l| l.artifact_type)
+            .or(b.map(|b| b.kind))
+            .unwrap_or(ArtifactType::Other);
+        let text_patch = match (
+            file(b.map(|b| b.kind)) || b.is_none(),
+            file(l.map(|l| l.artifact_type)) || l.is_none(),
+        ) {
+            (true, true) if status != "type_changed" => {
+                let d = unified_diff(
+                    &path,
+                    &path,
+                    old.as_deref(),
+                    new.as_deref(),
+                    old_mode,
+                    new_mode,
+                );
+                (!d.binary && !d.is_empty()).then_some(d.text)
+            }
+            _ => None,
+        };
+        match status {
+            "added" => result.summary.added += 1,
+            "deleted" => result.summary.deleted += 1,
+            "type_changed" => result.summary.type_changed += 1,
+            _ => result.summary.modified += 1,
+        }
+        if let Some(p) = &text_patch {
+            result.summary.text_patched += 1;
+            result.patch.push_str(p);
+        } else {
+            result.summary.non_text += 1;
+        }
+        result.entries.push(DiffEntry {
+            path,
+            status: status.into(),
+            artifact_type,
+            text_patch,
+        });
+    }
+    result.summary.total = result.entries.len() as u64;
+    result.changed = !result.entries.is_empty();
+    Ok(result)
+}

@@ -1,0 +1,142 @@
+//! Workspace state on disk: one directory per workspace under
+//! `<data>/workspaces/`, its record written atomically, a lock file that
+//! serializes changes, and the small pieces (ids, times, names) around it.
+
+use crate::Error;
+use serde::{de::DeserializeOwned, Serialize};
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Files of one workspace.
+#[derive(Debug, Clone)]
+pub struct WsDir(pub PathBuf);
+
+impl WsDir {
+    pub fn record(&self) -> PathBuf {
+        self.0.join("workspace.json")
+    }
+    pub fn disk(&self) -> PathBuf {
+        self.0.join("disk.ext4")
+    }
+    pub fn baseline_tar(&self) -> PathBuf {
+        self.0.join("baseline.tar")
+    }
+    pub fn snapshots(&self) -> PathBuf {
+        self.0.join("snapshots")
+    }
+    pub fn history(&self) -> PathBuf {
+        self.0.join("history")
+    }
+    pub fn vm(&self) -> PathBuf {
+        self.0.join("vm")
+    }
+
+    /// Takes the workspace's lock (blocking); released when dropped.
+    pub fn lock(&self) -> Result<Lock, Error> {
+        let path = self.0.join("lock");
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| io_err(&path, e))?;
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
+            .map_err(|e| io_err(&path, e.into()))?;
+        Ok(Lock(file))
+    }
+}
+
+/// A held workspace lock.
+pub struct Lock(#[allow(dead_code)] File);
+
+pub fn io_err(path: &Path, e: std::io::Error) -> Error {
+    Error::Io(format!("{}: {e}", path.display()))
+}
+
+/// Writes `value` as JSON to `path`: temporary file, fsync, rename, so a
+/// reader sees the old or the new document, never half of one.
+pub fn write_json(path: &Path, value: &impl Serialize) -> Result<(), Error> {
+    let tmp = path.with_extension("json.tmp");
+    let bytes = serde_json::to_vec_pretty(value).map_err(|e| Error::Io(e.to_string()))?;
+    let mut f = File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
+    f.write_all(&bytes).map_err(|e| io_err(&tmp, e))?;
+    f.sync_all().map_err(|e| io_err(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| io_err(path, e))
+}
+
+pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, Error> {
+    let bytes = std::fs::read(path).map_err(|e| io_err(path, e))?;
+    serde_json::from_slice(&bytes).map_err(|e| Error::Io(format!("{}: {e}", path.display())))
+}
+
+/// A short random id: 12 hex digits from the kernel's generator.
+pub fn new_id() -> Result<String, Error> {
+    let mut bytes = [0u8; 6];
+    rustix::rand::getrandom(&mut bytes, rustix::rand::GetRandomFlags::empty())
+        .map_err(|e| Error::Io(format!("getrandom: {e}")))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+pub fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+pub use pyro_images::rfc3339;
+
+/// Names of workspaces, snapshots and label keys.
+pub fn check_name(field: &str, value: &str) -> Result<(), Error> {
+    let ok = value.len() <= 64
+        && value
+            .chars()
+            .enumerate()
+            .all(|(i, c)| c.is_ascii_alphanumeric() || (i > 0 && matches!(c, '.' | '_' | '-')))
+        && !value.is_empty();
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument(format!(
+            "{field} {value:?} is not allowed: use 1-64 characters from A-Z a-z 0-9 . _ -, \
+             starting with a letter or digit"
+        )))
+    }
+}
+
+/// Label values: any text without control characters, up to 256 bytes.
+pub fn check_labels(labels: &BTreeMap<String, String>) -> Result<(), Error> {
+    for (k, v) in labels {
+        check_name("label key", k)?;
+        if v.len() > 256 || v.chars().any(char::is_control) {
+            return Err(Error::InvalidArgument(format!(
+                "label {k}: the value must be at most 256 bytes without control characters"
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_formats_known_instants() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_795_560_443), "2026-11-24T22:47:23Z");
+    }
+
+    #[test]
+    fn names_follow_the_rule() {
+        for ok in ["a", "repro-fix_1.2", "X9", &"a".repeat(64)] {
+            check_name("name", ok).unwrap();
+        }
+        for bad in ["", "-a", ".hidden", "a b", "a/b", "é", &"a".repeat(65)] {
+            let e = check_name("name", bad).unwrap_err();
+            assert_eq!(e.kind(), "invalid_argument", "{bad}");
+        }
+    }
+}
