@@ -189,9 +189,10 @@ pub struct FileReadArgs {
 pub struct FileWriteArgs {
     id: String,
     path: String,
-    /// The content.
+    /// The content (it may start with `-`).
     #[arg(
         long,
+        allow_hyphen_values = true,
         conflicts_with = "text_file",
         required_unless_present = "text_file"
     )]
@@ -212,9 +213,10 @@ pub enum PatchCommand {
 #[derive(Args)]
 pub struct PatchApplyArgs {
     id: String,
-    /// The patch text.
+    /// The patch text (it may start with `---`).
     #[arg(
         long,
+        allow_hyphen_values = true,
         conflicts_with = "patch_file",
         required_unless_present = "patch_file"
     )]

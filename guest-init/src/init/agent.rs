@@ -46,7 +46,16 @@ fn connection(stream: VsockStream) {
         };
         let (request, data) = request;
         let mut body = Body::new(&mut reader, has_body(&request));
-        let done = handle(request, data, &mut body, &mut writer);
+        let durable = changes_files(&request);
+        let mut done = handle(request, data, &mut body, &mut writer);
+        // Acknowledged work must survive a VMM killed right after: flush
+        // /workspace (journal included) before answering. A command's own
+        // writes count too: an agent that saw "exit 0" relies on them.
+        if durable && done.is_ok() {
+            if let Err(e) = files::sync() {
+                done = Err(e);
+            }
+        }
         // The host sends the whole body whatever happens; read what the
         // handler left so the next frame is a request again.
         if let Err(e) = body.drain() {
@@ -78,6 +87,18 @@ fn bad_frame(writer: &mut impl Write, message: String) {
     };
     let _ = rpc::write_frame(writer, &error, &[]);
     let _ = writer.flush();
+}
+
+fn changes_files(request: &Request) -> bool {
+    matches!(
+        request,
+        Request::Exec(_)
+            | Request::Write { .. }
+            | Request::Mkdir { .. }
+            | Request::Remove { .. }
+            | Request::Upload { .. }
+            | Request::PatchApply
+    )
 }
 
 fn has_body(request: &Request) -> bool {

