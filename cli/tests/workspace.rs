@@ -77,6 +77,11 @@ impl Home {
         id.trim().to_string()
     }
 
+    /// A workspace file's content (`file read --content-only`).
+    fn read(&self, id: &str, path: &str) -> String {
+        self.ok(&["workspace", "file", "read", id, path, "--content-only"])
+    }
+
     fn path(&self, name: &str) -> PathBuf {
         self.0.path().join(name)
     }
@@ -128,17 +133,7 @@ fn repro_fix_loop() {
     let id = home.create(&["--seed-path", seed.to_str().unwrap(), "--name", "repro"]);
 
     // Read the file; the check fails.
-    assert_eq!(
-        home.ok(&[
-            "workspace",
-            "file",
-            "read",
-            &id,
-            "message.txt",
-            "--content-only"
-        ]),
-        "broken\n"
-    );
+    assert_eq!(home.read(&id, "message.txt"), "broken\n");
     let out = home.pyro(&["workspace", "exec", &id, "--", "./check.sh"]);
     assert_eq!(out.status.code(), Some(1));
 
@@ -216,17 +211,7 @@ fn repro_fix_loop() {
         home.ok(&["workspace", "diff", &id]),
         "No workspace changes.\n"
     );
-    assert_eq!(
-        home.ok(&[
-            "workspace",
-            "file",
-            "read",
-            &id,
-            "message.txt",
-            "--content-only"
-        ]),
-        "broken\n"
-    );
+    assert_eq!(home.read(&id, "message.txt"), "broken\n");
     let listed = home.json(&["workspace", "file", "list", &id, "docs", "--recursive"]);
     let paths: Vec<&str> = listed["entries"]
         .as_array()
@@ -284,28 +269,8 @@ fn parallel_workspaces_keep_their_own_content_and_list_by_activity() {
         "--text",
         "only in b\n",
     ]);
-    assert_eq!(
-        home.ok(&[
-            "workspace",
-            "file",
-            "read",
-            &a,
-            "message.txt",
-            "--content-only"
-        ]),
-        "fixed\n"
-    );
-    assert_eq!(
-        home.ok(&[
-            "workspace",
-            "file",
-            "read",
-            &b,
-            "message.txt",
-            "--content-only"
-        ]),
-        "broken\n"
-    );
+    assert_eq!(home.read(&a, "message.txt"), "fixed\n");
+    assert_eq!(home.read(&b, "message.txt"), "broken\n");
     let (kind, _) = home.fails(1, &["workspace", "file", "read", &a, "notes/b.txt"]);
     assert_eq!(kind, "not_found");
     assert_eq!(
@@ -483,17 +448,7 @@ fn bad_input_is_refused_clearly_and_changes_nothing() {
         msg.contains("docs/notes.md") && msg.contains("hunk"),
         "{msg}"
     );
-    assert_eq!(
-        home.ok(&[
-            "workspace",
-            "file",
-            "read",
-            &id,
-            "message.txt",
-            "--content-only"
-        ]),
-        "broken\n"
-    );
+    assert_eq!(home.read(&id, "message.txt"), "broken\n");
     assert_eq!(home.json(&["workspace", "diff", &id])["summary"], before);
 
     // Snapshots: reserved and unknown names.
@@ -584,17 +539,7 @@ fn bad_input_is_refused_clearly_and_changes_nothing() {
         "{msg}"
     );
     home.ok(&["workspace", "start", &id]);
-    assert_eq!(
-        home.ok(&[
-            "workspace",
-            "file",
-            "read",
-            &id,
-            "keep.txt",
-            "--content-only"
-        ]),
-        "survives\n"
-    );
+    assert_eq!(home.read(&id, "keep.txt"), "survives\n");
 }
 
 #[test]
@@ -642,17 +587,7 @@ fn a_full_workspace_disk_is_a_clear_error_and_loses_nothing() {
         ],
     );
     assert_eq!(kind, "no_space", "{msg}");
-    assert_eq!(
-        home.ok(&[
-            "workspace",
-            "file",
-            "read",
-            &id,
-            "keep.txt",
-            "--content-only"
-        ]),
-        "precious\n"
-    );
+    assert_eq!(home.read(&id, "keep.txt"), "precious\n");
     let listed = home.ok(&["workspace", "exec", &id, "--", "ls", "-a"]);
     assert!(
         !listed.contains("pyro-tmp"),
