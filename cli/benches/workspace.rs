@@ -1,0 +1,95 @@
+//! Workspace benches (SDK calls, VMs in their own processes):
+//! `workspace_create` seeded with a 1,000-file tree (create + delete),
+//! `workspace_exec` (`true` with history and the durability sync), and
+//! `snapshot_create` / `reset` on a 10,000-file, 200 MiB tree.
+//!
+//! Here (in the CLI package) because cargo hands benches the path of the
+//! freshly built `pyro` binary, which runs the VM processes.
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use pyro_workspace::{CreateOptions, NoProgress, Pyro, VMM_BIN_ENV};
+use std::path::Path;
+use std::time::Duration;
+
+/// `count` files of `size` bytes in 10 directories.
+fn tree(dir: &Path, count: usize, size: usize) {
+    for i in 0..count {
+        let sub = dir.join(format!("d{}", i % 10));
+        std::fs::create_dir_all(&sub).unwrap();
+        let body: Vec<u8> = (0..size).map(|j| ((i * 31 + j) % 251) as u8).collect();
+        std::fs::write(sub.join(format!("f{i}.txt")), body).unwrap();
+    }
+}
+
+fn benches(c: &mut Criterion) {
+    std::env::set_var(VMM_BIN_ENV, env!("CARGO_BIN_EXE_pyro"));
+    let scratch = tempfile::tempdir().unwrap();
+    let pyro = Pyro::with_paths(pyro_images::Paths {
+        cache: pyro_images::Paths::from_env().cache,
+        data: scratch.path().join("data"),
+    });
+    let small = scratch.path().join("small");
+    tree(&small, 1_000, 1_000);
+    let big = scratch.path().join("big");
+    tree(&big, 10_000, 20 << 10);
+
+    let mut group = c.benchmark_group("workspace");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(1))
+        .measurement_time(Duration::from_secs(60));
+
+    let opts = CreateOptions {
+        seed_path: Some(small.clone()),
+        ..CreateOptions::default()
+    };
+    group.bench_function("workspace_create_1000_files", |b| {
+        b.iter(|| {
+            let w = pyro.workspace_create(&opts, &NoProgress).expect("create");
+            pyro.workspace_delete(&w.record.workspace_id)
+                .expect("delete");
+        })
+    });
+
+    let w = pyro.workspace_create(&opts, &NoProgress).expect("create");
+    let id = w.record.workspace_id.clone();
+    let argv = vec!["true".to_string()];
+    let exec = || {
+        let r = pyro
+            .workspace_exec(&id, &argv, Duration::from_secs(30), |_, _| {})
+            .expect("exec");
+        assert_eq!(r.exit_code, Some(0));
+    };
+    exec(); // a cold page cache is not what this measures
+    group.bench_function("workspace_exec", |b| b.iter(exec));
+    pyro.workspace_delete(&id).expect("delete");
+
+    let big_opts = CreateOptions {
+        seed_path: Some(big.clone()),
+        disk_mib: 1024,
+        ..CreateOptions::default()
+    };
+    let w = pyro
+        .workspace_create(&big_opts, &NoProgress)
+        .expect("create big");
+    let id = w.record.workspace_id.clone();
+    let mut n = 0u32;
+    group.bench_function("snapshot_create_10k_files_200MiB", |b| {
+        b.iter(|| {
+            n += 1;
+            pyro.snapshot_create(&id, &format!("s{n}"))
+                .expect("snapshot");
+        })
+    });
+    group.bench_function("reset_10k_files_200MiB", |b| {
+        b.iter(|| {
+            pyro.workspace_reset(&id, "baseline", &NoProgress)
+                .expect("reset");
+        })
+    });
+    group.finish();
+    pyro.workspace_delete(&id).expect("delete");
+}
+
+criterion_group!(workspace, benches);
+criterion_main!(workspace);
