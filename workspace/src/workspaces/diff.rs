@@ -128,8 +128,14 @@ pub fn diff(
     agent: &mut GuestClient,
 ) -> Result<DiffResult, Error> {
     let base = load_baseline(baseline)?;
-    let live: BTreeMap<String, FileInfo> = agent
-        .list("", true)?
+    let listing = agent.list("", true)?;
+    if listing.truncated {
+        return Err(Error::Conflict(format!(
+            "/workspace has more than {} entries; too many to diff",
+            pyro_guest_init::proto::rpc::MAX_LIST_ENTRIES
+        )));
+    }
+    let live: BTreeMap<String, FileInfo> = listing
         .entries
         .into_iter()
         .map(|e| (workspace_relative(&e.path).unwrap_or_default(), e))
