@@ -29,6 +29,10 @@ enum Command {
     /// Persistent workspaces: create, exec, files, patch, diff, snapshots.
     #[command(subcommand)]
     Workspace(crate::workspace::WorkspaceCommand),
+    /// The MCP server for agents and chat hosts (`serve`, over stdio) and
+    /// the config that makes a host start it (`config`).
+    #[command(subcommand)]
+    Mcp(crate::mcp::McpCommand),
     /// Run one command in a fresh VM: `pyro run [ENV] -- CMD ARGS...`.
     /// The command runs directly (no shell; use `sh -c '...'` for one);
     /// its output streams to ours and its exit code becomes ours.
@@ -141,6 +145,7 @@ impl Cli {
             Command::Env(EnvCommand::Pull(a) | EnvCommand::Inspect(a)) => a.json,
             Command::Run(a) => a.cmd.json,
             Command::Workspace(w) => w.json(),
+            Command::Mcp(_) => false,
         }
     }
 }
@@ -152,6 +157,7 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
         Command::Doctor(args) => Ok(doctor(&pyro, &args)),
         Command::Run(args) => run_command(&pyro, &args),
         Command::Workspace(cmd) => crate::workspace::run(&pyro, cmd),
+        Command::Mcp(cmd) => crate::mcp::run(pyro, cmd),
         Command::Env(EnvCommand::List(a)) => {
             let list = pyro.env_list();
             if a.json {

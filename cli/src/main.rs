@@ -2,6 +2,7 @@
 //! (`pyro-workspace`), prints; errors are printed once, here.
 
 mod commands;
+mod mcp;
 mod output;
 mod workspace;
 

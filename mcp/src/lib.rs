@@ -1,7 +1,87 @@
-//! `pyro-mcp`: the MCP server (stdio, tool profiles `vm-run`,
-//! `workspace-core`, `workspace-full`) over the `pyro-workspace` SDK.
+//! `pyro-mcp`: the MCP server of pyro, and the configuration MCP hosts
+//! need to start it.
 //!
-//! Empty until the MCP issue: the tools it will expose (`vm_run`, the
-//! `workspace_*`, `snapshot_*`, `shell_*` and `service_*` families) are
-//! listed in `shared/SPEC.md`; each will be a thin call into `Pyro` whose
-//! structured result is the same JSON the CLI prints with `--json`.
+//! Owns `pyro mcp serve` (stdio, the official Rust SDK `rmcp`): the tools
+//! (`vm_run`, `workspace_*`, `snapshot_*`, see [`Profile`] for which a
+//! profile exposes), their JSON schemas, how a call runs (on the blocking
+//! pool, with progress notifications and cancellation, see `call.rs`),
+//! and `pyro mcp config` ([`config`]: the snippet or command for Claude
+//! Code, Codex and OpenCode, and installing it). Each tool is a thin call
+//! into the `pyro-workspace` SDK whose structured result is the JSON the
+//! CLI prints with `--json`.
+
+mod call;
+pub mod config;
+mod profile;
+mod server;
+mod tools;
+
+pub use profile::Profile;
+pub use server::{PyroServer, INSTRUCTIONS};
+
+use rmcp::ServiceExt;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, ReadBuf};
+
+/// Serves `profile`'s tools over stdin/stdout until the client closes the
+/// connection. Returns once every SDK call still running has finished
+/// (the runtime waits for its blocking pool), so no VM is left half made.
+pub fn serve(pyro: pyro_workspace::Pyro, profile: Profile) -> std::io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let served = runtime.block_on(async {
+        let server = PyroServer::new(pyro, profile);
+        let closed = server.session_closed.clone();
+        eprintln!(
+            "[mcp] pyro {} serving {} tools (profile {profile}) on stdio",
+            env!("CARGO_PKG_VERSION"),
+            server.tool_names().len()
+        );
+        let (stdin, stdout) = rmcp::transport::stdio_pipes();
+        let stdin = EofFlag {
+            inner: stdin,
+            closed,
+        };
+        let service = server
+            .serve((stdin, stdout))
+            .await
+            .map_err(|e| std::io::Error::other(format!("MCP session did not start: {e}")))?;
+        service
+            .waiting()
+            .await
+            .map_err(|e| std::io::Error::other(format!("MCP session failed: {e}")))?;
+        Ok(())
+    });
+    // Dropping the runtime waits for SDK calls still on the blocking pool.
+    drop(runtime);
+    served
+}
+
+/// Standard input that raises a flag at end of file: the client is gone,
+/// so calls still running count as cancelled.
+struct EofFlag<R> {
+    inner: R,
+    closed: Arc<AtomicBool>,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for EofFlag<R> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let (room, before) = (buf.remaining(), buf.filled().len());
+        let poll = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let Poll::Ready(result) = &poll {
+            if result.is_err() || (room > 0 && buf.filled().len() == before) {
+                this.closed.store(true, Ordering::SeqCst);
+            }
+        }
+        poll
+    }
+}

@@ -1,0 +1,285 @@
+//! Workspace lifecycle and commands: create, list, update, status, logs,
+//! stop, start, delete, exec.
+
+use super::{
+    check_range, check_vm_size, default_environment, default_mem_mib, default_timeout_seconds,
+    default_vcpus, CommandLine, WorkspaceRef, MAX_TIMEOUT_SECONDS,
+};
+use crate::call::listing;
+use crate::server::PyroServer;
+use pyro_workspace::{CreateOptions, Error, UpdateOptions, DEFAULT_DISK_MIB};
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::CallToolResult;
+use rmcp::service::RequestContext;
+use rmcp::{tool, tool_router, RoleServer};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+fn default_disk_mib() -> u64 {
+    DEFAULT_DISK_MIB
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateParams {
+    /// Environment: "debian:12" (bash, coreutils, git, ca-certificates),
+    /// "debian:12-base" (bash, coreutils) or "debian:12-build" (git, gcc,
+    /// make, cmake, python3, pkg-config).
+    #[serde(default = "default_environment")]
+    pub environment: String,
+    /// Initial content of /workspace: a directory, .tar, .tar.gz or .tgz
+    /// on the machine running this server (absolute path). Without it,
+    /// /workspace starts empty. This is the `baseline` that workspace_diff
+    /// compares against and workspace_reset restores.
+    #[serde(default)]
+    pub seed_path: Option<PathBuf>,
+    /// A name, unique among workspaces, usable instead of the id:
+    /// [A-Za-z0-9][A-Za-z0-9._-]{0,63}.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Labels, e.g. {"task": "fix-login"}; keys match
+    /// [A-Za-z0-9][A-Za-z0-9._-]{0,63}.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Stop and remove the workspace this many seconds after it is created
+    /// (at least 1). Without it, it stays until workspace_delete.
+    #[serde(default)]
+    #[schemars(range(min = 1))]
+    pub ttl_seconds: Option<u64>,
+    /// vCPUs, 1 to 32.
+    #[serde(default = "default_vcpus")]
+    #[schemars(range(min = 1, max = 32))]
+    pub vcpus: u8,
+    /// Guest memory in MiB, 64 to 65536.
+    #[serde(default = "default_mem_mib")]
+    #[schemars(range(min = 64, max = 65536))]
+    pub mem_mib: u32,
+    /// Size of the /workspace disk in MiB, 64 to 1048576 (sparse: only
+    /// what is used takes host space).
+    #[serde(default = "default_disk_mib")]
+    #[schemars(range(min = 64, max = 1048576))]
+    pub disk_mib: u64,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateParams {
+    /// The workspace: its id or unique name.
+    pub workspace_id: String,
+    /// A new unique name: [A-Za-z0-9][A-Za-z0-9._-]{0,63}.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Remove the name (not together with `name`).
+    #[serde(default)]
+    pub clear_name: bool,
+    /// Labels to set (others are kept), e.g. {"status": "fixed"}.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Label keys to remove.
+    #[serde(default)]
+    pub clear_labels: Vec<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExecParams {
+    /// The workspace: its id or unique name.
+    pub workspace_id: String,
+    /// What to run, in /workspace. A string runs with `/bin/sh -c` (e.g.
+    /// "./check.sh && git status --short"); an array runs directly as
+    /// argv (e.g. ["python3", "test.py"]).
+    pub command: CommandLine,
+    /// Kill the command (its whole process group) after this many seconds,
+    /// 1 to 86400. The result then has timed_out=true.
+    #[serde(default = "default_timeout_seconds")]
+    #[schemars(range(min = 1, max = 86400))]
+    pub timeout_seconds: u64,
+}
+
+#[tool_router(router = workspace_tools, vis = "pub(crate)")]
+impl PyroServer {
+    /// Create a persistent workspace: a Linux microVM with a writable
+    /// /workspace disk that stays up across calls, seeded from a host
+    /// directory or tar (seed_path). Use the returned workspace_id with
+    /// workspace_exec, workspace_file_read/_write, workspace_patch_apply,
+    /// workspace_diff and the other workspace tools; delete it with
+    /// workspace_delete when done. No network. Boots in seconds (the first
+    /// use of an environment builds it: minutes; progress is reported).
+    /// Result: the workspace {workspace_id, name, labels, environment,
+    /// state, created_at, last_activity_at, command_count, ...}.
+    #[tool(annotations(destructive_hint = false, open_world_hint = false))]
+    async fn workspace_create(
+        &self,
+        Parameters(p): Parameters<CreateParams>,
+        ctx: RequestContext<RoleServer>,
+    ) -> CallToolResult {
+        self.call("workspace_create", ctx, move |job| {
+            check_vm_size(p.vcpus, p.mem_mib)?;
+            let opts = CreateOptions {
+                environment: p.environment,
+                name: p.name,
+                labels: p.labels,
+                seed_path: p.seed_path,
+                vcpus: p.vcpus,
+                mem_mib: p.mem_mib,
+                ttl_seconds: p.ttl_seconds,
+                disk_mib: p.disk_mib,
+            };
+            let w = job.pyro.workspace_create(&opts, job.progress())?;
+            if job.cancelled() {
+                // Nobody will learn its id: do not leave it running.
+                let id = w.record.workspace_id;
+                let _ = job.pyro.workspace_delete(&id);
+                return Err(Error::Conflict(format!(
+                    "the request was cancelled; workspace {id} it created was deleted again"
+                )));
+            }
+            Ok(w)
+        })
+        .await
+    }
+
+    /// List workspaces, most recent activity first. Result: {count,
+    /// workspaces: [{workspace_id, name, labels, environment, state
+    /// (running|stopped), last_activity_at, command_count, ...}]}.
+    #[tool(annotations(read_only_hint = true, open_world_hint = false))]
+    async fn workspace_list(&self, ctx: RequestContext<RoleServer>) -> CallToolResult {
+        self.call("workspace_list", ctx, |job| {
+            Ok(listing("workspaces", &job.pyro.workspace_list(), &[]))
+        })
+        .await
+    }
+
+    /// Rename a workspace or change its labels. Result: the workspace.
+    #[tool(annotations(destructive_hint = false, open_world_hint = false))]
+    async fn workspace_update(
+        &self,
+        Parameters(p): Parameters<UpdateParams>,
+        ctx: RequestContext<RoleServer>,
+    ) -> CallToolResult {
+        self.call("workspace_update", ctx, move |job| {
+            if p.name.is_some() && p.clear_name {
+                return Err(Error::InvalidArgument(
+                    "give either name or clear_name, not both".into(),
+                ));
+            }
+            let opts = UpdateOptions {
+                name: p.name,
+                clear_name: p.clear_name,
+                set_labels: p.labels,
+                clear_labels: p.clear_labels,
+            };
+            job.pyro.workspace_update(&p.workspace_id, &opts)
+        })
+        .await
+    }
+
+    /// One workspace: its record, state (running|stopped) and, if it
+    /// stopped without being asked to, last_error.
+    #[tool(annotations(read_only_hint = true, open_world_hint = false))]
+    async fn workspace_status(
+        &self,
+        Parameters(p): Parameters<WorkspaceRef>,
+        ctx: RequestContext<RoleServer>,
+    ) -> CallToolResult {
+        self.call("workspace_status", ctx, move |job| {
+            job.pyro.workspace_status(&p.workspace_id)
+        })
+        .await
+    }
+
+    /// The commands run with workspace_exec, oldest first, with exit codes
+    /// and output (up to 1 MiB per stream kept). Result: {workspace_id,
+    /// count, entries: [{sequence, command, started_at, exit_code,
+    /// timed_out, duration_ms, stdout, stderr, ...}]}.
+    #[tool(annotations(read_only_hint = true, open_world_hint = false))]
+    async fn workspace_logs(
+        &self,
+        Parameters(p): Parameters<WorkspaceRef>,
+        ctx: RequestContext<RoleServer>,
+    ) -> CallToolResult {
+        self.call("workspace_logs", ctx, move |job| {
+            let entries = job.pyro.workspace_logs(&p.workspace_id)?;
+            let id = job
+                .pyro
+                .workspace_status(&p.workspace_id)?
+                .record
+                .workspace_id;
+            Ok(listing("entries", &entries, &[("workspace_id", &id)]))
+        })
+        .await
+    }
+
+    /// Stop a workspace's VM. /workspace stays on its disk;
+    /// workspace_start boots it again. Result: the workspace.
+    #[tool(annotations(destructive_hint = false, open_world_hint = false))]
+    async fn workspace_stop(
+        &self,
+        Parameters(p): Parameters<WorkspaceRef>,
+        ctx: RequestContext<RoleServer>,
+    ) -> CallToolResult {
+        self.call("workspace_stop", ctx, move |job| {
+            job.pyro.workspace_stop(&p.workspace_id)
+        })
+        .await
+    }
+
+    /// Boot a stopped workspace again with /workspace as it was (a no-op
+    /// if it runs). Takes seconds; progress is reported. Result: the
+    /// workspace.
+    #[tool(annotations(destructive_hint = false, open_world_hint = false))]
+    async fn workspace_start(
+        &self,
+        Parameters(p): Parameters<WorkspaceRef>,
+        ctx: RequestContext<RoleServer>,
+    ) -> CallToolResult {
+        self.call("workspace_start", ctx, move |job| {
+            job.pyro.workspace_start(&p.workspace_id, job.progress())
+        })
+        .await
+    }
+
+    /// Stop a workspace and remove it with everything in it (disk,
+    /// snapshots, history). Export what you need first. Result:
+    /// {workspace_id, deleted}.
+    #[tool(annotations(destructive_hint = true, open_world_hint = false))]
+    async fn workspace_delete(
+        &self,
+        Parameters(p): Parameters<WorkspaceRef>,
+        ctx: RequestContext<RoleServer>,
+    ) -> CallToolResult {
+        self.call("workspace_delete", ctx, move |job| {
+            job.pyro.workspace_delete(&p.workspace_id)
+        })
+        .await
+    }
+
+    /// Run a command in /workspace of a running workspace and return its
+    /// output and exit code; it is recorded in workspace_logs. A non-zero
+    /// exit_code is a normal result (e.g. a failing test), not a tool
+    /// error. Several may run at once. Result: {workspace_id, sequence,
+    /// command, exit_code, signal, timed_out, stdout, stderr,
+    /// duration_ms, ...}.
+    #[tool(annotations(destructive_hint = true, open_world_hint = false))]
+    async fn workspace_exec(
+        &self,
+        Parameters(p): Parameters<ExecParams>,
+        ctx: RequestContext<RoleServer>,
+    ) -> CallToolResult {
+        self.call("workspace_exec", ctx, move |job| {
+            check_range("timeout_seconds", p.timeout_seconds, 1, MAX_TIMEOUT_SECONDS)?;
+            let argv = p.command.argv();
+            job.say(format!("[exec] {argv:?}"));
+            job.pyro.workspace_exec(
+                &p.workspace_id,
+                &argv,
+                Duration::from_secs(p.timeout_seconds),
+                |_, _| {},
+            )
+        })
+        .await
+    }
+}
