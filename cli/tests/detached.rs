@@ -39,6 +39,25 @@ fn a_detached_vm_serves_stops_and_reports_a_killed_vmm() {
         panic!("a is not running: {:?}", a.state());
     };
 
+    // Paused: the guest does not answer, but nothing fails; resumed, the
+    // same request completes.
+    b.pause().expect("pause");
+    assert!(matches!(b.state(), VmState::Running { paused: true, .. }));
+    let uds = b.vsock();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let answer = pyro_workspace::GuestClient::connect(&uds)
+            .and_then(|mut c| c.ping().map_err(|e| std::io::Error::other(e.to_string())));
+        let _ = tx.send(answer.is_ok());
+    });
+    assert!(
+        rx.recv_timeout(Duration::from_secs(2)).is_err(),
+        "a paused guest answered"
+    );
+    b.resume().expect("resume");
+    assert_eq!(rx.recv_timeout(Duration::from_secs(60)), Ok(true));
+    assert!(matches!(b.state(), VmState::Running { paused: false, .. }));
+
     // Stopped on request: the record says so and the socket is gone.
     b.stop().expect("stop");
     assert_eq!(

@@ -16,6 +16,10 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
+
+/// What a control connection asks of the VM's owner (the main loop),
+/// with where to send the answer.
+type Command = (ControlRequest, Sender<ControlReply>);
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// What a VMM process runs.
@@ -49,6 +53,9 @@ impl VmmSpec {
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum ControlRequest {
     Status,
+    /// Stop running guest code; devices and sockets stay up.
+    Pause,
+    Resume,
     /// Stop the VM now (the guest is not asked; callers that care sync it
     /// first through the agent).
     Stop,
@@ -63,7 +70,10 @@ pub enum ControlReply {
         uptime_ms: u64,
         /// Host wall time from VMM start to guest init.
         boot_ms: f64,
+        paused: bool,
     },
+    Paused,
+    Resumed,
     Stopping,
     Error {
         message: String,
@@ -183,12 +193,12 @@ fn run(spec: &VmmSpec) -> ExitRecord {
     };
 
     // Control connections are served on their own threads; what they ask
-    // of the VM comes here.
-    let (stop_tx, stop_rx) = channel::<()>();
+    // of the VM comes here, to the one thread that owns it.
+    let (cmd_tx, cmd_rx) = channel::<Command>();
     let boot_ms = boot.to_init_ms;
     std::thread::Builder::new()
         .name("vmm-control".into())
-        .spawn(move || accept(listener, started, boot_ms, stop_tx))
+        .spawn(move || accept(listener, cmd_tx))
         .ok();
 
     loop {
@@ -202,14 +212,37 @@ fn run(spec: &VmmSpec) -> ExitRecord {
                 };
             }
         }
-        match stop_rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(()) => {
-                vm.shutdown();
-                return ExitRecord {
-                    reason: "stopped".into(),
-                    message: "stopped on request".into(),
-                    at_unix: now_unix(),
+        match cmd_rx.recv_timeout(Duration::from_millis(200)) {
+            Ok((req, reply)) => {
+                let answer = match req {
+                    ControlRequest::Status => ControlReply::Status {
+                        pid: std::process::id(),
+                        uptime_ms: started.elapsed().as_millis() as u64,
+                        boot_ms,
+                        paused: vm.is_paused(),
+                    },
+                    ControlRequest::Pause => match vm.pause() {
+                        Ok(()) => ControlReply::Paused,
+                        Err(e) => ControlReply::Error {
+                            message: e.to_string(),
+                        },
+                    },
+                    ControlRequest::Resume => {
+                        vm.resume();
+                        ControlReply::Resumed
+                    }
+                    ControlRequest::Stop => ControlReply::Stopping,
                 };
+                let stopping = answer == ControlReply::Stopping;
+                let _ = reply.send(answer);
+                if stopping {
+                    vm.shutdown();
+                    return ExitRecord {
+                        reason: "stopped".into(),
+                        message: "stopped on request".into(),
+                        at_unix: now_unix(),
+                    };
+                }
             }
             Err(RecvTimeoutError::Disconnected) | Err(RecvTimeoutError::Timeout) => {}
         }
@@ -231,33 +264,27 @@ fn run(spec: &VmmSpec) -> ExitRecord {
     }
 }
 
-fn accept(listener: UnixListener, started: Instant, boot_ms: f64, stop: Sender<()>) {
+fn accept(listener: UnixListener, commands: Sender<Command>) {
     for conn in listener.incoming().flatten() {
-        let stop = stop.clone();
+        let commands = commands.clone();
         std::thread::spawn(move || {
-            let _ = answer(conn, started, boot_ms, &stop);
+            let _ = answer(conn, &commands);
         });
     }
 }
 
-fn answer(
-    conn: UnixStream,
-    started: Instant,
-    boot_ms: f64,
-    stop: &Sender<()>,
-) -> std::io::Result<()> {
+fn answer(conn: UnixStream, commands: &Sender<Command>) -> std::io::Result<()> {
     conn.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut line = String::new();
     BufReader::new(&conn).take_line(&mut line)?;
     let reply = match serde_json::from_str::<ControlRequest>(&line) {
-        Ok(ControlRequest::Status) => ControlReply::Status {
-            pid: std::process::id(),
-            uptime_ms: started.elapsed().as_millis() as u64,
-            boot_ms,
-        },
-        Ok(ControlRequest::Stop) => {
-            let _ = stop.send(());
-            ControlReply::Stopping
+        Ok(req) => {
+            let (tx, rx) = channel();
+            let _ = commands.send((req, tx));
+            rx.recv_timeout(Duration::from_secs(10))
+                .unwrap_or(ControlReply::Error {
+                    message: "the VM did not answer (it is stopping)".into(),
+                })
         }
         Err(e) => ControlReply::Error {
             message: format!("bad request {line:?}: {e}"),

@@ -6,7 +6,7 @@ use crate::memory::GuestMem;
 use kvm_ioctls::{VcpuExit, VcpuFd};
 use pyro_devices::{Bus, GuestSignals};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Once};
+use std::sync::{Arc, Condvar, Mutex, Once};
 use vm_memory::{Bytes, GuestAddress};
 use vmm_sys_util::signal::{register_signal_handler, SIGRTMIN};
 
@@ -26,7 +26,65 @@ pub struct VcpuContext {
     pub mmio: Bus,
     pub signals: GuestSignals,
     pub stop: Arc<AtomicBool>,
+    pub pause: Arc<Pause>,
     pub mem: GuestMem,
+}
+
+/// Holds vCPUs out of KVM_RUN while the VM is paused.
+#[derive(Default)]
+pub struct Pause {
+    /// (pause requested, vCPUs parked)
+    state: Mutex<(bool, usize)>,
+    changed: Condvar,
+}
+
+impl Pause {
+    /// Asks vCPUs to park; the caller then kicks them out of KVM_RUN.
+    pub fn request(&self) {
+        self.lock().0 = true;
+    }
+
+    pub fn release(&self) {
+        self.lock().0 = false;
+        self.changed.notify_all();
+    }
+
+    /// Waits until `count` vCPUs are parked (or `timeout` passes).
+    pub fn wait_parked(&self, count: usize, timeout: std::time::Duration) -> bool {
+        let guard = self.lock();
+        let (guard, _) = self
+            .changed
+            .wait_timeout_while(guard, timeout, |s| s.1 < count)
+            .unwrap_or_else(|p| p.into_inner());
+        guard.1 >= count
+    }
+
+    pub fn is_requested(&self) -> bool {
+        self.lock().0
+    }
+
+    /// Called by a vCPU thread between runs: parks while a pause is
+    /// requested and the VM is not stopping.
+    fn park_if_requested(&self, stop: &AtomicBool) {
+        let mut guard = self.lock();
+        if !guard.0 {
+            return;
+        }
+        guard.1 += 1;
+        self.changed.notify_all();
+        while guard.0 && !stop.load(Ordering::Acquire) {
+            guard = self
+                .changed
+                .wait_timeout(guard, std::time::Duration::from_millis(50))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        guard.1 -= 1;
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (bool, usize)> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// The signal that knocks a vCPU thread out of KVM_RUN (with EINTR).
@@ -56,6 +114,7 @@ enum Step {
 
 pub fn run(mut ctx: VcpuContext) -> VcpuEnd {
     loop {
+        ctx.pause.park_if_requested(&ctx.stop);
         if ctx.stop.load(Ordering::Acquire) {
             return VcpuEnd::Kicked;
         }

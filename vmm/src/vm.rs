@@ -155,7 +155,9 @@ impl std::fmt::Display for VmExit {
 /// A running VM. Dropping it stops the vCPUs and frees everything.
 pub struct Vm {
     threads: Vec<JoinHandle<()>>,
+    vcpus: usize,
     stop: Arc<AtomicBool>,
+    pause: Arc<vcpu::Pause>,
     ends: Receiver<VcpuEnd>,
     ended: Option<VcpuEnd>,
     signals: GuestSignals,
@@ -246,6 +248,7 @@ impl Vm {
             .map_err(kvm_err("KVM_GET_SUPPORTED_CPUID"))?;
         vcpu::install_kick_handler().map_err(Error::Thread)?;
         let stop = Arc::new(AtomicBool::new(false));
+        let pause = Arc::new(vcpu::Pause::default());
         let (end_tx, ends) = channel();
         let mut threads = Vec::new();
         for index in 0..config.vcpus {
@@ -265,6 +268,7 @@ impl Vm {
                 mmio: mmio.clone(),
                 signals: signals.clone(),
                 stop: stop.clone(),
+                pause: pause.clone(),
                 mem: mem.clone(),
             };
             let tx = end_tx.clone();
@@ -298,7 +302,9 @@ impl Vm {
 
         Ok(Vm {
             threads,
+            vcpus: usize::from(config.vcpus),
             stop,
+            pause,
             ends,
             ended: None,
             signals,
@@ -339,6 +345,38 @@ impl Vm {
         let deadline = Instant::now() + timeout;
         while !self.poll_end(deadline, "the guest to power off")? {}
         self.end_result()
+    }
+
+    /// Stops running guest code: every vCPU leaves KVM_RUN and waits.
+    /// Devices stay up (host connections wait rather than fail). The
+    /// guest's clock keeps running, so it sees time jump on resume.
+    pub fn pause(&mut self) -> Result<(), Error> {
+        self.pause.request();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !self
+            .pause
+            .wait_parked(self.vcpus, Duration::from_millis(10))
+        {
+            if Instant::now() >= deadline {
+                self.pause.release();
+                return Err(Error::Config("the vCPUs did not pause within 5 s".into()));
+            }
+            // Knock each vCPU out of KVM_RUN; the event thread ignores it.
+            for thread in &self.threads {
+                if !thread.is_finished() {
+                    let _ = thread.kill(vcpu::kick_signal());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn resume(&mut self) {
+        self.pause.release();
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.pause.is_requested()
     }
 
     /// How the guest ended, if it has; never waits and never stops it.

@@ -46,6 +46,8 @@ pub enum VmState {
         pid: u32,
         uptime_ms: u64,
         boot_ms: f64,
+        /// Guest code is not running (see [`DetachedVm::pause`]).
+        paused: bool,
     },
     /// Not running: `record` says why, if the VMM could still write it
     /// (a VMM killed with SIGKILL cannot).
@@ -143,10 +145,12 @@ impl DetachedVm {
                 pid,
                 uptime_ms,
                 boot_ms,
+                paused,
             }) => VmState::Running {
                 pid,
                 uptime_ms,
                 boot_ms,
+                paused,
             },
             _ => match control::exit_record(&self.dir) {
                 Some(ExitRecord {
@@ -157,6 +161,25 @@ impl DetachedVm {
                     message: "the VM process ended without saying why (killed?)".into(),
                 },
             },
+        }
+    }
+
+    /// Stops running guest code; devices stay up, so host connections
+    /// wait instead of failing. Undo with [`DetachedVm::resume`].
+    pub fn pause(&self) -> Result<(), Error> {
+        self.control(ControlRequest::Pause, ControlReply::Paused)
+    }
+
+    pub fn resume(&self) -> Result<(), Error> {
+        self.control(ControlRequest::Resume, ControlReply::Resumed)
+    }
+
+    fn control(&self, req: ControlRequest, want: ControlReply) -> Result<(), Error> {
+        match control::request(&self.dir, &req) {
+            Ok(reply) if reply == want => Ok(()),
+            Ok(ControlReply::Error { message }) => Err(Error::Vm(pyro_vmm::Error::Config(message))),
+            Ok(other) => Err(Error::Guest(format!("unexpected control reply {other:?}"))),
+            Err(e) => Err(Error::Conflict(format!("the VM is not running ({e})"))),
         }
     }
 
