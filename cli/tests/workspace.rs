@@ -594,3 +594,32 @@ fn a_full_workspace_disk_is_a_clear_error_and_loses_nothing() {
         "a temporary file was left: {listed}"
     );
 }
+
+#[test]
+fn an_expired_workspace_is_removed_even_if_nobody_looks() {
+    let home = Home::new();
+    let id = home.create(&["--ttl-seconds", "40"]);
+    let status = home.json(&["workspace", "status", &id]);
+    assert_eq!(status["state"], "running");
+    let deadline = status["expires_unix"].as_u64().expect("expires_unix");
+    // No pyro command runs from here on: the VMM itself must act.
+    let dir = home.path("data/pyro/workspaces").join(&id);
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    };
+    while dir.exists() {
+        assert!(
+            now() < deadline + 30,
+            "the workspace outlived its deadline by 30 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    assert!(now() + 1 >= deadline, "removed before its deadline");
+    assert_eq!(
+        home.json(&["workspace", "list"]).as_array().unwrap().len(),
+        0
+    );
+}
