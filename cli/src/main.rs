@@ -17,7 +17,13 @@ fn main() {
         std::process::exit(pyro_vmm::control::serve(std::path::Path::new(&args[2])));
     }
     let cli = commands::Cli::parse();
-    clean_up_on_signals();
+    // `pyro mcp serve` lets the calls in flight finish on a signal (a VM
+    // must not be left half made) and handles signals itself.
+    let serving_mcp =
+        args.get(1).is_some_and(|a| a == "mcp") && args.get(2).is_some_and(|a| a == "serve");
+    if !serving_mcp {
+        clean_up_on_signals();
+    }
     let json = cli.json();
     let code = match commands::run(cli) {
         Ok(code) => code,

@@ -4,11 +4,20 @@
 //!
 //! SDK calls block (they boot VMs and wait on guests), so each runs on
 //! `spawn_blocking` and always runs to its end, even when the client
-//! cancels the request or goes away: stopping one halfway (a VM booted,
-//! a workspace half made) is what would leak. A call that learns it was
-//! cancelled undoes what only it knew about (see
-//! [`Job::cancelled`]); the runtime waits for every blocking call before
-//! the process exits.
+//! cancels the request (`notifications/cancelled`), closes the connection
+//! or the server gets SIGTERM: stopping one halfway (a VM booting, a
+//! workspace half made) is what would leak. What each call does then:
+//!
+//! - `vm_run` finishes and removes its VM, as it always does.
+//! - `workspace_create` finishes, sees that nobody will learn the new id
+//!   ([`Job::cancelled`]) and deletes the workspace again.
+//! - `workspace_exec` lets the command run to its end (or its timeout);
+//!   it is recorded in the workspace's history.
+//! - `workspace_start` and `workspace_reset` finish; the workspace stays
+//!   as they leave it (running), as listed by `workspace_list`.
+//!
+//! The server process exits only once no call is in flight (the runtime
+//! waits for its blocking pool; the signal handler waits for the count).
 
 use crate::server::PyroServer;
 use pyro_workspace::{Error, Progress, Pyro};
@@ -17,7 +26,7 @@ use rmcp::service::RequestContext;
 use rmcp::{Peer, RoleServer};
 use serde::Serialize;
 use serde_json::{json, Value};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
@@ -66,6 +75,22 @@ impl Progress for ChannelProgress {
     }
 }
 
+/// One SDK call in [`PyroServer::in_flight`] while it lives.
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn enter(count: &Arc<AtomicUsize>) -> InFlight {
+        count.fetch_add(1, Ordering::SeqCst);
+        InFlight(count.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// Sets its flag when dropped before [`DropFlag::disarm`]: the request's
 /// future was dropped while its SDK call was running.
 struct DropFlag(Arc<AtomicBool>, bool);
@@ -102,6 +127,14 @@ impl PyroServer {
         T: Serialize + Send + 'static,
         F: FnOnce(&Job) -> Result<T, Error> + Send + 'static,
     {
+        if self.session_closed.load(Ordering::SeqCst) {
+            return failure(
+                tool,
+                &Error::Conflict("the server is shutting down; start it again".into()),
+            );
+        }
+        // Counted until the blocking work ends (or is dropped unrun).
+        let counted = InFlight::enter(&self.in_flight);
         let started = Instant::now();
         let (tx, rx) = unbounded_channel();
         let notifier = ctx.meta.get_progress_token().map(|token| {
@@ -136,8 +169,11 @@ impl PyroServer {
                 ct.is_cancelled() || closed.load(Ordering::SeqCst) || dropped.load(Ordering::SeqCst)
             }),
         };
-        let outcome =
-            tokio::task::spawn_blocking(move || work(&job).map(|v| serde_json::to_value(&v))).await;
+        let outcome = tokio::task::spawn_blocking(move || {
+            let _counted = counted;
+            work(&job).map(|v| serde_json::to_value(&v))
+        })
+        .await;
         guard.disarm();
         if let Some(task) = heartbeat {
             task.abort();

@@ -29,12 +29,18 @@ use tokio::io::{AsyncRead, ReadBuf};
 /// Serves `profile`'s tools over stdin/stdout until the client closes the
 /// connection. Returns once every SDK call still running has finished
 /// (the runtime waits for its blocking pool), so no VM is left half made.
+///
+/// SIGINT, SIGTERM and SIGHUP end it the same way: calls in flight finish
+/// (counting as cancelled), new ones are refused, then the process exits
+/// with 128 + the signal. A second signal exits at once; one-shot runs'
+/// VMs live in this process and stop with it.
 pub fn serve(pyro: pyro_workspace::Pyro, profile: Profile) -> std::io::Result<()> {
+    let server = PyroServer::new(pyro, profile);
+    finish_then_exit_on_signals(&server)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     let served = runtime.block_on(async {
-        let server = PyroServer::new(pyro, profile);
         let closed = server.session_closed.clone();
         eprintln!(
             "[mcp] pyro {} serving {} tools (profile {profile}) on stdio",
@@ -59,6 +65,38 @@ pub fn serve(pyro: pyro_workspace::Pyro, profile: Profile) -> std::io::Result<()
     // Dropping the runtime waits for SDK calls still on the blocking pool.
     drop(runtime);
     served
+}
+
+/// Handles the first SIGINT/SIGTERM/SIGHUP by letting the calls in flight
+/// finish, then exiting; a second one exits at once.
+fn finish_then_exit_on_signals(server: &PyroServer) -> std::io::Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+    let closed = server.session_closed.clone();
+    let in_flight = server.in_flight.clone();
+    std::thread::spawn(move || {
+        let Some(signal) = signals.forever().next() else {
+            return;
+        };
+        closed.store(true, Ordering::SeqCst);
+        let running = in_flight.load(Ordering::SeqCst);
+        if running > 0 {
+            eprintln!(
+                "[mcp] signal {signal}: finishing {running} call(s) in flight (a VM must not be \
+                 left half made); a second signal stops at once"
+            );
+        }
+        while in_flight.load(Ordering::SeqCst) > 0 {
+            if let Some(again) = signals.pending().next() {
+                pyro_workspace::abandon_runs();
+                eprintln!("[mcp] signal {again}: stopped with calls in flight");
+                std::process::exit(128 + again);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        std::process::exit(128 + signal);
+    });
+    Ok(())
 }
 
 /// Standard input that raises a flag at end of file: the client is gone,

@@ -11,7 +11,7 @@ use rmcp::model::{
 };
 use rmcp::service::RequestContext;
 use rmcp::{tool_handler, ErrorData, RoleServer, ServerHandler};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::Arc;
 
 /// What a model reads first.
@@ -32,6 +32,8 @@ pub struct PyroServer {
     /// Set when the client's side of the connection has closed: every
     /// call still running then counts as cancelled.
     pub(crate) session_closed: Arc<AtomicBool>,
+    /// SDK calls running on the blocking pool.
+    pub(crate) in_flight: Arc<AtomicUsize>,
     tools: ToolRouter<Self>,
 }
 
@@ -50,6 +52,7 @@ impl PyroServer {
         Self {
             pyro,
             session_closed: Arc::new(AtomicBool::new(false)),
+            in_flight: Arc::new(AtomicUsize::new(0)),
             tools,
         }
     }

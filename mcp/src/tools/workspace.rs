@@ -132,7 +132,12 @@ impl PyroServer {
             if job.cancelled() {
                 // Nobody will learn its id: do not leave it running.
                 let id = w.record.workspace_id;
-                let _ = job.pyro.workspace_delete(&id);
+                let deleted = job.pyro.workspace_delete(&id);
+                eprintln!(
+                    "[mcp] workspace_create: the request was cancelled; deleting workspace {id} \
+                     again: {}",
+                    deleted.map_or_else(|e| e.to_string(), |_| "done".into())
+                );
                 return Err(Error::Conflict(format!(
                     "the request was cancelled; workspace {id} it created was deleted again"
                 )));

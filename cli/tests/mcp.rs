@@ -1,0 +1,654 @@
+//! `pyro mcp serve` as an MCP host uses it: the real binary over stdio,
+//! driven by a real MCP client (rmcp), with real guests. Each profile
+//! lists exactly its tools; bad calls are tool errors and the server keeps
+//! serving; vm_run runs a command with progress; the repro-fix loop runs
+//! through tools only; and a client that goes away mid-call leaves no VM
+//! behind (the server finishes the call, undoes a create nobody will hear
+//! of, then exits). Workspace state goes to a scratch `XDG_DATA_HOME`;
+//! the image cache is the shared one. Boots are slow on PVM hosts
+//! (~12 s), so the tests boot five VMs in all.
+
+use rmcp::model::{CallToolRequestParams, CallToolResult, ProgressNotificationParam};
+use rmcp::service::{NotificationContext, RunningService};
+use rmcp::transport::TokioChildProcess;
+use rmcp::{ClientHandler, RoleClient, ServiceExt};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const VM_RUN: &[&str] = &["vm_run"];
+const WORKSPACE_CORE: &[&str] = &[
+    "vm_run",
+    "workspace_create",
+    "workspace_delete",
+    "workspace_diff",
+    "workspace_exec",
+    "workspace_export",
+    "workspace_file_list",
+    "workspace_file_read",
+    "workspace_file_write",
+    "workspace_list",
+    "workspace_logs",
+    "workspace_patch_apply",
+    "workspace_reset",
+    "workspace_status",
+    "workspace_sync_push",
+    "workspace_update",
+];
+/// `workspace-full` adds these to `workspace-core`.
+const FULL_ONLY: &[&str] = &[
+    "snapshot_create",
+    "snapshot_delete",
+    "snapshot_list",
+    "workspace_start",
+    "workspace_stop",
+];
+
+/// An MCP client that keeps the progress notifications it gets.
+#[derive(Clone, Default)]
+struct Recorder {
+    progress: Arc<Mutex<Vec<ProgressNotificationParam>>>,
+}
+
+impl ClientHandler for Recorder {
+    async fn on_progress(
+        &self,
+        params: ProgressNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        self.progress.lock().unwrap().push(params);
+    }
+}
+
+/// A scratch data directory and the servers and CLI calls that use it.
+struct Home(tempfile::TempDir);
+
+impl Home {
+    fn new() -> Home {
+        Home(tempfile::tempdir().unwrap())
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.path().join(name)
+    }
+
+    /// `<XDG_DATA_HOME>/pyro`: workspaces and run directories.
+    fn data(&self) -> PathBuf {
+        self.path("data/pyro")
+    }
+
+    /// `pyro mcp serve --profile P` with this home; its stderr goes to
+    /// `<home>/<log>`.
+    fn server_command(&self, profile: &str, log: &str) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_pyro"));
+        cmd.args(["mcp", "serve", "--profile", profile])
+            .env("XDG_DATA_HOME", self.path("data"))
+            .env_remove("PYRO_HOME")
+            .stderr(std::fs::File::create(self.path(log)).unwrap());
+        cmd
+    }
+
+    /// A server started the way hosts do (rmcp's child-process transport).
+    async fn serve(&self, profile: &str) -> Server {
+        let log = format!("server-{profile}.log");
+        let (transport, _) = TokioChildProcess::builder(self.server_command(profile, &log))
+            .stderr(std::fs::File::create(self.path(&log)).unwrap())
+            .spawn()
+            .expect("start pyro mcp serve");
+        Server::connect(transport).await
+    }
+
+    /// `pyro ARGS --json` (the CLI, to check what the server did).
+    fn cli_json(&self, args: &[&str]) -> Value {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_pyro"))
+            .args(args)
+            .arg("--json")
+            .env("XDG_DATA_HOME", self.path("data"))
+            .env_remove("PYRO_HOME")
+            .output()
+            .expect("run pyro");
+        assert!(out.status.success(), "pyro {args:?}: {out:?}");
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    fn workspace_ids(&self) -> Vec<String> {
+        self.cli_json(&["workspace", "list"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w["workspace_id"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// VM processes (`pyro __vmm`) of workspaces under this home.
+    fn vmm_processes(&self) -> Vec<String> {
+        let data = self.data();
+        let data = data.to_string_lossy();
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|p| std::fs::read(p.path().join("cmdline")).ok())
+            .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+            .filter(|c| c.contains(" __vmm ") && c.contains(&*data))
+            .collect()
+    }
+
+    /// Entries left in `<data>/<dir>` (workspaces, run directories).
+    fn leftovers(&self, dir: &str) -> Vec<String> {
+        std::fs::read_dir(self.data().join(dir))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Home {
+    fn drop(&mut self) {
+        // Stop whatever a failed test left running.
+        let list = std::process::Command::new(env!("CARGO_BIN_EXE_pyro"))
+            .args(["workspace", "list", "--json"])
+            .env("XDG_DATA_HOME", self.path("data"))
+            .env_remove("PYRO_HOME")
+            .output();
+        let ids: Vec<String> = list
+            .ok()
+            .and_then(|o| serde_json::from_slice::<Value>(&o.stdout).ok())
+            .and_then(|v| v.as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|w| w["workspace_id"].as_str().map(String::from))
+            .collect();
+        for id in ids {
+            let _ = std::process::Command::new(env!("CARGO_BIN_EXE_pyro"))
+                .args(["workspace", "delete", &id])
+                .env("XDG_DATA_HOME", self.path("data"))
+                .env_remove("PYRO_HOME")
+                .output();
+        }
+    }
+}
+
+/// A connected MCP client.
+struct Server {
+    client: RunningService<RoleClient, Recorder>,
+    progress: Arc<Mutex<Vec<ProgressNotificationParam>>>,
+}
+
+impl Server {
+    async fn connect<T, E, A>(transport: T) -> Server
+    where
+        T: rmcp::transport::IntoTransport<RoleClient, E, A>,
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let recorder = Recorder::default();
+        let progress = recorder.progress.clone();
+        let client = recorder.serve(transport).await.expect("MCP initialize");
+        Server { client, progress }
+    }
+
+    async fn call(&self, tool: &'static str, args: Value) -> CallToolResult {
+        let params = CallToolRequestParams::new(tool)
+            .with_arguments(args.as_object().expect("arguments object").clone());
+        self.client
+            .call_tool(params)
+            .await
+            .unwrap_or_else(|e| panic!("{tool} {args}: {e}"))
+    }
+
+    /// A call that must succeed; its structured result.
+    async fn ok(&self, tool: &'static str, args: Value) -> Value {
+        let result = self.call(tool, args.clone()).await;
+        assert_ne!(
+            result.is_error,
+            Some(true),
+            "{tool} {args}: {}",
+            text(&result)
+        );
+        let value = result
+            .structured_content
+            .clone()
+            .expect("structured content");
+        // The text rendering is the same document.
+        assert_eq!(
+            serde_json::from_str::<Value>(&text(&result)).unwrap(),
+            value
+        );
+        value
+    }
+
+    /// A call that must be a tool error; its kind and text.
+    async fn fails(&self, tool: &'static str, args: Value) -> (String, String) {
+        let result = self.call(tool, args.clone()).await;
+        assert_eq!(result.is_error, Some(true), "{tool} {args} did not fail");
+        let doc = result.structured_content.clone().expect("structured error");
+        assert_eq!(doc["ok"], false);
+        (
+            doc["error"]["kind"].as_str().unwrap().to_string(),
+            text(&result),
+        )
+    }
+
+    /// The progress notifications received, in progress order, once one
+    /// whose message starts with `last` is among them (the client handles
+    /// each notification in a task of its own, so they may land after the
+    /// response and in any order).
+    async fn progress_until(&self, last: &str) -> Vec<ProgressNotificationParam> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let mut all = self.progress.lock().unwrap().clone();
+            if all
+                .iter()
+                .any(|p| p.message.as_deref().is_some_and(|m| m.starts_with(last)))
+            {
+                all.sort_by(|a, b| a.progress.total_cmp(&b.progress));
+                return all;
+            }
+            assert!(Instant::now() < deadline, "no {last:?} progress: {all:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Calls about one workspace: `workspace_id` is added to the arguments.
+struct On<'a> {
+    server: &'a Server,
+    id: String,
+}
+
+impl On<'_> {
+    fn args(&self, mut args: Value) -> Value {
+        args["workspace_id"] = self.id.clone().into();
+        args
+    }
+
+    async fn ok(&self, tool: &'static str, args: Value) -> Value {
+        self.server.ok(tool, self.args(args)).await
+    }
+
+    async fn fails(&self, tool: &'static str, args: Value) -> (String, String) {
+        self.server.fails(tool, self.args(args)).await
+    }
+
+    /// A file's content (`workspace_file_read`).
+    async fn read(&self, path: &str) -> Value {
+        self.ok("workspace_file_read", json!({ "path": path }))
+            .await["content"]
+            .clone()
+    }
+}
+
+fn text(r: &CallToolResult) -> String {
+    r.content
+        .first()
+        .and_then(|c| c.as_text())
+        .map(|t| t.text.clone())
+        .unwrap_or_default()
+}
+
+/// Waits for `child` to exit by itself; its status.
+async fn exits(child: &mut tokio::process::Child, within: Duration) -> std::process::ExitStatus {
+    match tokio::time::timeout(within, child.wait()).await {
+        Ok(status) => status.unwrap(),
+        Err(_) => {
+            let _ = child.start_kill();
+            panic!("the server did not exit within {within:?}");
+        }
+    }
+}
+
+/// A server on plain pipes, so that the test decides when the client
+/// goes away and can then watch the server process.
+async fn serve_on_pipes(home: &Home, log: &str) -> (Server, tokio::process::Child) {
+    let mut child = home
+        .server_command("workspace-full", log)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let stdin = child.stdin.take().unwrap();
+    (Server::connect((stdout, stdin)).await, child)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_profile_lists_exactly_its_tools_and_bad_calls_are_tool_errors() {
+    let home = Home::new();
+    let mut full = [WORKSPACE_CORE, FULL_ONLY].concat();
+    full.sort();
+    for (profile, want) in [
+        ("vm-run", VM_RUN),
+        ("workspace-core", WORKSPACE_CORE),
+        ("workspace-full", &full[..]),
+    ] {
+        let server = home.serve(profile).await;
+        let info = server.client.peer_info().expect("server info");
+        assert_eq!(info.server_info.as_ref().unwrap().name, "pyro");
+        let instructions = info.instructions.clone().unwrap_or_default();
+        assert!(
+            instructions.contains("vm_run") && instructions.contains("workspace_create"),
+            "{instructions}"
+        );
+        let tools = server.client.list_all_tools().await.unwrap();
+        let mut names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
+        names.sort();
+        assert_eq!(names, want, "profile {profile}");
+        for t in &tools {
+            assert!(
+                t.description.as_ref().is_some_and(|d| d.len() > 40),
+                "{}",
+                t.name
+            );
+            assert_eq!(t.input_schema["type"], "object", "{}", t.name);
+        }
+        if profile == "vm-run" {
+            // A tool of another profile does not exist here.
+            let call = CallToolRequestParams::new("workspace_list");
+            assert!(server.client.call_tool(call).await.is_err());
+        }
+        if profile != "workspace-full" {
+            server.client.cancel().await.unwrap();
+            continue;
+        }
+
+        // Bad calls: tool errors naming the problem and what to do.
+        let missing = home.path("missing");
+        for (tool, args, want_kind, says) in [
+            (
+                "workspace_status",
+                json!({"workspace_id": "nope"}),
+                "not_found",
+                "workspace_list",
+            ),
+            (
+                "workspace_file_read",
+                json!({"path": "a"}),
+                "invalid_argument",
+                "missing field `workspace_id`",
+            ),
+            (
+                "workspace_exec",
+                json!({"workspace_id": "w", "command": "ls", "timeout": 3}),
+                "invalid_argument",
+                "unknown field `timeout`",
+            ),
+            (
+                "workspace_exec",
+                json!({"workspace_id": "w", "command": []}),
+                "invalid_argument",
+                "command must be",
+            ),
+            (
+                "vm_run",
+                json!({"command": "true", "vcpus": 99}),
+                "invalid_argument",
+                "vcpus is 99",
+            ),
+            (
+                "workspace_create",
+                json!({"seed_path": missing}),
+                "invalid_argument",
+                "seed_path",
+            ),
+        ] {
+            let (kind, msg) = server.fails(tool, args.clone()).await;
+            assert_eq!(kind, want_kind, "{tool} {args}: {msg}");
+            assert!(
+                msg.contains(says) && msg.contains("What to do:"),
+                "{tool} {args}: {msg}"
+            );
+        }
+        let call = CallToolRequestParams::new("shell_open");
+        assert!(
+            server.client.call_tool(call).await.is_err(),
+            "no shell tools yet"
+        );
+
+        // Still serving, and nothing was made.
+        let list = server.ok("workspace_list", json!({})).await;
+        assert_eq!(list, json!({"count": 0, "workspaces": []}));
+        server.client.cancel().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vm_run_runs_a_command_in_a_fresh_vm_and_reports_progress() {
+    let home = Home::new();
+    let server = home.serve("vm-run").await;
+    let started = Instant::now();
+    let run = server
+        .ok("vm_run", json!({"command": "uname -r && echo via-shell"}))
+        .await;
+    eprintln!("vm_run took {:?}", started.elapsed());
+    assert_eq!(run["exit_code"], 0, "{run}");
+    assert_eq!(run["timed_out"], false);
+    assert_eq!(run["environment"], "debian:12");
+    let stdout = run["stdout"].as_str().unwrap();
+    assert!(
+        stdout.ends_with("via-shell\n") && stdout.len() > 12,
+        "{stdout:?}"
+    );
+    assert_eq!(
+        run["command"],
+        json!(["/bin/sh", "-c", "uname -r && echo via-shell"])
+    );
+
+    let progress = server.progress_until("vm_run: done").await;
+    assert!(progress.len() >= 2, "{progress:?}");
+    assert!(
+        progress.windows(2).all(|w| w[0].progress < w[1].progress),
+        "{progress:?}"
+    );
+    assert_eq!(progress[0].message.as_deref(), Some("vm_run: started"));
+    let last = progress.last().unwrap();
+    assert_eq!(last.total, Some(last.progress));
+    assert!(
+        last.message
+            .as_deref()
+            .unwrap()
+            .starts_with("vm_run: done in "),
+        "{last:?}"
+    );
+    // The VM and its files are gone.
+    assert_eq!(home.leftovers("vms"), Vec::<String>::new());
+    server.client.cancel().await.unwrap();
+}
+
+/// A seed with a failing check: `check.sh` passes once `message.txt`
+/// says "fixed".
+fn repro_seed(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("message.txt"), "broken\n").unwrap();
+    let check = dir.join("check.sh");
+    std::fs::write(&check, "#!/bin/sh\ngrep -qx fixed message.txt && echo ok\n").unwrap();
+    std::fs::set_permissions(&check, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+const FIX: &str = "--- a/message.txt\n+++ b/message.txt\n@@ -1 +1 @@\n-broken\n+fixed\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_repro_fix_loop_through_tools_survives_a_client_gone_mid_exec() {
+    let home = Home::new();
+    let seed = home.path("seed");
+    repro_seed(&seed);
+    let server = home.serve("workspace-full").await;
+
+    let created = json!({"seed_path": seed, "name": "repro", "labels": {"task": "fix"}});
+    let created = server.ok("workspace_create", created).await;
+    assert_eq!(created["state"], "running", "{created}");
+    let ws = On {
+        server: &server,
+        id: created["workspace_id"].as_str().unwrap().to_string(),
+    };
+    let progress = server.progress_until("workspace_create: done").await;
+    let messages: Vec<&str> = progress
+        .iter()
+        .filter_map(|p| p.message.as_deref())
+        .collect();
+    assert_eq!(messages[0], "workspace_create: started", "{messages:?}");
+    assert!(
+        messages.iter().any(|m| m.starts_with("[boot]")),
+        "{messages:?}"
+    );
+
+    assert_eq!(ws.read("message.txt").await, "broken\n");
+    let check = ws
+        .ok("workspace_exec", json!({"command": "./check.sh"}))
+        .await;
+    assert_eq!(
+        check["exit_code"], 1,
+        "the check fails before the fix: {check}"
+    );
+
+    // Paths that leave /workspace are refused; the server keeps serving.
+    for (tool, args) in [
+        ("workspace_file_read", json!({"path": "../etc/passwd"})),
+        ("workspace_file_read", json!({"path": "/etc/passwd"})),
+        (
+            "workspace_file_write",
+            json!({"path": "/etc/motd", "text": "x"}),
+        ),
+        ("workspace_file_list", json!({"path": "/workspace/../.."})),
+    ] {
+        let (kind, msg) = ws.fails(tool, args.clone()).await;
+        assert_eq!(kind, "invalid_path", "{tool} {args}: {msg}");
+        assert!(msg.contains("What to do:"), "{msg}");
+    }
+
+    // By name, as a model may.
+    let fix = json!({"workspace_id": "repro", "patch": FIX});
+    let patched = server.ok("workspace_patch_apply", fix).await;
+    assert_eq!(patched["changed"], true, "{patched}");
+    let check = ws
+        .ok("workspace_exec", json!({"command": ["./check.sh"]}))
+        .await;
+    assert_eq!(check["exit_code"], 0, "{check}");
+    assert_eq!(check["stdout"], "ok\n");
+
+    let diff = ws.ok("workspace_diff", json!({})).await;
+    assert_eq!(diff["changed"], true);
+    assert_eq!(diff["summary"]["total"], 1, "{diff}");
+    assert_eq!(diff["summary"]["modified"], 1, "{diff}");
+    assert_eq!(diff["entries"][0]["path"], "message.txt");
+    let patch = diff["patch"].as_str().unwrap();
+    assert!(patch.contains("-broken\n+fixed\n"), "{patch}");
+
+    let out = home.path("fixed.txt");
+    let export = json!({"path": "message.txt", "output_path": out});
+    let export = ws.ok("workspace_export", export).await;
+    assert_eq!(export["artifact_type"], "file", "{export}");
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "fixed\n");
+
+    let snap = ws
+        .ok("snapshot_create", json!({"snapshot_name": "fixed"}))
+        .await;
+    assert_eq!(snap["name"], "fixed");
+    let snaps = ws.ok("snapshot_list", json!({})).await;
+    assert_eq!(snaps["count"], 2, "{snaps}");
+    assert_eq!(snaps["workspace_id"], ws.id.as_str());
+    assert_eq!(snaps["snapshots"][0]["name"], "baseline");
+    ws.ok("snapshot_delete", json!({"snapshot_name": "fixed"}))
+        .await;
+    let baseline = json!({"snapshot_name": "baseline"});
+    assert_eq!(
+        ws.fails("snapshot_delete", baseline).await.0,
+        "invalid_argument"
+    );
+
+    // A second client goes away in the middle of a command: its server
+    // lets the command finish (recorded in the history), then exits.
+    let (gone, mut gone_process) = serve_on_pipes(&home, "server-gone-exec.log").await;
+    let slow = json!({"workspace_id": ws.id, "command": "sleep 5; echo late > late.txt"});
+    let slow = tokio::spawn(async move {
+        let _ = gone.call("workspace_exec", slow).await;
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    slow.abort(); // drops the client mid-call: the server's stdin closes
+    let _ = slow.await;
+    let status = exits(&mut gone_process, Duration::from_secs(60)).await;
+    assert!(status.success(), "{status:?}");
+    assert_eq!(ws.read("late.txt").await, "late\n");
+    let logs = ws.ok("workspace_logs", json!({})).await;
+    assert_eq!(logs["count"], 3, "{logs}");
+    assert_eq!(logs["entries"][2]["exit_code"], 0, "{logs}");
+    assert_eq!(
+        home.workspace_ids(),
+        [ws.id.as_str()],
+        "nothing new was left"
+    );
+
+    let reset = ws.ok("workspace_reset", json!({})).await;
+    assert_eq!(reset["snapshot"], "baseline");
+    assert_eq!(reset["workspace"]["state"], "running", "{reset}");
+    let diff = ws.ok("workspace_diff", json!({})).await;
+    assert_eq!(diff["changed"], false, "{diff}");
+    assert_eq!(ws.read("message.txt").await, "broken\n");
+
+    let deleted = ws.ok("workspace_delete", json!({})).await;
+    assert_eq!(deleted["deleted"], true);
+    let list = server.ok("workspace_list", json!({})).await;
+    assert_eq!(list["count"], 0);
+    assert_eq!(home.vmm_processes(), Vec::<String>::new());
+    server.client.cancel().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_gone_mid_create_and_mid_run_leaves_no_vm_behind() {
+    let home = Home::new();
+    let (server, mut process) = serve_on_pipes(&home, "server-gone.log").await;
+    let server = Arc::new(server);
+    let calls = [
+        ("vm_run", json!({"command": "sleep 1"})),
+        ("workspace_create", json!({"name": "orphan"})),
+    ]
+    .map(|(tool, args)| {
+        let server = server.clone();
+        tokio::spawn(async move {
+            let _ = server.call(tool, args).await;
+        })
+    });
+    // Both calls are under way: a run directory and a workspace exist.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while home.leftovers("vms").is_empty() || home.leftovers("workspaces").is_empty() {
+        assert!(Instant::now() < deadline, "the calls did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The client goes away.
+    let gone = Instant::now();
+    for call in calls {
+        call.abort();
+        let _ = call.await;
+    }
+    drop(Arc::into_inner(server).expect("one client"));
+
+    let status = exits(&mut process, Duration::from_secs(180)).await;
+    eprintln!(
+        "the server exited {:?} after the client went away",
+        gone.elapsed()
+    );
+    assert!(status.success(), "{status:?}");
+    assert_eq!(
+        home.leftovers("vms"),
+        Vec::<String>::new(),
+        "a run's files are left"
+    );
+    assert_eq!(
+        home.leftovers("workspaces"),
+        Vec::<String>::new(),
+        "a workspace is left"
+    );
+    assert_eq!(home.workspace_ids(), Vec::<String>::new());
+    assert_eq!(home.vmm_processes(), Vec::<String>::new(), "a VM is left");
+    let log = std::fs::read_to_string(home.path("server-gone.log")).unwrap();
+    eprintln!("server stderr:\n{log}");
+    assert!(!log.contains("panicked"), "{log}");
+    assert!(
+        log.contains("the request was cancelled; deleting workspace"),
+        "{log}"
+    );
+}
