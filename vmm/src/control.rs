@@ -12,7 +12,7 @@
 
 use crate::{Error, Vm, VmConfig, VmExit};
 use serde::{Deserialize, Serialize};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
@@ -276,7 +276,7 @@ fn accept(listener: UnixListener, commands: Sender<Command>) {
 fn answer(conn: UnixStream, commands: &Sender<Command>) -> std::io::Result<()> {
     conn.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut line = String::new();
-    BufReader::new(&conn).take_line(&mut line)?;
+    BufReader::new((&conn).take(64 * 1024)).read_line(&mut line)?;
     let reply = match serde_json::from_str::<ControlRequest>(&line) {
         Ok(req) => {
             let (tx, rx) = channel();
@@ -293,16 +293,4 @@ fn answer(conn: UnixStream, commands: &Sender<Command>) -> std::io::Result<()> {
     let mut out = serde_json::to_vec(&reply).map_err(std::io::Error::other)?;
     out.push(b'\n');
     (&conn).write_all(&out)
-}
-
-/// Reads one line of at most 64 KiB.
-trait TakeLine {
-    fn take_line(&mut self, line: &mut String) -> std::io::Result<usize>;
-}
-
-impl<R: BufRead> TakeLine for R {
-    fn take_line(&mut self, line: &mut String) -> std::io::Result<usize> {
-        use std::io::Read;
-        self.take(64 * 1024).read_line(line)
-    }
 }

@@ -201,16 +201,8 @@ impl DetachedVm {
 
     fn console_tail_text(&self) -> String {
         let text = std::fs::read_to_string(self.console_log()).unwrap_or_default();
-        let lines: Vec<String> = text
-            .lines()
-            .rev()
-            .take(15)
-            .map(String::from)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect();
-        pyro_vmm::console_tail_text(&lines)
+        let lines: Vec<String> = text.lines().map(String::from).collect();
+        pyro_vmm::console_tail_text(&lines[lines.len().saturating_sub(15)..])
     }
 }
 

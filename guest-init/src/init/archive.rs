@@ -322,17 +322,16 @@ impl<W: Write> Write for DataFrames<'_, W> {
 pub fn download(path: &str, out: &mut impl Write) -> Result<Reply, RpcError> {
     let rel = files::relative(path)?;
     let root = files::root()?;
-    let st_reply = files::stat(path)?;
-    let Reply::Stat(info) = st_reply else {
-        unreachable!("stat answers with Stat")
-    };
+    let (parent, name, st) = files::lstat(&root, &rel)?;
+    let artifact_type = files::artifact_type(&st);
+    let abs = workspace_absolute(&rel);
     let mut tar = tar::Builder::new(DataFrames {
         out,
         buf: Vec::with_capacity(rpc::CHUNK),
     });
     let mut tally = Tally::default();
     let base = rel.rsplit('/').next().unwrap_or("").to_string();
-    match info.artifact_type {
+    match artifact_type {
         ArtifactType::Directory => {
             let dir = open_beneath(&root, &rel, OFlags::RDONLY | OFlags::DIRECTORY, 0)?;
             let prefix_len = if rel.is_empty() { 0 } else { rel.len() + 1 };
@@ -345,15 +344,14 @@ pub fn download(path: &str, out: &mut impl Write) -> Result<Reply, RpcError> {
         ArtifactType::Other => {
             return Err(RpcError::new(
                 "not_a_file",
-                format!("{}: is not a file, directory or symlink", info.path),
+                format!("{abs}: is not a file, directory or symlink"),
             ))
         }
         _ => {
-            let (parent, name) = files::open_parent(&root, &rel, false)?;
             append(
                 &mut tar,
                 parent.as_fd(),
-                OsStr::new(name),
+                OsStr::new(&name),
                 &rel,
                 &base,
                 &mut tally,
@@ -363,8 +361,8 @@ pub fn download(path: &str, out: &mut impl Write) -> Result<Reply, RpcError> {
     let mut frames = tar.into_inner().map_err(RpcError::host_gone)?;
     frames.flush().map_err(RpcError::host_gone)?;
     Ok(Reply::Download(DownloadResult {
-        path: info.path,
-        artifact_type: info.artifact_type,
+        path: abs,
+        artifact_type,
         entry_count: tally.entries,
         bytes_read: tally.bytes,
     }))

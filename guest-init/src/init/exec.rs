@@ -83,13 +83,11 @@ pub fn run(
     })
 }
 
-/// Copies the body into the command's stdin, then closes it. If the
-/// command stops reading, the rest of the body is still read and dropped.
+/// Copies the body into the command's stdin, then closes it. Whatever
+/// the command does not read is drained by the agent after the request.
 fn feed_stdin(body: &mut (dyn Read + Send), mut pipe: std::process::ChildStdin) {
     let mut limited = body.take(rpc::MAX_STDIN_BYTES);
     let _ = super::copy_chunked(&mut limited, &mut pipe);
-    drop(pipe);
-    let _ = std::io::copy(body, &mut std::io::sink());
 }
 
 fn stream_output(

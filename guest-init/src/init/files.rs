@@ -137,7 +137,7 @@ pub fn mkdir_all(root: impl AsFd, rel: &str) -> Result<OwnedFd, RpcError> {
     Ok(fd)
 }
 
-fn artifact_type(st: &Stat) -> ArtifactType {
+pub fn artifact_type(st: &Stat) -> ArtifactType {
     match FileType::from_raw_mode(st.st_mode) {
         FileType::RegularFile => ArtifactType::File,
         FileType::Directory => ArtifactType::Directory,
@@ -163,8 +163,9 @@ fn info(dir: BorrowedFd<'_>, name: &OsStr, rel: &str, st: &Stat) -> FileInfo {
     }
 }
 
-/// Stats `rel` without following a final symlink.
-fn lstat(root: &OwnedFd, rel: &str) -> Result<(OwnedFd, String, Stat), RpcError> {
+/// Stats `rel` without following a final symlink; returns the directory
+/// holding it (`rel` itself for the workspace root) and its name there.
+pub fn lstat(root: &OwnedFd, rel: &str) -> Result<(OwnedFd, String, Stat), RpcError> {
     if rel.is_empty() {
         let fd = open_beneath(root, "", OFlags::PATH | OFlags::DIRECTORY, 0)?;
         let st = fstat(&fd).map_err(|e| fs_error(e, rel))?;

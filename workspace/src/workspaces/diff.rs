@@ -2,8 +2,9 @@
 //!
 //! The baseline is `baseline.tar`, packed on the host from the seed at
 //! create time, so it never needs the guest. The live side comes from the
-//! agent: one recursive listing, then the content of only those files
-//! whose size, mode or mtime differ from the baseline (git's stat check;
+//! agent: one recursive listing first, then one pass over the tar and the
+//! content (of both sides) of only those files whose size, mode or mtime
+//! differ from the baseline (git's stat check;
 //! contents are then compared byte for byte, so a touched but unchanged
 //! file is not reported). Directories are not entries, as in git.
 
@@ -58,19 +59,37 @@ struct Base {
     mode: u32,
     mtime: i64,
     link: Option<String>,
+    /// The content, kept only for a file the live tree lacks or whose
+    /// metadata differs: the only ones a patch can need.
+    content: Option<Vec<u8>>,
+}
+
+impl Base {
+    /// Whether the live entry `l` may differ from this one: another type,
+    /// or a file whose size, mode or mtime changed (git's stat check).
+    fn differs(&self, l: &FileInfo) -> bool {
+        self.kind != l.artifact_type
+            || (self.kind == ArtifactType::File
+                && (self.size != l.size_bytes || self.mode != l.mode || self.mtime != l.mtime))
+    }
 }
 
 fn tar_error(e: std::io::Error) -> Error {
     Error::Io(format!("baseline archive: {e}"))
 }
 
-fn load_baseline(tar: &Path) -> Result<BTreeMap<String, Base>, Error> {
+/// The baseline's entries, in one pass over its tar, with the contents of
+/// the files `live` suggests changed.
+fn load_baseline(
+    tar: &Path,
+    live: &BTreeMap<String, FileInfo>,
+) -> Result<BTreeMap<String, Base>, Error> {
     let file =
         std::fs::File::open(tar).map_err(|e| Error::Io(format!("{}: {e}", tar.display())))?;
     let mut archive = tar::Archive::new(std::io::BufReader::new(file));
     let mut out = BTreeMap::new();
     for entry in archive.entries().map_err(tar_error)? {
-        let entry = entry.map_err(tar_error)?;
+        let mut entry = entry.map_err(tar_error)?;
         let name = String::from_utf8_lossy(&entry.path_bytes())
             .trim_end_matches('/')
             .to_string();
@@ -84,40 +103,20 @@ fn load_baseline(tar: &Path) -> Result<BTreeMap<String, Base>, Error> {
         let link = entry
             .link_name_bytes()
             .map(|l| String::from_utf8_lossy(&l).into_owned());
-        out.insert(
-            name,
-            Base {
-                kind,
-                size: h.size().unwrap_or(0),
-                mode: h.mode().unwrap_or(0) & 0o7777,
-                mtime: h.mtime().unwrap_or(0) as i64,
-                link,
-            },
-        );
-    }
-    Ok(out)
-}
-
-/// The contents of the baseline files in `wanted`.
-fn baseline_contents(
-    tar: &Path,
-    wanted: &BTreeSet<String>,
-) -> Result<BTreeMap<String, Vec<u8>>, Error> {
-    let mut out = BTreeMap::new();
-    if wanted.is_empty() {
-        return Ok(out);
-    }
-    let file =
-        std::fs::File::open(tar).map_err(|e| Error::Io(format!("{}: {e}", tar.display())))?;
-    let mut archive = tar::Archive::new(std::io::BufReader::new(file));
-    for entry in archive.entries().map_err(tar_error)? {
-        let mut entry = entry.map_err(tar_error)?;
-        let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        if wanted.contains(&name) {
+        let mut base = Base {
+            kind,
+            size: h.size().unwrap_or(0),
+            mode: h.mode().unwrap_or(0) & 0o7777,
+            mtime: h.mtime().unwrap_or(0) as i64,
+            link,
+            content: None,
+        };
+        if kind == ArtifactType::File && live.get(&name).is_none_or(|l| base.differs(l)) {
             let mut bytes = Vec::new();
             entry.read_to_end(&mut bytes).map_err(tar_error)?;
-            out.insert(name, bytes);
+            base.content = Some(bytes);
         }
+        out.insert(name, base);
     }
     Ok(out)
 }
@@ -127,7 +126,6 @@ pub fn diff(
     baseline: &Path,
     agent: &mut GuestClient,
 ) -> Result<DiffResult, Error> {
-    let base = load_baseline(baseline)?;
     let listing = agent.list("", true)?;
     if listing.truncated {
         return Err(Error::Conflict(format!(
@@ -140,6 +138,7 @@ pub fn diff(
         .into_iter()
         .map(|e| (workspace_relative(&e.path).unwrap_or_default(), e))
         .collect();
+    let base = load_baseline(baseline, &live)?;
 
     // Which paths changed, by metadata first.
     let mut candidates = Vec::new();
@@ -152,10 +151,7 @@ pub fn diff(
             (Some(b), Some(l)) if b.kind != l.artifact_type => {
                 candidates.push((path.clone(), "type_changed"))
             }
-            (Some(b), Some(l))
-                if b.kind == ArtifactType::File
-                    && (b.size != l.size_bytes || b.mode != l.mode || b.mtime != l.mtime) =>
-            {
+            (Some(b), Some(l)) if b.kind == ArtifactType::File && b.differs(l) => {
                 candidates.push((path.clone(), "modified"))
             }
             (Some(b), Some(l)) if b.kind == ArtifactType::Symlink && b.link != l.link_target => {
@@ -164,13 +160,6 @@ pub fn diff(
             _ => {}
         }
     }
-    let wanted: BTreeSet<String> = candidates
-        .iter()
-        .filter(|(p, _)| base.get(p).is_some_and(|b| b.kind == ArtifactType::File))
-        .map(|(p, _)| p.clone())
-        .collect();
-    let old_contents = baseline_contents(baseline, &wanted)?;
-
     let mut result = DiffResult {
         workspace_id: workspace_id.into(),
         changed: false,
@@ -182,11 +171,7 @@ pub fn diff(
         let b = base.get(&path);
         let l = live.get(&path);
         let file = |t: Option<ArtifactType>| t == Some(ArtifactType::File);
-        let old = if file(b.map(|b| b.kind)) {
-            old_contents.get(&path).cloned()
-        } else {
-            None
-        };
+        let old = b.and_then(|b| b.content.clone());
         let new = if file(l.map(|l| l.artifact_type)) {
             Some(agent.read_to_vec(&path, None)?.0)
         } else {

@@ -85,6 +85,14 @@ pub struct WorkspaceRecord {
     pub seed_entry_count: u64,
 }
 
+impl WorkspaceRecord {
+    fn mark_activity(&mut self) {
+        let now = now_unix();
+        self.last_activity_unix = now;
+        self.last_activity_at = rfc3339(now);
+    }
+}
+
 /// A workspace as reported: the record plus what its VM is doing.
 #[derive(Debug, Clone, Serialize)]
 pub struct Workspace {
@@ -494,9 +502,7 @@ impl Pyro {
     ) -> Result<WorkspaceRecord, Error> {
         let _lock = dir.lock()?;
         let mut record: WorkspaceRecord = read_json(&dir.record())?;
-        let now = now_unix();
-        record.last_activity_unix = now;
-        record.last_activity_at = rfc3339(now);
+        record.mark_activity();
         f(&mut record);
         write_json(&dir.record(), &record)?;
         Ok(record)
@@ -901,9 +907,7 @@ impl Pyro {
         let bytes = disk::sparse_copy(&image, &restored)?;
         std::fs::rename(&restored, dir.disk()).map_err(|e| store::io_err(&dir.disk(), e))?;
         let mut record: WorkspaceRecord = read_json(&dir.record())?;
-        let now = now_unix();
-        record.last_activity_unix = now;
-        record.last_activity_at = rfc3339(now);
+        record.mark_activity();
         write_json(&dir.record(), &record)?;
         progress.phase("reset", &format!("restored {snapshot}; starting"));
         self.boot(&dir, &record, progress)?;
