@@ -63,12 +63,37 @@ fn agent_serves_exec_over_vsock_on_a_real_guest() {
     assert_eq!(r.exit_code, Some(0));
     assert_eq!(out, b"\x00\x01\xff\xfeabc");
 
-    // 10 MiB of output arrives whole.
-    let (out, _, r) = run(&mut client, argv(&["head", "-c", "10485760", "/dev/zero"]));
+    // 10 MiB of output arrives whole and unchanged. Not zeros: the bug this
+    // guards against zeroed 16-byte blocks (see the next step).
+    let (out, _, r) = run(
+        &mut client,
+        argv(&["sh", "-c", "head -c 10485760 /dev/zero | tr '\\000' x"]),
+    );
     assert_eq!(
         (r.exit_code, out.len(), r.stdout_bytes, r.stdout_truncated),
         (Some(0), 10 << 20, 10 << 20, false)
     );
+    if let Some(at) = out.iter().position(|b| *b != b'x') {
+        panic!(
+            "output corrupted at byte {at}: {:?}",
+            &out[at..(at + 32).min(out.len())]
+        );
+    }
+
+    // On PVM hosts the guest kernel (noxsave) does not save the upper
+    // halves of AVX registers, so glibc in the guest must not use its AVX
+    // memcpy: every process gets GLIBC_TUNABLES from the kernel command
+    // line. This is what let preempted copies zero 16-byte blocks.
+    if pyro::vmm::HostKind::detect().needs_emulator_quirks() {
+        let (out, _, r) = run(
+            &mut client,
+            argv(&["/lib64/ld-linux-x86-64.so.2", "--list-diagnostics"]),
+        );
+        assert_eq!(r.exit_code, Some(0));
+        let diag = String::from_utf8_lossy(&out);
+        let line = "x86.cpu_features.preferred.AVX_Fast_Unaligned_Load=0x0";
+        assert!(diag.contains(line), "guest glibc lacks {line}:\n{diag}");
+    }
 
     // A cap truncates, and says so.
     let mut capped = argv(&["head", "-c", "100000", "/dev/zero"]);

@@ -20,8 +20,13 @@ const PVM_QUIRKS: &[&str] = &[
     "rodata=off",
     // Passed to PID 1 as environment and inherited by every process: the
     // guest kernel (noxsave) saves only x87/SSE state on context switch,
-    // so glibc must not pick AVX code paths.
-    "GLIBC_TUNABLES=glibc.cpu.hwcaps=-AVX,-AVX2,-AVX512F,-AVX512VL,-AVX512BW,-AVX512DQ,-AVX512CD,-FMA,-XSAVEC",
+    // so glibc must not pick AVX code paths. Masking the AVX bits is not
+    // enough: glibc derives the *preferred* bit AVX_Fast_Unaligned_Load
+    // before it applies the masks, and that bit alone selects the AVX
+    // memcpy/memmove. Left on, a task preempted mid-copy got the upper
+    // halves of its YMM registers back as zeros: 16 zeroed bytes in every
+    // 32-byte block copied at that moment (seen as corrupted vsock frames).
+    "GLIBC_TUNABLES=glibc.cpu.hwcaps=-AVX,-AVX2,-AVX512F,-AVX512VL,-AVX512BW,-AVX512DQ,-AVX512CD,-FMA,-XSAVEC,-AVX_Fast_Unaligned_Load",
 ];
 
 /// Builds the command line for one boot.
