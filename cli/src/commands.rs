@@ -50,6 +50,10 @@ struct RunArgs {
     /// Guest memory in MiB.
     #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(64..=65536))]
     mem_mib: u32,
+    /// Boot the kernel instead of restoring the environment's warm
+    /// snapshot (made on first use; slower, but nothing is reused).
+    #[arg(long)]
+    cold: bool,
     #[command(flatten)]
     cmd: CommandArgs,
 }
@@ -211,6 +215,7 @@ fn run_command(pyro: &Pyro, args: &RunArgs) -> Result<i32, Error> {
         vcpus: args.vcpus,
         mem_mib: args.mem_mib,
         timeout: Duration::from_secs(args.cmd.timeout_seconds),
+        cold: args.cold,
         ..RunOptions::default()
     };
     let result = pyro.run(
@@ -230,8 +235,13 @@ fn run_command(pyro: &Pyro, args: &RunArgs) -> Result<i32, Error> {
         _ => "exit_code=unknown".to_string(),
     };
     eprintln!(
-        "[run] environment={} {how} duration_ms={} boot_ms={} agent_ms={} total_ms={}",
-        result.environment, result.duration_ms, t.boot_ms, t.agent_ms, t.total_ms
+        "[run] environment={} {how} start={} duration_ms={} boot_ms={} agent_ms={} total_ms={}",
+        result.environment,
+        if t.warm { "warm" } else { "cold" },
+        result.duration_ms,
+        t.boot_ms,
+        t.agent_ms,
+        t.total_ms
     );
     Ok(result.shell_exit_code())
 }

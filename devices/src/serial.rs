@@ -132,6 +132,54 @@ impl Serial {
     pub fn new(irq: EventFd, sink: ConsoleSink) -> Self {
         Self(Uart::new(IrqTrigger(irq), sink))
     }
+
+    /// The UART's registers, for a snapshot. Without them a restored
+    /// guest's driver would wait for interrupts it had enabled and we
+    /// had forgotten.
+    pub fn snapshot(&self) -> SerialSnapshot {
+        let s = self.0.state();
+        SerialSnapshot {
+            regs: [
+                s.baud_divisor_low,
+                s.baud_divisor_high,
+                s.interrupt_enable,
+                s.interrupt_identification,
+                s.line_control,
+                s.line_status,
+                s.modem_control,
+                s.modem_status,
+                s.scratch,
+            ],
+            in_buffer: s.in_buffer,
+        }
+    }
+
+    pub fn restored(irq: EventFd, sink: ConsoleSink, s: &SerialSnapshot) -> Result<Self, String> {
+        let [baud_divisor_low, baud_divisor_high, interrupt_enable, interrupt_identification, line_control, line_status, modem_control, modem_status, scratch] =
+            s.regs;
+        let state = vm_superio::serial::SerialState {
+            baud_divisor_low,
+            baud_divisor_high,
+            interrupt_enable,
+            interrupt_identification,
+            line_control,
+            line_status,
+            modem_control,
+            modem_status,
+            scratch,
+            in_buffer: s.in_buffer.clone(),
+        };
+        Uart::from_state(&state, IrqTrigger(irq), vm_superio::serial::NoEvents, sink)
+            .map(Self)
+            .map_err(|e| format!("serial state: {e:?}"))
+    }
+}
+
+/// The UART's registers in vm-superio's order, and its input buffer.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct SerialSnapshot {
+    pub regs: [u8; 9],
+    pub in_buffer: Vec<u8>,
 }
 
 impl BusDevice for Serial {

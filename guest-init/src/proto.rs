@@ -163,6 +163,17 @@ pub mod rpc {
         Download { path: String },
         /// Flush /workspace to its disk (`syncfs`), before a snapshot or stop.
         Sync,
+        /// The first request to a guest restored from a snapshot: make it
+        /// this VM (hostname, the kernel's random state reseeded with the
+        /// host's entropy, wall clock set to the host's), since every VM
+        /// restored from one snapshot starts out identical.
+        Restored {
+            hostname: String,
+            /// At least 32 bytes from the host's CSPRNG.
+            entropy: Vec<u8>,
+            /// The host's wall clock, nanoseconds since the epoch.
+            unix_ns: u64,
+        },
         /// Apply the unified diff in the frame's data part (at most
         /// [`MAX_DATA`]) to /workspace, all or nothing (see `crate::patch`).
         PatchApply,
@@ -242,6 +253,7 @@ pub mod rpc {
         Upload(UploadResult),
         Download(DownloadResult),
         Synced,
+        Restored,
         Patched(PatchResult),
     }
 

@@ -37,6 +37,9 @@ pub struct VmmSpec {
     /// workspace: a time to live means it is gone, whoever looks).
     #[serde(default)]
     pub remove_on_expiry: Option<PathBuf>,
+    /// Restore this snapshot directory instead of booting.
+    #[serde(default)]
+    pub restore_from: Option<PathBuf>,
 }
 
 impl VmmSpec {
@@ -59,6 +62,11 @@ pub enum ControlRequest {
     /// Stop the VM now (the guest is not asked; callers that care sync it
     /// first through the agent).
     Stop,
+    /// Write a snapshot of the VM to `dir`; the VM is left as it was
+    /// (paused or running).
+    Snapshot {
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -75,6 +83,10 @@ pub enum ControlReply {
     Paused,
     Resumed,
     Stopping,
+    Snapshotted {
+        memory_bytes: u64,
+        ms: f64,
+    },
     Error {
         message: String,
     },
@@ -183,19 +195,28 @@ fn run(spec: &VmmSpec) -> ExitRecord {
         }
     };
     let started = Instant::now();
-    let mut vm = match Vm::start(&spec.config) {
-        Ok(vm) => vm,
-        Err(e) => return failed(e),
-    };
-    let boot = match vm.wait_for_init(Duration::from_millis(spec.boot_timeout_ms)) {
-        Ok(boot) => boot,
-        Err(e) => return failed(e),
+    let (mut vm, boot_ms) = match &spec.restore_from {
+        // A restored guest is past init: agent readiness is the caller's
+        // ping.
+        Some(dir) => match Vm::restore(&spec.config, dir) {
+            Ok(vm) => (vm, started.elapsed().as_secs_f64() * 1000.0),
+            Err(e) => return failed(e),
+        },
+        None => {
+            let mut vm = match Vm::start(&spec.config) {
+                Ok(vm) => vm,
+                Err(e) => return failed(e),
+            };
+            match vm.wait_for_init(Duration::from_millis(spec.boot_timeout_ms)) {
+                Ok(boot) => (vm, boot.to_init_ms),
+                Err(e) => return failed(e),
+            }
+        }
     };
 
     // Control connections are served on their own threads; what they ask
     // of the VM comes here, to the one thread that owns it.
     let (cmd_tx, cmd_rx) = channel::<Command>();
-    let boot_ms = boot.to_init_ms;
     std::thread::Builder::new()
         .name("vmm-control".into())
         .spawn(move || accept(listener, cmd_tx))
@@ -232,6 +253,18 @@ fn run(spec: &VmmSpec) -> ExitRecord {
                         ControlReply::Resumed
                     }
                     ControlRequest::Stop => ControlReply::Stopping,
+                    ControlRequest::Snapshot { dir } => {
+                        let t = Instant::now();
+                        match vm.snapshot(&dir) {
+                            Ok(memory_bytes) => ControlReply::Snapshotted {
+                                memory_bytes,
+                                ms: t.elapsed().as_secs_f64() * 1000.0,
+                            },
+                            Err(e) => ControlReply::Error {
+                                message: e.to_string(),
+                            },
+                        }
+                    }
                 };
                 let stopping = answer == ControlReply::Stopping;
                 let _ = reply.send(answer);

@@ -23,6 +23,8 @@ pub enum Error {
     KernelLoad { path: PathBuf, detail: String },
     #[error("guest memory: {0}")]
     Memory(String),
+    #[error("snapshot {path}: {detail}")]
+    Snapshot { path: PathBuf, detail: String },
     #[error("invalid VM config: {0}")]
     Config(String),
     #[error("kernel command line is {len} bytes; the kernel takes at most {max}")]

@@ -23,6 +23,7 @@ mod kernel_cmdline;
 mod layout;
 mod memory;
 mod mptable;
+pub mod snapshot;
 mod vcpu;
 mod virtio;
 mod vm;

@@ -47,6 +47,39 @@ pub fn kvm_slots(size: u64) -> Vec<(u64, u64)> {
 pub fn create(vm: &VmFd, size: u64) -> Result<GuestMem, Error> {
     let mem = GuestMemoryMmap::from_ranges(&ram_ranges(size))
         .map_err(|e| Error::Memory(format!("cannot map {} MiB: {e}", size >> 20)))?;
+    register(vm, mem, size)
+}
+
+/// Guest RAM backed by a snapshot's memory file, mapped MAP_PRIVATE:
+/// pages are read from the file on first touch and copied on first
+/// write, so a restore copies nothing up front and the file never
+/// changes.
+pub fn from_file(vm: &VmFd, size: u64, file: &std::fs::File) -> Result<GuestMem, Error> {
+    use vm_memory::mmap::{GuestRegionMmap, MmapRegionBuilder};
+    use vm_memory::FileOffset;
+    let mut regions = Vec::new();
+    let mut offset = 0u64;
+    for (start, len) in ram_ranges(size) {
+        let fd = file
+            .try_clone()
+            .map_err(|e| Error::Memory(format!("memory file: {e}")))?;
+        let mapping = MmapRegionBuilder::new(len)
+            .with_file_offset(FileOffset::new(fd, offset))
+            .with_mmap_prot(libc::PROT_READ | libc::PROT_WRITE)
+            .with_mmap_flags(libc::MAP_PRIVATE | libc::MAP_NORESERVE)
+            .build()
+            .map_err(|e| Error::Memory(format!("cannot map the memory file: {e}")))?;
+        let region = GuestRegionMmap::new(mapping, start)
+            .ok_or_else(|| Error::Memory("memory region overflows".into()))?;
+        regions.push(region);
+        offset += len as u64;
+    }
+    let mem = GuestMemoryMmap::from_regions(regions)
+        .map_err(|e| Error::Memory(format!("cannot map {} MiB: {e}", size >> 20)))?;
+    register(vm, mem, size)
+}
+
+fn register(vm: &VmFd, mem: GuestMem, size: u64) -> Result<GuestMem, Error> {
     for (slot, (start, len)) in kvm_slots(size).into_iter().enumerate() {
         let host = mem
             .get_host_address(GuestAddress(start))

@@ -1,8 +1,9 @@
 //! The vCPU run loop: one thread per vCPU, treating every exit as
 //! untrusted guest input.
 
-use crate::error::FailureKind;
+use crate::error::{Error, FailureKind};
 use crate::memory::GuestMem;
+use crate::snapshot::{self, VcpuState};
 use kvm_ioctls::{VcpuExit, VcpuFd};
 use pyro_devices::{Bus, GuestSignals};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,67 +28,115 @@ pub struct VcpuContext {
     pub signals: GuestSignals,
     pub stop: Arc<AtomicBool>,
     pub pause: Arc<Pause>,
+    pub index: u8,
+    /// The MSRs a snapshot saves (KVM_GET_MSR_INDEX_LIST).
+    pub msr_index: Arc<Vec<u32>>,
     pub mem: GuestMem,
 }
 
 /// Holds vCPUs out of KVM_RUN while the VM is paused.
+/// Pausing: vCPUs park outside KVM_RUN until released; while parked they
+/// can be asked to save their state (a snapshot), which only the thread
+/// that runs a vCPU can do cleanly (it may owe the guest an I/O result).
 #[derive(Default)]
 pub struct Pause {
-    /// (pause requested, vCPUs parked)
-    state: Mutex<(bool, usize)>,
+    state: Mutex<PauseState>,
     changed: Condvar,
 }
 
+#[derive(Default)]
+struct PauseState {
+    requested: bool,
+    parked: usize,
+    /// Bumped to ask every parked vCPU for its state.
+    save_round: u64,
+    saved: Vec<(u8, Result<VcpuState, Error>)>,
+}
+
 impl Pause {
-    /// Asks vCPUs to park; the caller then kicks them out of KVM_RUN.
     pub fn request(&self) {
-        self.lock().0 = true;
+        self.lock().requested = true;
     }
 
     pub fn release(&self) {
-        self.lock().0 = false;
+        self.lock().requested = false;
         self.changed.notify_all();
     }
 
-    /// Waits until `count` vCPUs are parked (or `timeout` passes).
+    /// Waits up to `timeout` for `count` vCPUs to be parked.
     pub fn wait_parked(&self, count: usize, timeout: std::time::Duration) -> bool {
         let guard = self.lock();
         let (guard, _) = self
             .changed
-            .wait_timeout_while(guard, timeout, |s| s.1 < count)
+            .wait_timeout_while(guard, timeout, |s| s.parked < count)
             .unwrap_or_else(|p| p.into_inner());
-        guard.1 >= count
+        guard.parked >= count
     }
 
     pub fn is_requested(&self) -> bool {
-        self.lock().0
+        self.lock().requested
     }
 
-    /// Called by a vCPU thread between runs: parks while a pause is
-    /// requested and the VM is not stopping.
-    fn park_if_requested(&self, stop: &AtomicBool) {
+    /// Every parked vCPU's state, in vCPU order. Call with all `count`
+    /// vCPUs parked.
+    pub fn save_all(&self, count: usize) -> Result<Vec<VcpuState>, Error> {
         let mut guard = self.lock();
-        if !guard.0 {
+        guard.saved.clear();
+        guard.save_round += 1;
+        self.changed.notify_all();
+        let (mut guard, _) = self
+            .changed
+            .wait_timeout_while(guard, std::time::Duration::from_secs(5), |s| {
+                s.saved.len() < count
+            })
+            .unwrap_or_else(|p| p.into_inner());
+        if guard.saved.len() < count {
+            return Err(Error::Config(
+                "the vCPUs did not save their state within 5 s".into(),
+            ));
+        }
+        let mut saved = std::mem::take(&mut guard.saved);
+        saved.sort_by_key(|(index, _)| *index);
+        saved.into_iter().map(|(_, state)| state).collect()
+    }
+
+    fn park_if_requested(
+        &self,
+        stop: &AtomicBool,
+        index: u8,
+        save: &mut dyn FnMut() -> Result<VcpuState, Error>,
+    ) {
+        let mut guard = self.lock();
+        if !guard.requested {
             return;
         }
-        guard.1 += 1;
+        guard.parked += 1;
         self.changed.notify_all();
-        while guard.0 && !stop.load(Ordering::Acquire) {
+        let mut seen = guard.save_round;
+        while guard.requested && !stop.load(Ordering::Acquire) {
+            if guard.save_round != seen {
+                seen = guard.save_round;
+                drop(guard);
+                let state = save();
+                guard = self.lock();
+                guard.saved.push((index, state));
+                self.changed.notify_all();
+                continue;
+            }
             guard = self
                 .changed
                 .wait_timeout(guard, std::time::Duration::from_millis(50))
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
         }
-        guard.1 -= 1;
+        guard.parked -= 1;
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, (bool, usize)> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, PauseState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
-/// The signal that knocks a vCPU thread out of KVM_RUN (with EINTR).
 pub fn kick_signal() -> i32 {
     SIGRTMIN()
 }
@@ -114,7 +163,10 @@ enum Step {
 
 pub fn run(mut ctx: VcpuContext) -> VcpuEnd {
     loop {
-        ctx.pause.park_if_requested(&ctx.stop);
+        let (fd, msr_index) = (&mut ctx.fd, &ctx.msr_index);
+        ctx.pause.park_if_requested(&ctx.stop, ctx.index, &mut || {
+            snapshot::save_vcpu(fd, msr_index)
+        });
         if ctx.stop.load(Ordering::Acquire) {
             return VcpuEnd::Kicked;
         }

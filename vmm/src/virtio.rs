@@ -25,6 +25,8 @@ pub struct VirtioSlots<'a> {
     pub events: &'a mut EventManager<Subscriber>,
     pub cmdline: &'a mut KernelCmdline,
     pub next: u32,
+    /// Every transport attached, in slot order (snapshots walk them).
+    pub transports: Vec<Arc<Mutex<MmioTransport>>>,
 }
 
 impl VirtioSlots<'_> {
@@ -77,9 +79,11 @@ impl VirtioSlots<'_> {
             kicks.push(kick);
         }
         let transport = MmioTransport::new(device, self.mem.clone(), Interrupt::new(irqfd));
+        let transport = Arc::new(Mutex::new(transport));
         self.mmio
-            .insert(base, VIRTIO_MMIO_SIZE, Arc::new(Mutex::new(transport)))
+            .insert(base, VIRTIO_MMIO_SIZE, transport.clone())
             .map_err(|e| Error::Config(e.to_string()))?;
+        self.transports.push(transport);
         self.events.add_subscriber(subscriber(kicks));
         self.cmdline
             .push(format!("virtio_mmio.device=4K@{base:#x}:{irq}"));

@@ -9,6 +9,7 @@ use crate::kernel_cmdline::KernelCmdline;
 use crate::layout::*;
 use crate::memory::{self, GuestMem};
 use crate::mptable;
+use crate::snapshot::{self, Origin, Snapshot};
 use crate::vcpu::{self, VcpuContext, VcpuEnd};
 use crate::virtio::{Subscriber, VirtioSlots};
 use event_manager::EventManager;
@@ -18,12 +19,13 @@ use pyro_devices::i8042::I8042;
 use pyro_devices::serial::{ConsoleSink, ConsoleTail, Serial};
 use pyro_devices::signal::SignalRegs;
 use pyro_devices::virtio::block::Block;
+use pyro_devices::virtio::mmio::MmioTransport;
 use pyro_devices::virtio::vsock::handler::VsockHandler;
 use pyro_devices::virtio::vsock::Vsock;
 use pyro_devices::{Bus, GuestSignals, StopReason};
 use pyro_guest_init::proto::cmdline::INIT_PATH;
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::{Arc, Mutex};
@@ -165,6 +167,9 @@ pub struct Vm {
     started: Instant,
     has_pvh_note: bool,
     cmdline: String,
+    config: VmConfig,
+    serial: Arc<Mutex<Serial>>,
+    transports: Vec<Arc<Mutex<MmioTransport>>>,
     // Field order is drop order: the VM fd goes before the memory it maps.
     _vm: VmFd,
     _mem: GuestMem,
@@ -173,8 +178,34 @@ pub struct Vm {
 impl Vm {
     /// Builds the VM and starts its vCPUs.
     pub fn start(config: &VmConfig) -> Result<Vm, Error> {
+        Self::build(config, None)
+    }
+
+    /// Builds the VM from the snapshot in `dir` (taken by
+    /// [`Vm::snapshot`] from a VM with the same device layout; disk and
+    /// socket paths come from `config`) and runs it from where it was.
+    /// Guest-init is already running: there is no init marker to wait
+    /// for. Vsock connections of the snapshotted VM are gone; the guest
+    /// hears so (TRANSPORT_RESET) and its listeners take new ones.
+    pub fn restore(config: &VmConfig, dir: &Path) -> Result<Vm, Error> {
+        Self::build(config, Some(dir))
+    }
+
+    fn build(config: &VmConfig, from: Option<&Path>) -> Result<Vm, Error> {
         let started = Instant::now();
         config.validate()?;
+        let restoring = match from {
+            Some(dir) => {
+                let snap = Snapshot::load(dir, config)?;
+                let path = snapshot::memory_path(dir);
+                let file = std::fs::File::open(&path).map_err(|e| Error::Snapshot {
+                    path,
+                    detail: e.to_string(),
+                })?;
+                Some((snap, file))
+            }
+            None => None,
+        };
         let kvm_err = |op| move |source| Error::Kvm { op, source };
         let kvm = Kvm::new().map_err(Error::KvmOpen)?;
         let vm = kvm.create_vm().map_err(kvm_err("KVM_CREATE_VM"))?;
@@ -191,10 +222,14 @@ impl Vm {
         vm.create_pit2(pit).map_err(kvm_err("KVM_CREATE_PIT2"))?;
 
         let mem_size = u64::from(config.mem_mib) << 20;
-        let mem = memory::create(&vm, mem_size)?;
+        let mem = match &restoring {
+            Some((_, file)) => memory::from_file(&vm, mem_size, file)?,
+            None => memory::create(&vm, mem_size)?,
+        };
 
         let signals = GuestSignals::new();
-        let (pio, console) = legacy_devices(&vm, config, &signals)?;
+        let saved_serial = restoring.as_ref().map(|(snap, _)| &snap.serial);
+        let (pio, console, serial) = legacy_devices(&vm, config, &signals, saved_serial)?;
         let mut mmio = Bus::new();
         mmio.insert(
             SignalRegs::ADDR,
@@ -212,6 +247,7 @@ impl Vm {
             events: &mut events,
             cmdline: &mut cmdline,
             next: 0,
+            transports: Vec::new(),
         };
         for (i, disk) in config.disks.iter().enumerate() {
             let block = Block::open(&disk.path, disk.read_only, &format!("pyro-disk{i}")).map_err(
@@ -239,13 +275,51 @@ impl Vm {
                 Box::new(VsockHandler::new(handler_device, kicks))
             })?;
         }
+        let transports = std::mem::take(&mut slots.transports);
         let cmdline = cmdline.render()?;
-        let entry = boot::load(&mem, &config.kernel, &cmdline, mem_size)?;
-        mptable::write(&mem, config.vcpus)?;
+        let (entry, cmdline) = match &restoring {
+            Some((snap, _)) => {
+                if snap.transports.len() != transports.len() {
+                    return Err(Error::Snapshot {
+                        path: from.unwrap_or(Path::new("")).to_path_buf(),
+                        detail: format!(
+                            "{} virtio devices in the snapshot, {} in this VM",
+                            snap.transports.len(),
+                            transports.len()
+                        ),
+                    });
+                }
+                // In-kernel irqchip first: a device that raises its line as
+                // it comes back (vsock's TRANSPORT_RESET) must not have the
+                // interrupt wiped by a later KVM_SET_IRQCHIP.
+                snapshot::restore_vm(&vm, &snap.vm)?;
+                for (t, saved) in transports.iter().zip(&snap.transports) {
+                    t.lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .restore(saved)
+                        .map_err(|detail| Error::Snapshot {
+                            path: from.unwrap_or(Path::new("")).to_path_buf(),
+                            detail,
+                        })?;
+                }
+                (None, snap.cmdline.clone())
+            }
+            None => {
+                let entry = boot::load(&mem, &config.kernel, &cmdline, mem_size)?;
+                mptable::write(&mem, config.vcpus)?;
+                (Some(entry), cmdline)
+            }
+        };
 
         let supported = kvm
             .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
             .map_err(kvm_err("KVM_GET_SUPPORTED_CPUID"))?;
+        let msr_index = Arc::new(
+            kvm.get_msr_index_list()
+                .map_err(kvm_err("KVM_GET_MSR_INDEX_LIST"))?
+                .as_slice()
+                .to_vec(),
+        );
         vcpu::install_kick_handler().map_err(Error::Thread)?;
         let stop = Arc::new(AtomicBool::new(false));
         let pause = Arc::new(vcpu::Pause::default());
@@ -256,11 +330,18 @@ impl Vm {
                 .create_vcpu(u64::from(index))
                 .map_err(kvm_err("KVM_CREATE_VCPU"))?;
             cpu::set_cpuid(&fd, &supported, index)?;
-            cpu::set_msrs(&fd)?;
-            cpu::set_fpu(&fd)?;
-            cpu::set_lapic(&fd)?;
-            if index == 0 {
-                cpu::set_boot_registers(&fd, entry.rip)?;
+            match (&restoring, &entry) {
+                (Some((snap, _)), _) => {
+                    snapshot::restore_vcpu(&fd, &snap.vcpus[usize::from(index)])?
+                }
+                (None, entry) => {
+                    cpu::set_msrs(&fd)?;
+                    cpu::set_fpu(&fd)?;
+                    cpu::set_lapic(&fd)?;
+                    if let (0, Some(entry)) = (index, entry) {
+                        cpu::set_boot_registers(&fd, entry.rip)?;
+                    }
+                }
             }
             let ctx = VcpuContext {
                 fd,
@@ -269,6 +350,8 @@ impl Vm {
                 signals: signals.clone(),
                 stop: stop.clone(),
                 pause: pause.clone(),
+                index,
+                msr_index: msr_index.clone(),
                 mem: mem.clone(),
             };
             let tx = end_tx.clone();
@@ -286,6 +369,14 @@ impl Vm {
                 })
                 .map_err(Error::Thread)?;
             threads.push(thread);
+        }
+
+        if restoring.is_some() {
+            for t in &transports {
+                t.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .resume_after_restore();
+            }
         }
 
         let event_stop = stop.clone();
@@ -310,8 +401,11 @@ impl Vm {
             signals,
             console,
             started,
-            has_pvh_note: entry.has_pvh_note,
+            has_pvh_note: entry.is_some_and(|e| e.has_pvh_note),
             cmdline,
+            config: config.clone(),
+            serial,
+            transports,
             _vm: vm,
             _mem: mem,
         })
@@ -373,6 +467,76 @@ impl Vm {
 
     pub fn resume(&mut self) {
         self.pause.release();
+    }
+
+    /// Writes a snapshot of the running VM to `dir` (created if needed):
+    /// pauses it, saves vCPUs, in-kernel devices, clocks, our devices and
+    /// guest memory, and leaves it paused or running as it found it. A
+    /// failure leaves no `snapshot.json` in `dir`, so nothing can restore
+    /// half a snapshot.
+    pub fn snapshot(&mut self, dir: &Path) -> Result<u64, Error> {
+        let fail = |detail: String| Error::Snapshot {
+            path: dir.to_path_buf(),
+            detail,
+        };
+        std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
+        match std::fs::remove_file(dir.join(snapshot::STATE_FILE)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(fail(e.to_string())),
+        }
+        let was_paused = self.is_paused();
+        if !was_paused {
+            self.pause()?;
+        }
+        let result = self.snapshot_paused(dir);
+        if !was_paused {
+            self.resume();
+        }
+        result
+    }
+
+    fn snapshot_paused(&mut self, dir: &Path) -> Result<u64, Error> {
+        let vcpus = self.pause.save_all(self.vcpus)?;
+        let vm = snapshot::save_vm(&self._vm)?;
+        // Hold every device while their queues and guest memory are read:
+        // the event thread cannot deliver a packet or finish a request
+        // into memory half copied.
+        let devices: Vec<_> = self
+            .transports
+            .iter()
+            .map(|t| t.lock().unwrap_or_else(|p| p.into_inner()).device_handle())
+            .collect();
+        let guards: Vec<_> = devices
+            .iter()
+            .map(|d| d.lock().unwrap_or_else(|p| p.into_inner()))
+            .collect();
+        let transports = self
+            .transports
+            .iter()
+            .zip(&guards)
+            .map(|(t, dev)| t.lock().unwrap_or_else(|p| p.into_inner()).snapshot(&**dev))
+            .collect();
+        let serial = self
+            .serial
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .snapshot();
+        let memory_bytes = snapshot::save_memory(&self._mem, &snapshot::memory_path(dir))?;
+        drop(guards);
+        Snapshot {
+            version: snapshot::FORMAT_VERSION,
+            origin: Origin::current(&self.config.kernel),
+            config: self.config.clone(),
+            cmdline: self.cmdline.clone(),
+            vcpus,
+            vm,
+            serial,
+            transports,
+            memory_bytes,
+        }
+        .write(dir)?;
+        Ok(memory_bytes)
     }
 
     pub fn is_paused(&self) -> bool {
@@ -500,11 +664,14 @@ fn ms(d: Duration) -> f64 {
 }
 
 /// Serial and i8042 on the port I/O bus.
+type Legacy = (Bus, Arc<Mutex<ConsoleTail>>, Arc<Mutex<Serial>>);
+
 fn legacy_devices(
     vm: &VmFd,
     config: &VmConfig,
     signals: &GuestSignals,
-) -> Result<(Bus, Arc<Mutex<ConsoleTail>>), Error> {
+    saved_serial: Option<&pyro_devices::serial::SerialSnapshot>,
+) -> Result<Legacy, Error> {
     let log = match &config.serial_log {
         Some(path) => Some(
             std::fs::File::create(path).map_err(|source| Error::SerialLog {
@@ -524,17 +691,21 @@ fn legacy_devices(
         })?;
     let mut pio = Bus::new();
     let overlap = |e: pyro_devices::bus::OverlapError| Error::Config(e.to_string());
-    pio.insert(
-        Serial::BASE.into(),
-        Serial::LEN.into(),
-        Arc::new(Mutex::new(Serial::new(irq, sink))),
-    )
-    .map_err(overlap)?;
+    let serial = match saved_serial {
+        Some(saved) => Serial::restored(irq, sink, saved).map_err(|detail| Error::Snapshot {
+            path: PathBuf::new(),
+            detail,
+        })?,
+        None => Serial::new(irq, sink),
+    };
+    let serial = Arc::new(Mutex::new(serial));
+    pio.insert(Serial::BASE.into(), Serial::LEN.into(), serial.clone())
+        .map_err(overlap)?;
     pio.insert(
         I8042::BASE.into(),
         I8042::LEN.into(),
         Arc::new(Mutex::new(I8042::new(signals.clone()))),
     )
     .map_err(overlap)?;
-    Ok((pio, console))
+    Ok((pio, console, serial))
 }

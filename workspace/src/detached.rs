@@ -233,6 +233,7 @@ impl crate::Pyro {
             deadline_unix,
             boot_timeout_ms: 120_000,
             remove_on_expiry: None,
+            restore_from: None,
         })
     }
 }

@@ -202,6 +202,35 @@ impl GuestClient {
         }
     }
 
+    /// Makes a guest just restored from a snapshot its own VM: a fresh
+    /// hostname (`pyro-` + 12 hex digits, returned), the kernel's RNG
+    /// reseeded with 64 bytes of host entropy, the wall clock set to the
+    /// host's.
+    pub fn restored(&mut self) -> Result<String, GuestError> {
+        let mut entropy = vec![0u8; 64];
+        rustix::rand::getrandom(&mut entropy, rustix::rand::GetRandomFlags::empty())
+            .map_err(|e| GuestError::Io(std::io::Error::other(format!("getrandom: {e}"))))?;
+        let hostname = format!(
+            "pyro-{}",
+            entropy[..6]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        );
+        let unix_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let request = Request::Restored {
+            hostname: hostname.clone(),
+            entropy: entropy[6..].to_vec(),
+            unix_ns,
+        };
+        match self.call(&request)? {
+            Reply::Restored => Ok(hostname),
+            other => Err(unexpected(other)),
+        }
+    }
+
     /// Applies a unified diff to /workspace, all or nothing.
     pub fn patch_apply(&mut self, text: &str) -> Result<PatchResult, GuestError> {
         if text.len() > rpc::MAX_DATA as usize {

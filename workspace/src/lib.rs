@@ -15,6 +15,7 @@ mod error;
 mod guest;
 mod run;
 mod transfer;
+mod warm;
 mod workspaces;
 
 pub use boot::{BootCheck, BootOptions};

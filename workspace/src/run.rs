@@ -18,6 +18,9 @@ pub struct RunOptions {
     pub timeout: Duration,
     /// Bound on boot + agent start.
     pub boot_timeout: Duration,
+    /// Boot the kernel instead of restoring the environment's warm
+    /// snapshot (see `warm.rs`).
+    pub cold: bool,
 }
 
 impl Default for RunOptions {
@@ -28,6 +31,7 @@ impl Default for RunOptions {
             mem_mib: VmConfig::DEFAULT_MEM_MIB,
             timeout: Duration::from_secs(30),
             boot_timeout: Duration::from_secs(120),
+            cold: false,
         }
     }
 }
@@ -35,11 +39,14 @@ impl Default for RunOptions {
 /// Where the time went.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RunTimings {
+    /// Whether the VM was restored from the warm snapshot (else booted).
+    pub warm: bool,
     /// Finding the images and starting the VMM.
     pub create_ms: u64,
-    /// VMM start -> guest init.
+    /// Cold: VMM start -> guest init. Warm: restore -> agent answering
+    /// and made unique.
     pub boot_ms: u64,
-    /// Guest init -> agent answering.
+    /// Cold: guest init -> agent answering. Warm: 0.
     pub agent_ms: u64,
     pub exec_ms: u64,
     pub total_ms: u64,
@@ -175,20 +182,36 @@ impl Pyro {
             self.environment_vm(&opts.environment, opts.mem_mib, opts.vcpus, progress)?;
         let dir = VmDir::create(&self.paths().data)?;
         let uds = dir.0.join("vsock.sock");
-        config.vsock = Some(VsockConfig {
-            cid: 3,
-            uds: uds.clone(),
-        });
         config.serial_log = Some(dir.0.join("console.log"));
 
         let vm_start = Instant::now();
-        let mut vm = Vm::start(&config)?;
         let create_ms = ms(vm_start.duration_since(started));
-        let boot = vm.wait_for_init(opts.boot_timeout)?;
-        let agent_start = Instant::now();
-        let mut client = GuestClient::wait_ready(&uds, opts.boot_timeout)
-            .map_err(|e| guest_error(e, &mut vm))?;
-        let agent_ms = ms(agent_start.elapsed());
+        let (mut vm, mut client, boot_ms, agent_ms) = if opts.cold {
+            config.vsock = Some(VsockConfig {
+                cid: 3,
+                uds: uds.clone(),
+            });
+            let mut vm = Vm::start(&config)?;
+            let boot = vm.wait_for_init(opts.boot_timeout)?;
+            let agent_start = Instant::now();
+            let client = GuestClient::wait_ready(&uds, opts.boot_timeout)
+                .map_err(|e| guest_error(e, &mut vm))?;
+            (
+                vm,
+                client,
+                boot.to_init_ms as u64,
+                ms(agent_start.elapsed()),
+            )
+        } else {
+            let warm = self.restore_warm(
+                &opts.environment,
+                &config,
+                &uds,
+                opts.boot_timeout,
+                progress,
+            )?;
+            (warm.vm, warm.client, warm.restore_ms, 0)
+        };
 
         let exec_start = Instant::now();
         let request = ExecRequest {
@@ -221,8 +244,9 @@ impl Pyro {
             stderr,
             duration_ms: result.duration_ms,
             timings: RunTimings {
+                warm: !opts.cold,
                 create_ms,
-                boot_ms: boot.to_init_ms as u64,
+                boot_ms,
                 agent_ms,
                 exec_ms,
                 total_ms: ms(started.elapsed()),

@@ -6,7 +6,9 @@
 //! request gets an error status (or, if it has no status byte at all, is
 //! returned with nothing written); it never stops the device.
 
-use super::{read_config_bytes, GuestMem, Interrupt, VirtioDevice, VIRTIO_F_VERSION_1};
+use super::{
+    read_config_bytes, GuestMem, Interrupt, QueueSnapshot, VirtioDevice, VIRTIO_F_VERSION_1,
+};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
@@ -200,6 +202,13 @@ impl VirtioDevice for Block {
 
     fn reset(&mut self) {
         self.active = None;
+    }
+
+    fn queue_snapshots(&self) -> Vec<QueueSnapshot> {
+        self.active
+            .iter()
+            .map(|a| QueueSnapshot::of(&a.queue))
+            .collect()
     }
 
     fn process_queue(&mut self, _index: usize) {

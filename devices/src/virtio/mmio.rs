@@ -1,7 +1,8 @@
 //! The virtio-mmio transport, version 2 ("modern") register layout.
 
-use super::{GuestMem, Interrupt, VirtioDevice, INT_CONFIG, INT_USED_RING};
+use super::{GuestMem, Interrupt, QueueSnapshot, VirtioDevice, INT_CONFIG, INT_USED_RING};
 use crate::BusDevice;
+use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
 use virtio_queue::{Queue, QueueT};
 
@@ -132,6 +133,106 @@ impl MmioTransport {
             self.active = true;
             let interrupt = self.interrupt.clone();
             self.device().activate(mem, queues, interrupt);
+        }
+    }
+}
+
+/// A transport's registers and its queues, as a snapshot stores them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TransportSnapshot {
+    pub device_type: u32,
+    pub device_features_sel: u32,
+    pub driver_features_sel: u32,
+    pub driver_features: u64,
+    pub queue_sel: u32,
+    pub status: u32,
+    pub active: bool,
+    pub queues: Vec<QueueSnapshot>,
+    pub interrupt_status: u32,
+}
+
+impl MmioTransport {
+    /// The device behind this transport (a snapshot locks it first, so
+    /// the event thread cannot move its queues meanwhile).
+    pub fn device_handle(&self) -> Arc<Mutex<dyn VirtioDevice>> {
+        self.device.clone()
+    }
+
+    /// Call with the guest paused and `dev` (this transport's device,
+    /// locked by the caller) held.
+    pub fn snapshot(&self, dev: &dyn VirtioDevice) -> TransportSnapshot {
+        let queues = if self.active {
+            dev.queue_snapshots()
+        } else {
+            self.queues.iter().map(QueueSnapshot::of).collect()
+        };
+        TransportSnapshot {
+            device_type: dev.device_type(),
+            device_features_sel: self.device_features_sel,
+            driver_features_sel: self.driver_features_sel,
+            driver_features: self.driver_features,
+            queue_sel: self.queue_sel,
+            status: self.status,
+            active: self.active,
+            queues,
+            interrupt_status: self.interrupt.status(),
+        }
+    }
+
+    /// Puts a fresh transport (and its device) where `s` left off. A
+    /// snapshot whose devices do not match this VM's, or whose queues
+    /// point outside guest memory, is refused.
+    pub fn restore(&mut self, s: &TransportSnapshot) -> Result<(), String> {
+        let (device_type, max_sizes) = {
+            let dev = self.device();
+            (dev.device_type(), dev.queue_max_sizes().to_vec())
+        };
+        if s.device_type != device_type {
+            return Err(format!(
+                "device type {} in the snapshot, {} in this VM",
+                s.device_type, device_type
+            ));
+        }
+        let saved_sizes: Vec<u16> = s.queues.iter().map(|q| q.max_size).collect();
+        if saved_sizes != max_sizes {
+            return Err(format!(
+                "device {device_type}: queues {saved_sizes:?} in the snapshot, {max_sizes:?} here"
+            ));
+        }
+        let queues = s
+            .queues
+            .iter()
+            .map(QueueSnapshot::queue)
+            .collect::<Result<Vec<_>, _>>()?;
+        if queues.iter().any(|q| q.ready() && !q.is_valid(&self.mem)) {
+            return Err(format!(
+                "device {device_type}: a queue lies outside guest memory"
+            ));
+        }
+        self.device_features_sel = s.device_features_sel;
+        self.driver_features_sel = s.driver_features_sel;
+        self.driver_features = s.driver_features;
+        self.queue_sel = s.queue_sel;
+        self.status = s.status;
+        self.interrupt.restore(s.interrupt_status);
+        if s.active {
+            self.active = true;
+            self.queues = Vec::new();
+            let (mem, interrupt) = (self.mem.clone(), self.interrupt.clone());
+            self.device().activate(mem, queues, interrupt);
+        } else {
+            self.queues = queues;
+        }
+        Ok(())
+    }
+
+    /// Once the restored vCPUs exist (an interrupt raised before then has
+    /// no CPU to land on and is lost): raise what was pending and let the
+    /// device tell the guest what did not survive.
+    pub fn resume_after_restore(&mut self) {
+        self.interrupt.restore(self.interrupt.status());
+        if self.active {
+            self.device().restored();
         }
     }
 }

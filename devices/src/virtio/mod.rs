@@ -11,9 +11,10 @@ pub mod mmio;
 pub mod notifier;
 pub mod vsock;
 
+use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
-use virtio_queue::Queue;
+use virtio_queue::{Queue, QueueState};
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::EventFd;
 
@@ -60,6 +61,63 @@ impl Interrupt {
     pub fn irqfd(&self) -> &EventFd {
         &self.irqfd
     }
+
+    /// Sets the pending bits as a snapshot recorded them, and raises the
+    /// line again if any is set (the guest may not have seen it).
+    pub fn restore(&self, bits: u32) {
+        self.status.store(bits, Ordering::SeqCst);
+        if bits != 0 {
+            let _ = self.irqfd.write(1);
+        }
+    }
+}
+
+/// One virtqueue's position and addresses, as a snapshot stores them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueSnapshot {
+    pub max_size: u16,
+    pub size: u16,
+    pub ready: bool,
+    pub next_avail: u16,
+    pub next_used: u16,
+    pub event_idx: bool,
+    pub desc_table: u64,
+    pub avail_ring: u64,
+    pub used_ring: u64,
+}
+
+impl QueueSnapshot {
+    pub fn of(queue: &Queue) -> Self {
+        let s = queue.state();
+        Self {
+            max_size: s.max_size,
+            size: s.size,
+            ready: s.ready,
+            next_avail: s.next_avail,
+            next_used: s.next_used,
+            event_idx: s.event_idx_enabled,
+            desc_table: s.desc_table,
+            avail_ring: s.avail_ring,
+            used_ring: s.used_ring,
+        }
+    }
+
+    /// The queue again; Err if the numbers cannot describe a queue (a
+    /// damaged snapshot), so a restore fails instead of running on it.
+    pub fn queue(&self) -> Result<Queue, String> {
+        Queue::try_from(QueueState {
+            max_size: self.max_size,
+            next_avail: self.next_avail,
+            next_used: self.next_used,
+            event_idx_enabled: self.event_idx,
+            size: self.size,
+            ready: self.ready,
+            desc_table: self.desc_table,
+            avail_ring: self.avail_ring,
+            used_ring: self.used_ring,
+        })
+        .map_err(|e| format!("bad queue in snapshot: {e:?}"))
+    }
 }
 
 /// A virtio device behind a transport.
@@ -78,6 +136,11 @@ pub trait VirtioDevice: Send {
     fn reset(&mut self);
     /// Queue `index` was kicked (runs on the event thread).
     fn process_queue(&mut self, index: usize);
+    /// The queues the device owns since activation, for a snapshot.
+    fn queue_snapshots(&self) -> Vec<QueueSnapshot>;
+    /// The device was re-activated from a snapshot: tell the guest what
+    /// did not survive (vsock: every connection).
+    fn restored(&mut self) {}
 }
 
 /// Reads `data.len()` bytes of a config space laid out in `bytes`;

@@ -139,6 +139,11 @@ fn handle(
         Request::Upload { dest } => archive::upload(&dest, body),
         Request::Download { path } => archive::download(&path, out),
         Request::Sync => files::sync().map(|_| Reply::Synced),
+        Request::Restored {
+            hostname,
+            entropy,
+            unix_ns,
+        } => restored(&hostname, &entropy, unix_ns).map(|_| Reply::Restored),
         Request::PatchApply => patch_apply::apply(&patch_text),
         Request::Data => Err(RpcError::new(
             "bad_request",
@@ -200,6 +205,33 @@ impl Read for Body<'_> {
         self.pos += n;
         Ok(n)
     }
+}
+
+/// Makes a guest restored from a shared snapshot its own VM.
+fn restored(hostname: &str, entropy: &[u8], unix_ns: u64) -> Result<(), RpcError> {
+    let fail = |what: &str, e: String| RpcError::new("restore_failed", format!("{what}: {e}"));
+    if hostname.is_empty() || hostname.len() > 64 || entropy.len() < 32 || entropy.len() > 2048 {
+        return Err(RpcError::new(
+            "bad_request",
+            "hostname must be 1-64 bytes and entropy 32-2048 bytes".into(),
+        ));
+    }
+    rustix::system::sethostname(hostname.as_bytes())
+        .map_err(|e| fail("sethostname", e.to_string()))?;
+    let now = rustix::time::Timespec {
+        tv_sec: (unix_ns / 1_000_000_000) as i64,
+        tv_nsec: (unix_ns % 1_000_000_000) as _,
+    };
+    rustix::time::clock_settime(rustix::time::ClockId::Realtime, now)
+        .map_err(|e| fail("clock_settime", e.to_string()))?;
+    // Mixed in and credited, then a reseed at once: without it the
+    // kernel would go on drawing from the state every clone shares until
+    // its next scheduled reseed (up to a minute away).
+    linux_crng_ioctl::ioctl::add_randomness_to_kernel(entropy, (entropy.len() * 8) as u32)
+        .map_err(|e| fail("RNDADDENTROPY", e.to_string()))?;
+    linux_crng_ioctl::ioctl::force_kernel_crng_reseed()
+        .map_err(|e| fail("RNDRESEEDCRNG", e.to_string()))?;
+    Ok(())
 }
 
 fn hostname() -> String {

@@ -477,6 +477,7 @@ impl Pyro {
             deadline_unix: record.expires_unix,
             boot_timeout_ms: BOOT_TIMEOUT.as_millis() as u64,
             remove_on_expiry: Some(dir.0.clone()),
+            restore_from: None,
         })?;
         vm.wait_ready(BOOT_TIMEOUT)
     }

@@ -16,7 +16,9 @@ mod conn;
 pub mod handler;
 pub mod packet;
 
-use super::{read_config_bytes, GuestMem, Interrupt, VirtioDevice, VIRTIO_F_VERSION_1};
+use super::{
+    read_config_bytes, GuestMem, Interrupt, QueueSnapshot, VirtioDevice, VIRTIO_F_VERSION_1,
+};
 use conn::{Conn, State};
 use packet::*;
 use std::collections::{HashMap, VecDeque};
@@ -29,6 +31,9 @@ pub const DEVICE_TYPE: u32 = 19;
 const QUEUE_SIZE: u16 = 256;
 const RX: usize = 0;
 const TX: usize = 1;
+const EVENT: usize = 2;
+/// `struct virtio_vsock_event.id`: every connection is gone.
+const EVENT_TRANSPORT_RESET: u32 = 0;
 /// Largest payload we accept from the guest in one packet.
 const MAX_PKT_PAYLOAD: u32 = 64 * 1024;
 /// Host ports for host-initiated streams are allocated from here up.
@@ -52,6 +57,11 @@ pub struct Vsock {
     next_host_port: u32,
     config: [u8; 8],
     active: Option<Active>,
+    /// After a restore: TRANSPORT_RESET sent, the guest has not yet
+    /// handed back an event buffer (it does so after handling the
+    /// event). Nothing goes to the guest meanwhile, or a new host
+    /// connection could be accepted first and then torn down by the reset.
+    awaiting_reset: bool,
 }
 
 impl Vsock {
@@ -69,6 +79,7 @@ impl Vsock {
             next_host_port: FIRST_HOST_PORT,
             config: cid.to_le_bytes(),
             active: None,
+            awaiting_reset: false,
         })
     }
 
@@ -337,6 +348,9 @@ impl Vsock {
     }
 
     fn has_rx_packet(&self) -> bool {
+        if self.awaiting_reset {
+            return false;
+        }
         !self.control.is_empty()
             || self.conns.values().any(|c| {
                 c.state == State::Established
@@ -436,12 +450,45 @@ impl VirtioDevice for Vsock {
         self.control.clear();
     }
 
+    fn queue_snapshots(&self) -> Vec<QueueSnapshot> {
+        self.active
+            .iter()
+            .flat_map(|a| a.queues.iter().map(QueueSnapshot::of))
+            .collect()
+    }
+
+    /// No connection survives a snapshot (their host ends belonged to
+    /// another process): the guest drops them all on TRANSPORT_RESET and
+    /// its listeners stay, so host clients simply connect again.
+    fn restored(&mut self) {
+        let Some(active) = self.active.as_mut() else {
+            return;
+        };
+        let mem = active.mem.clone();
+        let Some(chain) = active.queues[EVENT].pop_descriptor_chain(&mem) else {
+            return;
+        };
+        let head = chain.head_index();
+        let mut written = 0;
+        if let Ok(mut w) = Writer::new(&mem, chain) {
+            if w.write_all(&EVENT_TRANSPORT_RESET.to_le_bytes()).is_ok() {
+                written = 4;
+            }
+        }
+        let _ = active.queues[EVENT].add_used(&mem, head, written);
+        active.interrupt.signal_used();
+        self.awaiting_reset = written > 0;
+    }
+
     fn process_queue(&mut self, index: usize) {
         let Some(mut active) = self.active.take() else {
             return;
         };
         if index == TX {
             self.process_tx(&mut active);
+        }
+        if index == EVENT {
+            self.awaiting_reset = false;
         }
         self.deliver_rx(&mut active);
         self.active = Some(active);

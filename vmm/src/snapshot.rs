@@ -1,0 +1,341 @@
+//! VM snapshots: what a paused VM is made of (vCPU and in-kernel device
+//! state, clocks, our devices' registers and queues, guest memory), how
+//! it is written to a directory, and the checks that refuse to restore a
+//! snapshot into a VMM, kernel or device layout it was not made for.
+//!
+//! A snapshot directory holds `snapshot.json` (this module's
+//! [`Snapshot`], serde) and `memory.bin` (guest RAM, regions back to back,
+//! sparse where the guest's pages are zero). Restore maps `memory.bin`
+//! MAP_PRIVATE, so many VMs share its clean pages and none can change it.
+
+use crate::error::Error;
+use crate::memory::GuestMem;
+use crate::VmConfig;
+use kvm_bindings::{
+    kvm_clock_data, kvm_irqchip, kvm_lapic_state, kvm_mp_state, kvm_msr_entry, kvm_pit_state2,
+    kvm_regs, kvm_sregs, kvm_vcpu_events, kvm_xcrs, kvm_xsave, Msrs, KVM_IRQCHIP_IOAPIC,
+    KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE,
+};
+use kvm_ioctls::{VcpuFd, VmFd};
+use pyro_devices::serial::SerialSnapshot;
+use pyro_devices::virtio::mmio::TransportSnapshot;
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use vm_memory::{Address, Bytes, GuestMemoryBackend, GuestMemoryRegion};
+
+/// Bumped whenever anything below changes meaning.
+pub const FORMAT_VERSION: u32 = 1;
+pub const STATE_FILE: &str = "snapshot.json";
+pub const MEMORY_FILE: &str = "memory.bin";
+const PAGE: usize = 4096;
+
+/// Everything but guest memory.
+#[derive(Serialize, Deserialize)]
+pub struct Snapshot {
+    pub version: u32,
+    /// What made it; a restore refuses a snapshot from another VMM build
+    /// or host kernel (KVM state formats and MSR sets differ).
+    pub origin: Origin,
+    /// The config the VM was booted with (paths may differ on restore;
+    /// the device layout may not).
+    pub config: VmConfig,
+    pub cmdline: String,
+    pub vcpus: Vec<VcpuState>,
+    pub vm: VmState,
+    pub serial: SerialSnapshot,
+    /// One per virtio-mmio slot, in slot order.
+    pub transports: Vec<TransportSnapshot>,
+    pub memory_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    pub vmm: String,
+    pub host_kernel: String,
+    /// Size and mtime of the guest kernel file: the kernel in memory must
+    /// be the one the config names.
+    pub guest_kernel: String,
+}
+
+impl Origin {
+    pub fn current(kernel: &Path) -> Origin {
+        Origin {
+            vmm: vmm_build_id(),
+            host_kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+            guest_kernel: file_id(kernel),
+        }
+    }
+}
+
+/// This VMM build: crate version plus the running binary's size and
+/// mtime (a rebuilt binary may lay out device state differently).
+pub fn vmm_build_id() -> String {
+    let exe = std::env::current_exe()
+        .map(|p| file_id(&p))
+        .unwrap_or_default();
+    format!("{} {exe}", env!("CARGO_PKG_VERSION"))
+}
+
+/// A file's identity for cache keys: inode, size, mtime (empty if it
+/// cannot be read). Kernels and images are replaced, never edited.
+pub fn file_id(path: &Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::metadata(path) {
+        Ok(m) => format!("{}:{}:{}.{}", m.ino(), m.len(), m.mtime(), m.mtime_nsec()),
+        Err(_) => String::new(),
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct VcpuState {
+    pub regs: kvm_regs,
+    pub sregs: kvm_sregs,
+    pub xsave: kvm_xsave,
+    pub xcrs: Option<kvm_xcrs>,
+    pub msrs: Vec<kvm_msr_entry>,
+    pub lapic: kvm_lapic_state,
+    pub events: kvm_vcpu_events,
+    pub mp_state: kvm_mp_state,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct VmState {
+    pub pic_master: kvm_irqchip,
+    pub pic_slave: kvm_irqchip,
+    pub ioapic: kvm_irqchip,
+    pub pit: kvm_pit_state2,
+    pub clock: kvm_clock_data,
+}
+
+fn kvm(op: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> Error {
+    move |source| Error::Kvm { op, source }
+}
+
+/// Reads a parked vCPU's state. Runs on the vCPU's own thread: first a
+/// KVM_RUN with immediate_exit, which completes an MMIO or port read we
+/// answered but the guest has not yet consumed (it would be lost).
+pub fn save_vcpu(fd: &mut VcpuFd, msr_index: &[u32]) -> Result<VcpuState, Error> {
+    fd.set_kvm_immediate_exit(1);
+    let _ = fd.run();
+    fd.set_kvm_immediate_exit(0);
+    Ok(VcpuState {
+        regs: fd.get_regs().map_err(kvm("KVM_GET_REGS"))?,
+        sregs: fd.get_sregs().map_err(kvm("KVM_GET_SREGS"))?,
+        xsave: fd.get_xsave().map_err(kvm("KVM_GET_XSAVE"))?,
+        xcrs: fd.get_xcrs().ok(),
+        msrs: save_msrs(fd, msr_index)?,
+        lapic: fd.get_lapic().map_err(kvm("KVM_GET_LAPIC"))?,
+        events: fd.get_vcpu_events().map_err(kvm("KVM_GET_VCPU_EVENTS"))?,
+        mp_state: fd.get_mp_state().map_err(kvm("KVM_GET_MP_STATE"))?,
+    })
+}
+
+/// Every MSR KVM lists that it will also read back; KVM_GET_MSRS stops at
+/// the first it refuses, so that one is skipped and the rest read again.
+fn save_msrs(fd: &VcpuFd, index: &[u32]) -> Result<Vec<kvm_msr_entry>, Error> {
+    let mut out = Vec::with_capacity(index.len());
+    let mut rest = index;
+    while !rest.is_empty() {
+        let entries: Vec<kvm_msr_entry> = rest
+            .iter()
+            .map(|&index| kvm_msr_entry {
+                index,
+                ..Default::default()
+            })
+            .collect();
+        let mut msrs =
+            Msrs::from_entries(&entries).map_err(|e| Error::Config(format!("MSR list: {e:?}")))?;
+        let read = fd.get_msrs(&mut msrs).map_err(kvm("KVM_GET_MSRS"))?;
+        out.extend_from_slice(&msrs.as_slice()[..read]);
+        rest = &rest[(read + 1).min(rest.len())..];
+    }
+    Ok(out)
+}
+
+/// Loads a vCPU's state, in the order KVM needs (MP state and registers
+/// before the LAPIC, MSRs after CPUID, events last).
+pub fn restore_vcpu(fd: &VcpuFd, s: &VcpuState) -> Result<(), Error> {
+    fd.set_mp_state(s.mp_state)
+        .map_err(kvm("KVM_SET_MP_STATE"))?;
+    fd.set_regs(&s.regs).map_err(kvm("KVM_SET_REGS"))?;
+    fd.set_sregs(&s.sregs).map_err(kvm("KVM_SET_SREGS"))?;
+    // SAFETY: `s.xsave` is a whole `kvm_xsave` read back by KVM_GET_XSAVE
+    // (serde restores it byte for byte), so it has the legacy size KVM_SET_XSAVE reads;
+    // KVM validates its contents.
+    unsafe { fd.set_xsave(&s.xsave) }.map_err(kvm("KVM_SET_XSAVE"))?;
+    if let Some(xcrs) = &s.xcrs {
+        fd.set_xcrs(xcrs).map_err(kvm("KVM_SET_XCRS"))?;
+    }
+    let msrs =
+        Msrs::from_entries(&s.msrs).map_err(|e| Error::Config(format!("MSR list: {e:?}")))?;
+    let written = fd.set_msrs(&msrs).map_err(kvm("KVM_SET_MSRS"))?;
+    if written != s.msrs.len() {
+        return Err(Error::Config(format!(
+            "KVM refused MSR {:#x} from the snapshot",
+            s.msrs[written].index
+        )));
+    }
+    fd.set_lapic(&s.lapic).map_err(kvm("KVM_SET_LAPIC"))?;
+    fd.set_vcpu_events(&s.events)
+        .map_err(kvm("KVM_SET_VCPU_EVENTS"))?;
+    Ok(())
+}
+
+pub fn save_vm(vm: &VmFd) -> Result<VmState, Error> {
+    let chip = |id| -> Result<kvm_irqchip, Error> {
+        let mut c = kvm_irqchip {
+            chip_id: id,
+            ..Default::default()
+        };
+        vm.get_irqchip(&mut c).map_err(kvm("KVM_GET_IRQCHIP"))?;
+        Ok(c)
+    };
+    Ok(VmState {
+        pic_master: chip(KVM_IRQCHIP_PIC_MASTER)?,
+        pic_slave: chip(KVM_IRQCHIP_PIC_SLAVE)?,
+        ioapic: chip(KVM_IRQCHIP_IOAPIC)?,
+        pit: vm.get_pit2().map_err(kvm("KVM_GET_PIT2"))?,
+        clock: vm.get_clock().map_err(kvm("KVM_GET_CLOCK"))?,
+    })
+}
+
+/// The guest's clock resumes where it stopped (no jump backwards, no
+/// lost time inside the guest); guest-init sets the wall clock from the
+/// host when the host first talks to a restored guest.
+pub fn restore_vm(vm: &VmFd, s: &VmState) -> Result<(), Error> {
+    for chip in [&s.pic_master, &s.pic_slave, &s.ioapic] {
+        vm.set_irqchip(chip).map_err(kvm("KVM_SET_IRQCHIP"))?;
+    }
+    vm.set_pit2(&s.pit).map_err(kvm("KVM_SET_PIT2"))?;
+    let clock = kvm_clock_data {
+        clock: s.clock.clock,
+        ..Default::default()
+    };
+    vm.set_clock(&clock).map_err(kvm("KVM_SET_CLOCK"))
+}
+
+/// Writes guest RAM to `path`, leaving holes for zero pages. The caller
+/// holds every device so nothing writes guest memory meanwhile.
+pub fn save_memory(mem: &GuestMem, path: &Path) -> Result<u64, Error> {
+    let err = |e: std::io::Error| Error::Snapshot {
+        path: path.to_path_buf(),
+        detail: e.to_string(),
+    };
+    let file = std::fs::File::create(path).map_err(err)?;
+    let mut offset = 0u64;
+    let mut page = [0u8; PAGE];
+    for region in mem.iter() {
+        let len = region.len();
+        let mut at = 0u64;
+        while at < len {
+            let n = (len - at).min(PAGE as u64) as usize;
+            mem.read_slice(&mut page[..n], region.start_addr().unchecked_add(at))
+                .map_err(|e| err(std::io::Error::other(e.to_string())))?;
+            if page[..n].iter().any(|b| *b != 0) {
+                file.write_all_at(&page[..n], offset + at).map_err(err)?;
+            }
+            at += n as u64;
+        }
+        offset += len;
+    }
+    file.set_len(offset).map_err(err)?;
+    file.sync_all().map_err(err)?;
+    Ok(offset)
+}
+
+impl Snapshot {
+    /// Writes `snapshot.json` atomically (temp + rename), last, so a
+    /// directory with a state file always has its memory file complete.
+    pub fn write(&self, dir: &Path) -> Result<(), Error> {
+        let path = dir.join(STATE_FILE);
+        let err = |e: std::io::Error| Error::Snapshot {
+            path: path.clone(),
+            detail: e.to_string(),
+        };
+        let tmp = dir.join(format!("{STATE_FILE}.tmp"));
+        let bytes = serde_json::to_vec(self).map_err(|e| err(std::io::Error::other(e)))?;
+        let mut f = std::fs::File::create(&tmp).map_err(err)?;
+        f.write_all(&bytes).map_err(err)?;
+        f.sync_all().map_err(err)?;
+        std::fs::rename(&tmp, &path).map_err(err)
+    }
+
+    /// Reads and checks a snapshot for `config`: a damaged file, another
+    /// format, VMM build, host kernel, guest kernel or device layout, or a
+    /// memory file of the wrong size gets an error saying which.
+    pub fn load(dir: &Path, config: &VmConfig) -> Result<Snapshot, Error> {
+        let path = dir.join(STATE_FILE);
+        let fail = |detail: String| Error::Snapshot {
+            path: path.clone(),
+            detail,
+        };
+        let bytes = std::fs::read(&path).map_err(|e| fail(e.to_string()))?;
+        let snap: Snapshot = serde_json::from_slice(&bytes).map_err(|e| {
+            fail(format!(
+                "damaged or not a pyro snapshot ({e}); take it again"
+            ))
+        })?;
+        if snap.version != FORMAT_VERSION {
+            return Err(fail(format!(
+                "format version {} but this pyro reads version {FORMAT_VERSION}; take it again",
+                snap.version
+            )));
+        }
+        let here = Origin::current(&config.kernel);
+        let mismatch = |what: &str, then: &str, now: &str| {
+            fail(format!(
+                "made by {what} {then:?}, this is {now:?}; take the snapshot again"
+            ))
+        };
+        if snap.origin.vmm != here.vmm {
+            return Err(mismatch("pyro build", &snap.origin.vmm, &here.vmm));
+        }
+        if snap.origin.host_kernel != here.host_kernel {
+            return Err(mismatch(
+                "host kernel",
+                &snap.origin.host_kernel,
+                &here.host_kernel,
+            ));
+        }
+        if snap.origin.guest_kernel != here.guest_kernel {
+            return Err(mismatch(
+                "guest kernel",
+                &snap.origin.guest_kernel,
+                &here.guest_kernel,
+            ));
+        }
+        let c = &snap.config;
+        let layout = |c: &VmConfig| (c.mem_mib, c.vcpus, c.disks.len(), c.vsock.is_some(), c.host);
+        if layout(c) != layout(config) {
+            return Err(fail(format!(
+                "made for {} MiB, {} vCPU(s), {} disk(s), vsock {}; asked for {} MiB, {} vCPU(s), {} disk(s), vsock {}",
+                c.mem_mib, c.vcpus, c.disks.len(), c.vsock.is_some(),
+                config.mem_mib, config.vcpus, config.disks.len(), config.vsock.is_some()
+            )));
+        }
+        if snap.vcpus.len() != usize::from(config.vcpus) {
+            return Err(fail("vCPU states do not match the vCPU count".into()));
+        }
+        let memory = memory_path(dir);
+        let len = std::fs::metadata(&memory)
+            .map_err(|e| fail(format!("{}: {e}", memory.display())))?
+            .len();
+        if len != snap.memory_bytes || len != u64::from(config.mem_mib) << 20 {
+            return Err(fail(format!(
+                "{} is {len} bytes, expected {}",
+                memory.display(),
+                u64::from(config.mem_mib) << 20
+            )));
+        }
+        Ok(snap)
+    }
+}
+
+pub fn memory_path(dir: &Path) -> PathBuf {
+    dir.join(MEMORY_FILE)
+}
