@@ -1,35 +1,11 @@
-//! `Pyro::run` under stress: runs in parallel stay apart, a guest that
-//! dies in the middle of a command is reported as such, and a cancelled
-//! run ends at once, with nothing left behind in every case.
+//! `Pyro::run` under stress: runs in parallel stay apart, and a guest that
+//! dies in the middle of a command is reported as such, with nothing left
+//! behind either way.
 
 mod common;
 
-use pyro::images::Paths;
-use pyro::workspace::{Cancel, NoProgress, Pyro, RunOptions, Stream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-/// The shared image cache, but a data dir of our own, so "nothing left
-/// behind" can be checked without other tests' runs in the way.
-fn pyro_with_own_data(data: &std::path::Path) -> Pyro {
-    common::kernel(); // build once, before the threads race for it
-    common::rootfs("debian:12");
-    Pyro::with_paths(Paths {
-        cache: Paths::from_env().cache,
-        data: data.to_path_buf(),
-    })
-}
-
-fn leftovers(data: &std::path::Path) -> Vec<String> {
-    std::fs::read_dir(data.join("vms"))
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default()
-}
+use common::{leftovers, pyro_with_own_data};
+use pyro::workspace::{NoProgress, RunOptions, Stream};
 
 fn argv(script: &str) -> Vec<String> {
     vec!["sh".into(), "-c".into(), script.into()]
@@ -122,45 +98,6 @@ fn a_guest_that_dies_mid_command_is_a_clear_error() {
         after_output.as_secs() < 60,
         "run returned {after_output:?} after the guest died"
     );
-    assert!(
-        leftovers(data.path()).is_empty(),
-        "{:?}",
-        leftovers(data.path())
-    );
-}
-
-#[test]
-fn a_cancelled_run_ends_at_once_and_leaves_nothing() {
-    let data = common::scratch();
-    let pyro = pyro_with_own_data(data.path());
-    let go = Arc::new(AtomicBool::new(false));
-    let opts = RunOptions {
-        timeout: Duration::from_secs(120),
-        cancel: Cancel::when({
-            let go = go.clone();
-            move || go.load(Ordering::SeqCst)
-        }),
-        ..RunOptions::default()
-    };
-    let mut cancelled_at = None;
-    let err = pyro
-        .run(
-            &opts,
-            &argv("echo started; sleep 300; echo never"),
-            &NoProgress,
-            |_, b| {
-                assert_eq!(b, b"started\n");
-                cancelled_at = Some(Instant::now());
-                go.store(true, Ordering::SeqCst);
-            },
-        )
-        .expect_err("a cancelled run fails");
-    let took = cancelled_at.expect("the command started").elapsed();
-    eprintln!("the run ended {took:?} after the cancel: {err}");
-    assert_eq!(err.kind(), "cancelled", "{err}");
-    // The guest confirms a kill within the SDK's 5 s grace; the old
-    // behaviour ran the command to its 120 s timeout.
-    assert!(took < Duration::from_secs(5), "{took:?}");
     assert!(
         leftovers(data.path()).is_empty(),
         "{:?}",
