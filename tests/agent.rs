@@ -1,10 +1,14 @@
 //! The guest agent over virtio-vsock, on one real booted guest: commands
 //! run, exit codes and signals come back, output streams stay separate and
-//! byte-exact, large output is neither lost nor silently cut, timeouts kill.
+//! byte-exact, large output is neither lost nor silently cut, timeouts kill,
+//! and so does cancelling an exec.
 
 mod common;
 
-use pyro::workspace::{ExecRequest, GuestClient, Stream};
+use pyro::workspace::{Cancel, ExecRequest, GuestClient, GuestError, Stream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 fn argv(words: &[&str]) -> ExecRequest {
     ExecRequest {
@@ -122,4 +126,40 @@ fn agent_serves_exec_over_vsock_on_a_real_guest() {
     let mut second = GuestClient::connect(&uds).expect("second connection");
     let (out, _, _) = run(&mut second, argv(&["echo", "two"]));
     assert_eq!(out, b"two\n");
+
+    // Cancelling an exec kills the command's whole process group: the
+    // shell, its `sleep 300` and the background job that would write
+    // late.txt. The guest reports the kill.
+    let go = Arc::new(AtomicBool::new(false));
+    let cancel = Cancel::when({
+        let go = go.clone();
+        move || go.load(Ordering::SeqCst)
+    });
+    let script = "(sleep 3; echo late > late.txt) & echo started; sleep 300";
+    let mut slow = argv(&["sh", "-c", script]);
+    slow.timeout_ms = Some(120_000);
+    let mut cancelled_at = None;
+    let err = second
+        .exec_cancellable(slow, None, &cancel, |_, bytes| {
+            assert_eq!(bytes, b"started\n");
+            cancelled_at = Some(Instant::now());
+            go.store(true, Ordering::SeqCst);
+        })
+        .expect_err("a cancelled exec fails");
+    let took = cancelled_at.expect("the command started").elapsed();
+    match err {
+        GuestError::Cancelled(Some(r)) => {
+            assert!(r.signal == Some(9) && !r.timed_out, "{r:?}")
+        }
+        other => panic!("expected a cancellation the guest confirmed, got {other:?}"),
+    }
+    eprintln!("a cancelled exec ended {took:?} after the cancel");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    // No `sleep` is left (the guest has no pgrep; /proc has the names).
+    let count = "cat /proc/[0-9]*/comm 2>/dev/null | grep -cx sleep";
+    let (out, _, _) = run(&mut client, argv(&["sh", "-c", count]));
+    assert_eq!(out, b"0\n", "sleep processes left");
+    std::thread::sleep(Duration::from_secs(4).saturating_sub(took));
+    let (_, _, r) = run(&mut client, argv(&["test", "-e", "late.txt"]));
+    assert_eq!(r.exit_code, Some(1), "the background job wrote late.txt");
 }

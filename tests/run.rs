@@ -4,29 +4,8 @@
 
 mod common;
 
-use pyro::images::Paths;
-use pyro::workspace::{NoProgress, Pyro, RunOptions, Stream};
-
-/// The shared image cache, but a data dir of our own, so "nothing left
-/// behind" can be checked without other tests' runs in the way.
-fn pyro_with_own_data(data: &std::path::Path) -> Pyro {
-    common::kernel(); // build once, before the threads race for it
-    common::rootfs("debian:12");
-    Pyro::with_paths(Paths {
-        cache: Paths::from_env().cache,
-        data: data.to_path_buf(),
-    })
-}
-
-fn leftovers(data: &std::path::Path) -> Vec<String> {
-    std::fs::read_dir(data.join("vms"))
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default()
-}
+use common::{leftovers, pyro_with_own_data};
+use pyro::workspace::{NoProgress, RunOptions, Stream};
 
 fn argv(script: &str) -> Vec<String> {
     vec!["sh".into(), "-c".into(), script.into()]

@@ -403,10 +403,11 @@ pub fn run(pyro: &Pyro, cmd: WorkspaceCommand) -> Result<i32, Error> {
             } else {
                 for r in &logs {
                     println!(
-                        "#{} {} exit={} duration_ms={} $ {}",
+                        "#{} {} exit={}{} duration_ms={} $ {}",
                         r.sequence,
                         r.started_at,
                         r.shell_exit_code(),
+                        if r.cancelled { " cancelled" } else { "" },
                         r.duration_ms,
                         r.command.join(" ")
                     );

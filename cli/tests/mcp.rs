@@ -2,9 +2,10 @@
 //! driven by a real MCP client (rmcp), with real guests. Each profile
 //! lists exactly its tools; bad calls are tool errors and the server keeps
 //! serving; vm_run runs a command with progress; the repro-fix loop runs
-//! through tools only; and a client that goes away mid-call leaves no VM
-//! behind (the server finishes the call, undoes a create nobody will hear
-//! of, then exits). Workspace state goes to a scratch `XDG_DATA_HOME`;
+//! through tools only; a cancelled request or a client that goes away
+//! kills the command it was running; and a client that goes away mid-call
+//! leaves no VM behind (the server undoes a create nobody will hear of,
+//! then exits). Workspace state goes to a scratch `XDG_DATA_HOME`;
 //! the image cache is the shared one. Boots are slow on PVM hosts
 //! (~12 s), so the tests boot five VMs in all.
 
@@ -274,6 +275,32 @@ impl On<'_> {
         self.server.fails(tool, self.args(args)).await
     }
 
+    /// `workspace_logs` once it has `count` entries (a call given up on
+    /// ends on the server after the client stopped waiting).
+    async fn logs_until(&self, count: usize) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let logs = self.ok("workspace_logs", json!({})).await;
+            if logs["count"] == count {
+                return logs;
+            }
+            assert!(Instant::now() < deadline, "no entry {count}: {logs}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// `entry` (a history record) is a command that was cancelled and
+    /// killed, and no `sleep` is left in the guest (it has no pgrep).
+    async fn was_killed(&self, entry: &Value) {
+        assert_eq!(entry["cancelled"], true, "{entry}");
+        assert_eq!(entry["exit_code"], Value::Null, "{entry}");
+        assert_eq!(entry["signal"], 9, "{entry}");
+        assert_eq!(entry["timed_out"], false, "{entry}");
+        let count = "cat /proc/[0-9]*/comm 2>/dev/null | grep -cx sleep";
+        let left = self.ok("workspace_exec", json!({ "command": count })).await;
+        assert_eq!(left["stdout"], "0\n", "sleep processes left: {left}");
+    }
+
     /// A file's content (`workspace_file_read`).
     async fn read(&self, path: &str) -> Value {
         self.ok("workspace_file_read", json!({ "path": path }))
@@ -472,7 +499,7 @@ fn repro_seed(dir: &Path) {
 const FIX: &str = "--- a/message.txt\n+++ b/message.txt\n@@ -1 +1 @@\n-broken\n+fixed\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_repro_fix_loop_through_tools_survives_a_client_gone_mid_exec() {
+async fn the_repro_fix_loop_through_tools_and_cancelled_execs_are_killed() {
     let home = Home::new();
     let seed = home.path("seed");
     repro_seed(&seed);
@@ -560,22 +587,54 @@ async fn the_repro_fix_loop_through_tools_survives_a_client_gone_mid_exec() {
         "invalid_argument"
     );
 
-    // A second client goes away in the middle of a command: its server
-    // lets the command finish (recorded in the history), then exits.
+    // A cancelled request kills its command (the whole process group:
+    // the shell, its `sleep 300` and the job that would write late.txt),
+    // and so does a client that goes away. Each command is recorded as
+    // cancelled; the server stays up for the first and exits for the
+    // second. Without the kill, each would run to its 120 s timeout.
+    let slow = |marker: &str| {
+        json!({
+            "workspace_id": ws.id,
+            "command": format!("(sleep 5; echo late > {marker}) & sleep 300"),
+            "timeout_seconds": 120,
+        })
+    };
+    let called = Instant::now();
+    let call = server.call("workspace_exec", slow("late1.txt"));
+    // Dropping the call sends notifications/cancelled.
+    assert!(tokio::time::timeout(Duration::from_secs(3), call)
+        .await
+        .is_err());
+    let logs = ws.logs_until(3).await;
+    eprintln!(
+        "the exec cancelled after 3 s was recorded {:?} after the call",
+        called.elapsed()
+    );
+    assert!(called.elapsed() < Duration::from_secs(20), "{logs}");
+    ws.was_killed(&logs["entries"][2]).await;
+
     let (gone, mut gone_process) = serve_on_pipes(&home, "server-gone-exec.log").await;
-    let slow = json!({"workspace_id": ws.id, "command": "sleep 5; echo late > late.txt"});
-    let slow = tokio::spawn(async move {
-        let _ = gone.call("workspace_exec", slow).await;
+    let args = slow("late2.txt");
+    let called = Instant::now();
+    let call = tokio::spawn(async move {
+        let _ = gone.call("workspace_exec", args).await;
     });
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    slow.abort(); // drops the client mid-call: the server's stdin closes
-    let _ = slow.await;
-    let status = exits(&mut gone_process, Duration::from_secs(60)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    call.abort(); // drops the client mid-call: the server's stdin closes
+    let _ = call.await;
+    let status = exits(&mut gone_process, Duration::from_secs(20)).await;
     assert!(status.success(), "{status:?}");
-    assert_eq!(ws.read("late.txt").await, "late\n");
-    let logs = ws.ok("workspace_logs", json!({})).await;
-    assert_eq!(logs["count"], 3, "{logs}");
-    assert_eq!(logs["entries"][2]["exit_code"], 0, "{logs}");
+    let logs = ws.logs_until(5).await;
+    ws.was_killed(&logs["entries"][4]).await;
+    // Past the time the background jobs would have written their marks
+    // (5 s after the command started, ~1 s after the call).
+    tokio::time::sleep(Duration::from_secs(9).saturating_sub(called.elapsed())).await;
+    for marker in ["late1.txt", "late2.txt"] {
+        let (kind, msg) = ws
+            .fails("workspace_file_read", json!({ "path": marker }))
+            .await;
+        assert_eq!(kind, "not_found", "{marker}: {msg}");
+    }
     assert_eq!(
         home.workspace_ids(),
         [ws.id.as_str()],
@@ -603,7 +662,12 @@ async fn a_client_gone_mid_create_and_mid_run_leaves_no_vm_behind() {
     let (server, mut process) = serve_on_pipes(&home, "server-gone.log").await;
     let server = Arc::new(server);
     let calls = [
-        ("vm_run", json!({"command": "sleep 1"})),
+        // Cancelled while it boots: it stops before its command (which
+        // would otherwise keep the server up for its 120 s timeout).
+        (
+            "vm_run",
+            json!({"command": "sleep 300", "timeout_seconds": 120}),
+        ),
         ("workspace_create", json!({"name": "orphan"})),
     ]
     .map(|(tool, args)| {
@@ -626,7 +690,7 @@ async fn a_client_gone_mid_create_and_mid_run_leaves_no_vm_behind() {
     }
     drop(Arc::into_inner(server).expect("one client"));
 
-    let status = exits(&mut process, Duration::from_secs(180)).await;
+    let status = exits(&mut process, Duration::from_secs(100)).await;
     eprintln!(
         "the server exited {:?} after the client went away",
         gone.elapsed()

@@ -3,16 +3,21 @@
 //! error as a tool result.
 //!
 //! SDK calls block (they boot VMs and wait on guests), so each runs on
-//! `spawn_blocking` and always runs to its end, even when the client
-//! cancels the request (`notifications/cancelled`), closes the connection
-//! or the server gets SIGTERM: stopping one halfway (a VM booting, a
-//! workspace half made) is what would leak. What each call does then:
+//! `spawn_blocking`. A call is given up on ([`Job::cancelled`]) when the
+//! client cancels the request (`notifications/cancelled`), closes the
+//! connection, or the server gets SIGTERM. A command is what can run for
+//! long, so that is what stops; the rest runs to its end, because
+//! stopping halfway (a VM booting, a workspace half made) is what would
+//! leak. What each call does then:
 //!
-//! - `vm_run` finishes and removes its VM, as it always does.
+//! - `vm_run` and `workspace_exec` hand [`Job::cancel`] to the SDK, which
+//!   asks it every 100 ms: once it fires, the guest kills the command's
+//!   process group and the call ends with a `cancelled` error.
+//!   `workspace_exec` records the command in the history as cancelled;
+//!   `vm_run` removes its VM, as it always does (a run given up on while
+//!   its VM boots stops before the command starts).
 //! - `workspace_create` finishes, sees that nobody will learn the new id
-//!   ([`Job::cancelled`]) and deletes the workspace again.
-//! - `workspace_exec` lets the command run to its end (or its timeout);
-//!   it is recorded in the workspace's history.
+//!   and deletes the workspace again.
 //! - `workspace_start` and `workspace_reset` finish; the workspace stays
 //!   as they leave it (running), as listed by `workspace_list`.
 //!
@@ -20,7 +25,7 @@
 //! waits for its blocking pool; the signal handler waits for the count).
 
 use crate::server::PyroServer;
-use pyro_workspace::{Error, Progress, Pyro};
+use pyro_workspace::{Cancel, Error, Progress, Pyro};
 use rmcp::model::{CallToolResult, ContentBlock, ProgressNotificationParam, ProgressToken};
 use rmcp::service::RequestContext;
 use rmcp::{Peer, RoleServer};
@@ -36,7 +41,7 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 pub(crate) struct Job {
     pub pyro: Pyro,
     progress: ChannelProgress,
-    cancelled: Box<dyn Fn() -> bool + Send + Sync>,
+    cancel: Cancel,
 }
 
 impl Job {
@@ -56,7 +61,13 @@ impl Job {
     /// something only its result would have named (a new workspace)
     /// removes it again.
     pub fn cancelled(&self) -> bool {
-        (self.cancelled)()
+        self.cancel.is_cancelled()
+    }
+
+    /// [`Job::cancelled`] for the SDK's exec paths: they kill the command
+    /// once it fires.
+    pub fn cancel(&self) -> &Cancel {
+        &self.cancel
     }
 }
 
@@ -165,7 +176,7 @@ impl PyroServer {
         let job = Job {
             pyro: self.pyro.clone(),
             progress: ChannelProgress(tx),
-            cancelled: Box::new(move || {
+            cancel: Cancel::when(move || {
                 ct.is_cancelled() || closed.load(Ordering::SeqCst) || dropped.load(Ordering::SeqCst)
             }),
         };
@@ -274,6 +285,9 @@ fn hint(kind: &str, message: &str) -> Option<&'static str> {
              disk_mib"
         }
         "exists" => "choose another path, or remove the existing one first",
+        "cancelled" => {
+            "the request was cancelled, so the command was killed; call again to rerun it"
+        }
         "unknown_environment" => "use debian:12, debian:12-base or debian:12-build",
         "kvm_unavailable" | "missing_host_tools" => {
             "the host cannot run pyro VMs: run `pyro doctor` on it to see why"

@@ -6,6 +6,7 @@
 use pyro::images::{Images, Paths, StderrProgress};
 use pyro::vmm::{Disk, Vm, VmConfig, VsockConfig};
 use pyro::workspace::GuestClient;
+use pyro::workspace::Pyro;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -59,4 +60,26 @@ pub fn serving_vm(env: &str, dir: &Path) -> (Vm, PathBuf) {
     vm.wait_for_init(Duration::from_secs(120)).expect("init");
     GuestClient::wait_ready(&uds, Duration::from_secs(30)).expect("agent ready");
     (vm, uds)
+}
+
+/// The shared image cache, but a data dir of our own, so "nothing left
+/// behind" can be checked without other tests' runs in the way.
+pub fn pyro_with_own_data(data: &std::path::Path) -> Pyro {
+    kernel(); // build once, before the threads race for it
+    rootfs("debian:12");
+    Pyro::with_paths(Paths {
+        cache: Paths::from_env().cache,
+        data: data.to_path_buf(),
+    })
+}
+
+/// Run directories left under `data` (by runs that did not clean up).
+pub fn leftovers(data: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(data.join("vms"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
 }

@@ -20,6 +20,10 @@ pub enum Error {
     /// workspace stopped, ...).
     #[error("{0}")]
     Conflict(String),
+    /// The caller gave up on the call (a [`crate::Cancel`] fired); a
+    /// command it was running was killed.
+    #[error("{0}")]
+    Cancelled(String),
     /// The guest agent refused or failed a request; `kind` is its word
     /// (`invalid_path`, `patch_failed`, `not_found`, `no_space`, ...).
     #[error("{message}")]
@@ -30,6 +34,7 @@ impl From<crate::GuestError> for Error {
     fn from(e: crate::GuestError) -> Self {
         match e {
             crate::GuestError::Remote { kind, message } => Error::Agent { kind, message },
+            crate::GuestError::Cancelled(_) => Error::Cancelled(e.to_string()),
             other => Error::Guest(other.to_string()),
         }
     }
@@ -51,6 +56,7 @@ impl Error {
             Error::InvalidArgument(_) => "invalid_argument",
             Error::NotFound(_) => "not_found",
             Error::Conflict(_) => "conflict",
+            Error::Cancelled(_) => "cancelled",
             Error::Agent { kind, .. } => kind,
         }
     }

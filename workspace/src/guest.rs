@@ -1,6 +1,7 @@
 //! Talking to guest-init's agent over the VMM's vsock socket (hybrid
 //! convention: `CONNECT <port>\n` -> `OK <n>\n`, then the stream).
 
+use crate::Cancel;
 use pyro_guest_init::proto::rpc::{
     self, DownloadResult, Event, ExecRequest, ExecResult, FileInfo, ListResult, PatchResult,
     ReadResult, Reply, Request, Stream, UploadResult, WriteResult,
@@ -29,6 +30,10 @@ pub enum GuestError {
     Sink(std::io::Error),
     #[error("reading what to send to the guest failed: {0}")]
     Source(std::io::Error),
+    /// The exec was cancelled; the guest killed the command's process
+    /// group. Holds how the command ended, if the guest said so in time.
+    #[error("the command was cancelled and killed")]
+    Cancelled(Option<ExecResult>),
 }
 
 /// A connection to the agent. Requests on one connection run in order.
@@ -191,6 +196,28 @@ impl GuestClient {
         match reply {
             Reply::Exec(result) => Ok(result),
             other => Err(unexpected(other)),
+        }
+    }
+
+    /// [`GuestClient::exec_with_stdin`] that `cancel` can stop. Once it
+    /// fires, this client shuts down its sending side; the guest agent
+    /// sees the hang-up, kills the command's process group and reports
+    /// how it ended, and this returns [`GuestError::Cancelled`] with that
+    /// result (without it if the guest did not answer within 5 s). The
+    /// connection is of no further use after a cancelled exec.
+    pub fn exec_cancellable(
+        &mut self,
+        request: ExecRequest,
+        stdin: Option<&mut (dyn Read + Send)>,
+        cancel: &Cancel,
+        on_output: impl FnMut(Stream, &[u8]),
+    ) -> Result<ExecResult, GuestError> {
+        let connection = self.writer.get_ref().try_clone()?;
+        match cancel.watch(&connection, || {
+            self.exec_with_stdin(request, stdin, on_output)
+        }) {
+            (outcome, false) => outcome,
+            (outcome, true) => Err(GuestError::Cancelled(outcome.ok())),
         }
     }
 

@@ -8,6 +8,7 @@
 //! serializes to the JSON they print.
 
 mod boot;
+mod cancel;
 mod detached;
 mod doctor;
 mod environments;
@@ -19,6 +20,7 @@ mod warm;
 mod workspaces;
 
 pub use boot::{BootCheck, BootOptions};
+pub use cancel::Cancel;
 pub use detached::{vmm_program, DetachedVm, VmState, VMM_BIN_ENV};
 pub use doctor::{DoctorReport, KvmStatus};
 pub use environments::{EnvDetail, EnvSummary, PruneReport};

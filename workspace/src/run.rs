@@ -2,7 +2,7 @@
 //! tear everything down.
 
 use crate::guest::GuestClient;
-use crate::{Error, Progress, Pyro};
+use crate::{Cancel, Error, Progress, Pyro};
 use pyro_guest_init::proto::rpc::{ExecRequest, Stream};
 use pyro_vmm::{Vm, VmConfig, VsockConfig};
 use serde::Serialize;
@@ -21,6 +21,9 @@ pub struct RunOptions {
     /// Boot the kernel instead of restoring the environment's warm
     /// snapshot (see `warm.rs`).
     pub cold: bool,
+    /// When to give up: the command's process group is killed and the run
+    /// fails with [`Error::Cancelled`] (the VM is removed as always).
+    pub cancel: Cancel,
 }
 
 impl Default for RunOptions {
@@ -32,6 +35,7 @@ impl Default for RunOptions {
             timeout: Duration::from_secs(30),
             boot_timeout: Duration::from_secs(120),
             cold: false,
+            cancel: Cancel::never(),
         }
     }
 }
@@ -212,6 +216,11 @@ impl Pyro {
             )?;
             (warm.vm, warm.client, warm.restore_ms, 0)
         };
+        if opts.cancel.is_cancelled() {
+            return Err(Error::Cancelled(
+                "the run was cancelled before its command started".into(),
+            ));
+        }
 
         let exec_start = Instant::now();
         let request = ExecRequest {
@@ -221,7 +230,7 @@ impl Pyro {
         };
         let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
         let result = client
-            .exec(request, |stream, bytes| {
+            .exec_cancellable(request, None, &opts.cancel, |stream, bytes| {
                 match stream {
                     Stream::Stdout => stdout.extend_from_slice(bytes),
                     Stream::Stderr => stderr.extend_from_slice(bytes),
@@ -259,6 +268,9 @@ impl Pyro {
 /// stopped (powered off, reset, panicked, crashed), that is the error to
 /// report, not the broken pipe; either way with the console's last lines.
 fn guest_error(e: crate::GuestError, vm: &mut Vm) -> Error {
+    if matches!(e, crate::GuestError::Cancelled(_)) {
+        return e.into();
+    }
     if matches!(e, crate::GuestError::Io(_)) {
         match vm.wait_for_exit(Duration::from_millis(500)) {
             Ok(exit) => {

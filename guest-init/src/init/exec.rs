@@ -1,12 +1,15 @@
 //! `exec`: run a command, stream its output as produced, enforce a timeout
-//! on its whole process group, report how it ended.
+//! on its whole process group, kill that group if the host goes away,
+//! report how it ended.
 
 use super::{reaper, RpcError};
 use pyro_guest_init::proto::rpc::{self, Event, ExecRequest, ExecResult, Stream};
-use std::io::{Read, Write};
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
+use std::fs::File;
+use std::io::{BufWriter, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
-use std::sync::mpsc::{channel, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -14,10 +17,10 @@ const CHUNK: usize = 64 * 1024;
 
 /// Runs `req`; `stdin` is the request body when `req.stdin` is set (it is
 /// read to its end in every case, so the connection stays in step).
-pub fn run(
+pub fn run<S: Write + AsFd>(
     req: &ExecRequest,
     stdin: Option<&mut (dyn Read + Send)>,
-    out: &mut impl Write,
+    out: &mut BufWriter<S>,
 ) -> Result<ExecResult, RpcError> {
     let shell_argv;
     let argv = match (&req.shell, req.argv.is_empty()) {
@@ -90,91 +93,81 @@ fn feed_stdin(body: &mut (dyn Read + Send), mut pipe: std::process::ChildStdin) 
     let _ = super::copy_chunked(&mut limited, &mut pipe);
 }
 
-fn stream_output(
+/// Streams the command's output as produced until both pipes close, in
+/// one thread: `poll` on the two pipes and on the host connection. The
+/// connection is watched for hang-up only (`POLLRDHUP`; frames of a stdin
+/// body stay unread for the feeder), so a host that goes away (a
+/// cancelled call, a closed client) gets the command's process group
+/// killed at once, not when it next writes output.
+fn stream_output<S: Write + AsFd>(
     req: &ExecRequest,
     child: &mut std::process::Child,
     pgid: i32,
     started: Instant,
     exited: std::sync::mpsc::Receiver<rustix::process::WaitStatus>,
-    out: &mut impl Write,
+    out: &mut BufWriter<S>,
 ) -> Result<ExecResult, RpcError> {
-    // Both pipes feed one channel so output goes out in the order produced.
-    let (tx, rx) = channel::<(Stream, Vec<u8>)>();
-    let mut readers = Vec::new();
-    for (stream, pipe) in [
-        (
-            Stream::Stdout,
-            child
-                .stdout
-                .take()
-                .map(|p| Box::new(p) as Box<dyn Read + Send>),
-        ),
-        (
-            Stream::Stderr,
-            child
-                .stderr
-                .take()
-                .map(|p| Box::new(p) as Box<dyn Read + Send>),
-        ),
-    ] {
-        let Some(mut pipe) = pipe else { continue };
-        let tx = tx.clone();
-        readers.push(std::thread::spawn(move || {
-            let mut buf = vec![0u8; CHUNK];
-            loop {
-                match pipe.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => {
-                        if tx.send((stream, buf[..n].to_vec())).is_err() {
-                            break;
-                        }
-                    }
-                }
-            }
-        }));
-    }
-    drop(tx);
-
+    // Indexed as `STREAMS`; `None` once a pipe reached its end.
+    let mut pipes = [
+        child.stdout.take().map(|p| File::from(OwnedFd::from(p))),
+        child.stderr.take().map(|p| File::from(OwnedFd::from(p))),
+    ];
     let deadline = req.timeout_ms.map(|ms| started + Duration::from_millis(ms));
     let cap = req.max_output_bytes.unwrap_or(u64::MAX);
     let mut result = ExecResult::default();
     let mut host_gone = false;
-    loop {
-        let wait = deadline.map_or(Duration::from_secs(3600), |d| {
-            d.saturating_duration_since(Instant::now())
-        });
-        match rx.recv_timeout(wait) {
-            Ok((stream, bytes)) => {
-                let (count, truncated) = match stream {
-                    Stream::Stdout => (&mut result.stdout_bytes, &mut result.stdout_truncated),
-                    Stream::Stderr => (&mut result.stderr_bytes, &mut result.stderr_truncated),
-                };
-                let room = cap.saturating_sub(*count) as usize;
-                *count += bytes.len() as u64;
-                let send = &bytes[..bytes.len().min(room)];
-                *truncated |= send.len() < bytes.len();
-                if !send.is_empty() && !host_gone {
-                    // The host went away: keep draining so the command is
-                    // not blocked on a full pipe, then kill it below.
-                    host_gone = rpc::write_frame(out, &Event::Output { stream }, send)
-                        .and_then(|_| out.flush())
-                        .is_err();
-                    if host_gone {
-                        kill_group(pgid);
-                    }
-                }
+    let mut buf = vec![0u8; CHUNK];
+    while pipes.iter().any(Option::is_some) {
+        let timeout = deadline
+            .filter(|_| !result.timed_out)
+            .map(|d| d.saturating_duration_since(Instant::now()));
+        let host = (!host_gone).then(|| out.get_ref().as_fd());
+        let (ready, hung_up) = wait(&pipes, host, timeout).map_err(|e| {
+            kill_group(pgid);
+            RpcError {
+                kind: "internal",
+                message: format!("poll: {e}"),
             }
-            Err(RecvTimeoutError::Timeout) => {
-                if deadline.is_some_and(|d| Instant::now() >= d) && !result.timed_out {
-                    result.timed_out = true;
+        })?;
+        if hung_up {
+            host_gone = true;
+            kill_group(pgid);
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) && !result.timed_out {
+            result.timed_out = true;
+            kill_group(pgid);
+        }
+        for (i, stream) in STREAMS.into_iter().enumerate() {
+            let Some(pipe) = pipes[i].as_mut().filter(|_| ready[i]) else {
+                continue;
+            };
+            let n = match pipe.read(&mut buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                read => read.unwrap_or(0),
+            };
+            if n == 0 {
+                pipes[i] = None;
+                continue;
+            }
+            let (count, truncated) = match stream {
+                Stream::Stdout => (&mut result.stdout_bytes, &mut result.stdout_truncated),
+                Stream::Stderr => (&mut result.stderr_bytes, &mut result.stderr_truncated),
+            };
+            let room = cap.saturating_sub(*count) as usize;
+            *count += n as u64;
+            let send = &buf[..n.min(room)];
+            *truncated |= send.len() < n;
+            if !send.is_empty() && !host_gone {
+                // The host went away: keep draining so the command is
+                // not blocked on a full pipe, then kill it.
+                host_gone = rpc::write_frame(out, &Event::Output { stream }, send)
+                    .and_then(|_| out.flush())
+                    .is_err();
+                if host_gone {
                     kill_group(pgid);
                 }
             }
-            Err(RecvTimeoutError::Disconnected) => break,
         }
-    }
-    for r in readers {
-        let _ = r.join();
     }
     let status = exited.recv().map_err(|_| RpcError {
         kind: "internal",
@@ -186,6 +179,46 @@ fn stream_output(
     // Children that outlived the command (daemons it forked) go with it.
     kill_group(pgid);
     Ok(result)
+}
+
+const STREAMS: [Stream; 2] = [Stream::Stdout, Stream::Stderr];
+
+/// Waits until a pipe has data or reached its end, the host hung up, or
+/// `timeout` passed. Returns which pipes to read and whether the host
+/// went away.
+fn wait(
+    pipes: &[Option<File>; 2],
+    host: Option<BorrowedFd<'_>>,
+    timeout: Option<Duration>,
+) -> std::io::Result<([bool; 2], bool)> {
+    let timeout = timeout
+        .map(Timespec::try_from)
+        .transpose()
+        .map_err(|_| std::io::Error::other("timeout out of range"))?;
+    let mut fds = Vec::with_capacity(3);
+    let mut which = Vec::with_capacity(2);
+    for (i, pipe) in pipes.iter().enumerate() {
+        if let Some(p) = pipe {
+            fds.push(PollFd::new(p, PollFlags::IN));
+            which.push(i);
+        }
+    }
+    if let Some(h) = &host {
+        fds.push(PollFd::new(h, PollFlags::RDHUP));
+    }
+    loop {
+        match poll(&mut fds, timeout.as_ref()) {
+            Ok(_) => break,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let mut ready = [false; 2];
+    for (fd, i) in fds.iter().zip(&which) {
+        ready[*i] = !fd.revents().is_empty();
+    }
+    let hung_up = host.is_some() && fds.last().is_some_and(|fd| !fd.revents().is_empty());
+    Ok((ready, hung_up))
 }
 
 fn kill_group(pgid: i32) {

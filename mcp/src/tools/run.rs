@@ -48,7 +48,8 @@ impl PyroServer {
     /// network. Use it for one-off checks; for multi-step work on files,
     /// use workspace_create. A boot takes seconds (the first use of an
     /// environment builds it, which takes minutes; progress is reported).
-    /// A non-zero exit_code is a normal result, not a tool error. Result:
+    /// A non-zero exit_code is a normal result, not a tool error.
+    /// Cancelling the request kills the command and removes the VM. Result:
     /// {environment, command, exit_code, signal, timed_out, stdout, stderr,
     /// duration_ms, timings}.
     #[tool(annotations(destructive_hint = false, open_world_hint = false))]
@@ -65,6 +66,7 @@ impl PyroServer {
                 vcpus: p.vcpus,
                 mem_mib: p.mem_mib,
                 timeout: Duration::from_secs(p.timeout_seconds),
+                cancel: job.cancel().clone(),
                 ..RunOptions::default()
             };
             let argv = p.command.argv();

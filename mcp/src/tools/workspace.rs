@@ -265,7 +265,8 @@ impl PyroServer {
     /// Run a command in /workspace of a running workspace and return its
     /// output and exit code; it is recorded in workspace_logs. A non-zero
     /// exit_code is a normal result (e.g. a failing test), not a tool
-    /// error. Several may run at once. Result: {workspace_id, sequence,
+    /// error. Several may run at once. Cancelling the request kills the
+    /// command (its whole process group). Result: {workspace_id, sequence,
     /// command, exit_code, signal, timed_out, stdout, stderr,
     /// duration_ms, ...}.
     #[tool(annotations(destructive_hint = true, open_world_hint = false))]
@@ -278,10 +279,11 @@ impl PyroServer {
             check_range("timeout_seconds", p.timeout_seconds, 1, MAX_TIMEOUT_SECONDS)?;
             let argv = p.command.argv();
             job.say(format!("[exec] {argv:?}"));
-            job.pyro.workspace_exec(
+            job.pyro.workspace_exec_cancellable(
                 &p.workspace_id,
                 &argv,
                 Duration::from_secs(p.timeout_seconds),
+                job.cancel(),
                 |_, _| {},
             )
         })

@@ -12,17 +12,18 @@ mod store;
 pub use diff::{DiffEntry, DiffResult, DiffSummary};
 
 use crate::detached::{DetachedVm, VmState};
-use crate::guest::GuestClient;
+use crate::guest::{GuestClient, GuestError};
 use crate::transfer::unpack_untrusted;
-use crate::{Error, Progress, Pyro};
+use crate::{Cancel, Error, Progress, Pyro};
 use pyro_guest_init::proto::rpc::{
-    self, DownloadResult, ExecRequest, FileInfo, PatchEntry, PatchSummary, Stream, UploadResult,
+    self, DownloadResult, ExecRequest, ExecResult, FileInfo, PatchEntry, PatchSummary, Stream,
+    UploadResult,
 };
 use pyro_vmm::control::VmmSpec;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use store::{check_labels, check_name, now_unix, read_json, rfc3339, write_json, WsDir};
 
 /// Largest file `workspace_file_write` takes (bigger trees: `sync push`).
@@ -121,6 +122,11 @@ pub struct CommandRecord {
     pub stderr: Vec<u8>,
     pub stdout_truncated: bool,
     pub stderr_truncated: bool,
+    /// The caller gave up on the command and its process group was
+    /// killed. `exit_code` and `signal` say how it ended if the guest
+    /// reported it in time (signal 9: killed), else both are null.
+    #[serde(default)]
+    pub cancelled: bool,
 }
 
 impl CommandRecord {
@@ -623,6 +629,20 @@ impl Pyro {
         id: &str,
         command: &[String],
         timeout: Duration,
+        on_output: impl FnMut(Stream, &[u8]),
+    ) -> Result<CommandRecord, Error> {
+        self.workspace_exec_cancellable(id, command, timeout, &Cancel::never(), on_output)
+    }
+
+    /// [`Pyro::workspace_exec`] that `cancel` can stop: the command's
+    /// process group is killed, the history records it as cancelled, and
+    /// the call fails with [`Error::Cancelled`].
+    pub fn workspace_exec_cancellable(
+        &self,
+        id: &str,
+        command: &[String],
+        timeout: Duration,
+        cancel: &Cancel,
         mut on_output: impl FnMut(Stream, &[u8]),
     ) -> Result<CommandRecord, Error> {
         if command.is_empty() {
@@ -635,14 +655,17 @@ impl Pyro {
         let record = self.touch(&dir, |r| r.command_count += 1)?;
         let sequence = record.command_count;
         let started = now_unix();
+        let clock = Instant::now();
         let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-        let result = agent.exec(
+        let outcome = agent.exec_cancellable(
             ExecRequest {
                 argv: command.to_vec(),
                 cwd: Some(rpc::WORKSPACE.into()),
                 timeout_ms: Some(timeout.as_millis() as u64),
                 ..Default::default()
             },
+            None,
+            cancel,
             |stream, bytes| {
                 let keep = match stream {
                     Stream::Stdout => &mut stdout,
@@ -652,7 +675,18 @@ impl Pyro {
                 keep.extend_from_slice(&bytes[..bytes.len().min(room)]);
                 on_output(stream, bytes);
             },
-        )?;
+        );
+        let (result, cancelled) = match outcome {
+            Ok(result) => (result, false),
+            Err(GuestError::Cancelled(result)) => {
+                let result = result.unwrap_or_else(|| ExecResult {
+                    duration_ms: clock.elapsed().as_millis() as u64,
+                    ..Default::default()
+                });
+                (result, true)
+            }
+            Err(e) => return Err(e.into()),
+        };
         let entry = CommandRecord {
             workspace_id: record.workspace_id.clone(),
             sequence,
@@ -666,8 +700,15 @@ impl Pyro {
             stderr_truncated: result.stderr_bytes > stderr.len() as u64,
             stdout,
             stderr,
+            cancelled,
         };
         write_json(&dir.history().join(format!("{sequence:08}.json")), &entry)?;
+        if cancelled {
+            return Err(Error::Cancelled(format!(
+                "workspace {id}: command #{sequence} was cancelled and its process group \
+                 killed (recorded in the history)"
+            )));
+        }
         Ok(entry)
     }
 
