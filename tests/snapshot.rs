@@ -112,7 +112,18 @@ fn restored_vms_work_like_booted_ones_and_are_each_their_own() {
         (guest_now - host_now).abs() <= 5,
         "guest {guest_now}, host {host_now}"
     );
-    drop((vm, client));
+    // Timers fire after a restore (a lost LAPIC deadline once left every
+    // `sleep` hanging): checked from another thread with a host-side
+    // deadline, so a regression fails instead of hanging the test.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(sh(&mut client, "sleep 1; echo slept"));
+    });
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok((code, out)) => assert_eq!((code, out.as_str()), (Some(0), "slept\n")),
+        Err(_) => panic!("`sleep 1` did not end in a restored guest: its timers do not fire"),
+    }
+    drop(vm);
 
     // Ten in sequence, then four at once: all answer, and no two share a
     // hostname or a random stream.

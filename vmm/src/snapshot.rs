@@ -158,7 +158,7 @@ fn save_msrs(fd: &VcpuFd, index: &[u32]) -> Result<Vec<kvm_msr_entry>, Error> {
 }
 
 /// Loads a vCPU's state, in the order KVM needs (MP state and registers
-/// before the LAPIC, MSRs after CPUID, events last).
+/// first, the LAPIC before the MSRs, events last).
 pub fn restore_vcpu(fd: &VcpuFd, s: &VcpuState) -> Result<(), Error> {
     fd.set_mp_state(s.mp_state)
         .map_err(kvm("KVM_SET_MP_STATE"))?;
@@ -171,6 +171,10 @@ pub fn restore_vcpu(fd: &VcpuFd, s: &VcpuState) -> Result<(), Error> {
     if let Some(xcrs) = &s.xcrs {
         fd.set_xcrs(xcrs).map_err(kvm("KVM_SET_XCRS"))?;
     }
+    // The LAPIC before the MSRs: KVM ignores a TSC-deadline MSR write
+    // unless the LAPIC timer is already in deadline mode, and a lost
+    // deadline is a guest whose timers never fire again (`sleep 1` hangs).
+    fd.set_lapic(&s.lapic).map_err(kvm("KVM_SET_LAPIC"))?;
     let msrs =
         Msrs::from_entries(&s.msrs).map_err(|e| Error::Config(format!("MSR list: {e:?}")))?;
     let written = fd.set_msrs(&msrs).map_err(kvm("KVM_SET_MSRS"))?;
@@ -180,7 +184,6 @@ pub fn restore_vcpu(fd: &VcpuFd, s: &VcpuState) -> Result<(), Error> {
             s.msrs[written].index
         )));
     }
-    fd.set_lapic(&s.lapic).map_err(kvm("KVM_SET_LAPIC"))?;
     fd.set_vcpu_events(&s.events)
         .map_err(kvm("KVM_SET_VCPU_EVENTS"))?;
     Ok(())
