@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, TryRecvError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
@@ -169,7 +169,10 @@ pub struct Vm {
     cmdline: String,
     config: VmConfig,
     serial: Arc<Mutex<Serial>>,
-    transports: Vec<Arc<Mutex<MmioTransport>>>,
+    /// Weak: the vCPUs' MMIO bus and the event thread own the devices, so
+    /// a guest that stops drops them (closing every host vsock
+    /// connection) even while this `Vm` lives on. Snapshots upgrade them.
+    transports: Vec<Weak<Mutex<MmioTransport>>>,
     // Field order is drop order: the VM fd goes before the memory it maps.
     _vm: VmFd,
     _mem: GuestMem,
@@ -405,7 +408,7 @@ impl Vm {
             cmdline,
             config: config.clone(),
             serial,
-            transports,
+            transports: transports.iter().map(Arc::downgrade).collect(),
             _vm: vm,
             _mem: mem,
         })
@@ -502,8 +505,13 @@ impl Vm {
         // Hold every device while their queues and guest memory are read:
         // the event thread cannot deliver a packet or finish a request
         // into memory half copied.
-        let devices: Vec<_> = self
+        let transports: Vec<_> = self
             .transports
+            .iter()
+            .map(Weak::upgrade)
+            .collect::<Option<_>>()
+            .ok_or_else(|| Error::Config("the VM has stopped: nothing to snapshot".into()))?;
+        let devices: Vec<_> = transports
             .iter()
             .map(|t| t.lock().unwrap_or_else(|p| p.into_inner()).device_handle())
             .collect();
@@ -511,8 +519,7 @@ impl Vm {
             .iter()
             .map(|d| d.lock().unwrap_or_else(|p| p.into_inner()))
             .collect();
-        let transports = self
-            .transports
+        let transports = transports
             .iter()
             .zip(&guards)
             .map(|(t, dev)| t.lock().unwrap_or_else(|p| p.into_inner()).snapshot(&**dev))
