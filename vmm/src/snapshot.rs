@@ -47,7 +47,6 @@ pub struct Snapshot {
     pub serial: SerialSnapshot,
     /// One per virtio-mmio slot, in slot order.
     pub transports: Vec<TransportSnapshot>,
-    pub memory_bytes: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -328,7 +327,7 @@ impl Snapshot {
         let len = std::fs::metadata(&memory)
             .map_err(|e| fail(format!("{}: {e}", memory.display())))?
             .len();
-        if len != snap.memory_bytes || len != u64::from(config.mem_mib) << 20 {
+        if len != u64::from(config.mem_mib) << 20 {
             return Err(fail(format!(
                 "{} is {len} bytes, expected {}",
                 memory.display(),

@@ -197,6 +197,11 @@ impl Vm {
     fn build(config: &VmConfig, from: Option<&Path>) -> Result<Vm, Error> {
         let started = Instant::now();
         config.validate()?;
+        // What a restore found wrong with the snapshot in `from`.
+        let bad_snapshot = |detail: String| Error::Snapshot {
+            path: from.unwrap_or(Path::new("")).join(snapshot::STATE_FILE),
+            detail,
+        };
         let restoring = match from {
             Some(dir) => {
                 let snap = Snapshot::load(dir, config)?;
@@ -232,7 +237,8 @@ impl Vm {
 
         let signals = GuestSignals::new();
         let saved_serial = restoring.as_ref().map(|(snap, _)| &snap.serial);
-        let (pio, console, serial) = legacy_devices(&vm, config, &signals, saved_serial)?;
+        let (pio, console, serial) =
+            legacy_devices(&vm, config, &signals, saved_serial, &bad_snapshot)?;
         let mut mmio = Bus::new();
         mmio.insert(
             SignalRegs::ADDR,
@@ -283,14 +289,11 @@ impl Vm {
         let (entry, cmdline) = match &restoring {
             Some((snap, _)) => {
                 if snap.transports.len() != transports.len() {
-                    return Err(Error::Snapshot {
-                        path: from.unwrap_or(Path::new("")).to_path_buf(),
-                        detail: format!(
-                            "{} virtio devices in the snapshot, {} in this VM",
-                            snap.transports.len(),
-                            transports.len()
-                        ),
-                    });
+                    return Err(bad_snapshot(format!(
+                        "{} virtio devices in the snapshot, {} in this VM",
+                        snap.transports.len(),
+                        transports.len()
+                    )));
                 }
                 // In-kernel irqchip first: a device that raises its line as
                 // it comes back (vsock's TRANSPORT_RESET) must not have the
@@ -300,10 +303,7 @@ impl Vm {
                     t.lock()
                         .unwrap_or_else(|p| p.into_inner())
                         .restore(saved)
-                        .map_err(|detail| Error::Snapshot {
-                            path: from.unwrap_or(Path::new("")).to_path_buf(),
-                            detail,
-                        })?;
+                        .map_err(bad_snapshot)?;
                 }
                 (None, snap.cmdline.clone())
             }
@@ -540,7 +540,6 @@ impl Vm {
             vm,
             serial,
             transports,
-            memory_bytes,
         }
         .write(dir)?;
         Ok(memory_bytes)
@@ -678,6 +677,7 @@ fn legacy_devices(
     config: &VmConfig,
     signals: &GuestSignals,
     saved_serial: Option<&pyro_devices::serial::SerialSnapshot>,
+    bad_snapshot: &dyn Fn(String) -> Error,
 ) -> Result<Legacy, Error> {
     let log = match &config.serial_log {
         Some(path) => Some(
@@ -699,10 +699,7 @@ fn legacy_devices(
     let mut pio = Bus::new();
     let overlap = |e: pyro_devices::bus::OverlapError| Error::Config(e.to_string());
     let serial = match saved_serial {
-        Some(saved) => Serial::restored(irq, sink, saved).map_err(|detail| Error::Snapshot {
-            path: PathBuf::new(),
-            detail,
-        })?,
+        Some(saved) => Serial::restored(irq, sink, saved).map_err(bad_snapshot)?,
         None => Serial::new(irq, sink),
     };
     let serial = Arc::new(Mutex::new(serial));

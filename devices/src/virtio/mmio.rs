@@ -230,7 +230,7 @@ impl MmioTransport {
     /// no CPU to land on and is lost): raise what was pending and let the
     /// device tell the guest what did not survive.
     pub fn resume_after_restore(&mut self) {
-        self.interrupt.restore(self.interrupt.status());
+        self.interrupt.raise_if_pending();
         if self.active {
             self.device().restored();
         }

@@ -62,11 +62,15 @@ impl Interrupt {
         &self.irqfd
     }
 
-    /// Sets the pending bits as a snapshot recorded them, and raises the
-    /// line again if any is set (the guest may not have seen it).
+    /// Sets the pending bits as a snapshot recorded them.
     pub fn restore(&self, bits: u32) {
         self.status.store(bits, Ordering::SeqCst);
-        if bits != 0 {
+    }
+
+    /// Raises the line if any bit is pending (after a restore: the guest
+    /// may not have seen it).
+    pub fn raise_if_pending(&self) {
+        if self.status() != 0 {
             let _ = self.irqfd.write(1);
         }
     }
