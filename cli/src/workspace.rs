@@ -101,6 +101,9 @@ pub struct CreateArgs {
     /// Size of the /workspace disk in MiB (sparse on the host).
     #[arg(long, default_value_t = DEFAULT_DISK_MIB)]
     disk_mib: u64,
+    /// Boot the VM instead of restoring the environment's warm snapshot.
+    #[arg(long)]
+    cold: bool,
     /// Print only the new workspace's id.
     #[arg(long, conflicts_with = "json")]
     id_only: bool,
@@ -313,9 +316,16 @@ fn line(w: &Workspace) -> String {
 }
 
 fn summary(verb: &str, w: &Workspace) {
+    let r = &w.record;
+    let start = match (verb, &r.last_start, r.last_start_ms) {
+        ("create" | "start", Some(kind), Some(ms)) => {
+            format!(" start={kind} start_ms={ms}")
+        }
+        _ => String::new(),
+    };
     eprintln!(
-        "[workspace-{verb}] workspace_id={} state={} environment={} commands={}",
-        w.record.workspace_id, w.state, w.record.environment, w.record.command_count
+        "[workspace-{verb}] workspace_id={} state={} environment={} commands={}{start}",
+        r.workspace_id, w.state, r.environment, r.command_count
     );
 }
 
@@ -352,6 +362,7 @@ pub fn run(pyro: &Pyro, cmd: WorkspaceCommand) -> Result<i32, Error> {
                 mem_mib: a.mem_mib,
                 ttl_seconds: a.ttl_seconds,
                 disk_mib: a.disk_mib,
+                cold: a.cold,
             };
             let w = pyro.workspace_create(&opts, &progress)?;
             if a.id_only {

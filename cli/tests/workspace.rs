@@ -8,20 +8,38 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-struct Home(tempfile::TempDir);
+struct Home(tempfile::TempDir, Option<PathBuf>);
 
 impl Home {
     fn new() -> Home {
-        Home(tempfile::tempdir().unwrap())
+        Home(tempfile::tempdir().unwrap(), None)
+    }
+
+    /// A home whose cache shares the kernels and images of the shared
+    /// cache but keeps its own warm-start snapshots (to damage them).
+    fn with_own_snapshots() -> Home {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache"))
+            .join("pyro");
+        let own = dir.path().join("cache");
+        std::fs::create_dir_all(own.join("pyro")).unwrap();
+        for part in ["kernels", "rootfs", "environments"] {
+            std::os::unix::fs::symlink(shared.join(part), own.join("pyro").join(part)).unwrap();
+        }
+        Home(dir, Some(own))
     }
 
     fn pyro(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_pyro"))
-            .args(args)
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pyro"));
+        cmd.args(args)
             .env("XDG_DATA_HOME", self.0.path().join("data"))
-            .env_remove("PYRO_HOME")
-            .output()
-            .expect("run pyro")
+            .env_remove("PYRO_HOME");
+        if let Some(cache) = &self.1 {
+            cmd.env("XDG_CACHE_HOME", cache);
+        }
+        cmd.output().expect("run pyro")
     }
 
     /// Runs a command that must succeed; returns its stdout.
@@ -226,6 +244,120 @@ fn repro_fix_loop() {
         home.json(&["workspace", "list"]).as_array().unwrap().len(),
         0
     );
+}
+
+/// Runs `script` with `sh -c` in workspace `id`; returns its stdout.
+fn sh(home: &Home, id: &str, script: &str) -> String {
+    home.ok(&["workspace", "exec", id, "--", "sh", "-c", script])
+}
+
+/// The /workspace file system's size in KiB, as the guest sees it.
+fn workspace_kib(home: &Home, id: &str) -> u64 {
+    sh(home, id, "df -k /workspace | tail -n 1")
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .expect("df output")
+}
+
+#[test]
+fn warm_workspaces_get_their_own_disk_and_identity() {
+    let home = Home::new();
+    let seed = home.path("seed");
+    std::fs::create_dir(&seed).unwrap();
+    std::fs::write(seed.join("a.txt"), "seeded\n").unwrap();
+    let small = home.json(&[
+        "workspace",
+        "create",
+        "--seed-path",
+        seed.to_str().unwrap(),
+        "--disk-mib",
+        "256",
+    ]);
+    let big = home.json(&["workspace", "create"]);
+    let (a, b) = (
+        small["workspace_id"].as_str().unwrap(),
+        big["workspace_id"].as_str().unwrap(),
+    );
+    assert_eq!(small["last_start"], "warm", "{small}");
+    assert_eq!(big["last_start"], "warm", "{big}");
+
+    // Both restored from one snapshot taken with an empty disk: each sees
+    // its own disk, at its own size, and is its own machine.
+    assert_eq!(home.read(a, "a.txt"), "seeded\n");
+    let (ka, kb) = (workspace_kib(&home, a), workspace_kib(&home, b));
+    assert!(
+        (200_000..=256 * 1024).contains(&ka),
+        "256 MiB disk: {ka} KiB"
+    );
+    assert!(
+        (3_500_000..=4096 * 1024).contains(&kb),
+        "4 GiB disk: {kb} KiB"
+    );
+    let identity = "hostname; head -c 16 /dev/urandom | od -An -tx1";
+    assert_ne!(sh(&home, a, identity), sh(&home, b, identity));
+    assert!(home
+        .pyro(&["workspace", "file", "read", b, "a.txt"])
+        .status
+        .code()
+        .is_some_and(|c| c != 0));
+
+    // Written, stopped, started warm again: the data is there.
+    sh(&home, b, "echo kept > /workspace/b.txt");
+    home.ok(&["workspace", "stop", b]);
+    let started = home.json(&["workspace", "start", b]);
+    assert_eq!(started["last_start"], "warm", "{started}");
+    assert_eq!(home.read(b, "b.txt"), "kept\n");
+
+    // --cold boots, and the disk is mounted at boot.
+    let cold = home.json(&["workspace", "create", "--cold", "--disk-mib", "128"]);
+    let c = cold["workspace_id"].as_str().unwrap();
+    assert_eq!(cold["last_start"], "cold", "{cold}");
+    assert!(cold["last_start_ms"].as_u64().unwrap() > 0);
+    let kc = workspace_kib(&home, c);
+    assert!(
+        (100_000..=128 * 1024).contains(&kc),
+        "128 MiB disk: {kc} KiB"
+    );
+}
+
+#[test]
+fn a_damaged_warm_snapshot_falls_back_to_booting_and_is_taken_again() {
+    let home = Home::with_own_snapshots();
+    let first = home.json(&["workspace", "create"]);
+    assert_eq!(first["last_start"], "warm", "{first}");
+    let snapshots = home.1.as_ref().unwrap().join("pyro/snapshots");
+    let taken: Vec<PathBuf> = std::fs::read_dir(&snapshots)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("snapshot.json").is_file())
+        .collect();
+    assert_eq!(taken.len(), 1, "{taken:?}");
+    std::fs::write(
+        taken[0].join("snapshot.json"),
+        b"{\"version\": 2, \"damaged\"",
+    )
+    .unwrap();
+
+    let out = home.pyro(&["workspace", "create", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let second: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(second["last_start"], "cold", "{second}");
+    assert!(
+        text(&out.stderr).contains("no warm start"),
+        "the fallback is said: {}",
+        text(&out.stderr)
+    );
+    assert!(!taken[0].exists(), "the refused snapshot is removed");
+    let id = second["workspace_id"].as_str().unwrap();
+    assert_eq!(
+        sh(&home, id, "echo ok > /workspace/x; cat /workspace/x"),
+        "ok\n"
+    );
+
+    let third = home.json(&["workspace", "create"]);
+    assert_eq!(third["last_start"], "warm", "taken again: {third}");
 }
 
 #[test]

@@ -35,7 +35,14 @@ fn main() {
 
 /// Sets up /workspace, starts the agent and reaps on the main thread.
 fn serve(args: &init::cmdline::Args) -> ! {
-    init::mounts::mount_workspace(args.get(cmdline::WORKSPACE_KEY));
+    match args.get(cmdline::WORKSPACE_KEY) {
+        Some(cmdline::WORKSPACE_LATER) => {}
+        device => {
+            if let Err(e) = init::mounts::mount_workspace(device) {
+                init::log(&e);
+            }
+        }
+    }
     match init::agent::listen() {
         Ok(listener) => {
             let spawned = std::thread::Builder::new()

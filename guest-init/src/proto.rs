@@ -51,6 +51,10 @@ pub mod cmdline {
     /// `pyro.workspace=/dev/vdX`: the disk to mount (ext4) on /workspace.
     /// Without it /workspace is a tmpfs (one-shot runs).
     pub const WORKSPACE_KEY: &str = "pyro.workspace";
+    /// `pyro.workspace=later`: mount nothing on /workspace at start-up;
+    /// the host names the disk in its `Restored` request. Warm workspace
+    /// snapshots are taken this way, without the workspace's disk.
+    pub const WORKSPACE_LATER: &str = "later";
     /// Where guest-init is installed in every environment image.
     pub const INIT_PATH: &str = "/opt/pyro/bin/pyro-init";
 }
@@ -173,6 +177,12 @@ pub mod rpc {
             entropy: Vec<u8>,
             /// The host's wall clock, nanoseconds since the epoch.
             unix_ns: u64,
+            /// The disk (`/dev/vdX`) to mount on /workspace now, in a VM
+            /// started with `pyro.workspace=later`: the disk was attached
+            /// at restore, so the agent waits until the kernel has seen
+            /// its size, then mounts it.
+            #[serde(default)]
+            workspace: Option<String>,
         },
         /// Apply the unified diff in the frame's data part (at most
         /// [`MAX_DATA`]) to /workspace, all or nothing (see `crate::patch`).

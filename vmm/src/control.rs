@@ -22,6 +22,10 @@ use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
 type Command = (ControlRequest, Sender<ControlReply>);
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+/// The exit reason of a VMM that could not restore its snapshot (damaged,
+/// or made by another build or kernel): the caller may take it again.
+pub const REASON_BAD_SNAPSHOT: &str = "bad_snapshot";
+
 /// What a VMM process runs.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct VmmSpec {
@@ -176,7 +180,11 @@ pub fn serve(spec_path: &Path) -> i32 {
 
 fn failed(e: Error) -> ExitRecord {
     ExitRecord {
-        reason: "failed".into(),
+        reason: match e {
+            Error::Snapshot { .. } => REASON_BAD_SNAPSHOT,
+            _ => "failed",
+        }
+        .into(),
         message: e.to_string(),
         at_unix: now_unix(),
     }

@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use vm_memory::{Address, Bytes, GuestMemoryBackend, GuestMemoryRegion};
 
 /// Bumped whenever anything below changes meaning.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 pub const STATE_FILE: &str = "snapshot.json";
 pub const MEMORY_FILE: &str = "memory.bin";
 const PAGE: usize = 4096;
@@ -74,10 +74,13 @@ impl Origin {
 /// This VMM build: crate version plus the running binary's size and
 /// mtime (a rebuilt binary may lay out device state differently).
 pub fn vmm_build_id() -> String {
-    let exe = std::env::current_exe()
-        .map(|p| file_id(&p))
-        .unwrap_or_default();
-    format!("{} {exe}", env!("CARGO_PKG_VERSION"))
+    vmm_build_id_of(&std::env::current_exe().unwrap_or_default())
+}
+
+/// [`vmm_build_id`] as the VMM binary `exe`, of this crate version, will
+/// report it: the key of snapshots another process takes and restores.
+pub fn vmm_build_id_of(exe: &Path) -> String {
+    format!("{} {}", env!("CARGO_PKG_VERSION"), file_id(exe))
 }
 
 /// A file's identity for cache keys: inode, size, mtime (empty if it

@@ -174,6 +174,20 @@ impl DetachedVm {
         self.control(ControlRequest::Resume, ControlReply::Resumed)
     }
 
+    /// Snapshots the running VM into `dir` (which must not exist; see
+    /// `pyro_vmm::snapshot`); the VM runs on afterwards.
+    pub fn snapshot(&self, dir: &Path) -> Result<(), Error> {
+        let req = ControlRequest::Snapshot {
+            dir: dir.to_path_buf(),
+        };
+        match control::request(&self.dir, &req) {
+            Ok(ControlReply::Snapshotted { .. }) => Ok(()),
+            Ok(ControlReply::Error { message }) => Err(Error::Vm(pyro_vmm::Error::Config(message))),
+            Ok(other) => Err(Error::Guest(format!("unexpected control reply {other:?}"))),
+            Err(e) => Err(Error::Conflict(format!("the VM is not running ({e})"))),
+        }
+    }
+
     fn control(&self, req: ControlRequest, want: ControlReply) -> Result<(), Error> {
         match control::request(&self.dir, &req) {
             Ok(reply) if reply == want => Ok(()),

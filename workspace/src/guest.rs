@@ -232,8 +232,9 @@ impl GuestClient {
     /// Makes a guest just restored from a snapshot its own VM: a fresh
     /// hostname (`pyro-` + 12 hex digits, returned), the kernel's RNG
     /// reseeded with 64 bytes of host entropy, the wall clock set to the
-    /// host's.
-    pub fn restored(&mut self) -> Result<String, GuestError> {
+    /// host's; then, if `workspace` names a disk (`/dev/vdX`) attached at
+    /// restore, mounted on /workspace.
+    pub fn restored(&mut self, workspace: Option<&str>) -> Result<String, GuestError> {
         let mut entropy = vec![0u8; 64];
         rustix::rand::getrandom(&mut entropy, rustix::rand::GetRandomFlags::empty())
             .map_err(|e| GuestError::Io(std::io::Error::other(format!("getrandom: {e}"))))?;
@@ -251,6 +252,7 @@ impl GuestClient {
             hostname: hostname.clone(),
             entropy: entropy[6..].to_vec(),
             unix_ns,
+            workspace: workspace.map(String::from),
         };
         match self.call(&request)? {
             Reply::Restored => Ok(hostname),

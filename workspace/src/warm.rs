@@ -10,9 +10,11 @@
 //! checks is rebuilt once. Every restored VM is made unique at once
 //! ([`GuestClient::restored`]: hostname, reseeded kernel RNG, clock).
 
+use crate::detached::{vmm_program, DetachedVm};
 use crate::guest::GuestClient;
 use crate::{Error, Progress, Pyro};
 use pyro_guest_init::proto::rpc::ExecRequest;
+use pyro_vmm::control::VmmSpec;
 use pyro_vmm::snapshot::{file_id, vmm_build_id, STATE_FILE};
 use pyro_vmm::{Vm, VmConfig, VsockConfig};
 use std::hash::{Hash, Hasher};
@@ -29,18 +31,18 @@ pub(crate) struct Warm {
 
 impl Pyro {
     /// The directory of the agent-ready snapshot for `config` (no vsock
-    /// or console set yet); it may not exist.
-    pub(crate) fn warm_dir(&self, environment: &str, config: &VmConfig) -> PathBuf {
+    /// or console set yet) taken by the VMM binary `vmm` (its
+    /// [`vmm_build_id`]); it may not exist. `kind` tells apart snapshots
+    /// of one shape taken for different uses.
+    fn snapshot_dir(&self, environment: &str, config: &VmConfig, vmm: &str, kind: &str) -> PathBuf {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         (
             pyro_vmm::snapshot::FORMAT_VERSION,
-            vmm_build_id(),
+            vmm,
             file_id(&config.kernel),
-            config
-                .disks
-                .iter()
-                .map(|d| file_id(&d.path))
-                .collect::<Vec<_>>(),
+            // The root image; a workspace's disk is never in a snapshot.
+            config.disks.first().map(|d| file_id(&d.path)),
+            config.disks.len(),
             &config.cmdline_extra,
         )
             .hash(&mut h);
@@ -49,11 +51,16 @@ impl Pyro {
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
             .collect();
         self.paths().cache.join("snapshots").join(format!(
-            "{env}-{}m-{}c-{:016x}",
+            "{env}-{}m-{}c-{kind}{:016x}",
             config.mem_mib,
             config.vcpus,
             h.finish()
         ))
+    }
+
+    /// The warm snapshot `run` restores in this process.
+    pub(crate) fn warm_dir(&self, environment: &str, config: &VmConfig) -> PathBuf {
+        self.snapshot_dir(environment, config, &vmm_build_id(), "")
     }
 
     /// Restores `config`'s warm snapshot (building it first if missing
@@ -87,7 +94,7 @@ impl Pyro {
             Err(e) => return Err(e.into()),
         };
         let mut client = GuestClient::wait_ready(uds, timeout)?;
-        client.restored()?;
+        client.restored(None)?;
         Ok(Warm {
             vm,
             client,
@@ -95,9 +102,8 @@ impl Pyro {
         })
     }
 
-    /// Boots `config` cold, warms the guest's page cache with one command
-    /// and snapshots it into `snap`, under a lock (a second caller waits
-    /// and uses the first one's snapshot).
+    /// Boots `config` cold in this process, warms the guest's page cache
+    /// and snapshots it into `snap` (see [`Pyro::build_snapshot`]).
     fn build_warm(
         &self,
         environment: &str,
@@ -105,6 +111,35 @@ impl Pyro {
         snap: &Path,
         timeout: Duration,
         progress: &dyn Progress,
+    ) -> Result<(), Error> {
+        self.build_snapshot(environment, snap, progress, |work, state| {
+            let mut boot = config.clone();
+            let uds = work.join("vsock.sock");
+            boot.vsock = Some(VsockConfig {
+                cid: 3,
+                uds: uds.clone(),
+            });
+            let mut vm = Vm::start(&boot)?;
+            vm.wait_for_init(timeout)?;
+            let mut client = GuestClient::wait_ready(&uds, timeout)?;
+            warm_page_cache(&mut client)?;
+            drop(client);
+            vm.snapshot(state)?;
+            vm.shutdown();
+            Ok(())
+        })
+    }
+
+    /// Makes the snapshot `snap` with `take(work, state)`, which must
+    /// leave a snapshot in `state` (scratch files go in `work`), under a
+    /// lock: a second caller waits and uses the first one's snapshot. The
+    /// snapshot appears whole or not at all.
+    pub(crate) fn build_snapshot(
+        &self,
+        environment: &str,
+        snap: &Path,
+        progress: &dyn Progress,
+        take: impl FnOnce(&Path, &Path) -> Result<(), Error>,
     ) -> Result<(), Error> {
         let io = |what: &Path, e: std::io::Error| Error::Io(format!("{}: {e}", what.display()));
         let parent = snap.parent().unwrap_or(snap);
@@ -123,32 +158,11 @@ impl Pyro {
         let work = snap.with_extension(format!("tmp-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&work);
         std::fs::create_dir_all(&work).map_err(|e| io(&work, e))?;
-        let result = (|| -> Result<(), Error> {
-            let mut boot = config.clone();
-            let uds = work.join("vsock.sock");
-            boot.vsock = Some(VsockConfig {
-                cid: 3,
-                uds: uds.clone(),
-            });
-            let mut vm = Vm::start(&boot)?;
-            vm.wait_for_init(timeout)?;
-            let mut client = GuestClient::wait_ready(&uds, timeout)?;
-            // One command, so what every `run` needs first (the exec path,
-            // libc, the shell) is already in the guest's page cache.
-            client.exec(
-                ExecRequest {
-                    argv: vec!["true".into()],
-                    ..Default::default()
-                },
-                |_, _| {},
-            )?;
-            drop(client);
-            let state = work.join("state");
-            vm.snapshot(&state)?;
-            vm.shutdown();
+        let state = work.join("state");
+        let result = take(&work, &state).and_then(|()| {
             let _ = std::fs::remove_dir_all(snap);
             std::fs::rename(&state, snap).map_err(|e| io(snap, e))
-        })();
+        });
         let _ = std::fs::remove_dir_all(&work);
         result?;
         progress.done(
@@ -159,5 +173,117 @@ impl Pyro {
             ),
         );
         Ok(())
+    }
+}
+
+/// One command before the snapshot, so what every later command needs
+/// first (the exec path, libc, the shell) is already in the guest's page
+/// cache.
+pub(crate) fn warm_page_cache(client: &mut GuestClient) -> Result<(), Error> {
+    client.exec(
+        ExecRequest {
+            argv: vec!["true".into()],
+            ..Default::default()
+        },
+        |_, _| {},
+    )?;
+    Ok(())
+}
+
+/// The device a workspace's disk appears as in the guest (the second
+/// disk, after the root image).
+pub(crate) const WORKSPACE_DEVICE: &str = "/dev/vdb";
+
+/// What a workspace's VM is: its environment and size.
+#[derive(Clone, Copy)]
+pub(crate) struct Shape<'a> {
+    pub environment: &'a str,
+    pub mem_mib: u32,
+    pub vcpus: u8,
+}
+
+impl Pyro {
+    /// The VM of a workspace: the environment's root image, `disk` as
+    /// /workspace (mounted at boot, or on `Restored` when
+    /// `mount_at_boot` is false), vsock and console in `vm_dir`.
+    pub(crate) fn workspace_vm_config(
+        &self,
+        shape: Shape,
+        disk: &Path,
+        mount_at_boot: bool,
+        vm_dir: &Path,
+        progress: &dyn Progress,
+    ) -> Result<VmConfig, Error> {
+        use pyro_guest_init::proto::cmdline::{WORKSPACE_KEY, WORKSPACE_LATER};
+        let (mut config, _) =
+            self.environment_vm(shape.environment, shape.mem_mib, shape.vcpus, progress)?;
+        config.disks.push(pyro_vmm::Disk {
+            path: disk.to_path_buf(),
+            read_only: false,
+        });
+        let mount = if mount_at_boot {
+            WORKSPACE_DEVICE
+        } else {
+            WORKSPACE_LATER
+        };
+        config
+            .cmdline_extra
+            .push(format!("{WORKSPACE_KEY}={mount}"));
+        config.vsock = Some(VsockConfig {
+            cid: 3,
+            uds: vm_dir.join("vsock.sock"),
+        });
+        config.serial_log = Some(vm_dir.join("console.log"));
+        Ok(config)
+    }
+
+    /// The agent-ready snapshot workspaces of this shape restore from,
+    /// built first if missing. It is taken by the VMM binary that will
+    /// restore it (a `pyro __vmm` process, see [`vmm_program`]), from a
+    /// VM whose workspace disk is an empty placeholder it never mounted:
+    /// at restore the workspace's own disk takes that slot, the device
+    /// tells the guest its new size, and the agent mounts it (see
+    /// [`GuestClient::restored`]). So the snapshot holds no workspace
+    /// data, and one serves every workspace of the shape.
+    pub(crate) fn workspace_snapshot(
+        &self,
+        shape: Shape,
+        timeout: Duration,
+        progress: &dyn Progress,
+    ) -> Result<PathBuf, Error> {
+        let vmm = pyro_vmm::snapshot::vmm_build_id_of(&vmm_program()?);
+        let key = self.workspace_vm_config(
+            shape,
+            Path::new("placeholder"),
+            false,
+            Path::new(""),
+            progress,
+        )?;
+        let snap = self.snapshot_dir(shape.environment, &key, &vmm, "ws-");
+        if snap.join(STATE_FILE).exists() {
+            return Ok(snap);
+        }
+        self.build_snapshot(shape.environment, &snap, progress, |work, state| {
+            let placeholder = work.join("placeholder.img");
+            std::fs::File::create(&placeholder)
+                .map_err(|e| Error::Io(format!("{}: {e}", placeholder.display())))?;
+            let config = self.workspace_vm_config(shape, &placeholder, false, work, progress)?;
+            let vm = DetachedVm::spawn(&VmmSpec {
+                config,
+                dir: work.to_path_buf(),
+                deadline_unix: None,
+                boot_timeout_ms: timeout.as_millis() as u64,
+                remove_on_expiry: None,
+                restore_from: None,
+            })?;
+            let taken = vm.wait_ready(timeout).and_then(|mut client| {
+                warm_page_cache(&mut client)?;
+                drop(client);
+                vm.snapshot(state)
+            });
+            let _ = vm.stop();
+            taken
+        })?;
+        Ok(snap)
     }
 }

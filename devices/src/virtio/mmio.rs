@@ -53,7 +53,18 @@ pub struct MmioTransport {
     queue_sel: u32,
     status: u32,
     active: bool,
+    /// Bumped whenever the device's config space changes under the
+    /// driver (the ConfigGeneration register), so a multi-word read that
+    /// straddles a change is retried.
+    config_generation: u32,
+    /// Set by a restore whose device config differs from the snapshot's;
+    /// the driver is told once the vCPUs run.
+    config_changed: bool,
 }
+
+/// How much of a device's config space a snapshot keeps to compare: our
+/// devices' spaces are smaller (block: 8 bytes, vsock: 8).
+const CONFIG_SNAPSHOT_LEN: usize = 64;
 
 impl MmioTransport {
     pub fn new(device: Arc<Mutex<dyn VirtioDevice>>, mem: GuestMem, interrupt: Interrupt) -> Self {
@@ -69,6 +80,8 @@ impl MmioTransport {
             queue_sel: 0,
             status: 0,
             active: false,
+            config_generation: 0,
+            config_changed: false,
         }
     }
 
@@ -149,6 +162,9 @@ pub struct TransportSnapshot {
     pub active: bool,
     pub queues: Vec<QueueSnapshot>,
     pub interrupt_status: u32,
+    /// The start of the device's config space as the driver last saw it.
+    pub config: Vec<u8>,
+    pub config_generation: u32,
 }
 
 impl MmioTransport {
@@ -176,16 +192,25 @@ impl MmioTransport {
             active: self.active,
             queues,
             interrupt_status: self.interrupt.status(),
+            config: config_bytes(dev),
+            config_generation: self.config_generation,
         }
     }
 
     /// Puts a fresh transport (and its device) where `s` left off. A
     /// snapshot whose devices do not match this VM's, or whose queues
-    /// point outside guest memory, is refused.
+    /// point outside guest memory, is refused. A device whose config
+    /// differs from the snapshot's (a disk of another size in that slot)
+    /// is fine: the driver is told of the change (see
+    /// [`MmioTransport::resume_after_restore`]).
     pub fn restore(&mut self, s: &TransportSnapshot) -> Result<(), String> {
-        let (device_type, max_sizes) = {
+        let (device_type, max_sizes, config) = {
             let dev = self.device();
-            (dev.device_type(), dev.queue_max_sizes().to_vec())
+            (
+                dev.device_type(),
+                dev.queue_max_sizes().to_vec(),
+                config_bytes(&*dev),
+            )
         };
         if s.device_type != device_type {
             return Err(format!(
@@ -215,6 +240,10 @@ impl MmioTransport {
         self.queue_sel = s.queue_sel;
         self.status = s.status;
         self.interrupt.restore(s.interrupt_status);
+        self.config_changed = config != s.config;
+        self.config_generation = s
+            .config_generation
+            .wrapping_add(u32::from(self.config_changed));
         if s.active {
             self.active = true;
             self.queues = Vec::new();
@@ -228,13 +257,22 @@ impl MmioTransport {
 
     /// Once the restored vCPUs exist (an interrupt raised before then has
     /// no CPU to land on and is lost): raise what was pending and let the
-    /// device tell the guest what did not survive.
+    /// device tell the guest what did not survive, and what changed.
     pub fn resume_after_restore(&mut self) {
         self.interrupt.raise_if_pending();
         if self.active {
             self.device().restored();
+            if std::mem::take(&mut self.config_changed) {
+                self.interrupt.signal_config();
+            }
         }
     }
+}
+
+fn config_bytes(dev: &dyn VirtioDevice) -> Vec<u8> {
+    let mut bytes = vec![0u8; CONFIG_SNAPSHOT_LEN];
+    dev.read_config(0, &mut bytes);
+    bytes
 }
 
 fn set_half(value: &mut u64, high: bool, half: u32) {
@@ -275,7 +313,7 @@ impl BusDevice for MmioTransport {
                 .map_or(0, |q| u32::from(q.ready())),
             R_INTERRUPT_STATUS => self.interrupt.status(),
             R_STATUS => self.status,
-            R_CONFIG_GENERATION => 0,
+            R_CONFIG_GENERATION => self.config_generation,
             _ => 0,
         };
         data.copy_from_slice(&value.to_le_bytes());
@@ -330,5 +368,69 @@ impl BusDevice for MmioTransport {
             R_STATUS => self.set_status(v),
             _ => {} // read-only or unknown registers: ignored
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::virtio::block::Block;
+    use vm_memory::GuestAddress;
+    use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+
+    fn transport(disk_bytes: u64) -> (MmioTransport, tempfile::NamedTempFile) {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        file.as_file().set_len(disk_bytes).unwrap();
+        let block = Block::open(file.path(), false, "t").unwrap();
+        let mem = GuestMem::from_ranges(&[(GuestAddress(0), 0x10_0000)]).unwrap();
+        let interrupt = Interrupt::new(EventFd::new(EFD_NONBLOCK).unwrap());
+        (
+            MmioTransport::new(Arc::new(Mutex::new(block)), mem, interrupt),
+            file,
+        )
+    }
+
+    fn reg(t: &mut MmioTransport, offset: u64) -> u32 {
+        let mut b = [0u8; 4];
+        t.read(offset, &mut b);
+        u32::from_le_bytes(b)
+    }
+
+    /// A driver-ready snapshot of a transport over a disk of `bytes`.
+    fn saved(bytes: u64) -> TransportSnapshot {
+        let (t, _file) = transport(bytes);
+        let mut s = t.snapshot(&*t.device());
+        s.status = S_FEATURES_OK | S_DRIVER_OK;
+        s.active = true;
+        s
+    }
+
+    #[test]
+    fn a_disk_that_grew_since_the_snapshot_is_announced_to_the_driver() {
+        let s = saved(0);
+        let (mut t, _file) = transport(1 << 20);
+        t.restore(&s).unwrap();
+        assert_eq!(
+            reg(&mut t, R_INTERRUPT_STATUS),
+            0,
+            "not before the vCPUs run"
+        );
+        t.resume_after_restore();
+        assert_eq!(reg(&mut t, R_INTERRUPT_STATUS), INT_CONFIG);
+        assert_eq!(reg(&mut t, R_CONFIG_GENERATION), s.config_generation + 1);
+        assert_eq!(reg(&mut t, R_CONFIG), 2048, "capacity in sectors");
+        t.write(R_INTERRUPT_ACK, &INT_CONFIG.to_le_bytes());
+        t.resume_after_restore();
+        assert_eq!(reg(&mut t, R_INTERRUPT_STATUS), 0, "told once");
+    }
+
+    #[test]
+    fn an_unchanged_disk_raises_nothing() {
+        let s = saved(1 << 20);
+        let (mut t, _file) = transport(1 << 20);
+        t.restore(&s).unwrap();
+        t.resume_after_restore();
+        assert_eq!(reg(&mut t, R_INTERRUPT_STATUS), 0);
+        assert_eq!(reg(&mut t, R_CONFIG_GENERATION), s.config_generation);
     }
 }

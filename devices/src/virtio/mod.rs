@@ -50,6 +50,12 @@ impl Interrupt {
         let _ = self.irqfd.write(1);
     }
 
+    /// Tells the guest the device's config space changed.
+    pub fn signal_config(&self) {
+        self.status.fetch_or(INT_CONFIG, Ordering::SeqCst);
+        let _ = self.irqfd.write(1);
+    }
+
     pub fn status(&self) -> u32 {
         self.status.load(Ordering::SeqCst)
     }

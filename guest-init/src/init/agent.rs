@@ -143,7 +143,8 @@ fn handle(
             hostname,
             entropy,
             unix_ns,
-        } => restored(&hostname, &entropy, unix_ns).map(|_| Reply::Restored),
+            workspace,
+        } => restored(&hostname, &entropy, unix_ns, workspace.as_deref()).map(|_| Reply::Restored),
         Request::PatchApply => patch_apply::apply(&patch_text),
         Request::Data => Err(RpcError::new(
             "bad_request",
@@ -208,7 +209,12 @@ impl Read for Body<'_> {
 }
 
 /// Makes a guest restored from a shared snapshot its own VM.
-fn restored(hostname: &str, entropy: &[u8], unix_ns: u64) -> Result<(), RpcError> {
+fn restored(
+    hostname: &str,
+    entropy: &[u8],
+    unix_ns: u64,
+    workspace: Option<&str>,
+) -> Result<(), RpcError> {
     let fail = |what: &str, e: String| RpcError::new("restore_failed", format!("{what}: {e}"));
     if hostname.is_empty() || hostname.len() > 64 || entropy.len() < 32 || entropy.len() > 2048 {
         return Err(RpcError::new(
@@ -231,6 +237,10 @@ fn restored(hostname: &str, entropy: &[u8], unix_ns: u64) -> Result<(), RpcError
         .map_err(|e| fail("RNDADDENTROPY", e.to_string()))?;
     linux_crng_ioctl::ioctl::force_kernel_crng_reseed()
         .map_err(|e| fail("RNDRESEEDCRNG", e.to_string()))?;
+    if let Some(device) = workspace {
+        super::mounts::mount_attached_workspace(device)
+            .map_err(|e| RpcError::new("workspace_mount_failed", e))?;
+    }
     Ok(())
 }
 

@@ -77,8 +77,8 @@ pub fn mount_kernel_filesystems() {
 }
 
 /// Mounts /workspace: the ext4 disk `device` if given, else a tmpfs.
-/// Failure is logged; file requests then fail with a clear error.
-pub fn mount_workspace(device: Option<&str>) {
+/// On failure, file requests fail with a clear error later.
+pub fn mount_workspace(device: Option<&str>) -> Result<(), String> {
     let target = pyro_guest_init::proto::rpc::WORKSPACE;
     let result = match device {
         // noinit_itable: mkfs ran lazily on the host, and the guest must
@@ -92,10 +92,46 @@ pub fn mount_workspace(device: Option<&str>) {
             Some(c"mode=0755"),
         ),
     };
-    if let Err(e) = result {
-        log(&format!(
-            "mount {target} ({}): {e}",
-            device.unwrap_or("tmpfs")
-        ));
+    result.map_err(|e| format!("mount {target} ({}): {e}", device.unwrap_or("tmpfs")))
+}
+
+/// Whether [`mount_attached_workspace`] has mounted its disk.
+static ATTACHED: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// Mounts the disk `device` (`/dev/vdX`), attached to this VM at restore
+/// in place of the empty one the snapshot was taken with, on
+/// /workspace. The kernel learns the disk's new size from a config
+/// interrupt handled on a work queue, so this waits (bounded) until
+/// `/sys/block/vdX/size` is no longer zero. Asking again for the same
+/// disk is a no-op; for another one, an error.
+pub fn mount_attached_workspace(device: &str) -> Result<(), String> {
+    let mut attached = ATTACHED.lock().unwrap_or_else(|p| p.into_inner());
+    match attached.as_deref() {
+        Some(d) if d == device => return Ok(()),
+        Some(d) => return Err(format!("/workspace already holds {d}")),
+        None => {}
     }
+    let name = device
+        .strip_prefix("/dev/")
+        .filter(|n| {
+            n.len() >= 3 && n.starts_with("vd") && n.bytes().all(|b| b.is_ascii_lowercase())
+        })
+        .ok_or_else(|| format!("{device:?} is not a virtio disk (/dev/vdX)"))?;
+    let size_file = format!("/sys/block/{name}/size");
+    let started = std::time::Instant::now();
+    loop {
+        let size = std::fs::read_to_string(&size_file).map_err(|e| format!("{size_file}: {e}"))?;
+        if size.trim() != "0" {
+            break;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(10) {
+            return Err(format!(
+                "{device} still has size 0 after 10 s: the host's disk was not seen"
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    mount_workspace(Some(device))?;
+    *attached = Some(device.to_string());
+    Ok(())
 }

@@ -127,6 +127,7 @@ impl PyroServer {
                 mem_mib: p.mem_mib,
                 ttl_seconds: p.ttl_seconds,
                 disk_mib: p.disk_mib,
+                cold: false,
             };
             let w = job.pyro.workspace_create(&opts, job.progress())?;
             if job.cancelled() {

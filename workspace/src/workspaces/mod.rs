@@ -48,6 +48,8 @@ pub struct CreateOptions {
     pub mem_mib: u32,
     pub ttl_seconds: Option<u64>,
     pub disk_mib: u64,
+    /// Boot the VM instead of restoring the environment's warm snapshot.
+    pub cold: bool,
 }
 
 impl Default for CreateOptions {
@@ -61,6 +63,7 @@ impl Default for CreateOptions {
             mem_mib: pyro_vmm::VmConfig::DEFAULT_MEM_MIB,
             ttl_seconds: None,
             disk_mib: DEFAULT_DISK_MIB,
+            cold: false,
         }
     }
 }
@@ -84,9 +87,24 @@ pub struct WorkspaceRecord {
     pub command_count: u64,
     pub seed_path: Option<PathBuf>,
     pub seed_entry_count: u64,
+    /// How the VM last started: `warm` (restored from the environment's
+    /// agent-ready snapshot) or `cold` (booted).
+    #[serde(default)]
+    pub last_start: Option<String>,
+    /// VMM start to agent ready (disk mounted), for that start.
+    #[serde(default)]
+    pub last_start_ms: Option<u64>,
 }
 
 impl WorkspaceRecord {
+    fn shape(&self) -> crate::warm::Shape<'_> {
+        crate::warm::Shape {
+            environment: &self.environment,
+            mem_mib: self.mem_mib,
+            vcpus: self.vcpus,
+        }
+    }
+
     fn mark_activity(&mut self) {
         let now = now_unix();
         self.last_activity_unix = now;
@@ -435,6 +453,8 @@ impl Pyro {
             command_count: 0,
             seed_path: opts.seed_path.clone(),
             seed_entry_count: packed.entries,
+            last_start: None,
+            last_start_ms: None,
         };
         write_json(
             &dir.snapshots().join("baseline.json"),
@@ -449,43 +469,92 @@ impl Pyro {
         )?;
         write_json(&dir.record(), &record)?;
         progress.phase("boot", &format!("starting workspace {id}"));
-        self.boot(dir, &record, progress)?;
+        let mut record = record;
+        self.boot(dir, &mut record, opts.cold, progress)?;
         Ok(self.view(dir, record))
     }
 
-    /// Starts the workspace's VM and waits for its agent.
+    /// Starts the workspace's VM and waits for its agent: restored from
+    /// the environment's warm workspace snapshot unless `cold` (or that
+    /// fails: then booted, so the user still gets the workspace). How it
+    /// started goes into the record, which is written.
     fn boot(
         &self,
         dir: &WsDir,
-        record: &WorkspaceRecord,
+        record: &mut WorkspaceRecord,
+        cold: bool,
         progress: &dyn Progress,
     ) -> Result<GuestClient, Error> {
-        let (mut config, _) =
-            self.environment_vm(&record.environment, record.mem_mib, record.vcpus, progress)?;
         let vm_dir = dir.vm();
         std::fs::create_dir_all(&vm_dir).map_err(|e| store::io_err(&vm_dir, e))?;
-        config.disks.push(pyro_vmm::Disk {
-            path: dir.disk(),
-            read_only: false,
-        });
-        config.cmdline_extra.push(format!(
-            "{}=/dev/vdb",
-            pyro_guest_init::proto::cmdline::WORKSPACE_KEY
-        ));
-        config.vsock = Some(pyro_vmm::VsockConfig {
-            cid: 3,
-            uds: vm_dir.join("vsock.sock"),
-        });
-        config.serial_log = Some(vm_dir.join("console.log"));
+        let started = Instant::now();
+        let mut client = None;
+        if !cold {
+            let warm = self
+                .workspace_snapshot(record.shape(), BOOT_TIMEOUT, progress)
+                .and_then(|snap| self.start_vm(dir, record, Some(&snap), progress));
+            match warm {
+                Ok(c) => client = Some(c),
+                // Never two VMs on one disk: boot only once the failed
+                // restore's VMM is surely gone.
+                Err(e) if matches!(DetachedVm::open(&vm_dir).state(), VmState::Running { .. }) => {
+                    return Err(e)
+                }
+                Err(e) => progress.phase("boot", &format!("no warm start ({e}); booting")),
+            }
+        }
+        let (client, kind) = match client {
+            Some(c) => (c, "warm"),
+            None => (self.start_vm(dir, record, None, progress)?, "cold"),
+        };
+        record.last_start = Some(kind.into());
+        record.last_start_ms = Some(started.elapsed().as_millis() as u64);
+        write_json(&dir.record(), record)?;
+        Ok(client)
+    }
+
+    /// Runs the workspace's VMM process, restoring `snapshot` if given,
+    /// and waits for the agent (which mounts the disk after a restore). A
+    /// failure leaves no VM running; a snapshot the VMM refused is
+    /// removed, so the next start takes it again.
+    fn start_vm(
+        &self,
+        dir: &WsDir,
+        record: &WorkspaceRecord,
+        snapshot: Option<&Path>,
+        progress: &dyn Progress,
+    ) -> Result<GuestClient, Error> {
+        let vm_dir = dir.vm();
+        let config = self.workspace_vm_config(
+            record.shape(),
+            &dir.disk(),
+            snapshot.is_none(),
+            &vm_dir,
+            progress,
+        )?;
         let vm = DetachedVm::spawn(&VmmSpec {
             config,
-            dir: vm_dir,
+            dir: vm_dir.clone(),
             deadline_unix: record.expires_unix,
             boot_timeout_ms: BOOT_TIMEOUT.as_millis() as u64,
             remove_on_expiry: Some(dir.0.clone()),
-            restore_from: None,
+            restore_from: snapshot.map(Path::to_path_buf),
         })?;
-        vm.wait_ready(BOOT_TIMEOUT)
+        let ready = vm.wait_ready(BOOT_TIMEOUT).and_then(|mut client| {
+            if snapshot.is_some() {
+                client.restored(Some(crate::warm::WORKSPACE_DEVICE))?;
+            }
+            Ok(client)
+        });
+        if ready.is_err() {
+            vm.stop()?;
+            let refused = pyro_vmm::control::exit_record(&vm_dir)
+                .is_some_and(|r| r.reason == pyro_vmm::control::REASON_BAD_SNAPSHOT);
+            if let (true, Some(snap)) = (refused, snapshot) {
+                let _ = std::fs::remove_dir_all(snap);
+            }
+        }
+        ready
     }
 
     /// A connection to a running workspace's agent.
@@ -603,9 +672,9 @@ impl Pyro {
     pub fn workspace_start(&self, id: &str, progress: &dyn Progress) -> Result<Workspace, Error> {
         let dir = self.ws_dir(id)?;
         let _lock = dir.lock()?;
-        let record: WorkspaceRecord = read_json(&dir.record())?;
+        let mut record: WorkspaceRecord = read_json(&dir.record())?;
         if !matches!(DetachedVm::open(dir.vm()).state(), VmState::Running { .. }) {
-            self.boot(&dir, &record, progress)?;
+            self.boot(&dir, &mut record, false, progress)?;
         }
         Ok(self.view(&dir, record))
     }
@@ -952,7 +1021,7 @@ impl Pyro {
         record.mark_activity();
         write_json(&dir.record(), &record)?;
         progress.phase("reset", &format!("restored {snapshot}; starting"));
-        self.boot(&dir, &record, progress)?;
+        self.boot(&dir, &mut record, false, progress)?;
         Ok(Reset {
             workspace_id: record.workspace_id.clone(),
             snapshot: snapshot.into(),
