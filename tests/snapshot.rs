@@ -182,6 +182,14 @@ fn damaged_or_mismatched_snapshots_are_refused() {
     no_vsock.vsock = None;
     expect_refusal(&no_vsock, &snap, "vsock");
 
+    // Another root image (the guest's page cache holds the old one's
+    // blocks).
+    let other_root = root.path().join("other-root.img");
+    std::fs::write(&other_root, vec![0u8; 4096]).unwrap();
+    let mut rebuilt = config(&target);
+    rebuilt.disks[0].path = other_root;
+    expect_refusal(&rebuilt, &snap, "read-only disks");
+
     // A truncated memory file.
     let short = root.path().join("short");
     std::fs::create_dir_all(&short).unwrap();
@@ -201,7 +209,9 @@ fn damaged_or_mismatched_snapshots_are_refused() {
     std::fs::create_dir_all(&old).unwrap();
     std::fs::copy(snap.join("memory.bin"), old.join("memory.bin")).unwrap();
     let text = std::fs::read_to_string(snap.join("snapshot.json")).unwrap();
-    let text = text.replacen("\"version\":1", "\"version\":999", 1);
+    let current = format!("\"version\":{}", pyro::vmm::snapshot::FORMAT_VERSION);
+    assert!(text.contains(&current));
+    let text = text.replacen(&current, "\"version\":999", 1);
     std::fs::write(old.join("snapshot.json"), text).unwrap();
     expect_refusal(&config(&target), &old, "format version 999");
     // No snapshot at all.

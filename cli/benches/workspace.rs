@@ -1,4 +1,7 @@
 //! Workspace benches (SDK calls, VMs in their own processes):
+//! `workspace_create_cold` / `workspace_create_warm` (empty seed; the VM
+//! booted, or restored from the environment's warm workspace snapshot;
+//! prints the median VM start inside each create and the ratio),
 //! `workspace_create` seeded with a 1,000-file tree (create + delete),
 //! `workspace_exec` (`true` with history and the durability sync), and
 //! `snapshot_create` / `reset` on a 10,000-file, 200 MiB tree.
@@ -9,7 +12,7 @@
 use criterion::{criterion_group, criterion_main, Criterion};
 use pyro_workspace::{CreateOptions, NoProgress, Pyro, VMM_BIN_ENV};
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// `count` files of `size` bytes in 10 directories.
 fn tree(dir: &Path, count: usize, size: usize) {
@@ -21,6 +24,54 @@ fn tree(dir: &Path, count: usize, size: usize) {
     }
 }
 
+/// Median (start_ms, create_ms) of the creates measured as `name`.
+fn bench_create(c: &mut Criterion, pyro: &Pyro, name: &str, cold: bool) -> (u64, u64) {
+    let opts = CreateOptions {
+        cold,
+        ..CreateOptions::default()
+    };
+    let once = || {
+        let t = Instant::now();
+        let w = pyro.workspace_create(&opts, &NoProgress).expect("create");
+        let ms = t.elapsed().as_millis() as u64;
+        let kind = if cold { "cold" } else { "warm" };
+        assert_eq!(w.record.last_start.as_deref(), Some(kind));
+        let start_ms = w.record.last_start_ms.expect("start time");
+        pyro.workspace_delete(&w.record.workspace_id)
+            .expect("delete");
+        (start_ms, ms)
+    };
+    // Builds images and the warm snapshot if missing; not measured.
+    let first = once();
+    eprintln!("{name}: first create {first:?} (start ms, create ms)");
+
+    let mut group = c.benchmark_group("workspace_start");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(1))
+        .measurement_time(Duration::from_secs(if cold { 150 } else { 15 }));
+    let mut starts = Vec::new();
+    let mut creates = Vec::new();
+    group.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let (start_ms, ms) = once();
+                starts.push(start_ms);
+                creates.push(ms);
+                total += Duration::from_millis(ms);
+            }
+            total
+        })
+    });
+    group.finish();
+    starts.sort_unstable();
+    creates.sort_unstable();
+    let (s, t) = (starts[starts.len() / 2], creates[creates.len() / 2]);
+    eprintln!("{name}: median VM start {s} ms of median create {t} ms");
+    (s, t)
+}
+
 fn benches(c: &mut Criterion) {
     std::env::set_var(VMM_BIN_ENV, env!("CARGO_BIN_EXE_pyro"));
     let scratch = tempfile::tempdir().unwrap();
@@ -28,6 +79,13 @@ fn benches(c: &mut Criterion) {
         cache: pyro_images::Paths::from_env().cache,
         data: scratch.path().join("data"),
     });
+    let (_, cold) = bench_create(c, &pyro, "workspace_create_cold", true);
+    let (_, warm) = bench_create(c, &pyro, "workspace_create_warm", false);
+    eprintln!(
+        "workspace_create_warm vs workspace_create_cold: {warm} ms vs {cold} ms, {:.1}x faster",
+        cold as f64 / warm as f64
+    );
+
     let small = scratch.path().join("small");
     tree(&small, 1_000, 1_000);
     let big = scratch.path().join("big");

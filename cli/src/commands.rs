@@ -120,7 +120,8 @@ enum EnvCommand {
     Pull(EnvName),
     /// Show an environment's packages, image and kernel.
     Inspect(EnvName),
-    /// Remove unfinished builds and artifacts no longer used.
+    /// Remove unfinished builds, artifacts no longer used, and warm-start
+    /// snapshots this pyro cannot restore.
     Prune(JsonFlag),
 }
 

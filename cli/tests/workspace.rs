@@ -16,7 +16,8 @@ impl Home {
     }
 
     /// A home whose cache shares the kernels and images of the shared
-    /// cache but keeps its own warm-start snapshots (to damage them).
+    /// cache but keeps its own warm-start snapshots (to damage and prune
+    /// them).
     fn with_own_snapshots() -> Home {
         let dir = tempfile::tempdir().unwrap();
         let shared = std::env::var_os("XDG_CACHE_HOME")
@@ -25,7 +26,9 @@ impl Home {
             .join("pyro");
         let own = dir.path().join("cache");
         std::fs::create_dir_all(own.join("pyro")).unwrap();
-        for part in ["kernels", "rootfs", "environments"] {
+        // Locks and build scratch too, so `env prune` sees the shared
+        // cache's builds as they are.
+        for part in ["kernels", "rootfs", "environments", "locks", "build"] {
             std::os::unix::fs::symlink(shared.join(part), own.join("pyro").join(part)).unwrap();
         }
         Home(dir, Some(own))
@@ -322,7 +325,7 @@ fn warm_workspaces_get_their_own_disk_and_identity() {
 }
 
 #[test]
-fn a_damaged_warm_snapshot_falls_back_to_booting_and_is_taken_again() {
+fn a_damaged_warm_snapshot_falls_back_to_booting_is_taken_again_and_stale_ones_are_pruned() {
     let home = Home::with_own_snapshots();
     let first = home.json(&["workspace", "create"]);
     assert_eq!(first["last_start"], "warm", "{first}");
@@ -358,6 +361,37 @@ fn a_damaged_warm_snapshot_falls_back_to_booting_and_is_taken_again() {
 
     let third = home.json(&["workspace", "create"]);
     assert_eq!(third["last_start"], "warm", "taken again: {third}");
+
+    // `env prune` removes a snapshot of another pyro build and what an
+    // interrupted build left, and keeps the one in use.
+    let current = taken[0].clone();
+    let state = std::fs::read_to_string(current.join("snapshot.json")).unwrap();
+    let other = snapshots.join("debian_12-128m-1c-ws-other");
+    std::fs::create_dir(&other).unwrap();
+    let vmm = serde_json::from_str::<Value>(&state).unwrap()["origin"]["vmm"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    std::fs::write(
+        other.join("snapshot.json"),
+        state.replacen(&vmm, "0.0.0 another build", 1),
+    )
+    .unwrap();
+    let leftover = snapshots.join("debian_12-128m-1c-ws-x.tmp-999999999");
+    std::fs::create_dir(&leftover).unwrap();
+    let pruned = home.json(&["env", "prune"]);
+    let deleted: Vec<&str> = pruned["deleted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert!(deleted.contains(&other.to_str().unwrap()), "{pruned}");
+    assert!(deleted.contains(&leftover.to_str().unwrap()), "{pruned}");
+    assert!(!other.exists() && !leftover.exists());
+    assert!(current.join("snapshot.json").is_file(), "in use: kept");
+    let fourth = home.json(&["workspace", "create"]);
+    assert_eq!(fourth["last_start"], "warm", "{fourth}");
 }
 
 #[test]

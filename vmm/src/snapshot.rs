@@ -56,18 +56,54 @@ pub struct Origin {
     /// Size and mtime of the guest kernel file: the kernel in memory must
     /// be the one the config names.
     pub guest_kernel: String,
+    /// [`file_id`]s of the read-only disks, in order: the guest's page
+    /// cache holds their blocks, so they must be the same images. (A
+    /// writable disk may be another one: a workspace's disk takes the
+    /// place of an empty one.)
+    pub read_only_disks: Vec<String>,
 }
 
 impl Origin {
-    pub fn current(kernel: &Path) -> Origin {
+    /// The origin a VM of `config` has when this process runs it.
+    pub fn current(config: &VmConfig) -> Origin {
         Origin {
             vmm: vmm_build_id(),
             host_kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
                 .unwrap_or_default()
                 .trim()
                 .to_string(),
-            guest_kernel: file_id(kernel),
+            guest_kernel: file_id(&config.kernel),
+            read_only_disks: config
+                .disks
+                .iter()
+                .filter(|d| d.read_only)
+                .map(|d| file_id(&d.path))
+                .collect(),
         }
+    }
+
+    /// Why a snapshot made at this origin cannot be restored at `here`,
+    /// if it cannot.
+    pub fn mismatch(&self, here: &Origin) -> Option<String> {
+        let pairs = [
+            ("pyro build", &self.vmm, &here.vmm),
+            ("host kernel", &self.host_kernel, &here.host_kernel),
+            ("guest kernel", &self.guest_kernel, &here.guest_kernel),
+        ];
+        for (what, then, now) in pairs {
+            if then != now {
+                return Some(format!(
+                    "made by {what} {then:?}, this is {now:?}; take the snapshot again"
+                ));
+            }
+        }
+        (self.read_only_disks != here.read_only_disks).then(|| {
+            format!(
+                "made with read-only disks {:?}, these are {:?} (a rebuilt image?); take the \
+                 snapshot again",
+                self.read_only_disks, here.read_only_disks
+            )
+        })
     }
 }
 
@@ -270,10 +306,10 @@ impl Snapshot {
         std::fs::rename(&tmp, &path).map_err(err)
     }
 
-    /// Reads and checks a snapshot for `config`: a damaged file, another
-    /// format, VMM build, host kernel, guest kernel or device layout, or a
-    /// memory file of the wrong size gets an error saying which.
-    pub fn load(dir: &Path, config: &VmConfig) -> Result<Snapshot, Error> {
+    /// Reads the state file of the snapshot in `dir`: an error if it is
+    /// missing, damaged or of another format version. Says nothing about
+    /// whether this VMM can restore it (see [`Snapshot::load`]).
+    pub fn read(dir: &Path) -> Result<Snapshot, Error> {
         let path = dir.join(STATE_FILE);
         let fail = |detail: String| Error::Snapshot {
             path: path.clone(),
@@ -291,28 +327,20 @@ impl Snapshot {
                 snap.version
             )));
         }
-        let here = Origin::current(&config.kernel);
-        let mismatch = |what: &str, then: &str, now: &str| {
-            fail(format!(
-                "made by {what} {then:?}, this is {now:?}; take the snapshot again"
-            ))
+        Ok(snap)
+    }
+
+    /// Reads and checks a snapshot for `config`: a damaged file, another
+    /// format, VMM build, host kernel, guest kernel or device layout, or a
+    /// memory file of the wrong size gets an error saying which.
+    pub fn load(dir: &Path, config: &VmConfig) -> Result<Snapshot, Error> {
+        let snap = Snapshot::read(dir)?;
+        let fail = |detail: String| Error::Snapshot {
+            path: dir.join(STATE_FILE),
+            detail,
         };
-        if snap.origin.vmm != here.vmm {
-            return Err(mismatch("pyro build", &snap.origin.vmm, &here.vmm));
-        }
-        if snap.origin.host_kernel != here.host_kernel {
-            return Err(mismatch(
-                "host kernel",
-                &snap.origin.host_kernel,
-                &here.host_kernel,
-            ));
-        }
-        if snap.origin.guest_kernel != here.guest_kernel {
-            return Err(mismatch(
-                "guest kernel",
-                &snap.origin.guest_kernel,
-                &here.guest_kernel,
-            ));
+        if let Some(why) = snap.origin.mismatch(&Origin::current(config)) {
+            return Err(fail(why));
         }
         let c = &snap.config;
         let layout = |c: &VmConfig| (c.mem_mib, c.vcpus, c.disks.len(), c.vsock.is_some(), c.host);

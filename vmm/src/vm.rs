@@ -533,7 +533,7 @@ impl Vm {
         drop(guards);
         Snapshot {
             version: snapshot::FORMAT_VERSION,
-            origin: Origin::current(&self.config.kernel),
+            origin: Origin::current(&self.config),
             config: self.config.clone(),
             cmdline: self.cmdline.clone(),
             vcpus,

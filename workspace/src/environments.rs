@@ -74,9 +74,11 @@ impl Pyro {
         })
     }
 
-    /// Removes unfinished builds and artifacts the current inputs no longer use.
+    /// Removes unfinished builds, artifacts the current inputs no longer
+    /// use, and warm-start snapshots this pyro cannot restore.
     pub fn env_prune(&self) -> Result<PruneReport, Error> {
-        let deleted = self.images().prune()?;
+        let mut deleted = self.images().prune()?;
+        deleted.extend(self.prune_snapshots());
         Ok(PruneReport {
             count: deleted.len(),
             deleted,

@@ -287,3 +287,61 @@ impl Pyro {
         Ok(snap)
     }
 }
+
+impl Pyro {
+    /// Removes warm-start snapshots that no start will use again: those
+    /// this `pyro` (the running program and the VMM binary) cannot
+    /// restore (another build, host kernel, guest kernel or root image;
+    /// damaged), and what interrupted builds left. Snapshots other
+    /// programs embedding the SDK took are among them; each is taken
+    /// again on its next need. One being built (its lock held) is left.
+    pub(crate) fn prune_snapshots(&self) -> Vec<PathBuf> {
+        let root = self.paths().cache.join("snapshots");
+        let Ok(entries) = std::fs::read_dir(&root) else {
+            return Vec::new();
+        };
+        let mut ours = vec![vmm_build_id()];
+        if let Ok(program) = vmm_program() {
+            ours.push(pyro_vmm::snapshot::vmm_build_id_of(&program));
+        }
+        let mut removed = Vec::new();
+        for path in entries.flatten().map(|e| e.path()) {
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            if let Some((_, pid)) = name.rsplit_once(".tmp-") {
+                let alive = Path::new("/proc").join(pid).exists();
+                if !alive && std::fs::remove_dir_all(&path).is_ok() {
+                    removed.push(path);
+                }
+                continue;
+            }
+            if name.ends_with(".lock") || !path.is_dir() {
+                continue;
+            }
+            let lock_path = path.with_extension("lock");
+            let Ok(lock) = std::fs::File::create(&lock_path) else {
+                continue;
+            };
+            if lock.try_lock().is_err() {
+                continue; // being built
+            }
+            let stale = match pyro_vmm::snapshot::Snapshot::read(&path) {
+                Err(_) => true,
+                Ok(snap) => {
+                    let mut here = pyro_vmm::snapshot::Origin::current(&snap.config);
+                    if ours.contains(&snap.origin.vmm) {
+                        here.vmm = snap.origin.vmm.clone();
+                    }
+                    snap.origin.mismatch(&here).is_some()
+                }
+            };
+            if stale && std::fs::remove_dir_all(&path).is_ok() {
+                // No key leads here again (its inputs are gone).
+                let _ = std::fs::remove_file(&lock_path);
+                removed.push(path);
+            }
+        }
+        removed
+    }
+}
