@@ -27,8 +27,8 @@ pub enum WorkspaceCommand {
     /// Show the commands run in a workspace, with their output.
     Logs(IdArgs),
     /// Stop the VM; /workspace stays on its disk.
-    Stop(IdArgs),
-    /// Boot a stopped workspace again.
+    Stop(StopArgs),
+    /// Boot a stopped workspace again (or resume a suspended one).
     Start(IdArgs),
     /// Stop and remove a workspace and everything in it.
     Delete(IdArgs),
@@ -66,6 +66,19 @@ pub struct Json {
 pub struct IdArgs {
     /// Workspace id (or its unique name).
     id: String,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct StopArgs {
+    /// Workspace id (or its unique name).
+    id: String,
+    /// Keep the VM's memory on disk (about the guest memory in use):
+    /// the next `start` resumes the same machine, running processes
+    /// included, instead of starting a fresh one.
+    #[arg(long)]
+    keep_memory: bool,
     #[arg(long)]
     json: bool,
 }
@@ -277,9 +290,8 @@ impl WorkspaceCommand {
             W::Create(a) => a.json,
             W::List(a) => a.json,
             W::Update(a) => a.json,
-            W::Status(a) | W::Logs(a) | W::Stop(a) | W::Start(a) | W::Delete(a) | W::Diff(a) => {
-                a.json
-            }
+            W::Status(a) | W::Logs(a) | W::Start(a) | W::Delete(a) | W::Diff(a) => a.json,
+            W::Stop(a) => a.json,
             W::Exec(a) => a.cmd.json,
             W::Sync(SyncCommand::Push(a)) => a.json,
             W::File(FileCommand::List(a)) => a.json,
@@ -393,6 +405,7 @@ pub fn run(pyro: &Pyro, cmd: WorkspaceCommand) -> Result<i32, Error> {
             show("update", &pyro.workspace_update(&a.id, &opts)?, a.json);
         }
         W::Status(a) => show("status", &pyro.workspace_status(&a.id)?, a.json),
+        W::Stop(a) if a.keep_memory => show("stop", &pyro.workspace_suspend(&a.id)?, a.json),
         W::Stop(a) => show("stop", &pyro.workspace_stop(&a.id)?, a.json),
         W::Start(a) => show("start", &pyro.workspace_start(&a.id, &progress)?, a.json),
         W::Delete(a) => {

@@ -587,6 +587,15 @@ async fn the_repro_fix_loop_through_tools_and_cancelled_execs_are_killed() {
         "invalid_argument"
     );
 
+    // Stopped keeping its memory, then resumed (what a resume keeps is
+    // checked in cli/tests/workspace.rs; execs here would shift the
+    // history the cancellations below are checked against).
+    let stopped = ws.ok("workspace_stop", json!({"keep_memory": true})).await;
+    assert_eq!(stopped["state"], "suspended", "{stopped}");
+    let started = ws.ok("workspace_start", json!({})).await;
+    assert_eq!(started["last_start"], "resumed", "{started}");
+    assert_eq!(ws.read("message.txt").await, "fixed\n");
+
     // A cancelled request kills its command (the whole process group:
     // the shell, its `sleep 300` and the job that would write late.txt),
     // and so does a client that goes away. Each command is recorded as

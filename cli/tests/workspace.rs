@@ -325,6 +325,80 @@ fn warm_workspaces_get_their_own_disk_and_identity() {
 }
 
 #[test]
+fn stop_keep_memory_resumes_the_same_machine() {
+    let home = Home::new();
+    let id = home.create(&[]);
+    // A process in its own session (the exec's end kills its process
+    // group, so wait until it has left it) and a file only in guest
+    // memory (/tmp is a tmpfs).
+    sh(
+        &home,
+        &id,
+        "echo in-memory > /tmp/mem; setsid sleep 1000 </dev/null >/dev/null 2>&1 & \
+         pid=$!; echo $pid > /workspace/pid; \
+         while [ \"$(cut -d' ' -f6 /proc/$pid/stat)\" != $pid ]; do sleep 0.05; done",
+    );
+    let check =
+        "cat /tmp/mem 2>/dev/null; kill -0 $(cat /workspace/pid) 2>/dev/null && echo alive; \
+                 hostname";
+    let before = sh(&home, &id, check);
+    assert!(before.starts_with("in-memory\nalive\npyro-"), "{before}");
+
+    let stopped = home.json(&["workspace", "stop", &id, "--keep-memory"]);
+    assert_eq!(stopped["state"], "suspended", "{stopped}");
+    assert_eq!(
+        home.json(&["workspace", "status", &id])["state"],
+        "suspended"
+    );
+    let (kind, msg) = home.fails(1, &["workspace", "exec", &id, "--", "true"]);
+    assert!(
+        kind == "conflict" && msg.contains("workspace start"),
+        "{msg}"
+    );
+    let (kind, _) = home.fails(1, &["workspace", "stop", &id, "--keep-memory"]);
+    assert_eq!(kind, "conflict", "nothing running to keep");
+
+    let started = home.json(&["workspace", "start", &id]);
+    assert_eq!(started["last_start"], "resumed", "{started}");
+    assert_eq!(
+        sh(&home, &id, check),
+        before,
+        "the same machine, process alive"
+    );
+    let guest_now: i64 = sh(&home, &id, "date +%s").trim().parse().unwrap();
+    let host_now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!((guest_now - host_now).abs() <= 5, "clock set on resume");
+
+    // Kept memory is used once: a plain stop and start is a fresh machine.
+    home.ok(&["workspace", "stop", &id]);
+    let fresh = home.json(&["workspace", "start", &id]);
+    assert_eq!(fresh["last_start"], "warm", "{fresh}");
+    let after = sh(&home, &id, check);
+    assert!(
+        !after.contains("in-memory") && !after.contains("alive"),
+        "{after}"
+    );
+    assert!(
+        home.read(&id, "pid").trim().parse::<u32>().is_ok(),
+        "disk kept"
+    );
+
+    // A reset replaces the disk the kept memory belongs to: dropped.
+    sh(&home, &id, "echo again > /tmp/mem");
+    home.ok(&["workspace", "stop", &id, "--keep-memory"]);
+    home.ok(&["workspace", "reset", &id]);
+    let reset = home.json(&["workspace", "status", &id]);
+    assert_eq!(reset["last_start"], "warm", "{reset}");
+    assert_eq!(
+        sh(&home, &id, "cat /tmp/mem 2>/dev/null; ls /workspace"),
+        "lost+found\n"
+    );
+}
+
+#[test]
 fn a_damaged_warm_snapshot_falls_back_to_booting_is_taken_again_and_stale_ones_are_pruned() {
     let home = Home::with_own_snapshots();
     let first = home.json(&["workspace", "create"]);

@@ -231,13 +231,11 @@ impl GuestClient {
 
     /// Makes a guest just restored from a snapshot its own VM: a fresh
     /// hostname (`pyro-` + 12 hex digits, returned), the kernel's RNG
-    /// reseeded with 64 bytes of host entropy, the wall clock set to the
+    /// reseeded with 58 bytes of host entropy, the wall clock set to the
     /// host's; then, if `workspace` names a disk (`/dev/vdX`) attached at
     /// restore, mounted on /workspace.
     pub fn restored(&mut self, workspace: Option<&str>) -> Result<String, GuestError> {
-        let mut entropy = vec![0u8; 64];
-        rustix::rand::getrandom(&mut entropy, rustix::rand::GetRandomFlags::empty())
-            .map_err(|e| GuestError::Io(std::io::Error::other(format!("getrandom: {e}"))))?;
+        let entropy = host_entropy(64)?;
         let hostname = format!(
             "pyro-{}",
             entropy[..6]
@@ -245,17 +243,35 @@ impl GuestClient {
                 .map(|b| format!("{b:02x}"))
                 .collect::<String>()
         );
+        self.send_restored(hostname.clone(), entropy[6..].to_vec(), workspace)?;
+        Ok(hostname)
+    }
+
+    /// For a guest resumed from its own suspended state: the same machine
+    /// again (hostname kept), with the RNG reseeded and the wall clock
+    /// set to the host's (it stood still while suspended).
+    pub fn resumed(&mut self) -> Result<(), GuestError> {
+        let (_, hostname) = self.ping()?;
+        self.send_restored(hostname, host_entropy(58)?, None)
+    }
+
+    fn send_restored(
+        &mut self,
+        hostname: String,
+        entropy: Vec<u8>,
+        workspace: Option<&str>,
+    ) -> Result<(), GuestError> {
         let unix_ns = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
         let request = Request::Restored {
-            hostname: hostname.clone(),
-            entropy: entropy[6..].to_vec(),
+            hostname,
+            entropy,
             unix_ns,
             workspace: workspace.map(String::from),
         };
         match self.call(&request)? {
-            Reply::Restored => Ok(hostname),
+            Reply::Restored => Ok(()),
             other => Err(unexpected(other)),
         }
     }
@@ -424,4 +440,12 @@ fn send_body(writer: &mut BufWriter<UnixStream>, body: &mut dyn Read) -> Result<
     }
     writer.flush()?;
     Ok(())
+}
+
+/// `n` bytes from the host's CSPRNG.
+fn host_entropy(n: usize) -> Result<Vec<u8>, GuestError> {
+    let mut bytes = vec![0u8; n];
+    rustix::rand::getrandom(&mut bytes, rustix::rand::GetRandomFlags::empty())
+        .map_err(|e| GuestError::Io(std::io::Error::other(format!("getrandom: {e}"))))?;
+    Ok(bytes)
 }

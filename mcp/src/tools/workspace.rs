@@ -66,6 +66,17 @@ pub struct CreateParams {
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+pub struct StopParams {
+    /// The workspace: its id or unique name.
+    pub workspace_id: String,
+    /// Keep the VM's memory, so workspace_start resumes this machine
+    /// (processes included) instead of starting a fresh one.
+    #[serde(default)]
+    pub keep_memory: bool,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct UpdateParams {
     /// The workspace: its id or unique name.
     pub workspace_id: String,
@@ -220,21 +231,28 @@ impl PyroServer {
     }
 
     /// Stop a workspace's VM. /workspace stays on its disk;
-    /// workspace_start boots it again. Result: the workspace.
+    /// workspace_start boots it again. With keep_memory the VM's memory
+    /// is kept too (state "suspended"), and workspace_start resumes the
+    /// same machine, running processes included. Result: the workspace.
     #[tool(annotations(destructive_hint = false, open_world_hint = false))]
     async fn workspace_stop(
         &self,
-        Parameters(p): Parameters<WorkspaceRef>,
+        Parameters(p): Parameters<StopParams>,
         ctx: RequestContext<RoleServer>,
     ) -> CallToolResult {
         self.call("workspace_stop", ctx, move |job| {
-            job.pyro.workspace_stop(&p.workspace_id)
+            if p.keep_memory {
+                job.pyro.workspace_suspend(&p.workspace_id)
+            } else {
+                job.pyro.workspace_stop(&p.workspace_id)
+            }
         })
         .await
     }
 
-    /// Boot a stopped workspace again with /workspace as it was (a no-op
-    /// if it runs). Takes seconds; progress is reported. Result: the
+    /// Start a stopped workspace again with /workspace as it was, or
+    /// resume a suspended one (workspace_stop with keep_memory); a no-op
+    /// if it runs. About a second; progress is reported. Result: the
     /// workspace.
     #[tool(annotations(destructive_hint = false, open_world_hint = false))]
     async fn workspace_start(

@@ -20,6 +20,7 @@ use pyro_guest_init::proto::rpc::{
     UploadResult,
 };
 use pyro_vmm::control::VmmSpec;
+use pyro_vmm::snapshot::STATE_FILE;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -36,6 +37,19 @@ const HISTORY_OUTPUT_BYTES: usize = 1 << 20;
 /// Size of a new /workspace disk (sparse: only what is used takes space).
 pub const DEFAULT_DISK_MIB: u64 = 4096;
 const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Where a workspace VM's state comes from when it starts.
+#[derive(Clone, Copy)]
+enum StartFrom<'a> {
+    /// A cold boot, the disk mounted by guest-init at start-up.
+    Boot,
+    /// The environment's warm workspace snapshot; the disk is attached and
+    /// mounted after the restore.
+    Warm(&'a Path),
+    /// The workspace's own suspended VM (`stop --keep-memory`): the same
+    /// machine, its processes and page cache included.
+    Resume(&'a Path),
+}
 
 #[derive(Debug, Clone)]
 pub struct CreateOptions {
@@ -88,7 +102,8 @@ pub struct WorkspaceRecord {
     pub seed_path: Option<PathBuf>,
     pub seed_entry_count: u64,
     /// How the VM last started: `warm` (restored from the environment's
-    /// agent-ready snapshot) or `cold` (booted).
+    /// agent-ready snapshot), `cold` (booted) or `resumed` (its own
+    /// memory, kept by `stop --keep-memory`).
     #[serde(default)]
     pub last_start: Option<String>,
     /// VMM start to agent ready (disk mounted), for that start.
@@ -117,7 +132,8 @@ impl WorkspaceRecord {
 pub struct Workspace {
     #[serde(flatten)]
     pub record: WorkspaceRecord,
-    /// `running` or `stopped`.
+    /// `running`, `stopped`, or `suspended` (stopped with its memory
+    /// kept; `start` resumes it).
     pub state: String,
     /// Why it is stopped, when it did not stop on request.
     pub last_error: Option<String>,
@@ -300,6 +316,9 @@ impl Pyro {
     fn view(&self, dir: &WsDir, record: WorkspaceRecord) -> Workspace {
         let (state, last_error) = match DetachedVm::open(dir.vm()).state() {
             VmState::Running { .. } => ("running", None),
+            VmState::Stopped { .. } if dir.suspended().join(STATE_FILE).is_file() => {
+                ("suspended", None)
+            }
             VmState::Stopped { reason, message } => (
                 "stopped",
                 (reason != "stopped" && dir.vm().exists()).then(|| format!("{reason}: {message}")),
@@ -489,10 +508,29 @@ impl Pyro {
         std::fs::create_dir_all(&vm_dir).map_err(|e| store::io_err(&vm_dir, e))?;
         let started = Instant::now();
         let mut client = None;
-        if !cold {
+        let mut kind = "warm";
+        let suspended = dir.suspended();
+        if suspended.join(STATE_FILE).is_file() {
+            let resumed = self.start_vm(dir, record, StartFrom::Resume(&suspended), progress);
+            // Used up either way: once the guest runs on, the kept memory
+            // is stale; if it could not be restored, it never will be
+            // (the disk was synced when it was taken).
+            let _ = std::fs::remove_dir_all(&suspended);
+            match resumed {
+                Ok(c) => (client, kind) = (Some(c), "resumed"),
+                Err(e) if matches!(DetachedVm::open(&vm_dir).state(), VmState::Running { .. }) => {
+                    return Err(e)
+                }
+                Err(e) => progress.phase(
+                    "boot",
+                    &format!("could not resume the kept memory ({e}); starting afresh"),
+                ),
+            }
+        }
+        if !cold && client.is_none() {
             let warm = self
                 .workspace_snapshot(record.shape(), BOOT_TIMEOUT, progress)
-                .and_then(|snap| self.start_vm(dir, record, Some(&snap), progress));
+                .and_then(|snap| self.start_vm(dir, record, StartFrom::Warm(&snap), progress));
             match warm {
                 Ok(c) => client = Some(c),
                 // Never two VMs on one disk: boot only once the failed
@@ -504,8 +542,11 @@ impl Pyro {
             }
         }
         let (client, kind) = match client {
-            Some(c) => (c, "warm"),
-            None => (self.start_vm(dir, record, None, progress)?, "cold"),
+            Some(c) => (c, kind),
+            None => (
+                self.start_vm(dir, record, StartFrom::Boot, progress)?,
+                "cold",
+            ),
         };
         record.last_start = Some(kind.into());
         record.last_start_ms = Some(started.elapsed().as_millis() as u64);
@@ -513,18 +554,22 @@ impl Pyro {
         Ok(client)
     }
 
-    /// Runs the workspace's VMM process, restoring `snapshot` if given,
-    /// and waits for the agent (which mounts the disk after a restore). A
-    /// failure leaves no VM running; a snapshot the VMM refused is
-    /// removed, so the next start takes it again.
+    /// Runs the workspace's VMM process from `from` and waits for the
+    /// agent (which, after a warm restore, mounts the disk). A failure
+    /// leaves no VM running; a warm snapshot the VMM refused is removed,
+    /// so the next start takes it again.
     fn start_vm(
         &self,
         dir: &WsDir,
         record: &WorkspaceRecord,
-        snapshot: Option<&Path>,
+        from: StartFrom,
         progress: &dyn Progress,
     ) -> Result<GuestClient, Error> {
         let vm_dir = dir.vm();
+        let snapshot = match from {
+            StartFrom::Boot => None,
+            StartFrom::Warm(p) | StartFrom::Resume(p) => Some(p),
+        };
         let config = self.workspace_vm_config(
             record.shape(),
             &dir.disk(),
@@ -541,8 +586,12 @@ impl Pyro {
             restore_from: snapshot.map(Path::to_path_buf),
         })?;
         let ready = vm.wait_ready(BOOT_TIMEOUT).and_then(|mut client| {
-            if snapshot.is_some() {
-                client.restored(Some(crate::warm::WORKSPACE_DEVICE))?;
+            match from {
+                StartFrom::Boot => {}
+                StartFrom::Warm(_) => {
+                    client.restored(Some(crate::warm::WORKSPACE_DEVICE))?;
+                }
+                StartFrom::Resume(_) => client.resumed()?,
             }
             Ok(client)
         });
@@ -550,7 +599,7 @@ impl Pyro {
             vm.stop()?;
             let refused = pyro_vmm::control::exit_record(&vm_dir)
                 .is_some_and(|r| r.reason == pyro_vmm::control::REASON_BAD_SNAPSHOT);
-            if let (true, Some(snap)) = (refused, snapshot) {
+            if let (true, StartFrom::Warm(snap)) = (refused, from) {
                 let _ = std::fs::remove_dir_all(snap);
             }
         }
@@ -667,8 +716,42 @@ impl Pyro {
         Ok(self.view(&dir, record))
     }
 
-    /// Boots a stopped workspace again, /workspace as it was; a no-op if
-    /// it runs.
+    /// Stops a running workspace keeping its memory (`stop
+    /// --keep-memory`): /workspace is synced to its disk, the VM paused,
+    /// snapshotted into the workspace's directory (about the guest
+    /// memory in use) and stopped. The next start resumes that machine,
+    /// processes included, instead of starting a fresh one. A failure
+    /// leaves the workspace running as it was.
+    pub fn workspace_suspend(&self, id: &str) -> Result<Workspace, Error> {
+        let dir = self.ws_dir(id)?;
+        let _lock = dir.lock()?;
+        let mut agent = self.agent(&dir, id)?;
+        agent.sync()?;
+        drop(agent);
+        let vm = DetachedVm::open(dir.vm());
+        let (work, kept) = (dir.0.join("suspended.tmp"), dir.suspended());
+        let _ = std::fs::remove_dir_all(&work);
+        let _ = std::fs::remove_dir_all(&kept);
+        // Paused before the snapshot and never run again: a guest that
+        // went on writing its disk after the snapshot would no longer
+        // match the memory we resume.
+        vm.pause()?;
+        let taken = vm
+            .snapshot(&work)
+            .and_then(|()| std::fs::rename(&work, &kept).map_err(|e| store::io_err(&kept, e)))
+            .and_then(|()| vm.stop());
+        if let Err(e) = taken {
+            let _ = std::fs::remove_dir_all(&work);
+            let _ = std::fs::remove_dir_all(&kept);
+            let _ = vm.resume();
+            return Err(e);
+        }
+        let record = read_json(&dir.record())?;
+        Ok(self.view(&dir, record))
+    }
+
+    /// Boots a stopped workspace again, /workspace as it was, or resumes
+    /// a suspended one; a no-op if it runs.
     pub fn workspace_start(&self, id: &str, progress: &dyn Progress) -> Result<Workspace, Error> {
         let dir = self.ws_dir(id)?;
         let _lock = dir.lock()?;
@@ -1013,6 +1096,8 @@ impl Pyro {
             )));
         }
         DetachedVm::open(dir.vm()).stop()?;
+        // Kept memory belongs to the disk being replaced.
+        let _ = std::fs::remove_dir_all(dir.suspended());
         let restored = dir.0.join("disk.restore");
         let _ = std::fs::remove_file(&restored);
         let bytes = disk::sparse_copy(&image, &restored)?;

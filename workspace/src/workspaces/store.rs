@@ -32,6 +32,10 @@ impl WsDir {
     pub fn vm(&self) -> PathBuf {
         self.0.join("vm")
     }
+    /// The VM snapshot `stop --keep-memory` took, until the next start.
+    pub fn suspended(&self) -> PathBuf {
+        self.0.join("suspended")
+    }
 
     /// Takes the workspace's lock (blocking); released when dropped.
     pub fn lock(&self) -> Result<Lock, Error> {
