@@ -268,10 +268,13 @@ impl Pyro {
             std::fs::File::create(&placeholder)
                 .map_err(|e| Error::Io(format!("{}: {e}", placeholder.display())))?;
             let config = self.workspace_vm_config(shape, &placeholder, false, work, progress)?;
+            // A deadline, so the VMM (its own process group) ends even if
+            // this process is killed mid-build and never stops it.
+            let deadline = crate::workspaces::now_unix() + 2 * timeout.as_secs() + 60;
             let vm = DetachedVm::spawn(&VmmSpec {
                 config,
                 dir: work.to_path_buf(),
-                deadline_unix: None,
+                deadline_unix: Some(deadline),
                 boot_timeout_ms: timeout.as_millis() as u64,
                 remove_on_expiry: None,
                 restore_from: None,

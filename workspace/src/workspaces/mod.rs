@@ -25,7 +25,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use store::{check_labels, check_name, now_unix, read_json, rfc3339, write_json, WsDir};
+pub(crate) use store::now_unix;
+use store::{check_labels, check_name, read_json, rfc3339, write_json, WsDir};
 
 /// Largest file `workspace_file_write` takes (bigger trees: `sync push`).
 pub const MAX_FILE_WRITE_BYTES: usize = 1 << 20;
