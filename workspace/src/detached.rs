@@ -180,19 +180,24 @@ impl DetachedVm {
         let req = ControlRequest::Snapshot {
             dir: dir.to_path_buf(),
         };
-        match control::request(&self.dir, &req) {
-            Ok(ControlReply::Snapshotted { .. }) => Ok(()),
-            Ok(ControlReply::Error { message }) => Err(Error::Vm(pyro_vmm::Error::Config(message))),
-            Ok(other) => Err(Error::Guest(format!("unexpected control reply {other:?}"))),
-            Err(e) => Err(Error::Conflict(format!("the VM is not running ({e})"))),
+        match self.ask(&req)? {
+            ControlReply::Snapshotted { .. } => Ok(()),
+            other => Err(unexpected(other)),
         }
     }
 
     fn control(&self, req: ControlRequest, want: ControlReply) -> Result<(), Error> {
-        match control::request(&self.dir, &req) {
-            Ok(reply) if reply == want => Ok(()),
+        match self.ask(&req)? {
+            reply if reply == want => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Sends `req` to the VMM; its error reply is an error.
+    fn ask(&self, req: &ControlRequest) -> Result<ControlReply, Error> {
+        match control::request(&self.dir, req) {
             Ok(ControlReply::Error { message }) => Err(Error::Vm(pyro_vmm::Error::Config(message))),
-            Ok(other) => Err(Error::Guest(format!("unexpected control reply {other:?}"))),
+            Ok(reply) => Ok(reply),
             Err(e) => Err(Error::Conflict(format!("the VM is not running ({e})"))),
         }
     }
@@ -218,6 +223,10 @@ impl DetachedVm {
         let lines: Vec<String> = text.lines().map(String::from).collect();
         pyro_vmm::console_tail_text(&lines[lines.len().saturating_sub(15)..])
     }
+}
+
+fn unexpected(reply: ControlReply) -> Error {
+    Error::Guest(format!("unexpected control reply {reply:?}"))
 }
 
 impl crate::Pyro {

@@ -194,29 +194,19 @@ pub(crate) fn warm_page_cache(client: &mut GuestClient) -> Result<(), Error> {
 /// disk, after the root image).
 pub(crate) const WORKSPACE_DEVICE: &str = "/dev/vdb";
 
-/// What a workspace's VM is: its environment and size.
-#[derive(Clone, Copy)]
-pub(crate) struct Shape<'a> {
-    pub environment: &'a str,
-    pub mem_mib: u32,
-    pub vcpus: u8,
-}
-
 impl Pyro {
-    /// The VM of a workspace: the environment's root image, `disk` as
-    /// /workspace (mounted at boot, or on `Restored` when
-    /// `mount_at_boot` is false), vsock and console in `vm_dir`.
+    /// The VM of a workspace: `base` (the environment's VM, see
+    /// [`Pyro::environment_vm`]) with `disk` as /workspace (mounted at
+    /// boot, or on `Restored` when `mount_at_boot` is false), vsock and
+    /// console in `vm_dir`.
     pub(crate) fn workspace_vm_config(
-        &self,
-        shape: Shape,
+        base: &VmConfig,
         disk: &Path,
         mount_at_boot: bool,
         vm_dir: &Path,
-        progress: &dyn Progress,
-    ) -> Result<VmConfig, Error> {
+    ) -> VmConfig {
         use pyro_guest_init::proto::cmdline::{WORKSPACE_KEY, WORKSPACE_LATER};
-        let (mut config, _) =
-            self.environment_vm(shape.environment, shape.mem_mib, shape.vcpus, progress)?;
+        let mut config = base.clone();
         config.disks.push(pyro_vmm::Disk {
             path: disk.to_path_buf(),
             read_only: false,
@@ -234,40 +224,38 @@ impl Pyro {
             uds: vm_dir.join("vsock.sock"),
         });
         config.serial_log = Some(vm_dir.join("console.log"));
-        Ok(config)
+        config
     }
 
-    /// The agent-ready snapshot workspaces of this shape restore from,
-    /// built first if missing. It is taken by the VMM binary that will
-    /// restore it (a `pyro __vmm` process, see [`vmm_program`]), from a
-    /// VM whose workspace disk is an empty placeholder it never mounted:
-    /// at restore the workspace's own disk takes that slot, the device
-    /// tells the guest its new size, and the agent mounts it (see
-    /// [`GuestClient::restored`]). So the snapshot holds no workspace
-    /// data, and one serves every workspace of the shape.
+    /// The agent-ready snapshot workspaces of environment `environment`
+    /// (VM `base`) restore from, built first if missing. It is taken by
+    /// the VMM binary that will restore it (a `pyro __vmm` process, see
+    /// [`vmm_program`]), from a VM whose workspace disk is an empty
+    /// placeholder it never mounted: at restore the workspace's own disk
+    /// takes that slot, the device tells the guest its new size, and the
+    /// agent mounts it (see [`GuestClient::restored`]). So the snapshot
+    /// holds no workspace data, and one serves every workspace of the
+    /// shape.
     pub(crate) fn workspace_snapshot(
         &self,
-        shape: Shape,
+        environment: &str,
+        base: &VmConfig,
         timeout: Duration,
         progress: &dyn Progress,
     ) -> Result<PathBuf, Error> {
         let vmm = pyro_vmm::snapshot::vmm_build_id_of(&vmm_program()?);
-        let key = self.workspace_vm_config(
-            shape,
-            Path::new("placeholder"),
-            false,
-            Path::new(""),
-            progress,
-        )?;
-        let snap = self.snapshot_dir(shape.environment, &key, &vmm, "ws-");
+        let shape = |work: &Path| {
+            Self::workspace_vm_config(base, &work.join("placeholder.img"), false, work)
+        };
+        let snap = self.snapshot_dir(environment, &shape(Path::new("")), &vmm, "ws-");
         if snap.join(STATE_FILE).exists() {
             return Ok(snap);
         }
-        self.build_snapshot(shape.environment, &snap, progress, |work, state| {
-            let placeholder = work.join("placeholder.img");
-            std::fs::File::create(&placeholder)
+        self.build_snapshot(environment, &snap, progress, |work, state| {
+            let config = shape(work);
+            let placeholder = &config.disks[1].path;
+            std::fs::File::create(placeholder)
                 .map_err(|e| Error::Io(format!("{}: {e}", placeholder.display())))?;
-            let config = self.workspace_vm_config(shape, &placeholder, false, work, progress)?;
             // A deadline, so the VMM (its own process group) ends even if
             // this process is killed mid-build and never stops it.
             let deadline = crate::workspaces::now_unix() + 2 * timeout.as_secs() + 60;

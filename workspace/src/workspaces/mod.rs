@@ -113,14 +113,6 @@ pub struct WorkspaceRecord {
 }
 
 impl WorkspaceRecord {
-    fn shape(&self) -> crate::warm::Shape<'_> {
-        crate::warm::Shape {
-            environment: &self.environment,
-            mem_mib: self.mem_mib,
-            vcpus: self.vcpus,
-        }
-    }
-
     fn mark_activity(&mut self) {
         let now = now_unix();
         self.last_activity_unix = now;
@@ -494,10 +486,12 @@ impl Pyro {
         Ok(self.view(dir, record))
     }
 
-    /// Starts the workspace's VM and waits for its agent: restored from
-    /// the environment's warm workspace snapshot unless `cold` (or that
-    /// fails: then booted, so the user still gets the workspace). How it
-    /// started goes into the record, which is written.
+    /// Starts the workspace's VM and waits for its agent: resumed from
+    /// its kept memory if `stop --keep-memory` left one, else restored
+    /// from the environment's warm workspace snapshot unless `cold`, else
+    /// booted. A failed resume or restore falls through to the next (the
+    /// user still gets the workspace). How it started goes into the
+    /// record, which is written.
     fn boot(
         &self,
         dir: &WsDir,
@@ -508,46 +502,45 @@ impl Pyro {
         let vm_dir = dir.vm();
         std::fs::create_dir_all(&vm_dir).map_err(|e| store::io_err(&vm_dir, e))?;
         let started = Instant::now();
-        let mut client = None;
-        let mut kind = "warm";
+        let (base, _) =
+            self.environment_vm(&record.environment, record.mem_mib, record.vcpus, progress)?;
+        // A start that failed but left no VM running is worth falling back
+        // from; one whose VMM still runs is an error (never two VMs on one
+        // disk).
+        let fall_back = |tried: Result<GuestClient, Error>, what: &str, then: &str| match tried {
+            Ok(client) => Ok(Some(client)),
+            Err(e) if matches!(DetachedVm::open(&vm_dir).state(), VmState::Running { .. }) => {
+                Err(e)
+            }
+            Err(e) => {
+                progress.phase("boot", &format!("{what} ({e}); {then}"));
+                Ok(None)
+            }
+        };
+        let mut start = None;
         let suspended = dir.suspended();
         if suspended.join(STATE_FILE).is_file() {
-            let resumed = self.start_vm(dir, record, StartFrom::Resume(&suspended), progress);
+            let resumed = self.start_vm(dir, record, &base, StartFrom::Resume(&suspended));
             // Used up either way: once the guest runs on, the kept memory
             // is stale; if it could not be restored, it never will be
             // (the disk was synced when it was taken).
             let _ = std::fs::remove_dir_all(&suspended);
-            match resumed {
-                Ok(c) => (client, kind) = (Some(c), "resumed"),
-                Err(e) if matches!(DetachedVm::open(&vm_dir).state(), VmState::Running { .. }) => {
-                    return Err(e)
-                }
-                Err(e) => progress.phase(
-                    "boot",
-                    &format!("could not resume the kept memory ({e}); starting afresh"),
-                ),
-            }
+            start = fall_back(
+                resumed,
+                "could not resume the kept memory",
+                "starting afresh",
+            )?
+            .map(|c| (c, "resumed"));
         }
-        if !cold && client.is_none() {
+        if start.is_none() && !cold {
             let warm = self
-                .workspace_snapshot(record.shape(), BOOT_TIMEOUT, progress)
-                .and_then(|snap| self.start_vm(dir, record, StartFrom::Warm(&snap), progress));
-            match warm {
-                Ok(c) => client = Some(c),
-                // Never two VMs on one disk: boot only once the failed
-                // restore's VMM is surely gone.
-                Err(e) if matches!(DetachedVm::open(&vm_dir).state(), VmState::Running { .. }) => {
-                    return Err(e)
-                }
-                Err(e) => progress.phase("boot", &format!("no warm start ({e}); booting")),
-            }
+                .workspace_snapshot(&record.environment, &base, BOOT_TIMEOUT, progress)
+                .and_then(|snap| self.start_vm(dir, record, &base, StartFrom::Warm(&snap)));
+            start = fall_back(warm, "no warm start", "booting")?.map(|c| (c, "warm"));
         }
-        let (client, kind) = match client {
-            Some(c) => (c, kind),
-            None => (
-                self.start_vm(dir, record, StartFrom::Boot, progress)?,
-                "cold",
-            ),
+        let (client, kind) = match start {
+            Some(start) => start,
+            None => (self.start_vm(dir, record, &base, StartFrom::Boot)?, "cold"),
         };
         record.last_start = Some(kind.into());
         record.last_start_ms = Some(started.elapsed().as_millis() as u64);
@@ -555,29 +548,23 @@ impl Pyro {
         Ok(client)
     }
 
-    /// Runs the workspace's VMM process from `from` and waits for the
-    /// agent (which, after a warm restore, mounts the disk). A failure
-    /// leaves no VM running; a warm snapshot the VMM refused is removed,
-    /// so the next start takes it again.
+    /// Runs the workspace's VMM process (VM `base` plus its disk) from
+    /// `from` and waits for the agent (which, after a warm restore,
+    /// mounts the disk). A failure leaves no VM running; a warm snapshot
+    /// the VMM refused is removed, so the next start takes it again.
     fn start_vm(
         &self,
         dir: &WsDir,
         record: &WorkspaceRecord,
+        base: &pyro_vmm::VmConfig,
         from: StartFrom,
-        progress: &dyn Progress,
     ) -> Result<GuestClient, Error> {
         let vm_dir = dir.vm();
         let snapshot = match from {
             StartFrom::Boot => None,
             StartFrom::Warm(p) | StartFrom::Resume(p) => Some(p),
         };
-        let config = self.workspace_vm_config(
-            record.shape(),
-            &dir.disk(),
-            snapshot.is_none(),
-            &vm_dir,
-            progress,
-        )?;
+        let config = Pyro::workspace_vm_config(base, &dir.disk(), snapshot.is_none(), &vm_dir);
         let vm = DetachedVm::spawn(&VmmSpec {
             config,
             dir: vm_dir.clone(),
