@@ -172,7 +172,9 @@ pub mod rpc {
         /// host's entropy, wall clock set to the host's), since every VM
         /// restored from one snapshot starts out identical.
         Restored {
-            hostname: String,
+            /// The new hostname; `None` keeps it (a VM resumed from its
+            /// own suspended memory is the same machine).
+            hostname: Option<String>,
             /// At least 32 bytes from the host's CSPRNG.
             entropy: Vec<u8>,
             /// The host's wall clock, nanoseconds since the epoch.

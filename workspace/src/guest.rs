@@ -243,7 +243,7 @@ impl GuestClient {
                 .map(|b| format!("{b:02x}"))
                 .collect::<String>()
         );
-        self.send_restored(hostname.clone(), entropy[6..].to_vec(), workspace)?;
+        self.send_restored(Some(hostname.clone()), entropy[6..].to_vec(), workspace)?;
         Ok(hostname)
     }
 
@@ -251,13 +251,12 @@ impl GuestClient {
     /// again (hostname kept), with the RNG reseeded and the wall clock
     /// set to the host's (it stood still while suspended).
     pub fn resumed(&mut self) -> Result<(), GuestError> {
-        let (_, hostname) = self.ping()?;
-        self.send_restored(hostname, host_entropy(58)?, None)
+        self.send_restored(None, host_entropy(58)?, None)
     }
 
     fn send_restored(
         &mut self,
-        hostname: String,
+        hostname: Option<String>,
         entropy: Vec<u8>,
         workspace: Option<&str>,
     ) -> Result<(), GuestError> {

@@ -144,7 +144,8 @@ fn handle(
             entropy,
             unix_ns,
             workspace,
-        } => restored(&hostname, &entropy, unix_ns, workspace.as_deref()).map(|_| Reply::Restored),
+        } => restored(hostname.as_deref(), &entropy, unix_ns, workspace.as_deref())
+            .map(|_| Reply::Restored),
         Request::PatchApply => patch_apply::apply(&patch_text),
         Request::Data => Err(RpcError::new(
             "bad_request",
@@ -208,22 +209,26 @@ impl Read for Body<'_> {
     }
 }
 
-/// Makes a guest restored from a shared snapshot its own VM.
+/// Makes a guest restored from a shared snapshot its own VM (or one
+/// resumed from its own memory current again: clock, RNG).
 fn restored(
-    hostname: &str,
+    hostname: Option<&str>,
     entropy: &[u8],
     unix_ns: u64,
     workspace: Option<&str>,
 ) -> Result<(), RpcError> {
     let fail = |what: &str, e: String| RpcError::new("restore_failed", format!("{what}: {e}"));
-    if hostname.is_empty() || hostname.len() > 64 || entropy.len() < 32 || entropy.len() > 2048 {
+    let bad_hostname = hostname.is_some_and(|h| h.is_empty() || h.len() > 64);
+    if bad_hostname || entropy.len() < 32 || entropy.len() > 2048 {
         return Err(RpcError::new(
             "bad_request",
             "hostname must be 1-64 bytes and entropy 32-2048 bytes".into(),
         ));
     }
-    rustix::system::sethostname(hostname.as_bytes())
-        .map_err(|e| fail("sethostname", e.to_string()))?;
+    if let Some(hostname) = hostname {
+        rustix::system::sethostname(hostname.as_bytes())
+            .map_err(|e| fail("sethostname", e.to_string()))?;
+    }
     let now = rustix::time::Timespec {
         tv_sec: (unix_ns / 1_000_000_000) as i64,
         tv_nsec: (unix_ns % 1_000_000_000) as _,
