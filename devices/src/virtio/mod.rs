@@ -45,14 +45,17 @@ impl Interrupt {
 
     /// Tells the guest there are used buffers.
     pub fn signal_used(&self) {
-        self.status.fetch_or(INT_USED_RING, Ordering::SeqCst);
-        // A full eventfd counter already means "raise"; nothing to do.
-        let _ = self.irqfd.write(1);
+        self.raise(INT_USED_RING);
     }
 
     /// Tells the guest the device's config space changed.
     pub fn signal_config(&self) {
-        self.status.fetch_or(INT_CONFIG, Ordering::SeqCst);
+        self.raise(INT_CONFIG);
+    }
+
+    fn raise(&self, bit: u32) {
+        self.status.fetch_or(bit, Ordering::SeqCst);
+        // A full eventfd counter already means "raise"; nothing to do.
         let _ = self.irqfd.write(1);
     }
 
