@@ -1,9 +1,9 @@
 //! The guest-signal device: the boot marker and the power-off status (the
-//! register layout is `pyro_guest_init::proto::marker`), plus the shared record
+//! register layout is `pyro_proto::marker`), plus the shared record
 //! of why the guest wants to stop, which the i8042 also writes to.
 
 use crate::BusDevice;
-use pyro_guest_init::proto::marker;
+use pyro_proto::marker;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 

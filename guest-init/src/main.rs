@@ -1,12 +1,21 @@
-//! `pyro-init`: PID 1 of every pyro guest (see the crate docs in `lib.rs`).
+//! `pyro-guest-init`: the guest side of pyro. Its binary, `pyro-init`
+//! (built static), is PID 1 inside every pyro guest: it mounts the kernel
+//! filesystems, sets up /workspace, tells the VMM when it started, serves
+//! the RPC agent (exec, files, archives, patches) over vsock, reaps
+//! orphans, and powers the VM off.
+//!
+//! What the host and guest agree on lives in `pyro-proto`, and the patch
+//! logic both sides use in `pyro-patch`: no host crate depends on this one.
 //!
 //! Start-up order matters for boot time: every syscall costs ~160 us and
 //! every page fault milliseconds on PVM hosts, so this does the minimum
 //! before telling the VMM it is up.
 
+#![forbid(unsafe_code)]
+
 mod init;
 
-use pyro_guest_init::proto::{cmdline, marker};
+use pyro_proto::{cmdline, marker};
 
 fn main() {
     let started_us = init::clock::monotonic_us();

@@ -15,9 +15,9 @@ pub const PD: u64 = 0xb000;
 pub const CMDLINE: u64 = 0x20000;
 pub const CMDLINE_MAX: usize = 2048;
 pub const PAGE: u64 = 0x1000;
-/// The guest-signal device's page (`pyro_guest_init::proto::marker`): in
+/// The guest-signal device's page (`pyro_proto::marker`): in
 /// the ISA hole, left out of KVM's memory slots so accesses exit.
-pub const GUEST_SIGNAL_PAGE: u64 = pyro_guest_init::proto::marker::ADDR;
+pub const GUEST_SIGNAL_PAGE: u64 = pyro_proto::marker::ADDR;
 /// Start of the BIOS EBDA: usable low RAM ends here.
 pub const EBDA_START: u64 = 0x9fc00;
 /// Kernels load at or above 1 MiB.

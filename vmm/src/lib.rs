@@ -21,6 +21,7 @@ mod error;
 mod host;
 mod kernel_cmdline;
 mod layout;
+pub mod limits;
 mod memory;
 mod mptable;
 pub mod snapshot;

@@ -23,7 +23,7 @@ pub fn ram_ranges(size: u64) -> Vec<(GuestAddress, usize)> {
 
 /// Guest-physical ranges backed by RAM in KVM: the RAM ranges minus the
 /// guest-signal page, which must exit to the VMM (see
-/// `pyro_guest_init::proto::marker`).
+/// `pyro_proto::marker`).
 pub fn kvm_slots(size: u64) -> Vec<(u64, u64)> {
     let hole = GUEST_SIGNAL_PAGE..GUEST_SIGNAL_PAGE + PAGE;
     let mut slots = Vec::new();

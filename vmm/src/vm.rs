@@ -7,6 +7,7 @@ use crate::error::{Error, FailureKind, GuestFailure};
 use crate::host::HostKind;
 use crate::kernel_cmdline::KernelCmdline;
 use crate::layout::*;
+use crate::limits;
 use crate::memory::{self, GuestMem};
 use crate::mptable;
 use crate::snapshot::{self, Origin, Snapshot};
@@ -23,7 +24,7 @@ use pyro_devices::virtio::mmio::MmioTransport;
 use pyro_devices::virtio::vsock::handler::VsockHandler;
 use pyro_devices::virtio::vsock::Vsock;
 use pyro_devices::{Bus, GuestSignals, StopReason};
-use pyro_guest_init::proto::cmdline::INIT_PATH;
+use pyro_proto::cmdline::INIT_PATH;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -76,14 +77,14 @@ pub struct VmConfig {
 }
 
 impl VmConfig {
-    pub const DEFAULT_MEM_MIB: u32 = 128;
-    pub const MAX_VCPUS: u8 = 32;
+    pub const DEFAULT_MEM_MIB: u32 = limits::MEM_MIB.default;
+    pub const MAX_VCPUS: u8 = limits::VCPUS.max;
 
     pub fn new(kernel: impl Into<PathBuf>) -> Self {
         Self {
             kernel: kernel.into(),
             mem_mib: Self::DEFAULT_MEM_MIB,
-            vcpus: 1,
+            vcpus: limits::VCPUS.default,
             disks: Vec::new(),
             vsock: None,
             cmdline_extra: Vec::new(),
@@ -94,19 +95,8 @@ impl VmConfig {
     }
 
     fn validate(&self) -> Result<(), Error> {
-        if self.mem_mib < 64 {
-            return Err(Error::Config(format!(
-                "mem_mib {} is below the minimum of 64",
-                self.mem_mib
-            )));
-        }
-        if self.vcpus == 0 || self.vcpus > Self::MAX_VCPUS {
-            return Err(Error::Config(format!(
-                "vcpus must be 1..={}, got {}",
-                Self::MAX_VCPUS,
-                self.vcpus
-            )));
-        }
+        limits::MEM_MIB.check(self.mem_mib).map_err(Error::Config)?;
+        limits::VCPUS.check(self.vcpus).map_err(Error::Config)?;
         Ok(())
     }
 

@@ -2,7 +2,7 @@
 //! convention: `CONNECT <port>\n` -> `OK <n>\n`, then the stream).
 
 use crate::Cancel;
-use pyro_guest_init::proto::rpc::{
+use pyro_proto::rpc::{
     self, DownloadResult, Event, ExecRequest, ExecResult, FileInfo, ListResult, PatchResult,
     ReadResult, Reply, Request, Stream, UploadResult, WriteResult,
 };

@@ -26,11 +26,11 @@ pub use doctor::{DoctorReport, KvmStatus};
 pub use environments::{EnvDetail, EnvSummary, PruneReport};
 pub use error::Error;
 pub use guest::{GuestClient, GuestError};
-pub use pyro_guest_init::proto::rpc::{
+pub use pyro_images::{NoProgress, Progress, StderrProgress, DEFAULT_ENV};
+pub use pyro_proto::rpc::{
     ArtifactType, DownloadResult, ExecRequest, ExecResult, FileInfo, ListResult, ReadResult,
     Stream, UploadResult, WriteResult,
 };
-pub use pyro_images::{NoProgress, Progress, StderrProgress, DEFAULT_ENV};
 pub use pyro_vmm::{HostKind, VmExit};
 pub use run::{abandon_runs, RunOptions, RunResult, RunTimings};
 pub use transfer::{pack_dir, unpack_untrusted, PackStats};

@@ -3,7 +3,7 @@
 
 use crate::guest::GuestClient;
 use crate::{Cancel, Error, Progress, Pyro};
-use pyro_guest_init::proto::rpc::{ExecRequest, Stream};
+use pyro_proto::rpc::{ExecRequest, Stream};
 use pyro_vmm::{Vm, VmConfig, VsockConfig};
 use serde::Serialize;
 use std::path::{Path, PathBuf};

@@ -10,7 +10,7 @@
 //! directory can never pass for a complete archive.
 
 use crate::guest::{GuestClient, GuestError};
-use pyro_guest_init::proto::rpc::{ArtifactType, DownloadResult, UploadResult};
+use pyro_proto::rpc::{ArtifactType, DownloadResult, UploadResult};
 use std::io::{self, Read, Write};
 use std::path::{Component, Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};

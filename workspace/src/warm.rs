@@ -13,7 +13,7 @@
 use crate::detached::{vmm_program, DetachedVm};
 use crate::guest::GuestClient;
 use crate::{Error, Progress, Pyro};
-use pyro_guest_init::proto::rpc::ExecRequest;
+use pyro_proto::rpc::ExecRequest;
 use pyro_vmm::control::VmmSpec;
 use pyro_vmm::snapshot::{file_id, vmm_build_id, STATE_FILE};
 use pyro_vmm::{Vm, VmConfig, VsockConfig};
@@ -205,7 +205,7 @@ impl Pyro {
         mount_at_boot: bool,
         vm_dir: &Path,
     ) -> VmConfig {
-        use pyro_guest_init::proto::cmdline::{WORKSPACE_KEY, WORKSPACE_LATER};
+        use pyro_proto::cmdline::{WORKSPACE_KEY, WORKSPACE_LATER};
         let mut config = base.clone();
         config.disks.push(pyro_vmm::Disk {
             path: disk.to_path_buf(),

@@ -2,7 +2,7 @@
 //! on a connection served in order (see `proto::rpc`).
 
 use super::{archive, exec, files, log, patch_apply, RpcError};
-use pyro_guest_init::proto::rpc::{self, Event, Reply, Request};
+use pyro_proto::rpc::{self, Event, Reply, Request};
 use std::io::{BufReader, BufWriter, Read, Write};
 use vsock::{VsockListener, VsockStream, VMADDR_CID_ANY};
 

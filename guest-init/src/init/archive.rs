@@ -12,7 +12,7 @@
 
 use super::files::{self, fs_error, open_beneath, remove_tree, Walk};
 use super::RpcError;
-use pyro_guest_init::proto::rpc::{
+use pyro_proto::rpc::{
     self, workspace_absolute, ArtifactType, DownloadResult, Event, Reply, UploadResult,
 };
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};

@@ -3,7 +3,7 @@
 //! report how it ended.
 
 use super::{reaper, RpcError};
-use pyro_guest_init::proto::rpc::{self, Event, ExecRequest, ExecResult, Stream};
+use pyro_proto::rpc::{self, Event, ExecRequest, ExecResult, Stream};
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};

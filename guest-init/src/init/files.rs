@@ -13,7 +13,7 @@
 //! write's temporary file is created beside its target in one `openat`.
 
 use super::RpcError;
-use pyro_guest_init::proto::rpc::{
+use pyro_proto::rpc::{
     self, workspace_absolute, workspace_relative, ArtifactType, Event, FileInfo, ListResult,
     ReadResult, Reply, WriteResult,
 };

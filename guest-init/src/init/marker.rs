@@ -1,7 +1,7 @@
 //! Messages to the VMM's guest-signal device (see `proto::marker`).
 
 use super::log;
-use pyro_guest_init::proto::marker;
+use pyro_proto::marker;
 use std::os::unix::fs::FileExt;
 
 /// Sends one event; failures are logged, never fatal (the VMM has timeouts).

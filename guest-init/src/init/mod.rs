@@ -18,7 +18,7 @@ use std::io::{Read, Write};
 /// every `write` is an emulated syscall (~160 us) on PVM hosts, so a
 /// 64 MiB file costs 256 writes instead of 8192.
 pub fn copy_chunked(from: &mut impl Read, to: &mut impl Write) -> std::io::Result<u64> {
-    let mut buf = vec![0u8; pyro_guest_init::proto::rpc::CHUNK];
+    let mut buf = vec![0u8; pyro_proto::rpc::CHUNK];
     let mut total = 0u64;
     loop {
         // Fill the buffer before writing: the source (a body of frames,
@@ -64,10 +64,7 @@ impl RpcError {
             Some(code) => files::fs_error(rustix::io::Errno::from_raw_os_error(code), rel),
             None => Self::new(
                 "io",
-                format!(
-                    "{}: {e}",
-                    pyro_guest_init::proto::rpc::workspace_absolute(rel)
-                ),
+                format!("{}: {e}", pyro_proto::rpc::workspace_absolute(rel)),
             ),
         }
     }

@@ -79,7 +79,7 @@ pub fn mount_kernel_filesystems() {
 /// Mounts /workspace: the ext4 disk `device` if given, else a tmpfs.
 /// On failure, file requests fail with a clear error later.
 pub fn mount_workspace(device: Option<&str>) -> Result<(), String> {
-    let target = pyro_guest_init::proto::rpc::WORKSPACE;
+    let target = pyro_proto::rpc::WORKSPACE;
     let result = match device {
         // noinit_itable: mkfs ran lazily on the host, and the guest must
         // not spend emulated kernel time zeroing inode tables behind our back.

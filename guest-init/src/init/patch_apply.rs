@@ -1,13 +1,13 @@
 //! `patch apply` next to the files: parse, check every path, compute the
-//! whole result in memory (`crate::patch`, all or nothing), then write it:
+//! whole result in memory (`pyro-patch`, all or nothing), then write it:
 //! every new file content goes to a temporary sibling (written and synced)
 //! before anything is renamed or deleted, so a full disk or a refused path
 //! leaves the workspace exactly as it was.
 
 use super::files::{self, fs_error, open_beneath};
 use super::RpcError;
-use pyro_guest_init::patch::{self, Change, FileState, PatchSource};
-use pyro_guest_init::proto::rpc::{workspace_absolute, PatchEntry, PatchResult, Reply};
+use pyro_patch::{self as patch, Change, FileState, PatchSource};
+use pyro_proto::rpc::{workspace_absolute, PatchEntry, PatchResult, Reply};
 use rustix::fd::{AsFd, OwnedFd};
 use rustix::fs::{
     fchmod, fdatasync, fstat, openat, renameat, unlinkat, AtFlags, FileType, Mode, OFlags,

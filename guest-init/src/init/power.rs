@@ -1,7 +1,7 @@
 //! Ending the VM.
 
 use super::{log, marker};
-use pyro_guest_init::proto::marker::EVENT_POWER_OFF;
+use pyro_proto::marker::EVENT_POWER_OFF;
 use rustix::system::{reboot, RebootCommand};
 
 /// Syncs the disks, tells the VMM the exit status, and resets the machine.

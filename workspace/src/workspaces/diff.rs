@@ -10,8 +10,8 @@
 
 use crate::guest::GuestClient;
 use crate::Error;
-use pyro_guest_init::patch::unified_diff;
-use pyro_guest_init::proto::rpc::{workspace_relative, ArtifactType, FileInfo};
+use pyro_patch::unified_diff;
+use pyro_proto::rpc::{workspace_relative, ArtifactType, FileInfo};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
@@ -130,7 +130,7 @@ pub fn diff(
     if listing.truncated {
         return Err(Error::Conflict(format!(
             "/workspace has more than {} entries; too many to diff",
-            pyro_guest_init::proto::rpc::MAX_LIST_ENTRIES
+            pyro_proto::rpc::MAX_LIST_ENTRIES
         )));
     }
     let live: BTreeMap<String, FileInfo> = listing

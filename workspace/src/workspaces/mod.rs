@@ -15,7 +15,7 @@ use crate::detached::{DetachedVm, VmState};
 use crate::guest::{GuestClient, GuestError};
 use crate::transfer::unpack_untrusted;
 use crate::{Cancel, Error, Progress, Pyro};
-use pyro_guest_init::proto::rpc::{
+use pyro_proto::rpc::{
     self, DownloadResult, ExecRequest, ExecResult, FileInfo, PatchEntry, PatchSummary, Stream,
     UploadResult,
 };
@@ -36,7 +36,7 @@ pub const MAX_FILE_READ_BYTES: u64 = 1 << 20;
 /// Output kept per stream in a command's history record.
 const HISTORY_OUTPUT_BYTES: usize = 1 << 20;
 /// Size of a new /workspace disk (sparse: only what is used takes space).
-pub const DEFAULT_DISK_MIB: u64 = 4096;
+pub const DEFAULT_DISK_MIB: u64 = pyro_vmm::limits::DISK_MIB.default;
 const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Where a workspace VM's state comes from when it starts.
@@ -365,7 +365,7 @@ impl Pyro {
                 "ttl_seconds must be positive".into(),
             ));
         }
-        if !(64..=1 << 20).contains(&opts.disk_mib) {
+        if !pyro_vmm::limits::DISK_MIB.contains(opts.disk_mib) {
             return Err(Error::InvalidArgument(
                 "disk_mib must be between 64 and 1048576".into(),
             ));

@@ -1,8 +1,8 @@
 //! Reading `git diff` and `diff -u` text, and rejecting malformed text
 //! with the line and what was expected.
 
-use super::test_support::{MemTree, Rng, GIT_DIFF};
-use super::*;
+use super::{MemTree, Rng, GIT_DIFF};
+use crate::*;
 
 fn parse_err(patch: &str) -> (usize, String) {
     match parse(patch) {

@@ -1,16 +1,22 @@
-//! What the patch tests share: an in-memory tree, a sample `git diff`,
-//! and deterministic generated edits.
+//! The patch tests, one file per subject, and what they share: an
+//! in-memory tree, a sample `git diff`, and deterministic generated edits.
+
+mod apply;
+mod diff;
+#[cfg(unix)]
+mod git;
+mod parse;
 
 use std::collections::BTreeMap;
 
-use super::*;
+use crate::*;
 
 /// A tree of files in memory, the way the guest agent would present one.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(super) struct MemTree(pub(super) BTreeMap<String, FileState>);
+pub(crate) struct MemTree(pub(crate) BTreeMap<String, FileState>);
 
 impl MemTree {
-    pub(super) fn of(files: &[(&str, &str)]) -> Self {
+    pub(crate) fn of(files: &[(&str, &str)]) -> Self {
         let mut t = MemTree::default();
         for (path, text) in files {
             t.put(path, text.as_bytes(), 0o644);
@@ -18,7 +24,7 @@ impl MemTree {
         t
     }
 
-    pub(super) fn put(&mut self, path: &str, bytes: &[u8], mode: u32) {
+    pub(crate) fn put(&mut self, path: &str, bytes: &[u8], mode: u32) {
         self.0.insert(
             path.to_owned(),
             FileState {
@@ -28,14 +34,14 @@ impl MemTree {
         );
     }
 
-    pub(super) fn text(&self, path: &str) -> Option<String> {
+    pub(crate) fn text(&self, path: &str) -> Option<String> {
         self.0
             .get(path)
             .map(|f| String::from_utf8(f.bytes.clone()).unwrap())
     }
 
     /// Performs `changes` the way the caller of `apply` would.
-    pub(super) fn perform(&mut self, changes: Vec<Change>) {
+    pub(crate) fn perform(&mut self, changes: Vec<Change>) {
         for c in changes {
             match c {
                 Change::Delete { path } => assert!(self.0.remove(&path).is_some(), "{path}"),
@@ -45,7 +51,7 @@ impl MemTree {
     }
 
     /// Parses and applies `patch`, then performs the changes.
-    pub(super) fn patch(&mut self, patch: &str) -> Result<(), PatchError> {
+    pub(crate) fn patch(&mut self, patch: &str) -> Result<(), PatchError> {
         let changes = apply(&parse(patch)?, self)?;
         self.perform(changes);
         Ok(())
@@ -59,12 +65,12 @@ impl PatchSource for MemTree {
 }
 
 /// `line 1\n` through `line n\n`.
-pub(super) fn numbered(n: usize) -> String {
+pub(crate) fn numbered(n: usize) -> String {
     (1..=n).map(|i| format!("line {i}\n")).collect()
 }
 
 /// A `git diff` with one section of every kind.
-pub(super) const GIT_DIFF: &str = "\
+pub(crate) const GIT_DIFF: &str = "\
 diff --git a/src/main.rs b/src/main.rs
 index 83db48f..bf269f4 100644
 --- a/src/main.rs
@@ -102,10 +108,10 @@ index 0000000..e69de29
 ";
 
 /// xorshift64: deterministic noise without a dependency.
-pub(super) struct Rng(pub(super) u64);
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
-    pub(super) fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
@@ -116,7 +122,7 @@ impl Rng {
 /// Files of lines from a small vocabulary (so lines repeat and diffs
 /// have to choose), and an edit of one: deletions, insertions,
 /// replacements, and sometimes a final newline added or dropped.
-pub(super) fn random_pair(rng: &mut Rng) -> (Vec<u8>, Vec<u8>) {
+pub(crate) fn random_pair(rng: &mut Rng) -> (Vec<u8>, Vec<u8>) {
     const WORDS: &[&str] = &[
         "",
         "a",

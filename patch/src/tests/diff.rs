@@ -1,7 +1,7 @@
 //! Generating diffs, and round trips through our own diff and apply.
 
-use super::test_support::{numbered, random_pair, MemTree, Rng};
-use super::*;
+use super::{numbered, random_pair, MemTree, Rng};
+use crate::*;
 
 #[test]
 fn diff_sections_look_like_git() {

@@ -1,8 +1,8 @@
 //! Applying patches to an in-memory tree: offsets, anchors, exact
 //! context, all or nothing, and sections that must agree.
 
-use super::test_support::{numbered, MemTree, GIT_DIFF};
-use super::*;
+use super::{numbered, MemTree, GIT_DIFF};
+use crate::*;
 
 #[test]
 fn modifies_adds_deletes_in_one_patch() {

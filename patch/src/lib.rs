@@ -1,4 +1,5 @@
-//! Unified-diff patches: parse them, apply them, and generate them.
+//! `pyro-patch`: unified-diff patches: parse them, apply them, and
+//! generate them.
 //!
 //! This is the format behind `pyro workspace patch apply` and
 //! `pyro workspace diff`. It is pure logic shared by host and guest: no
@@ -37,6 +38,8 @@
 //!
 //! [`unified_diff`] writes git-style sections that both `git apply` and
 //! [`apply`] accept.
+
+#![forbid(unsafe_code)]
 
 mod apply;
 mod diff;
@@ -254,13 +257,4 @@ fn split_lines(bytes: &[u8]) -> Vec<&[u8]> {
 }
 
 #[cfg(test)]
-mod apply_tests;
-#[cfg(test)]
-mod diff_tests;
-#[cfg(test)]
-mod parse_tests;
-#[cfg(test)]
-mod test_support;
-
-#[cfg(all(test, unix))]
-mod git_tests;
+mod tests;

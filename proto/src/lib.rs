@@ -1,4 +1,15 @@
-//! What host and guest agree on. Platform-neutral: the host side imports it.
+//! `pyro-proto`: what pyro's host and guest agree on, and nothing else.
+//!
+//! - [`marker`]: the guest-signal device's register layout (boot and
+//!   power-off markers the guest writes over `/dev/mem`).
+//! - [`cmdline`]: kernel command-line keys guest-init reads.
+//! - [`rpc`]: the agent's RPC frames and types over vsock.
+//!
+//! Platform-neutral (serde and the standard library only): the guest's
+//! PID 1, the VMM, the devices and the SDK all depend on it, and no host
+//! crate depends on the guest's own crate.
+
+#![forbid(unsafe_code)]
 
 /// The VMM's guest-signal device: a few bytes of MMIO the guest writes to
 /// tell the VMM about its life cycle.

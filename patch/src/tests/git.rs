@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use super::test_support::{random_pair, MemTree, Rng};
-use super::*;
+use super::{random_pair, MemTree, Rng};
+use crate::*;
 
 /// A scratch git repository under the system temp dir, removed on drop.
 struct Repo {
