@@ -133,7 +133,13 @@ pub mod rpc {
         Exec(ExecRequest),
         /// Facts about one path (a symlink is reported, not followed).
         Stat { path: String },
-        /// A directory's entries, sorted by path; at most [`MAX_LIST_ENTRIES`].
+        /// A directory's entries (a file lists as itself), at most
+        /// [`MAX_LIST_ENTRIES`]. The entries come in [`Event::Data`]
+        /// frames as JSON lines ([`ListLines`] writes them, [`ListReader`]
+        /// reads them back with its bounds), in walk order, and the final
+        /// [`Reply::List`] carries only `truncated`: a listing of any size
+        /// fits, where one reply header holds at most [`MAX_HEADER`] bytes
+        /// (about 7,000 entries). The host sorts.
         List { path: String, recursive: bool },
         /// A regular file's bytes from `offset`, at most `max_bytes`
         /// (default: all), as [`Event::Data`] frames.
@@ -198,7 +204,7 @@ pub mod rpc {
             workspace: Option<String>,
         },
         /// Apply the unified diff in the frame's data part (at most
-        /// [`MAX_DATA`]) to /workspace, all or nothing (see `crate::patch`).
+        /// [`MAX_DATA`]) to /workspace, all or nothing (see the `pyro-patch` crate).
         PatchApply,
         /// A piece of the current request's body; an empty one ends it.
         Data,
@@ -307,7 +313,10 @@ pub mod rpc {
 
     #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
     pub struct ListResult {
-        /// Sorted by path; a file lists as itself.
+        /// Sorted by path; a file lists as itself. On the wire the entries
+        /// travel in data frames and the reply's list is empty (see
+        /// [`Request::List`]).
+        #[serde(default)]
         pub entries: Vec<FileInfo>,
         /// More than [`MAX_LIST_ENTRIES`] entries; the rest were left out.
         pub truncated: bool,
@@ -453,13 +462,28 @@ pub mod rpc {
         }
     }
 
-    /// Writes one frame.
+    /// Writes one frame. A header or data part larger than the reader
+    /// accepts ([`MAX_HEADER`], [`MAX_DATA`]) is refused here, before
+    /// anything is written, so the connection stays in step and the
+    /// error names the sender's bug instead of the reader's limit.
     pub fn write_frame<T: Serialize>(
         w: &mut impl Write,
         header: &T,
         data: &[u8],
     ) -> io::Result<()> {
         let json = serde_json::to_vec(header).map_err(io::Error::other)?;
+        if json.len() > MAX_HEADER as usize {
+            return Err(too_large(format!(
+                "frame header of {} bytes exceeds {MAX_HEADER}",
+                json.len()
+            )));
+        }
+        if data.len() > MAX_DATA as usize {
+            return Err(too_large(format!(
+                "frame data of {} bytes exceeds {MAX_DATA}",
+                data.len()
+            )));
+        }
         let mut buf = Vec::with_capacity(8 + json.len() + data.len());
         buf.extend_from_slice(&(json.len() as u32).to_le_bytes());
         buf.extend_from_slice(&json);
@@ -501,6 +525,95 @@ pub mod rpc {
 
     fn invalid(msg: String) -> io::Error {
         io::Error::new(io::ErrorKind::InvalidData, msg)
+    }
+
+    fn too_large(msg: String) -> io::Error {
+        io::Error::new(io::ErrorKind::InvalidInput, msg)
+    }
+
+    /// Longest JSON line one listed entry may take: two paths of up to
+    /// `PATH_MAX` (4,096) bytes, each byte escaped as `\u00XX` at worst.
+    pub const MAX_LIST_LINE: usize = 64 << 10;
+
+    /// The guest's side of a streamed listing: collects entries as JSON
+    /// lines and hands out a data part whenever [`CHUNK`] bytes are
+    /// ready, so guest memory stays flat however big the tree.
+    #[derive(Default)]
+    pub struct ListLines {
+        buf: Vec<u8>,
+    }
+
+    impl ListLines {
+        /// Adds one entry; returns a full chunk to send, if one is ready.
+        pub fn push(&mut self, info: &FileInfo) -> Option<Vec<u8>> {
+            // FileInfo is plain data: serializing it cannot fail.
+            serde_json::to_writer(&mut self.buf, info).expect("FileInfo serializes");
+            self.buf.push(b'\n');
+            (self.buf.len() >= CHUNK).then(|| std::mem::take(&mut self.buf))
+        }
+
+        /// What is left to send (empty if nothing is).
+        pub fn finish(self) -> Vec<u8> {
+            self.buf
+        }
+    }
+
+    /// The host's side of a streamed listing: parses the data parts back
+    /// into entries. The guest is untrusted: more than
+    /// [`MAX_LIST_ENTRIES`] entries, a line over [`MAX_LIST_LINE`] bytes,
+    /// or a line that is not a [`FileInfo`] is an error, and memory stays
+    /// bounded by those limits.
+    #[derive(Default)]
+    pub struct ListReader {
+        partial: Vec<u8>,
+        entries: Vec<FileInfo>,
+    }
+
+    impl ListReader {
+        /// Takes one data part.
+        pub fn push(&mut self, mut data: &[u8]) -> io::Result<()> {
+            while let Some(end) = data.iter().position(|&b| b == b'\n') {
+                self.partial.extend_from_slice(&data[..end]);
+                data = &data[end + 1..];
+                let line = std::mem::take(&mut self.partial);
+                self.line(&line)?;
+            }
+            self.partial.extend_from_slice(data);
+            if self.partial.len() > MAX_LIST_LINE {
+                return Err(invalid(format!(
+                    "a listed entry longer than {MAX_LIST_LINE} bytes"
+                )));
+            }
+            Ok(())
+        }
+
+        fn line(&mut self, line: &[u8]) -> io::Result<()> {
+            if line.len() > MAX_LIST_LINE {
+                return Err(invalid(format!(
+                    "a listed entry longer than {MAX_LIST_LINE} bytes"
+                )));
+            }
+            if self.entries.len() >= MAX_LIST_ENTRIES {
+                return Err(invalid(format!(
+                    "more than {MAX_LIST_ENTRIES} listed entries"
+                )));
+            }
+            let info = serde_json::from_slice(line)
+                .map_err(|e| invalid(format!("bad listed entry: {e}")))?;
+            self.entries.push(info);
+            Ok(())
+        }
+
+        /// The entries, sorted by path; an unfinished last line is an
+        /// error.
+        pub fn finish(self) -> io::Result<Vec<FileInfo>> {
+            if !self.partial.is_empty() {
+                return Err(invalid("a listing that ends mid-entry".into()));
+            }
+            let mut entries = self.entries;
+            entries.sort_by(|a, b| a.path.cmp(&b.path));
+            Ok(entries)
+        }
     }
 
     #[cfg(test)]
@@ -563,6 +676,73 @@ pub mod rpc {
             }
             assert_eq!(workspace_absolute(""), "/workspace");
             assert_eq!(workspace_absolute("a/b"), "/workspace/a/b");
+        }
+
+        fn entry(path: &str) -> FileInfo {
+            FileInfo {
+                path: path.into(),
+                artifact_type: ArtifactType::File,
+                size_bytes: 1,
+                mode: 0o644,
+                mtime: 0,
+                link_target: None,
+            }
+        }
+
+        #[test]
+        fn write_frame_refuses_what_read_frame_would() {
+            let mut buf = Vec::new();
+            let big = "x".repeat(MAX_HEADER as usize);
+            let err = write_frame(&mut buf, &Request::Stat { path: big }, &[]).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+            assert!(err.to_string().contains("frame header"), "{err}");
+            let data = vec![0u8; MAX_DATA as usize + 1];
+            let err = write_frame(&mut buf, &Event::Data, &data).unwrap_err();
+            assert!(err.to_string().contains("frame data"), "{err}");
+            assert!(buf.is_empty(), "nothing written for a refused frame");
+            write_frame(&mut buf, &Event::Data, &data[1..]).unwrap();
+        }
+
+        #[test]
+        fn listings_stream_in_chunks_and_come_back_sorted() {
+            // 10,000 entries: over ten times what one header could hold.
+            let mut lines = ListLines::default();
+            let mut frames = Vec::new();
+            for i in (0..10_000).rev() {
+                frames.extend(lines.push(&entry(&format!("/workspace/d/{i:05}"))));
+            }
+            frames.push(lines.finish());
+            assert!(frames.len() > 1 && frames.iter().all(|f| f.len() <= MAX_DATA as usize));
+            let mut reader = ListReader::default();
+            // Split anywhere: a line may straddle two data parts.
+            for f in &frames {
+                let (a, b) = f.split_at(f.len() / 3);
+                reader.push(a).unwrap();
+                reader.push(b).unwrap();
+            }
+            let entries = reader.finish().unwrap();
+            assert_eq!(entries.len(), 10_000);
+            assert_eq!(entries[0].path, "/workspace/d/00000");
+            assert!(entries.windows(2).all(|w| w[0].path < w[1].path));
+        }
+
+        #[test]
+        fn a_hostile_listing_is_refused_within_bounds() {
+            let mut r = ListReader::default();
+            assert!(r.push(&vec![b'x'; MAX_LIST_LINE + 1]).is_err());
+            let mut r = ListReader::default();
+            assert!(r.push(b"{\"not\":\"an entry\"}\n").is_err());
+            let mut r = ListReader::default();
+            r.push(b"{").unwrap();
+            assert!(r.finish().is_err());
+            let mut r = ListReader::default();
+            let mut line = serde_json::to_vec(&entry("/workspace/a")).unwrap();
+            line.push(b'\n');
+            for _ in 0..MAX_LIST_ENTRIES {
+                r.push(&line).unwrap();
+            }
+            let err = r.push(&line).unwrap_err();
+            assert!(err.to_string().contains("more than"), "{err}");
         }
 
         #[test]

@@ -304,12 +304,19 @@ impl GuestClient {
     }
 
     /// A directory's entries (a file lists as itself), sorted by path.
+    /// They stream in data frames, checked as untrusted
+    /// ([`rpc::ListReader`]), so a listing of any size fits.
     pub fn list(&mut self, path: &str, recursive: bool) -> Result<ListResult, GuestError> {
-        match self.call(&Request::List {
+        self.send(&Request::List {
             path: path.into(),
             recursive,
-        })? {
-            Reply::List(list) => Ok(list),
+        })?;
+        let mut entries = rpc::ListReader::default();
+        match self.finish_with(|_, _| {}, |data| entries.push(data))? {
+            Reply::List(list) => Ok(ListResult {
+                entries: entries.finish().map_err(GuestError::Io)?,
+                truncated: list.truncated,
+            }),
             other => Err(unexpected(other)),
         }
     }

@@ -67,10 +67,19 @@ fn connection(stream: VsockStream) {
                 message: e.message,
             },
         };
-        if rpc::write_frame(&mut writer, &event, &[])
-            .and_then(|_| writer.flush())
-            .is_err()
-        {
+        // A reply too large for one frame is refused before any byte is
+        // written; the host gets an error instead of a connection cut.
+        let sent = match rpc::write_frame(&mut writer, &event, &[]) {
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+                let error = Event::Error {
+                    kind: "reply_too_large".into(),
+                    message: e.to_string(),
+                };
+                rpc::write_frame(&mut writer, &error, &[])
+            }
+            other => other,
+        };
+        if sent.and_then(|_| writer.flush()).is_err() {
             return;
         }
     }
@@ -123,7 +132,7 @@ fn handle(
             exec::run(&req, stdin, out).map(Reply::Exec)
         }
         Request::Stat { path } => files::stat(&path),
-        Request::List { path, recursive } => files::list(&path, recursive),
+        Request::List { path, recursive } => files::list(&path, recursive, out),
         Request::Read {
             path,
             offset,

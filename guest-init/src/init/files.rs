@@ -14,8 +14,8 @@
 
 use super::RpcError;
 use pyro_proto::rpc::{
-    self, workspace_absolute, workspace_relative, ArtifactType, Event, FileInfo, ListResult,
-    ReadResult, Reply, WriteResult,
+    self, workspace_absolute, workspace_relative, ArtifactType, Event, FileInfo, ListLines,
+    ListResult, ReadResult, Reply, WriteResult,
 };
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{
@@ -183,39 +183,53 @@ pub fn stat(path: &str) -> Result<Reply, RpcError> {
     Ok(Reply::Stat(info(dir.as_fd(), OsStr::new(&name), &rel, &st)))
 }
 
-pub fn list(path: &str, recursive: bool) -> Result<Reply, RpcError> {
+/// Streams the entries as JSON lines in data frames, in walk order (the
+/// host sorts), so neither a header nor guest memory limits the size of
+/// a listing (see `Request::List`).
+pub fn list(path: &str, recursive: bool, out: &mut impl Write) -> Result<Reply, RpcError> {
     let rel = relative(path)?;
     let root = root()?;
     let (parent, name, st) = lstat(&root, &rel)?;
-    let mut entries = Vec::new();
+    let mut lines = ListLines::default();
+    let mut send =
+        |chunk: Vec<u8>| rpc::write_frame(out, &Event::Data, &chunk).map_err(RpcError::host_gone);
+    let mut count = 0;
     let mut truncated = false;
     if artifact_type(&st) == ArtifactType::Directory {
         let dir = open_beneath(&root, &rel, OFlags::RDONLY | OFlags::DIRECTORY, 0)?;
         walk(dir, &rel, &mut |dir, name, child_rel, is_dir| {
-            if entries.len() >= rpc::MAX_LIST_ENTRIES {
+            if count >= rpc::MAX_LIST_ENTRIES {
                 truncated = true;
                 return Ok(Walk::Stop);
             }
             let st =
                 statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).map_err(|e| fs_error(e, child_rel))?;
-            entries.push(info(
-                dir,
-                OsStr::from_bytes(name.to_bytes()),
-                child_rel,
-                &st,
-            ));
+            let entry = info(dir, OsStr::from_bytes(name.to_bytes()), child_rel, &st);
+            count += 1;
+            if let Some(chunk) = lines.push(&entry) {
+                send(chunk)?;
+            }
             Ok(if recursive && is_dir {
                 Walk::Descend
             } else {
                 Walk::Skip
             })
         })?;
-        entries.sort_by(|a, b| a.path.cmp(&b.path));
     } else {
         // A file lists as itself, like `ls FILE`.
-        entries.push(info(parent.as_fd(), OsStr::new(&name), &rel, &st));
+        let entry = info(parent.as_fd(), OsStr::new(&name), &rel, &st);
+        if let Some(chunk) = lines.push(&entry) {
+            send(chunk)?;
+        }
     }
-    Ok(Reply::List(ListResult { entries, truncated }))
+    let rest = lines.finish();
+    if !rest.is_empty() {
+        send(rest)?;
+    }
+    Ok(Reply::List(ListResult {
+        entries: Vec::new(),
+        truncated,
+    }))
 }
 
 /// What a walk does after visiting an entry.
