@@ -108,6 +108,28 @@ impl Images {
         image::installed(&self.paths, name)
     }
 
+    /// What this host lacks to build the kernel and the image of `env`,
+    /// for whichever of them is not built yet: one entry per missing
+    /// tool, with its Debian package. Empty when both are built, or can
+    /// be. (Only the host's tools are checked: a build can still fail on
+    /// the network or the disk.)
+    pub fn missing_to_build(&self, env: &str) -> Vec<MissingTool> {
+        let mut missing = Vec::new();
+        if self.installed_kernel().is_none() {
+            missing.extend(tools::missing(tools::KERNEL));
+            if !Path::new(kernel::SOURCE_TARBALL).is_file() {
+                missing.push(MissingTool {
+                    tool: kernel::SOURCE_TARBALL.to_string(),
+                    package: SOURCE_PACKAGE.to_string(),
+                });
+            }
+        }
+        if self.installed_environment(env).is_none() {
+            missing.extend(tools::missing(tools::ROOTFS));
+        }
+        missing
+    }
+
     /// Removes unfinished (`.partial-*`) and failed builds, kernels and
     /// images that do not match the current inputs, and package trees no
     /// catalog entry uses. Returns what it deleted.

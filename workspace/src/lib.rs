@@ -15,6 +15,8 @@ mod environments;
 mod error;
 mod guest;
 mod run;
+#[doc(hidden)]
+pub mod testing;
 mod transfer;
 mod warm;
 mod workspaces;
