@@ -25,8 +25,9 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use vm_memory::{Address, Bytes, GuestMemoryBackend, GuestMemoryRegion};
 
-/// Bumped whenever anything below changes meaning.
-pub const FORMAT_VERSION: u32 = 2;
+/// Bumped whenever anything below changes meaning. 3: the config's
+/// devices are one list; each virtio slot keeps its device's own state.
+pub const FORMAT_VERSION: u32 = 3;
 pub const STATE_FILE: &str = "snapshot.json";
 pub const MEMORY_FILE: &str = "memory.bin";
 const PAGE: usize = 4096;
@@ -74,8 +75,7 @@ impl Origin {
                 .to_string(),
             guest_kernel: file_id(&config.kernel),
             read_only_disks: config
-                .disks
-                .iter()
+                .disks()
                 .filter(|d| d.read_only)
                 .map(|d| file_id(&d.path))
                 .collect(),
@@ -261,7 +261,8 @@ pub fn restore_vm(vm: &VmFd, s: &VmState) -> Result<(), Error> {
 }
 
 /// Writes guest RAM to `path`, leaving holes for zero pages. The caller
-/// holds every device so nothing writes guest memory meanwhile.
+/// holds every device (a [`crate::Frozen`] VM) so nothing writes guest
+/// memory meanwhile.
 pub fn save_memory(mem: &GuestMem, path: &Path) -> Result<u64, Error> {
     let err = |e: std::io::Error| Error::Snapshot {
         path: path.to_path_buf(),
@@ -343,12 +344,16 @@ impl Snapshot {
             return Err(fail(why));
         }
         let c = &snap.config;
-        let layout = |c: &VmConfig| (c.mem_mib, c.vcpus, c.disks.len(), c.vsock.is_some(), c.host);
+        let layout = |c: &VmConfig| (c.mem_mib, c.vcpus, c.layout(), c.host);
         if layout(c) != layout(config) {
             return Err(fail(format!(
-                "made for {} MiB, {} vCPU(s), {} disk(s), vsock {}; asked for {} MiB, {} vCPU(s), {} disk(s), vsock {}",
-                c.mem_mib, c.vcpus, c.disks.len(), c.vsock.is_some(),
-                config.mem_mib, config.vcpus, config.disks.len(), config.vsock.is_some()
+                "made for {} MiB, {} vCPU(s), devices [{}]; asked for {} MiB, {} vCPU(s), devices [{}]",
+                c.mem_mib,
+                c.vcpus,
+                c.layout().join(", "),
+                config.mem_mib,
+                config.vcpus,
+                config.layout().join(", "),
             )));
         }
         if snap.vcpus.len() != usize::from(config.vcpus) {

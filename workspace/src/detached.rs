@@ -245,7 +245,7 @@ impl crate::Pyro {
     ) -> Result<DetachedVm, Error> {
         let (mut config, _env) = self.environment_vm(environment, mem_mib, vcpus, progress)?;
         std::fs::create_dir_all(dir).map_err(|e| Error::Io(format!("{}: {e}", dir.display())))?;
-        config.vsock = Some(pyro_vmm::VsockConfig {
+        config.set_vsock(pyro_vmm::VsockConfig {
             cid: 3,
             uds: dir.join("vsock.sock"),
         });

@@ -41,8 +41,8 @@ impl Pyro {
             vmm,
             file_id(&config.kernel),
             // The root image; a workspace's disk is never in a snapshot.
-            config.disks.first().map(|d| file_id(&d.path)),
-            config.disks.len(),
+            config.root().map(|d| file_id(&d.path)),
+            config.layout(),
             &config.cmdline_extra,
         )
             .hash(&mut h);
@@ -78,7 +78,7 @@ impl Pyro {
             self.build_warm(environment, config, &snap, timeout, progress)?;
         }
         let mut run_config = config.clone();
-        run_config.vsock = Some(VsockConfig {
+        run_config.set_vsock(VsockConfig {
             cid: 3,
             uds: uds.to_path_buf(),
         });
@@ -115,7 +115,7 @@ impl Pyro {
         self.build_snapshot(environment, snap, progress, |work, state| {
             let mut boot = config.clone();
             let uds = work.join("vsock.sock");
-            boot.vsock = Some(VsockConfig {
+            boot.set_vsock(VsockConfig {
                 cid: 3,
                 uds: uds.clone(),
             });
@@ -207,7 +207,7 @@ impl Pyro {
     ) -> VmConfig {
         use pyro_proto::cmdline::{WORKSPACE_KEY, WORKSPACE_LATER};
         let mut config = base.clone();
-        config.disks.push(pyro_vmm::Disk {
+        config.add_disk(pyro_vmm::Disk {
             path: disk.to_path_buf(),
             read_only: false,
         });
@@ -219,7 +219,7 @@ impl Pyro {
         config
             .cmdline_extra
             .push(format!("{WORKSPACE_KEY}={mount}"));
-        config.vsock = Some(VsockConfig {
+        config.set_vsock(VsockConfig {
             cid: 3,
             uds: vm_dir.join("vsock.sock"),
         });
@@ -253,7 +253,11 @@ impl Pyro {
         }
         self.build_snapshot(environment, &snap, progress, |work, state| {
             let config = shape(work);
-            let placeholder = &config.disks[1].path;
+            let placeholder = &config
+                .disks()
+                .nth(1)
+                .expect("a workspace VM has a second disk")
+                .path;
             std::fs::File::create(placeholder)
                 .map_err(|e| Error::Io(format!("{}: {e}", placeholder.display())))?;
             // A deadline, so the VMM (its own process group) ends even if

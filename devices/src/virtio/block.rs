@@ -211,6 +211,13 @@ impl VirtioDevice for Block {
             .collect()
     }
 
+    fn sync_backend(&self) -> std::io::Result<()> {
+        if self.read_only {
+            return Ok(());
+        }
+        self.file.sync_data()
+    }
+
     fn process_queue(&mut self, _index: usize) {
         let Some(mut active) = self.active.take() else {
             return;

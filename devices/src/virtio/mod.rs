@@ -154,6 +154,12 @@ pub trait VirtioDevice: Send {
     /// The device was re-activated from a snapshot: tell the guest what
     /// did not survive (vsock: every connection).
     fn restored(&mut self) {}
+    /// Makes everything the guest wrote through this device durable on
+    /// its host backend (block: fsync the file). Call with the VM frozen
+    /// and the device locked, so no request is half done.
+    fn sync_backend(&self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Reads `data.len()` bytes of a config space laid out in `bytes`;
