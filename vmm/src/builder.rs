@@ -24,9 +24,10 @@ use kvm_ioctls::{Kvm, VmFd};
 use pyro_devices::i8042::I8042;
 use pyro_devices::serial::{ConsoleSink, ConsoleTail, Serial, SerialSnapshot};
 use pyro_devices::signal::SignalRegs;
+use pyro_devices::virtio::block::event_handler::BlockHandler;
 use pyro_devices::virtio::block::Block;
 use pyro_devices::virtio::mmio::MmioTransport;
-use pyro_devices::virtio::vsock::handler::VsockHandler;
+use pyro_devices::virtio::vsock::event_handler::VsockHandler;
 use pyro_devices::virtio::vsock::Vsock;
 use pyro_devices::{Bus, GuestSignals};
 use std::path::Path;
@@ -268,7 +269,11 @@ fn attach_block(slots: &mut VirtioSlots<'_>, disk: &Disk, index: usize) -> Resul
             source,
         },
     )?;
-    slots.attach(Arc::new(Mutex::new(block)))
+    let device = Arc::new(Mutex::new(block));
+    let handler_device = device.clone();
+    slots.attach(device, move |kicks| {
+        Box::new(BlockHandler::new(handler_device, kicks))
+    })
 }
 
 /// The vsock device with its host side on `vsock.uds`.
@@ -279,7 +284,7 @@ fn attach_vsock(slots: &mut VirtioSlots<'_>, vsock: &VsockConfig) -> Result<(), 
     })?;
     let device = Arc::new(Mutex::new(device));
     let handler_device = device.clone();
-    slots.attach_with(device, move |kicks| {
+    slots.attach(device, move |kicks| {
         Box::new(VsockHandler::new(handler_device, kicks))
     })
 }
