@@ -204,5 +204,8 @@ fn a_running_vms_disk_copy_holds_what_the_guest_wrote() {
         .to_string();
     assert!(err.contains("writable disks"), "{err}");
     assert!(!home.path().join("root-copy.ext4").exists());
+    let over = vm.copy_disk(&disk, &disk);
+    let err = over.expect_err("a copy over the live disk").to_string();
+    assert!(err.contains("one of this VM's disks"), "{err}");
     vm.stop().expect("stop");
 }

@@ -49,6 +49,8 @@ pub enum Error {
     },
     #[error("disk {path} is not one of this VM's writable disks (copy only a disk the VM writes)")]
     NotAWritableDisk { path: PathBuf },
+    #[error("will not copy over {path}: it is one of this VM's disks (pick another destination)")]
+    CopyOverDisk { path: PathBuf },
     #[error("copying disk {from} to {to}: {source}")]
     DiskCopy {
         from: PathBuf,

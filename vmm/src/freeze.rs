@@ -88,6 +88,16 @@ impl Vm {
     /// thaws. Returns the bytes copied (allocated ranges only).
     pub fn copy_disk(&mut self, source: &Path, dest: &Path) -> Result<u64, Error> {
         let slot = self.writable_disk_slot(source)?;
+        // The copy is renamed over `dest`: never over a disk in use.
+        if let Ok(dest) = std::fs::canonicalize(dest) {
+            if self
+                .config
+                .disks()
+                .any(|d| std::fs::canonicalize(&d.path).is_ok_and(|p| p == dest))
+            {
+                return Err(Error::CopyOverDisk { path: dest });
+            }
+        }
         let frozen = self.freeze()?;
         let devices = frozen.lock_devices();
         devices[slot].sync_backend().map_err(|e| Error::Disk {

@@ -1,7 +1,8 @@
 //! VM snapshots: what a paused VM is made of (vCPU and in-kernel device
-//! state, clocks, our devices' registers and queues, guest memory), how
-//! it is written to a directory, and the checks that refuse to restore a
-//! snapshot into a VMM, kernel or device layout it was not made for.
+//! state, clocks, each virtio transport's registers with its device's own
+//! state, guest memory), how it is written to a directory, and the checks
+//! that refuse to restore a snapshot into a VMM, kernel or device layout
+//! it was not made for.
 //!
 //! A snapshot directory holds `snapshot.json` (this module's
 //! [`Snapshot`], serde) and `memory.bin` (guest RAM, regions back to back,
