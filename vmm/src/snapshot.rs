@@ -318,16 +318,30 @@ impl Snapshot {
             detail,
         };
         let bytes = std::fs::read(&path).map_err(|e| fail(e.to_string()))?;
-        let snap: Snapshot = serde_json::from_slice(&bytes).map_err(|e| {
+        let other_version = |version: u32| {
             fail(format!(
-                "damaged or not a pyro snapshot ({e}); take it again"
+                "format version {version} but this pyro reads version {FORMAT_VERSION}; take it again"
             ))
-        })?;
+        };
+        let snap: Snapshot = match serde_json::from_slice(&bytes) {
+            Ok(snap) => snap,
+            Err(e) => {
+                // A snapshot of another format may not parse as this one:
+                // say which format it is rather than "damaged".
+                #[derive(Deserialize)]
+                struct Versioned {
+                    version: u32,
+                }
+                return Err(match serde_json::from_slice::<Versioned>(&bytes) {
+                    Ok(v) if v.version != FORMAT_VERSION => other_version(v.version),
+                    _ => fail(format!(
+                        "damaged or not a pyro snapshot ({e}); take it again"
+                    )),
+                });
+            }
+        };
         if snap.version != FORMAT_VERSION {
-            return Err(fail(format!(
-                "format version {} but this pyro reads version {FORMAT_VERSION}; take it again",
-                snap.version
-            )));
+            return Err(other_version(snap.version));
         }
         Ok(snap)
     }
@@ -377,4 +391,27 @@ impl Snapshot {
 
 pub fn memory_path(dir: &Path) -> PathBuf {
     dir.join(MEMORY_FILE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_error(json: &str) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(STATE_FILE), json).unwrap();
+        match Snapshot::read(dir.path()) {
+            Ok(_) => panic!("{json} was read"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn an_older_format_is_named_not_called_damaged() {
+        // Format 2 had `disks` and `vsock` fields, not `devices`.
+        let err = read_error(r#"{"version":2,"config":{"disks":[],"vsock":null}}"#);
+        assert!(err.contains("format version 2"), "{err}");
+        let err = read_error("not json");
+        assert!(err.contains("damaged or not a pyro snapshot"), "{err}");
+    }
 }
