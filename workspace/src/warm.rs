@@ -190,6 +190,10 @@ pub(crate) fn warm_page_cache(client: &mut GuestClient) -> Result<(), Error> {
     Ok(())
 }
 
+/// The empty disk a workspace snapshot is taken with, in the VM's
+/// directory (see [`Pyro::workspace_snapshot`]).
+const PLACEHOLDER: &str = "placeholder.img";
+
 /// The device a workspace's disk appears as in the guest (the second
 /// disk, after the root image).
 pub(crate) const WORKSPACE_DEVICE: &str = "/dev/vdb";
@@ -244,20 +248,16 @@ impl Pyro {
         progress: &dyn Progress,
     ) -> Result<PathBuf, Error> {
         let vmm = pyro_vmm::snapshot::vmm_build_id_of(&vmm_program()?);
-        let shape = |work: &Path| {
-            Self::workspace_vm_config(base, &work.join("placeholder.img"), false, work)
-        };
+        let shape =
+            |work: &Path| Self::workspace_vm_config(base, &work.join(PLACEHOLDER), false, work);
         let snap = self.snapshot_dir(environment, &shape(Path::new("")), &vmm, "ws-");
         if snap.join(STATE_FILE).exists() {
             return Ok(snap);
         }
         self.build_snapshot(environment, &snap, progress, |work, state| {
             let config = shape(work);
-            let placeholder = &config
-                .disks()
-                .nth(1)
-                .expect("a workspace VM has a second disk")
-                .path;
+            // The second disk `shape` gave the VM.
+            let placeholder = &work.join(PLACEHOLDER);
             std::fs::File::create(placeholder)
                 .map_err(|e| Error::Io(format!("{}: {e}", placeholder.display())))?;
             // A deadline, so the VMM (its own process group) ends even if
