@@ -57,7 +57,7 @@ fn snapshots(c: &mut Criterion) {
     std::fs::create_dir_all(&run).unwrap();
     let uds = run.join("vsock.sock");
     let mut config = common::default_env_vm();
-    config.vsock = Some(VsockConfig {
+    config.set_vsock(VsockConfig {
         cid: 3,
         uds: uds.clone(),
     });

@@ -40,7 +40,7 @@ fn two_vcpus_boot_too() {
     let mut config = VmConfig::new(common::kernel());
     config.vcpus = 2;
     config.mem_mib = 192;
-    config.disks.push(Disk {
+    config.add_disk(Disk {
         path: common::rootfs("debian:12"),
         read_only: true,
     });
@@ -98,7 +98,7 @@ fn kernel_panic_is_reported_with_the_panic_message() {
 fn guest_that_never_starts_init_times_out_and_is_torn_down() {
     // A PID 1 that blocks forever on the console and never signals.
     let mut config = VmConfig::new(common::kernel());
-    config.disks.push(Disk {
+    config.add_disk(Disk {
         path: common::rootfs("debian:12"),
         read_only: true,
     });
@@ -135,7 +135,7 @@ fn a_read_only_root_disk_is_never_written() {
     };
     let sum = digest(&root);
     let mut config = VmConfig::new(common::kernel());
-    config.disks.push(Disk {
+    config.add_disk(Disk {
         path: root.clone(),
         read_only: true,
     });
@@ -158,7 +158,7 @@ fn pvm_masks_follow_host_detection_and_emulation_failures_are_reported() {
     let host = pyro::vmm::HostKind::detect();
     let mut config = VmConfig::new(common::kernel());
     config.host = pyro::vmm::HostKind::Vmx;
-    config.disks.push(Disk {
+    config.add_disk(Disk {
         path: common::rootfs("debian:12"),
         read_only: true,
     });

@@ -5,18 +5,18 @@
 
 mod common;
 
-use pyro::vmm::{Disk, Vm, VmConfig, VsockConfig};
+use pyro::vmm::{DeviceConfig, Disk, Vm, VmConfig, VsockConfig};
 use pyro::workspace::{ExecRequest, GuestClient};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 fn config(dir: &Path) -> VmConfig {
     let mut config = VmConfig::new(common::kernel());
-    config.disks.push(Disk {
+    config.add_disk(Disk {
         path: common::rootfs("debian:12"),
         read_only: true,
     });
-    config.vsock = Some(VsockConfig {
+    config.set_vsock(VsockConfig {
         cid: 3,
         uds: dir.join("vsock.sock"),
     });
@@ -179,7 +179,9 @@ fn damaged_or_mismatched_snapshots_are_refused() {
     expect_refusal(&bigger, &snap, "made for 128 MiB");
     // Another device layout (no vsock).
     let mut no_vsock = config(&target);
-    no_vsock.vsock = None;
+    no_vsock
+        .devices
+        .retain(|d| !matches!(d, DeviceConfig::Vsock(_)));
     expect_refusal(&no_vsock, &snap, "vsock");
 
     // Another root image (the guest's page cache holds the old one's
@@ -187,7 +189,10 @@ fn damaged_or_mismatched_snapshots_are_refused() {
     let other_root = root.path().join("other-root.img");
     std::fs::write(&other_root, vec![0u8; 4096]).unwrap();
     let mut rebuilt = config(&target);
-    rebuilt.disks[0].path = other_root;
+    rebuilt.devices[0] = DeviceConfig::Block(Disk {
+        path: other_root,
+        read_only: true,
+    });
     expect_refusal(&rebuilt, &snap, "read-only disks");
 
     // A truncated memory file.

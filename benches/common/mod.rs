@@ -18,7 +18,7 @@ pub fn default_env_vm() -> VmConfig {
         .expect("environment")
         .rootfs;
     let mut config = VmConfig::new(kernel);
-    config.disks.push(Disk {
+    config.add_disk(Disk {
         path: rootfs,
         read_only: true,
     });
@@ -31,7 +31,7 @@ pub fn serving_vm(dir: &Path, mem_mib: u32) -> (Vm, PathBuf) {
     let uds = dir.join("vsock.sock");
     let mut config = default_env_vm();
     config.mem_mib = mem_mib;
-    config.vsock = Some(VsockConfig {
+    config.set_vsock(VsockConfig {
         cid: 3,
         uds: uds.clone(),
     });

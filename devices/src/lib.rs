@@ -3,9 +3,16 @@
 //!
 //! Owns the legacy devices (8250 serial via vm-superio, the i8042 reset
 //! line, the guest-signal port bank that carries the boot marker and the
-//! power-off status) and the virtio-mmio devices. Guest-controlled input
-//! (register writes, queue contents) is untrusted: a device answers
-//! nonsense with an error or by ignoring it, never by panicking.
+//! power-off status) and the virtio-mmio devices: the transport
+//! (`virtio::mmio`) and one folder per device (`virtio::block`,
+//! `virtio::vsock`), each with `device.rs`, `event_handler.rs` and
+//! `persist.rs` (its own snapshot state, through `virtio::persist::Persist`;
+//! a state that does not fit is a typed `RestoreError`). The vsock host
+//! backend (`virtio::vsock::unix`) bounds what a guest can make the host
+//! hold: streams are capped, and so is the queue of replies waiting for
+//! the guest's receive buffers. Guest-controlled input (register writes,
+//! queue contents) is untrusted: a device answers nonsense with an error
+//! or by ignoring it, never by panicking.
 
 pub mod bus;
 pub mod i8042;

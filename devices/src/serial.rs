@@ -154,7 +154,11 @@ impl Serial {
         }
     }
 
-    pub fn restored(irq: EventFd, sink: ConsoleSink, s: &SerialSnapshot) -> Result<Self, String> {
+    pub fn restored(
+        irq: EventFd,
+        sink: ConsoleSink,
+        s: &SerialSnapshot,
+    ) -> Result<Self, crate::virtio::persist::RestoreError> {
         let [baud_divisor_low, baud_divisor_high, interrupt_enable, interrupt_identification, line_control, line_status, modem_control, modem_status, scratch] =
             s.regs;
         let state = vm_superio::serial::SerialState {
@@ -171,7 +175,7 @@ impl Serial {
         };
         Uart::from_state(&state, IrqTrigger(irq), vm_superio::serial::NoEvents, sink)
             .map(Self)
-            .map_err(|e| format!("serial state: {e:?}"))
+            .map_err(|e| crate::virtio::persist::RestoreError::Serial(format!("{e:?}")))
     }
 }
 

@@ -47,11 +47,11 @@ pub fn scratch() -> tempfile::TempDir {
 pub fn serving_vm(env: &str, dir: &Path) -> (Vm, PathBuf) {
     let uds = dir.join("vsock.sock");
     let mut config = VmConfig::new(kernel());
-    config.disks.push(Disk {
+    config.add_disk(Disk {
         path: rootfs(env),
         read_only: true,
     });
-    config.vsock = Some(VsockConfig {
+    config.set_vsock(VsockConfig {
         cid: 3,
         uds: uds.clone(),
     });

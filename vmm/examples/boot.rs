@@ -10,7 +10,7 @@ fn main() {
     let (paths, extra) = args.split_at(split);
     let mut config = VmConfig::new(&paths[0]);
     if let Some(root) = paths.get(1) {
-        config.disks.push(Disk {
+        config.add_disk(Disk {
             path: root.into(),
             read_only: true,
         });

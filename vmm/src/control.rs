@@ -9,13 +9,20 @@
 //! [`ExitRecord`]) before it exits, so whoever looks later can say why.
 //! A VMM killed with SIGKILL leaves no record; callers detect that by the
 //! control socket refusing connections.
+//!
+//! Requests that act on the VM are served one at a time by the thread
+//! that owns it; `Status` is answered by the connection's own thread, so
+//! it stays quick while a long request (a [`ControlRequest::CopyDisk`]
+//! of a large disk) runs.
 
 use crate::{Error, Vm, VmConfig, VmExit};
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
+use std::sync::Arc;
 
 /// What a control connection asks of the VM's owner (the main loop),
 /// with where to send the answer.
@@ -71,7 +78,32 @@ pub enum ControlRequest {
     Snapshot {
         dir: PathBuf,
     },
+    /// Copy `source`, one of the VM's writable disks, to `dest` as it is
+    /// at one instant: the VM is frozen, the disk's writes are made
+    /// durable, the file is copied sparse-aware (`dest` whole or absent),
+    /// and the VM runs on. Send with [`CopyDisk`](Self::CopyDisk)'s
+    /// [`ControlRequest::reply_timeout`]: a large disk takes a while.
+    CopyDisk {
+        source: PathBuf,
+        dest: PathBuf,
+    },
 }
+
+impl ControlRequest {
+    /// How long an answer to this request may take: the VMM waits this
+    /// long for the VM's owner, and a client should too.
+    pub fn reply_timeout(&self) -> Duration {
+        match self {
+            // A sparse copy moves the allocated bytes only, but a busy
+            // disk can hold many GiB.
+            ControlRequest::CopyDisk { .. } => COPY_DISK_TIMEOUT,
+            _ => Duration::from_secs(10),
+        }
+    }
+}
+
+/// Bound on a [`ControlRequest::CopyDisk`], VMM side and client side.
+pub const COPY_DISK_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "reply", rename_all = "snake_case")]
@@ -89,6 +121,11 @@ pub enum ControlReply {
     Stopping,
     Snapshotted {
         memory_bytes: u64,
+        ms: f64,
+    },
+    DiskCopied {
+        /// Bytes copied (the disk's allocated ranges).
+        bytes: u64,
         ms: f64,
     },
     Error {
@@ -112,11 +149,14 @@ fn now_unix() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// Sends one request to the VMM whose directory is `dir`. A refused
-/// connection means no VMM is serving there (it ended or was killed).
+/// Sends one request to the VMM whose directory is `dir` and waits up to
+/// the request's [`ControlRequest::reply_timeout`] for the answer. A
+/// refused connection means no VMM is serving there (it ended or was
+/// killed).
 pub fn request(dir: &Path, req: &ControlRequest) -> std::io::Result<ControlReply> {
     let mut stream = UnixStream::connect(VmmSpec::control_socket(dir))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    // A little longer than the VMM waits, so its own answer wins.
+    stream.set_read_timeout(Some(req.reply_timeout() + Duration::from_secs(5)))?;
     let mut line = serde_json::to_vec(req).map_err(std::io::Error::other)?;
     line.push(b'\n');
     stream.write_all(&line)?;
@@ -225,9 +265,15 @@ fn run(spec: &VmmSpec) -> ExitRecord {
     // Control connections are served on their own threads; what they ask
     // of the VM comes here, to the one thread that owns it.
     let (cmd_tx, cmd_rx) = channel::<Command>();
+    let status = Status {
+        started,
+        boot_ms,
+        paused: Arc::new(AtomicBool::new(false)),
+    };
+    let served = status.clone();
     std::thread::Builder::new()
         .name("vmm-control".into())
-        .spawn(move || accept(listener, cmd_tx))
+        .spawn(move || accept(listener, cmd_tx, served))
         .ok();
 
     loop {
@@ -244,12 +290,7 @@ fn run(spec: &VmmSpec) -> ExitRecord {
         match cmd_rx.recv_timeout(Duration::from_millis(200)) {
             Ok((req, reply)) => {
                 let answer = match req {
-                    ControlRequest::Status => ControlReply::Status {
-                        pid: std::process::id(),
-                        uptime_ms: started.elapsed().as_millis() as u64,
-                        boot_ms,
-                        paused: vm.is_paused(),
-                    },
+                    ControlRequest::Status => status.reply(),
                     ControlRequest::Pause => match vm.pause() {
                         Ok(()) => ControlReply::Paused,
                         Err(e) => ControlReply::Error {
@@ -261,6 +302,18 @@ fn run(spec: &VmmSpec) -> ExitRecord {
                         ControlReply::Resumed
                     }
                     ControlRequest::Stop => ControlReply::Stopping,
+                    ControlRequest::CopyDisk { source, dest } => {
+                        let t = Instant::now();
+                        match vm.copy_disk(&source, &dest) {
+                            Ok(bytes) => ControlReply::DiskCopied {
+                                bytes,
+                                ms: t.elapsed().as_secs_f64() * 1000.0,
+                            },
+                            Err(e) => ControlReply::Error {
+                                message: e.to_string(),
+                            },
+                        }
+                    }
                     ControlRequest::Snapshot { dir } => {
                         let t = Instant::now();
                         match vm.snapshot(&dir) {
@@ -274,6 +327,7 @@ fn run(spec: &VmmSpec) -> ExitRecord {
                         }
                     }
                 };
+                status.paused.store(vm.is_paused(), Ordering::Release);
                 let stopping = answer == ControlReply::Stopping;
                 let _ = reply.send(answer);
                 if stopping {
@@ -305,27 +359,49 @@ fn run(spec: &VmmSpec) -> ExitRecord {
     }
 }
 
-fn accept(listener: UnixListener, commands: Sender<Command>) {
+/// What a `Status` request reports, readable from any thread.
+#[derive(Clone)]
+struct Status {
+    started: Instant,
+    boot_ms: f64,
+    /// Mirrors `Vm::is_paused`, kept by the thread that owns the VM.
+    paused: Arc<AtomicBool>,
+}
+
+impl Status {
+    fn reply(&self) -> ControlReply {
+        ControlReply::Status {
+            pid: std::process::id(),
+            uptime_ms: self.started.elapsed().as_millis() as u64,
+            boot_ms: self.boot_ms,
+            paused: self.paused.load(Ordering::Acquire),
+        }
+    }
+}
+
+fn accept(listener: UnixListener, commands: Sender<Command>, status: Status) {
     for conn in listener.incoming().flatten() {
         let commands = commands.clone();
+        let status = status.clone();
         std::thread::spawn(move || {
-            let _ = answer(conn, &commands);
+            let _ = answer(conn, &commands, &status);
         });
     }
 }
 
-fn answer(conn: UnixStream, commands: &Sender<Command>) -> std::io::Result<()> {
+fn answer(conn: UnixStream, commands: &Sender<Command>, status: &Status) -> std::io::Result<()> {
     conn.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut line = String::new();
     BufReader::new((&conn).take(64 * 1024)).read_line(&mut line)?;
     let reply = match serde_json::from_str::<ControlRequest>(&line) {
+        Ok(ControlRequest::Status) => status.reply(),
         Ok(req) => {
+            let wait = req.reply_timeout();
             let (tx, rx) = channel();
             let _ = commands.send((req, tx));
-            rx.recv_timeout(Duration::from_secs(10))
-                .unwrap_or(ControlReply::Error {
-                    message: "the VM did not answer (it is stopping)".into(),
-                })
+            rx.recv_timeout(wait).unwrap_or(ControlReply::Error {
+                message: "the VM did not answer (it is stopping)".into(),
+            })
         }
         Err(e) => ControlReply::Error {
             message: format!("bad request {line:?}: {e}"),

@@ -47,6 +47,21 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    #[error("disk {path} is not one of this VM's writable disks (copy only a disk the VM writes)")]
+    NotAWritableDisk { path: PathBuf },
+    #[error("will not copy over {path}: it is one of this VM's disks (pick another destination)")]
+    CopyOverDisk { path: PathBuf },
+    #[error("copying disk {from} to {to}: {source}")]
+    DiskCopy {
+        from: PathBuf,
+        to: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the VM has stopped: its devices are gone")]
+    Stopped,
+    #[error("the vCPUs did not pause within 5 s")]
+    PauseTimeout,
     #[error("cannot start a vCPU thread: {0}")]
     Thread(#[source] std::io::Error),
     #[error("{0}")]

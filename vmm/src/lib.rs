@@ -9,15 +9,26 @@
 //! (power-off, reset, panic, internal emulation error, triple fault,
 //! timeout) into a result or an error that says what happened.
 //!
+//! A VM is described by a [`VmConfig`] (its devices one ordered list,
+//! [`DeviceConfig`]) and assembled by `builder` (cold boot or restore,
+//! the same named steps). A running [`Vm`] can be frozen ([`Vm::freeze`]:
+//! vCPUs parked, devices held) for a snapshot ([`snapshot`]) or a
+//! point-in-time copy of a disk ([`Vm::copy_disk`], using
+//! [`disk::sparse_copy`]).
+//!
 //! It also owns the detached VMM process of VMs that outlive their caller
 //! ([`control`]: spec, control socket, exit record).
 //!
 //! Devices live in `pyro-devices`; this crate wires them to the buses.
 
 mod boot;
+mod builder;
+mod config;
 pub mod control;
 mod cpu;
+pub mod disk;
 mod error;
+mod freeze;
 mod host;
 mod kernel_cmdline;
 mod layout;
@@ -29,7 +40,9 @@ mod vcpu;
 mod virtio;
 mod vm;
 
+pub use config::{DeviceConfig, Disk, VmConfig, VsockConfig};
 pub use error::{console_tail_text, Error, GuestFailure};
+pub use freeze::{DeviceGuards, Frozen};
 pub use host::{kvm_api_version, HostKind};
 pub use kernel_cmdline::KernelCmdline;
-pub use vm::{BootTimes, Disk, Vm, VmConfig, VmExit, VsockConfig};
+pub use vm::{BootTimes, Vm, VmExit};

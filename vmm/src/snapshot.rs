@@ -1,7 +1,8 @@
 //! VM snapshots: what a paused VM is made of (vCPU and in-kernel device
-//! state, clocks, our devices' registers and queues, guest memory), how
-//! it is written to a directory, and the checks that refuse to restore a
-//! snapshot into a VMM, kernel or device layout it was not made for.
+//! state, clocks, each virtio transport's registers with its device's own
+//! state, guest memory), how it is written to a directory, and the checks
+//! that refuse to restore a snapshot into a VMM, kernel or device layout
+//! it was not made for.
 //!
 //! A snapshot directory holds `snapshot.json` (this module's
 //! [`Snapshot`], serde) and `memory.bin` (guest RAM, regions back to back,
@@ -25,8 +26,9 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use vm_memory::{Address, Bytes, GuestMemoryBackend, GuestMemoryRegion};
 
-/// Bumped whenever anything below changes meaning.
-pub const FORMAT_VERSION: u32 = 2;
+/// Bumped whenever anything below changes meaning. 3: the config's
+/// devices are one list; each virtio slot keeps its device's own state.
+pub const FORMAT_VERSION: u32 = 3;
 pub const STATE_FILE: &str = "snapshot.json";
 pub const MEMORY_FILE: &str = "memory.bin";
 const PAGE: usize = 4096;
@@ -74,8 +76,7 @@ impl Origin {
                 .to_string(),
             guest_kernel: file_id(&config.kernel),
             read_only_disks: config
-                .disks
-                .iter()
+                .disks()
                 .filter(|d| d.read_only)
                 .map(|d| file_id(&d.path))
                 .collect(),
@@ -261,7 +262,8 @@ pub fn restore_vm(vm: &VmFd, s: &VmState) -> Result<(), Error> {
 }
 
 /// Writes guest RAM to `path`, leaving holes for zero pages. The caller
-/// holds every device so nothing writes guest memory meanwhile.
+/// holds every device (a [`crate::Frozen`] VM) so nothing writes guest
+/// memory meanwhile.
 pub fn save_memory(mem: &GuestMem, path: &Path) -> Result<u64, Error> {
     let err = |e: std::io::Error| Error::Snapshot {
         path: path.to_path_buf(),
@@ -316,16 +318,30 @@ impl Snapshot {
             detail,
         };
         let bytes = std::fs::read(&path).map_err(|e| fail(e.to_string()))?;
-        let snap: Snapshot = serde_json::from_slice(&bytes).map_err(|e| {
+        let other_version = |version: u32| {
             fail(format!(
-                "damaged or not a pyro snapshot ({e}); take it again"
+                "format version {version} but this pyro reads version {FORMAT_VERSION}; take it again"
             ))
-        })?;
+        };
+        let snap: Snapshot = match serde_json::from_slice(&bytes) {
+            Ok(snap) => snap,
+            Err(e) => {
+                // A snapshot of another format may not parse as this one:
+                // say which format it is rather than "damaged".
+                #[derive(Deserialize)]
+                struct Versioned {
+                    version: u32,
+                }
+                return Err(match serde_json::from_slice::<Versioned>(&bytes) {
+                    Ok(v) if v.version != FORMAT_VERSION => other_version(v.version),
+                    _ => fail(format!(
+                        "damaged or not a pyro snapshot ({e}); take it again"
+                    )),
+                });
+            }
+        };
         if snap.version != FORMAT_VERSION {
-            return Err(fail(format!(
-                "format version {} but this pyro reads version {FORMAT_VERSION}; take it again",
-                snap.version
-            )));
+            return Err(other_version(snap.version));
         }
         Ok(snap)
     }
@@ -343,12 +359,16 @@ impl Snapshot {
             return Err(fail(why));
         }
         let c = &snap.config;
-        let layout = |c: &VmConfig| (c.mem_mib, c.vcpus, c.disks.len(), c.vsock.is_some(), c.host);
+        let layout = |c: &VmConfig| (c.mem_mib, c.vcpus, c.layout(), c.host);
         if layout(c) != layout(config) {
             return Err(fail(format!(
-                "made for {} MiB, {} vCPU(s), {} disk(s), vsock {}; asked for {} MiB, {} vCPU(s), {} disk(s), vsock {}",
-                c.mem_mib, c.vcpus, c.disks.len(), c.vsock.is_some(),
-                config.mem_mib, config.vcpus, config.disks.len(), config.vsock.is_some()
+                "made for {} MiB, {} vCPU(s), devices [{}]; asked for {} MiB, {} vCPU(s), devices [{}]",
+                c.mem_mib,
+                c.vcpus,
+                c.layout().join(", "),
+                config.mem_mib,
+                config.vcpus,
+                config.layout().join(", "),
             )));
         }
         if snap.vcpus.len() != usize::from(config.vcpus) {
@@ -371,4 +391,27 @@ impl Snapshot {
 
 pub fn memory_path(dir: &Path) -> PathBuf {
     dir.join(MEMORY_FILE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_error(json: &str) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(STATE_FILE), json).unwrap();
+        match Snapshot::read(dir.path()) {
+            Ok(_) => panic!("{json} was read"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn an_older_format_is_named_not_called_damaged() {
+        // Format 2 had `disks` and `vsock` fields, not `devices`.
+        let err = read_error(r#"{"version":2,"config":{"disks":[],"vsock":null}}"#);
+        assert!(err.contains("format version 2"), "{err}");
+        let err = read_error("not json");
+        assert!(err.contains("damaged or not a pyro snapshot"), "{err}");
+    }
 }

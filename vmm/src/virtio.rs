@@ -9,7 +9,6 @@ use crate::memory::GuestMem;
 use event_manager::{EventManager, MutEventSubscriber, SubscriberOps};
 use kvm_ioctls::{IoEventAddress, VmFd};
 use pyro_devices::virtio::mmio::{MmioTransport, R_QUEUE_NOTIFY};
-use pyro_devices::virtio::notifier::QueueNotifier;
 use pyro_devices::virtio::{Interrupt, VirtioDevice};
 use pyro_devices::Bus;
 use std::sync::{Arc, Mutex};
@@ -30,17 +29,9 @@ pub struct VirtioSlots<'a> {
 }
 
 impl VirtioSlots<'_> {
-    /// Attaches a device whose queue work runs on kicks alone.
-    pub fn attach(&mut self, device: Arc<Mutex<dyn VirtioDevice>>) -> Result<(), Error> {
-        let notifier_device = device.clone();
-        self.attach_with(device, move |kicks| {
-            Box::new(QueueNotifier::new(notifier_device, kicks))
-        })
-    }
-
-    /// Attaches a device with its own event subscriber, built from the
-    /// queues' kick eventfds (e.g. vsock, which also polls host sockets).
-    pub fn attach_with(
+    /// Attaches a device in the next slot, with its event subscriber
+    /// (its `event_handler`) built from the queues' kick eventfds.
+    pub fn attach(
         &mut self,
         device: Arc<Mutex<dyn VirtioDevice>>,
         subscriber: impl FnOnce(Vec<EventFd>) -> Subscriber,

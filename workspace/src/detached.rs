@@ -186,6 +186,24 @@ impl DetachedVm {
         }
     }
 
+    /// Copies `source`, one of the VM's writable disks, to `dest` as it
+    /// is at one instant (the VMM freezes the VM, syncs the disk, copies
+    /// it sparse-aware and thaws it; `dest` is whole or absent). Returns
+    /// the bytes copied. Waits up to
+    /// [`control::COPY_DISK_TIMEOUT`], not the 10 s of other requests:
+    /// a large disk takes a while. What the guest has not written out is
+    /// not in the copy: sync the guest first.
+    pub fn copy_disk(&self, source: &Path, dest: &Path) -> Result<u64, Error> {
+        let req = ControlRequest::CopyDisk {
+            source: source.to_path_buf(),
+            dest: dest.to_path_buf(),
+        };
+        match self.ask(&req)? {
+            ControlReply::DiskCopied { bytes, .. } => Ok(bytes),
+            other => Err(unexpected(other)),
+        }
+    }
+
     fn control(&self, req: ControlRequest, want: ControlReply) -> Result<(), Error> {
         match self.ask(&req)? {
             reply if reply == want => Ok(()),
@@ -230,6 +248,28 @@ fn unexpected(reply: ControlReply) -> Error {
 }
 
 impl crate::Pyro {
+    /// The VM config [`Pyro::spawn_detached`] runs: `environment`'s root
+    /// image, vsock and console in `dir` (created if missing). Callers
+    /// that want more devices add them and spawn with
+    /// [`DetachedVm::spawn`].
+    pub fn detached_config(
+        &self,
+        environment: &str,
+        mem_mib: u32,
+        vcpus: u8,
+        dir: &Path,
+        progress: &dyn crate::Progress,
+    ) -> Result<pyro_vmm::VmConfig, Error> {
+        let (mut config, _env) = self.environment_vm(environment, mem_mib, vcpus, progress)?;
+        std::fs::create_dir_all(dir).map_err(|e| Error::Io(format!("{}: {e}", dir.display())))?;
+        config.set_vsock(pyro_vmm::VsockConfig {
+            cid: 3,
+            uds: dir.join("vsock.sock"),
+        });
+        config.serial_log = Some(dir.join("console.log"));
+        Ok(config)
+    }
+
     /// Starts a detached VM of `environment` whose files live in `dir`
     /// (created if missing), with the extra kernel command-line words
     /// `cmdline_extra`. Returns once the VMM process runs; use
@@ -243,13 +283,7 @@ impl crate::Pyro {
         deadline_unix: Option<u64>,
         progress: &dyn crate::Progress,
     ) -> Result<DetachedVm, Error> {
-        let (mut config, _env) = self.environment_vm(environment, mem_mib, vcpus, progress)?;
-        std::fs::create_dir_all(dir).map_err(|e| Error::Io(format!("{}: {e}", dir.display())))?;
-        config.vsock = Some(pyro_vmm::VsockConfig {
-            cid: 3,
-            uds: dir.join("vsock.sock"),
-        });
-        config.serial_log = Some(dir.join("console.log"));
+        let config = self.detached_config(environment, mem_mib, vcpus, dir, progress)?;
         DetachedVm::spawn(&VmmSpec {
             config,
             dir: dir.to_path_buf(),

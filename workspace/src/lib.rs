@@ -90,7 +90,7 @@ impl Pyro {
         let mut config = pyro_vmm::VmConfig::new(&kernel.path);
         config.mem_mib = mem_mib;
         config.vcpus = vcpus;
-        config.disks.push(pyro_vmm::Disk {
+        config.add_disk(pyro_vmm::Disk {
             path: env.rootfs.clone(),
             read_only: true,
         });

@@ -191,7 +191,7 @@ impl Pyro {
         let vm_start = Instant::now();
         let create_ms = ms(vm_start.duration_since(started));
         let (mut vm, mut client, boot_ms, agent_ms) = if opts.cold {
-            config.vsock = Some(VsockConfig {
+            config.set_vsock(VsockConfig {
                 cid: 3,
                 uds: uds.clone(),
             });

@@ -41,8 +41,8 @@ impl Pyro {
             vmm,
             file_id(&config.kernel),
             // The root image; a workspace's disk is never in a snapshot.
-            config.disks.first().map(|d| file_id(&d.path)),
-            config.disks.len(),
+            config.root().map(|d| file_id(&d.path)),
+            config.layout(),
             &config.cmdline_extra,
         )
             .hash(&mut h);
@@ -78,7 +78,7 @@ impl Pyro {
             self.build_warm(environment, config, &snap, timeout, progress)?;
         }
         let mut run_config = config.clone();
-        run_config.vsock = Some(VsockConfig {
+        run_config.set_vsock(VsockConfig {
             cid: 3,
             uds: uds.to_path_buf(),
         });
@@ -115,7 +115,7 @@ impl Pyro {
         self.build_snapshot(environment, snap, progress, |work, state| {
             let mut boot = config.clone();
             let uds = work.join("vsock.sock");
-            boot.vsock = Some(VsockConfig {
+            boot.set_vsock(VsockConfig {
                 cid: 3,
                 uds: uds.clone(),
             });
@@ -190,6 +190,10 @@ pub(crate) fn warm_page_cache(client: &mut GuestClient) -> Result<(), Error> {
     Ok(())
 }
 
+/// The empty disk a workspace snapshot is taken with, in the VM's
+/// directory (see [`Pyro::workspace_snapshot`]).
+const PLACEHOLDER: &str = "placeholder.img";
+
 /// The device a workspace's disk appears as in the guest (the second
 /// disk, after the root image).
 pub(crate) const WORKSPACE_DEVICE: &str = "/dev/vdb";
@@ -207,7 +211,7 @@ impl Pyro {
     ) -> VmConfig {
         use pyro_proto::cmdline::{WORKSPACE_KEY, WORKSPACE_LATER};
         let mut config = base.clone();
-        config.disks.push(pyro_vmm::Disk {
+        config.add_disk(pyro_vmm::Disk {
             path: disk.to_path_buf(),
             read_only: false,
         });
@@ -219,7 +223,7 @@ impl Pyro {
         config
             .cmdline_extra
             .push(format!("{WORKSPACE_KEY}={mount}"));
-        config.vsock = Some(VsockConfig {
+        config.set_vsock(VsockConfig {
             cid: 3,
             uds: vm_dir.join("vsock.sock"),
         });
@@ -244,16 +248,16 @@ impl Pyro {
         progress: &dyn Progress,
     ) -> Result<PathBuf, Error> {
         let vmm = pyro_vmm::snapshot::vmm_build_id_of(&vmm_program()?);
-        let shape = |work: &Path| {
-            Self::workspace_vm_config(base, &work.join("placeholder.img"), false, work)
-        };
+        let shape =
+            |work: &Path| Self::workspace_vm_config(base, &work.join(PLACEHOLDER), false, work);
         let snap = self.snapshot_dir(environment, &shape(Path::new("")), &vmm, "ws-");
         if snap.join(STATE_FILE).exists() {
             return Ok(snap);
         }
         self.build_snapshot(environment, &snap, progress, |work, state| {
             let config = shape(work);
-            let placeholder = &config.disks[1].path;
+            // The second disk `shape` gave the VM.
+            let placeholder = &work.join(PLACEHOLDER);
             std::fs::File::create(placeholder)
                 .map_err(|e| Error::Io(format!("{}: {e}", placeholder.display())))?;
             // A deadline, so the VMM (its own process group) ends even if

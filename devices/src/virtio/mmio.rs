@@ -1,5 +1,11 @@
 //! The virtio-mmio transport, version 2 ("modern") register layout.
+//!
+//! Locks: a vCPU's register access holds this transport's lock and takes
+//! the device's inside it (transport, then device). Whoever takes them the
+//! other way round (a snapshot) must have the vCPUs parked: see
+//! `pyro_vmm`'s `freeze` module.
 
+use super::persist::{restore_queues, DeviceState, RestoreContext, RestoreError};
 use super::{GuestMem, Interrupt, QueueSnapshot, VirtioDevice, INT_CONFIG, INT_USED_RING};
 use crate::BusDevice;
 use serde::{Deserialize, Serialize};
@@ -150,7 +156,9 @@ impl MmioTransport {
     }
 }
 
-/// A transport's registers and its queues, as a snapshot stores them.
+/// A transport's registers, the queues it holds (only while the driver
+/// configures them; an active device holds its own) and its device's
+/// state, as a snapshot stores them.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TransportSnapshot {
     pub device_type: u32,
@@ -165,6 +173,8 @@ pub struct TransportSnapshot {
     /// The start of the device's config space as the driver last saw it.
     pub config: Vec<u8>,
     pub config_generation: u32,
+    /// The device's own state ([`super::persist::Persist`]).
+    pub device: DeviceState,
 }
 
 impl MmioTransport {
@@ -177,11 +187,7 @@ impl MmioTransport {
     /// Call with the guest paused and `dev` (this transport's device,
     /// locked by the caller) held.
     pub fn snapshot(&self, dev: &dyn VirtioDevice) -> TransportSnapshot {
-        let queues = if self.active {
-            dev.queue_snapshots()
-        } else {
-            self.queues.iter().map(QueueSnapshot::of).collect()
-        };
+        let queues = self.queues.iter().map(QueueSnapshot::of).collect();
         TransportSnapshot {
             device_type: dev.device_type(),
             device_features_sel: self.device_features_sel,
@@ -194,6 +200,7 @@ impl MmioTransport {
             interrupt_status: self.interrupt.status(),
             config: config_bytes(dev),
             config_generation: self.config_generation,
+            device: dev.save_state(),
         }
     }
 
@@ -203,37 +210,41 @@ impl MmioTransport {
     /// differs from the snapshot's (a disk of another size in that slot)
     /// is fine: the driver is told of the change (see
     /// [`MmioTransport::resume_after_restore`]).
-    pub fn restore(&mut self, s: &TransportSnapshot) -> Result<(), String> {
-        let (device_type, max_sizes, config) = {
+    pub fn restore(&mut self, s: &TransportSnapshot) -> Result<(), RestoreError> {
+        let (device_type, max_sizes, config, offered) = {
             let dev = self.device();
             (
                 dev.device_type(),
                 dev.queue_max_sizes().to_vec(),
                 config_bytes(&*dev),
+                dev.features(),
             )
         };
         if s.device_type != device_type {
-            return Err(format!(
-                "device type {} in the snapshot, {} in this VM",
-                s.device_type, device_type
-            ));
+            return Err(RestoreError::DeviceType {
+                saved: s.device_type,
+                here: device_type,
+            });
         }
-        let saved_sizes: Vec<u16> = s.queues.iter().map(|q| q.max_size).collect();
-        if saved_sizes != max_sizes {
-            return Err(format!(
-                "device {device_type}: queues {saved_sizes:?} in the snapshot, {max_sizes:?} here"
-            ));
+        if s.driver_features & !offered != 0 {
+            return Err(RestoreError::Features {
+                device: device_type,
+                features: s.driver_features,
+                offered,
+            });
         }
-        let queues = s
-            .queues
-            .iter()
-            .map(QueueSnapshot::queue)
-            .collect::<Result<Vec<_>, _>>()?;
-        if queues.iter().any(|q| q.ready() && !q.is_valid(&self.mem)) {
-            return Err(format!(
-                "device {device_type}: a queue lies outside guest memory"
-            ));
-        }
+        // The transport's own queues: those the driver was configuring
+        // (none once the device is active and holds them).
+        let queues = if s.active {
+            Vec::new()
+        } else {
+            restore_queues(device_type, &s.queues, &max_sizes, &self.mem)?
+        };
+        let ctx = RestoreContext {
+            mem: self.mem.clone(),
+            interrupt: self.interrupt.clone(),
+        };
+        self.device().restore_state(ctx, &s.device)?;
         self.device_features_sel = s.device_features_sel;
         self.driver_features_sel = s.driver_features_sel;
         self.driver_features = s.driver_features;
@@ -244,14 +255,8 @@ impl MmioTransport {
         self.config_generation = s
             .config_generation
             .wrapping_add(u32::from(self.config_changed));
-        if s.active {
-            self.active = true;
-            self.queues = Vec::new();
-            let (mem, interrupt) = (self.mem.clone(), self.interrupt.clone());
-            self.device().activate(mem, queues, interrupt);
-        } else {
-            self.queues = queues;
-        }
+        self.active = s.active;
+        self.queues = queues;
         Ok(())
     }
 

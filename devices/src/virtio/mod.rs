@@ -5,10 +5,14 @@
 //! that write into an ioeventfd signal (no exit to user space), the event
 //! thread runs the device, and the device raises its interrupt through an
 //! irqfd.
+//!
+//! Each device has a folder of the same shape: `device.rs` (the device),
+//! `event_handler.rs` (its event-thread subscriber), `persist.rs` (its
+//! snapshot state, through [`persist::Persist`]), `tests.rs`.
 
 pub mod block;
 pub mod mmio;
-pub mod notifier;
+pub mod persist;
 pub mod vsock;
 
 use serde::{Deserialize, Serialize};
@@ -117,7 +121,7 @@ impl QueueSnapshot {
 
     /// The queue again; Err if the numbers cannot describe a queue (a
     /// damaged snapshot), so a restore fails instead of running on it.
-    pub fn queue(&self) -> Result<Queue, String> {
+    pub fn queue(&self) -> Result<Queue, persist::RestoreError> {
         Queue::try_from(QueueState {
             max_size: self.max_size,
             next_avail: self.next_avail,
@@ -129,7 +133,7 @@ impl QueueSnapshot {
             avail_ring: self.avail_ring,
             used_ring: self.used_ring,
         })
-        .map_err(|e| format!("bad queue in snapshot: {e:?}"))
+        .map_err(|e| persist::RestoreError::BadQueue(format!("{e:?}")))
     }
 }
 
@@ -149,11 +153,25 @@ pub trait VirtioDevice: Send {
     fn reset(&mut self);
     /// Queue `index` was kicked (runs on the event thread).
     fn process_queue(&mut self, index: usize);
-    /// The queues the device owns since activation, for a snapshot.
-    fn queue_snapshots(&self) -> Vec<QueueSnapshot>;
+    /// The device's own state for a snapshot (its [`persist::Persist`]
+    /// state, tagged by kind), queues included once it is active.
+    fn save_state(&self) -> persist::DeviceState;
+    /// Puts a fresh device where `state` left it (re-activated with its
+    /// queues if it was active); an error if the state does not fit.
+    fn restore_state(
+        &mut self,
+        ctx: persist::RestoreContext,
+        state: &persist::DeviceState,
+    ) -> Result<(), persist::RestoreError>;
     /// The device was re-activated from a snapshot: tell the guest what
     /// did not survive (vsock: every connection).
     fn restored(&mut self) {}
+    /// Makes everything the guest wrote through this device durable on
+    /// its host backend (block: fsync the file). Call with the VM frozen
+    /// and the device locked, so no request is half done.
+    fn sync_backend(&self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Reads `data.len()` bytes of a config space laid out in `bytes`;

@@ -1,11 +1,14 @@
 //! Block requests built by hand, good and malformed, against a temp file.
 
-use super::*;
+use super::device::*;
+use crate::virtio::{GuestMem, Interrupt, VirtioDevice};
 use std::io::Seek;
+use std::io::Write;
 use virtio_bindings::bindings::virtio_ring::VRING_DESC_F_WRITE;
 use virtio_queue::desc::split::Descriptor as SplitDescriptor;
 use virtio_queue::desc::RawDescriptor;
 use virtio_queue::mock::MockSplitQueue;
+use virtio_queue::Queue;
 use vm_memory::{Bytes, GuestAddress};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 

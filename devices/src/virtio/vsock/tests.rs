@@ -1,8 +1,11 @@
 //! The vsock device driven through mock queues: guest packets good and
 //! malformed, against real Unix sockets on the host side.
 
+use super::device::{RX, TX};
+use super::packet::*;
+use super::unix::muxer::{MAX_CONNECTIONS, MAX_PENDING_REPLIES};
 use super::*;
-use crate::virtio::Interrupt;
+use crate::virtio::{GuestMem, Interrupt, VirtioDevice};
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use virtio_bindings::bindings::virtio_ring::VRING_DESC_F_WRITE;
@@ -175,7 +178,7 @@ fn malformed_packets_are_answered_or_dropped_never_trusted() {
     let ops: Vec<u16> = rig.received().iter().map(|(h, _)| h.op).collect();
     assert_eq!(ops, vec![OP_RST, OP_RST, OP_RST]);
     // Nothing was connected on the host.
-    assert!(rig.dev.conns.is_empty());
+    assert!(rig.dev.muxer.conns.is_empty());
 }
 
 #[test]
@@ -185,9 +188,9 @@ fn host_connect_line_becomes_a_guest_request_and_ok_follows_response() {
     rig.give_rx_buffer();
     let mut client = UnixStream::connect(&rig.uds).unwrap();
     client.write_all(b"CONNECT 10000\n").unwrap();
-    rig.dev.accept_all();
-    let key = *rig.dev.conns.keys().next().unwrap();
-    rig.dev.stream_event(key, true, false, false);
+    rig.dev.muxer().accept_all();
+    let key = *rig.dev.muxer.conns.keys().next().unwrap();
+    rig.dev.muxer().stream_event(key, true, false, false);
     rig.dev.pump();
     let got = rig.received();
     assert_eq!(
@@ -208,8 +211,8 @@ fn host_connect_line_becomes_a_guest_request_and_ok_follows_response() {
     // the credit it sees must show nothing forwarded.
     client.write_all(b"ping").unwrap();
     rig.give_rx_buffer();
-    let key = *rig.dev.conns.keys().next().unwrap();
-    rig.dev.stream_event(key, true, false, false);
+    let key = *rig.dev.muxer.conns.keys().next().unwrap();
+    rig.dev.muxer().stream_event(key, true, false, false);
     rig.dev.pump();
     let got = rig.received();
     let (h, payload) = got.last().unwrap();
@@ -225,9 +228,79 @@ fn a_bad_connect_line_closes_only_that_client() {
     let mut rig = Rig::new(&mem);
     let mut client = UnixStream::connect(&rig.uds).unwrap();
     client.write_all(b"HELLO THERE\n").unwrap();
-    rig.dev.accept_all();
-    let key = *rig.dev.conns.keys().next().unwrap();
-    rig.dev.stream_event(key, true, false, false);
-    assert_eq!(rig.dev.take_closed().len(), 1);
-    assert!(rig.dev.conns.is_empty());
+    rig.dev.muxer().accept_all();
+    let key = *rig.dev.muxer.conns.keys().next().unwrap();
+    rig.dev.muxer().stream_event(key, true, false, false);
+    assert_eq!(rig.dev.muxer().take_closed().len(), 1);
+    assert!(rig.dev.muxer.conns.is_empty());
+}
+
+/// Offers `n` receive buffers, then kicks the RX queue.
+fn give_rx_buffers(rig: &mut Rig<'_>, n: usize) {
+    for _ in 0..n {
+        rig.give_rx_buffer();
+    }
+    rig.dev.process_queue(RX);
+}
+
+#[test]
+fn a_guest_that_posts_no_rx_buffers_cannot_grow_the_reply_queue() {
+    assert_eq!(MAX_PENDING_REPLIES, 256);
+    let mem = mem();
+    let mut rig = Rig::new(&mem);
+    rig.dev.muxer.max_replies = 3;
+    // Each packet to a stream that does not exist earns an RST; the
+    // guest takes none of them.
+    for port in 0..8 {
+        let mut pkt = guest_header(OP_RW, 100 + port, 9, 1).encode().to_vec();
+        pkt.push(b'x');
+        rig.guest_sends(&pkt);
+    }
+    assert_eq!(rig.dev.muxer.replies.len(), 3, "the reply queue is capped");
+    assert_eq!(
+        rig.tx.used().idx().load(),
+        3,
+        "guest packets past the cap wait in the TX queue"
+    );
+    // Buffers arrive: the replies go out, and the waiting packets are
+    // taken (and answered) in turn.
+    give_rx_buffers(&mut rig, 8);
+    assert_eq!(rig.tx.used().idx().load(), 8);
+    let got = rig.received();
+    assert_eq!(got.len(), 8);
+    assert!(got.iter().all(|(h, _)| h.op == OP_RST));
+    let ports: Vec<u32> = got.iter().map(|(h, _)| h.dst_port).collect();
+    assert_eq!(ports, (100..108).collect::<Vec<_>>(), "in order, none lost");
+}
+
+#[test]
+fn connections_past_the_cap_are_refused() {
+    assert_eq!(MAX_CONNECTIONS, 1023);
+    let mem = mem();
+    let mut rig = Rig::new(&mem);
+    rig.dev.muxer.max_connections = 2;
+    let _a = UnixListener::bind(format!("{}_5000", rig.uds.display())).unwrap();
+    rig.give_rx_buffer();
+    rig.give_rx_buffer();
+    rig.guest_sends(&guest_header(OP_REQUEST, 1, 5000, 0).encode());
+    // A host client takes the second place.
+    let _client = UnixStream::connect(&rig.uds).unwrap();
+    rig.dev.muxer().accept_all();
+    assert_eq!(rig.dev.muxer.conns.len(), 2);
+    // A third from the guest: RST.
+    rig.guest_sends(&guest_header(OP_REQUEST, 2, 5000, 0).encode());
+    let ops: Vec<(u16, u32)> = rig
+        .received()
+        .iter()
+        .map(|(h, _)| (h.op, h.dst_port))
+        .collect();
+    assert_eq!(ops, vec![(OP_RESPONSE, 1), (OP_RST, 2)]);
+    // A third from the host: closed at once, the client reads EOF.
+    let mut late = UnixStream::connect(&rig.uds).unwrap();
+    rig.dev.muxer().accept_all();
+    assert_eq!(rig.dev.muxer.conns.len(), 2);
+    late.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let mut buf = [0u8; 1];
+    assert_eq!(late.read(&mut buf).unwrap(), 0, "refused with EOF");
 }

@@ -1,7 +1,7 @@
 //! One stream between a host Unix socket and a guest vsock port, with the
 //! virtio-vsock credit accounting for both directions.
 
-use super::packet::*;
+use crate::virtio::vsock::packet::*;
 use std::collections::VecDeque;
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -14,6 +14,11 @@ pub const BUF_ALLOC: u32 = 256 * 1024;
 const RX_AHEAD: usize = 64 * 1024;
 /// Longest `CONNECT <port>\n` line accepted.
 const MAX_CONNECT_LINE: usize = 32;
+
+/// The host stream is unusable (closed, failed, or sent nonsense): the
+/// stream is reset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Broken;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
@@ -115,25 +120,25 @@ impl Conn {
     }
 
     /// Reads a `CONNECT <port>\n` line. Ok(Some(port)) when complete.
-    pub fn read_connect_line(&mut self) -> Result<Option<u32>, ()> {
+    pub fn read_connect_line(&mut self) -> Result<Option<u32>, Broken> {
         let mut byte = [0u8; 1];
         loop {
             match self.stream.read(&mut byte) {
-                Ok(0) => return Err(()),
+                Ok(0) => return Err(Broken),
                 Ok(_) if byte[0] == b'\n' => break,
                 Ok(_) if self.line.len() < MAX_CONNECT_LINE => self.line.push(byte[0]),
-                Ok(_) => return Err(()),
+                Ok(_) => return Err(Broken),
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(None),
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(_) => return Err(()),
+                Err(_) => return Err(Broken),
             }
         }
-        let line = std::str::from_utf8(&self.line).map_err(|_| ())?;
+        let line = std::str::from_utf8(&self.line).map_err(|_| Broken)?;
         let port = line
             .trim_end_matches('\r')
             .strip_prefix("CONNECT ")
-            .ok_or(())?;
-        port.trim().parse().map(Some).map_err(|_| ())
+            .ok_or(Broken)?;
+        port.trim().parse().map(Some).map_err(|_| Broken)
     }
 
     /// Queues bytes for the host; false if the guest overran its credit.
@@ -158,11 +163,11 @@ impl Conn {
     }
 
     /// Writes what it can of `to_host`. Err on a broken stream.
-    pub fn flush_to_host(&mut self) -> Result<(), ()> {
+    pub fn flush_to_host(&mut self) -> Result<(), Broken> {
         while !self.to_host.is_empty() {
             let (front, _) = self.to_host.as_slices();
             match self.stream.write(front) {
-                Ok(0) => return Err(()),
+                Ok(0) => return Err(Broken),
                 Ok(n) => {
                     self.to_host.drain(..n);
                     let own = n.min(self.own_bytes);
@@ -171,7 +176,7 @@ impl Conn {
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(_) => return Err(()),
+                Err(_) => return Err(Broken),
             }
         }
         if self.guest_done_sending {
@@ -182,7 +187,7 @@ impl Conn {
 
     /// Reads from the host while the guest has credit and we have room.
     /// Err on a broken stream; sets `host_eof` at EOF.
-    pub fn fill_from_host(&mut self) -> Result<(), ()> {
+    pub fn fill_from_host(&mut self) -> Result<(), Broken> {
         let mut buf = [0u8; 16 * 1024];
         while self.wants_read() {
             let room = RX_AHEAD - self.to_guest.len();
@@ -197,7 +202,7 @@ impl Conn {
                 Ok(n) => self.to_guest.extend(&buf[..n]),
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(_) => return Err(()),
+                Err(_) => return Err(Broken),
             }
         }
         Ok(())

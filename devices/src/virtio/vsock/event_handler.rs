@@ -2,7 +2,8 @@
 //! listening socket, and every host stream, with epoll interest kept in
 //! step with what each stream can do (so a stalled stream is not polled).
 
-use super::{Key, Vsock};
+use super::unix::muxer::Key;
+use super::Vsock;
 use event_manager::{EventOps, Events, MutEventSubscriber};
 use std::collections::HashMap;
 use std::os::fd::{AsRawFd, RawFd};
@@ -34,6 +35,7 @@ impl VsockHandler {
     /// still open, so a reused fd number cannot be confused).
     fn sync(&mut self, dev: &mut Vsock, ops: &mut EventOps) {
         let wanted: HashMap<RawFd, (Key, EventSet)> = dev
+            .muxer()
             .interest()
             .into_iter()
             .map(|(key, fd, read, write)| {
@@ -58,7 +60,7 @@ impl VsockHandler {
                 let _ = ops.remove(Events::with_data_raw(fd, 0, set));
             }
         }
-        for closed in dev.take_closed() {
+        for closed in dev.muxer().take_closed() {
             let fd = closed.stream.as_raw_fd();
             if let Some((_, set)) = self.streams.remove(&fd) {
                 let _ = ops.remove(Events::with_data_raw(fd, 0, set));
@@ -92,13 +94,13 @@ impl MutEventSubscriber for VsockHandler {
             let _ = self.kicks[data as usize].read();
             crate::virtio::VirtioDevice::process_queue(&mut *dev, data as usize);
         } else if data == LISTENER {
-            dev.accept_all();
+            dev.muxer().accept_all();
         } else if data >= STREAM_BASE {
             let fd = (data - STREAM_BASE) as RawFd;
             if let Some((key, _)) = self.streams.get(&fd) {
                 let hangup =
                     set.intersects(EventSet::HANG_UP | EventSet::READ_HANG_UP | EventSet::ERROR);
-                dev.stream_event(
+                dev.muxer().stream_event(
                     *key,
                     set.contains(EventSet::IN),
                     set.contains(EventSet::OUT),
@@ -114,7 +116,11 @@ impl MutEventSubscriber for VsockHandler {
         for (i, kick) in self.kicks.iter().enumerate() {
             let _ = ops.add(Events::with_data(kick, i as u32, EventSet::IN));
         }
-        let dev = self.device.lock().unwrap_or_else(|p| p.into_inner());
-        let _ = ops.add(Events::with_data(dev.listener(), LISTENER, EventSet::IN));
+        let mut dev = self.device.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = ops.add(Events::with_data(
+            dev.muxer().listener(),
+            LISTENER,
+            EventSet::IN,
+        ));
     }
 }

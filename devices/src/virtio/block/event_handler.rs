@@ -1,25 +1,26 @@
-//! Runs a device's queue work when the guest kicks a queue: one
-//! event-manager subscriber per device, one ioeventfd per queue.
+//! Runs the block device on the VMM's event thread: the guest's kick of
+//! its one queue (an ioeventfd) processes the queued requests.
 
-use super::VirtioDevice;
+use super::device::Block;
+use crate::virtio::VirtioDevice;
 use event_manager::{EventOps, Events, MutEventSubscriber};
 use std::sync::{Arc, Mutex};
 use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::eventfd::EventFd;
 
-pub struct QueueNotifier {
-    device: Arc<Mutex<dyn VirtioDevice>>,
+pub struct BlockHandler {
+    device: Arc<Mutex<Block>>,
     kicks: Vec<EventFd>,
 }
 
-impl QueueNotifier {
+impl BlockHandler {
     /// `kicks[i]` is the ioeventfd KVM signals for queue `i`.
-    pub fn new(device: Arc<Mutex<dyn VirtioDevice>>, kicks: Vec<EventFd>) -> Self {
+    pub fn new(device: Arc<Mutex<Block>>, kicks: Vec<EventFd>) -> Self {
         Self { device, kicks }
     }
 }
 
-impl MutEventSubscriber for QueueNotifier {
+impl MutEventSubscriber for BlockHandler {
     fn process(&mut self, events: Events, _ops: &mut EventOps) {
         let index = events.data() as usize;
         let Some(kick) = self.kicks.get(index) else {

@@ -1,4 +1,4 @@
-//! virtio-blk backed by a host file.
+//! The virtio-blk device, backed by a host file.
 //!
 //! Every request is checked before it touches the file: the header must be
 //! complete, the status byte must be the last writable byte, data must go
@@ -6,9 +6,8 @@
 //! request gets an error status (or, if it has no status byte at all, is
 //! returned with nothing written); it never stops the device.
 
-use super::{
-    read_config_bytes, GuestMem, Interrupt, QueueSnapshot, VirtioDevice, VIRTIO_F_VERSION_1,
-};
+use crate::virtio::persist::{DeviceState, Persist, RestoreContext, RestoreError};
+use crate::virtio::{read_config_bytes, GuestMem, Interrupt, VirtioDevice, VIRTIO_F_VERSION_1};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
@@ -16,38 +15,38 @@ use std::path::Path;
 use virtio_queue::{DescriptorChain, Queue, QueueT, Reader, Writer};
 
 pub const DEVICE_TYPE: u32 = 2;
-const QUEUE_SIZE: u16 = 256;
+pub(super) const QUEUE_SIZE: u16 = 256;
 pub const SECTOR: u64 = 512;
 
-const F_RO: u64 = 1 << 5;
-const F_FLUSH: u64 = 1 << 9;
+pub(super) const F_RO: u64 = 1 << 5;
+pub(super) const F_FLUSH: u64 = 1 << 9;
 
-const T_IN: u32 = 0;
-const T_OUT: u32 = 1;
-const T_FLUSH: u32 = 4;
-const T_GET_ID: u32 = 8;
+pub(super) const T_IN: u32 = 0;
+pub(super) const T_OUT: u32 = 1;
+pub(super) const T_FLUSH: u32 = 4;
+pub(super) const T_GET_ID: u32 = 8;
 
 pub const S_OK: u8 = 0;
 pub const S_IOERR: u8 = 1;
 pub const S_UNSUPP: u8 = 2;
 
-const ID_LEN: usize = 20;
+pub(super) const ID_LEN: usize = 20;
 /// Requests are copied through a bounce buffer of at most this size.
-const CHUNK: usize = 128 * 1024;
+pub(super) const CHUNK: usize = 128 * 1024;
 
-struct Active {
-    mem: GuestMem,
-    queue: Queue,
-    interrupt: Interrupt,
+pub(super) struct Active {
+    pub mem: GuestMem,
+    pub queue: Queue,
+    pub interrupt: Interrupt,
 }
 
 pub struct Block {
     file: File,
-    read_only: bool,
+    pub(super) read_only: bool,
     capacity: u64,
     id: [u8; ID_LEN],
     config: [u8; 8],
-    active: Option<Active>,
+    pub(super) active: Option<Active>,
 }
 
 impl Block {
@@ -204,11 +203,29 @@ impl VirtioDevice for Block {
         self.active = None;
     }
 
-    fn queue_snapshots(&self) -> Vec<QueueSnapshot> {
-        self.active
-            .iter()
-            .map(|a| QueueSnapshot::of(&a.queue))
-            .collect()
+    fn save_state(&self) -> DeviceState {
+        DeviceState::Block(Persist::save(self))
+    }
+
+    fn restore_state(
+        &mut self,
+        ctx: RestoreContext,
+        state: &DeviceState,
+    ) -> Result<(), RestoreError> {
+        match state {
+            DeviceState::Block(s) => Persist::restore(self, ctx, s),
+            other => Err(RestoreError::StateKind {
+                saved: other.kind(),
+                here: "block",
+            }),
+        }
+    }
+
+    fn sync_backend(&self) -> std::io::Result<()> {
+        if self.read_only {
+            return Ok(());
+        }
+        self.file.sync_data()
     }
 
     fn process_queue(&mut self, _index: usize) {
@@ -230,7 +247,3 @@ impl VirtioDevice for Block {
         self.active = Some(active);
     }
 }
-
-#[cfg(test)]
-#[path = "block/tests.rs"]
-mod tests;

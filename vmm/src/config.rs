@@ -1,0 +1,169 @@
+//! What a VM is made of: [`VmConfig`], with its devices as one ordered
+//! list ([`DeviceConfig`]). Slots, the kernel command line, the snapshot
+//! layout check and the builder's attach step all walk that list.
+
+use crate::error::Error;
+use crate::host::HostKind;
+use crate::kernel_cmdline::KernelCmdline;
+use crate::limits;
+use pyro_proto::cmdline::INIT_PATH;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// A block device for the guest; the first one is the root filesystem.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Disk {
+    pub path: PathBuf,
+    pub read_only: bool,
+}
+
+/// The guest's vsock device and its host side.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VsockConfig {
+    /// The guest's context id (3 or more).
+    pub cid: u64,
+    /// Host clients connect here (`CONNECT <port>\n`); guest connections
+    /// to host port P go to `<uds>_P`.
+    pub uds: PathBuf,
+}
+
+/// One virtio device, in the order the guest sees them (one MMIO slot
+/// each). Adding a device kind is one arm here and one `attach_*` in the
+/// builder.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum DeviceConfig {
+    Block(Disk),
+    Vsock(VsockConfig),
+}
+
+impl DeviceConfig {
+    /// The device kind, as layout checks and messages name it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DeviceConfig::Block(_) => "block",
+            DeviceConfig::Vsock(_) => "vsock",
+        }
+    }
+}
+
+/// Everything needed to start a VM.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VmConfig {
+    /// ELF `vmlinux`.
+    pub kernel: PathBuf,
+    pub mem_mib: u32,
+    pub vcpus: u8,
+    /// The virtio devices, in slot order. The first [`DeviceConfig::Block`]
+    /// is mounted as `/` (read-only when the disk is) and its
+    /// `/opt/pyro/bin/pyro-init` runs as PID 1.
+    pub devices: Vec<DeviceConfig>,
+    /// Appended to the kernel command line.
+    pub cmdline_extra: Vec<String>,
+    /// Serial console log file (created or truncated).
+    pub serial_log: Option<PathBuf>,
+    /// Also copy the console to our stderr.
+    pub serial_echo: bool,
+    pub host: HostKind,
+}
+
+impl VmConfig {
+    pub const DEFAULT_MEM_MIB: u32 = limits::MEM_MIB.default;
+    pub const MAX_VCPUS: u8 = limits::VCPUS.max;
+
+    pub fn new(kernel: impl Into<PathBuf>) -> Self {
+        Self {
+            kernel: kernel.into(),
+            mem_mib: Self::DEFAULT_MEM_MIB,
+            vcpus: limits::VCPUS.default,
+            devices: Vec::new(),
+            cmdline_extra: Vec::new(),
+            serial_log: None,
+            serial_echo: false,
+            host: HostKind::detect(),
+        }
+    }
+
+    /// Guest RAM in bytes.
+    pub fn mem_bytes(&self) -> u64 {
+        u64::from(self.mem_mib) << 20
+    }
+
+    /// Adds a block device after the devices already there.
+    pub fn add_disk(&mut self, disk: Disk) {
+        self.devices.push(DeviceConfig::Block(disk));
+    }
+
+    /// Gives the VM this vsock device: replaces the one it has (keeping
+    /// its slot), or adds one after the other devices.
+    pub fn set_vsock(&mut self, vsock: VsockConfig) {
+        match self
+            .devices
+            .iter_mut()
+            .find(|d| matches!(d, DeviceConfig::Vsock(_)))
+        {
+            Some(slot) => *slot = DeviceConfig::Vsock(vsock),
+            None => self.devices.push(DeviceConfig::Vsock(vsock)),
+        }
+    }
+
+    /// The block devices, in slot order.
+    pub fn disks(&self) -> impl Iterator<Item = &Disk> {
+        self.devices.iter().filter_map(|d| match d {
+            DeviceConfig::Block(disk) => Some(disk),
+            _ => None,
+        })
+    }
+
+    /// The root disk: the first block device.
+    pub fn root(&self) -> Option<&Disk> {
+        self.disks().next()
+    }
+
+    /// The vsock device, if the VM has one.
+    pub fn vsock(&self) -> Option<&VsockConfig> {
+        self.devices.iter().find_map(|d| match d {
+            DeviceConfig::Vsock(v) => Some(v),
+            _ => None,
+        })
+    }
+
+    /// The device kinds in slot order: what a snapshot's layout must match.
+    pub fn layout(&self) -> Vec<&'static str> {
+        self.devices.iter().map(DeviceConfig::kind).collect()
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), Error> {
+        limits::MEM_MIB.check(self.mem_mib).map_err(Error::Config)?;
+        limits::VCPUS.check(self.vcpus).map_err(Error::Config)?;
+        for device in &self.devices {
+            if let DeviceConfig::Vsock(v) = device {
+                if v.cid < 3 {
+                    return Err(Error::Config(format!(
+                        "vsock cid must be 3 or more, got {}",
+                        v.cid
+                    )));
+                }
+            }
+        }
+        if self.devices.iter().filter(|d| d.kind() == "vsock").count() > 1 {
+            return Err(Error::Config("at most one vsock device".into()));
+        }
+        Ok(())
+    }
+
+    /// The kernel command line this config boots with.
+    pub fn cmdline(&self) -> KernelCmdline {
+        let mut line = KernelCmdline::new(self.host);
+        if let Some(root) = self.root() {
+            line.push("root=/dev/vda");
+            line.push("rootfstype=ext4");
+            line.push(if root.read_only { "ro" } else { "rw" });
+            line.push(format!("init={INIT_PATH}"));
+        }
+        for word in &self.cmdline_extra {
+            line.push(word.clone());
+        }
+        line
+    }
+}
