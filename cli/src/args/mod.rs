@@ -19,8 +19,9 @@ pub use shape::{CommandArgs, VmShape};
     about = "Disposable Linux microVMs for coding agents and developers"
 )]
 pub struct Cli {
-    /// Print one JSON document: the result, or {"ok":false,"error":{..}}.
-    #[arg(long, global = true)]
+    /// Print one JSON document: the result, or {"ok":false,"error":{..}}
+    /// (before or after the subcommand).
+    #[arg(long, global = true, display_order = 900)]
     pub json: bool,
     #[command(subcommand)]
     pub command: Command,

@@ -76,15 +76,15 @@ pub fn ttl_seconds_help() -> String {
     )
 }
 
-/// `what, MIN to MAX.`; a limit without an upper bound says `at least MIN`.
+/// `what, MIN to MAX`; a limit without an upper bound says `at least MIN`.
 fn help<T: Copy + std::fmt::Display + PartialEq + TryFrom<u64>>(
     what: &str,
     limit: Limit<T>,
 ) -> String {
     if T::try_from(u64::MAX).is_ok_and(|max| max == limit.max) {
-        format!("{what}, at least {}.", limit.min)
+        format!("{what}, at least {}", limit.min)
     } else {
-        format!("{what}, {} to {}.", limit.min, limit.max)
+        format!("{what}, {} to {}", limit.min, limit.max)
     }
 }
 
@@ -160,14 +160,11 @@ mod tests {
 
     #[test]
     fn help_shows_the_ranges() {
-        assert_eq!(
-            help("vCPUs for the VM", VCPUS),
-            "vCPUs for the VM, 1 to 32."
-        );
-        assert_eq!(help("TTL", TTL_SECONDS), "TTL, at least 1.");
+        assert_eq!(help("vCPUs for the VM", VCPUS), "vCPUs for the VM, 1 to 32");
+        assert_eq!(help("TTL", TTL_SECONDS), "TTL, at least 1");
         assert_eq!(
             disk_mib_help(),
-            "Size of the /workspace disk in MiB (sparse on the host), 64 to 1048576."
+            "Size of the /workspace disk in MiB (sparse on the host), 64 to 1048576"
         );
     }
 }

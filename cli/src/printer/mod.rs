@@ -1,11 +1,13 @@
 //! How results and errors are printed, and nothing else: each result
-//! the SDK returns has one [`Render`] (in [`workspace`] and [`host`]),
+//! the SDK returns has one [`Render`] (in [`workspace`] and [`host`];
+//! `mcp config`, which has no JSON, prints through [`mcp`]),
 //! and the [`Printer`] shows it either as human text (the result on
 //! stdout, a one-line `[command] key=value` summary on stderr) or, with
 //! `--json`, as one JSON document on stdout (the summary still goes to
 //! stderr). Errors are printed once, by [`error`].
 
 pub mod host;
+pub mod mcp;
 pub mod workspace;
 
 use pyro_workspace::Error;
