@@ -1,33 +1,40 @@
-//! `pyro`: the command-line front end. Parses, dispatches to the SDK
-//! (`pyro-workspace`), prints; errors are printed once, here.
+//! `pyro`: the command-line front end. Parses (`args`), runs the command
+//! (`commands`, `workspace`, `mcp`: SDK calls), prints its result
+//! (`printer`); errors are printed once, here.
 
+mod args;
 mod commands;
 mod mcp;
-mod output;
+mod printer;
 mod workspace;
-
-use clap::Parser;
 
 fn main() {
     // The hidden VMM mode: this process becomes a workspace's VM. It must
     // not take the CLI's signal handling (SIGTERM must end the VM the
     // normal way) and prints nothing to a terminal.
-    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    if args.len() == 3 && args[1] == "__vmm" {
-        std::process::exit(pyro_vmm::control::serve(std::path::Path::new(&args[2])));
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if argv.len() == 3 && argv[1] == "__vmm" {
+        std::process::exit(pyro_vmm::control::serve(std::path::Path::new(&argv[2])));
     }
-    let cli = commands::Cli::parse();
+    let cli = match args::Cli::parse_from_args(&argv) {
+        Ok(cli) => cli,
+        // A usage error in `--json` mode is the JSON error too (exit 2).
+        Err(e) if e.use_stderr() && args::wants_json(&argv) => {
+            std::process::exit(printer::error(true, &args::usage_error(&e)))
+        }
+        Err(e) => e.exit(),
+    };
     // `pyro mcp serve` lets the calls in flight finish on a signal (a VM
     // must not be left half made) and handles signals itself.
     let serving_mcp =
-        args.get(1).is_some_and(|a| a == "mcp") && args.get(2).is_some_and(|a| a == "serve");
+        argv.get(1).is_some_and(|a| a == "mcp") && argv.get(2).is_some_and(|a| a == "serve");
     if !serving_mcp {
         clean_up_on_signals();
     }
-    let json = cli.json();
+    let json = cli.json;
     let code = match commands::run(cli) {
         Ok(code) => code,
-        Err(err) => output::error(json, &err),
+        Err(err) => printer::error(json, &err),
     };
     std::process::exit(code);
 }

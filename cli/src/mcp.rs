@@ -1,7 +1,8 @@
 //! `pyro mcp ...`: the MCP server (`serve`) and the configuration MCP
 //! hosts need to start it (`config`). Both live in `pyro-mcp`; this file
-//! parses and prints.
+//! parses and runs them, `crate::printer::mcp` prints.
 
+use crate::printer::mcp as printer;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Subcommand};
 use pyro_mcp::config::{self, Host};
@@ -65,13 +66,7 @@ fn configure(a: &ConfigArgs) -> Result<i32, Error> {
         .map_err(|e| Error::Io(format!("cannot find the pyro binary's path: {e}")))?;
     let snippet = config::snippet(a.host, &pyro, a.profile);
     if !a.install {
-        print!("{snippet}");
-        eprintln!(
-            "[mcp-config] host={} profile={}: {}",
-            a.host,
-            a.profile,
-            config::describe(a.host)
-        );
+        printer::snippet(a.host, a.profile, &snippet);
         return Ok(0);
     }
     let home = std::env::var_os("HOME")
@@ -80,22 +75,17 @@ fn configure(a: &ConfigArgs) -> Result<i32, Error> {
     let installed = match a.host {
         Host::Claude => {
             let path = std::env::var_os("PATH").unwrap_or_default();
-            match config::install_claude(&pyro, a.profile, &path) {
+            return match config::install_claude(&pyro, a.profile, &path) {
                 Ok(claude) => {
-                    println!("Added pyro to Claude Code ({}).", claude.display());
-                    eprintln!(
-                        "[mcp-config] host=claude profile={} installed=true",
-                        a.profile
-                    );
-                    return Ok(0);
+                    printer::claude_added(&claude, a.profile);
+                    Ok(0)
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    print!("{snippet}");
-                    eprintln!("[error] {e}; run the command above once Claude Code is installed");
-                    return Ok(1);
+                    printer::claude_missing(&snippet, &e);
+                    Ok(1)
                 }
-                Err(e) => return Err(io(e)),
-            }
+                Err(e) => Err(io(e)),
+            };
         }
         Host::Codex => {
             let path = config::codex_config_path(&home, std::env::var_os("CODEX_HOME").as_deref());
@@ -107,23 +97,7 @@ fn configure(a: &ConfigArgs) -> Result<i32, Error> {
             config::install_opencode(&path, &pyro, a.profile, now_unix()).map_err(io)?
         }
     };
-    println!(
-        "Wrote the pyro MCP server into {}.",
-        installed.path.display()
-    );
-    if let Some(b) = &installed.backup {
-        println!("The previous version is in {}.", b.display());
-    }
-    eprintln!(
-        "[mcp-config] host={} profile={} path={} backup={}",
-        a.host,
-        a.profile,
-        installed.path.display(),
-        installed
-            .backup
-            .as_deref()
-            .map_or("none".into(), |b| b.display().to_string())
-    );
+    printer::installed(a.host, a.profile, &installed);
     Ok(0)
 }
 

@@ -43,7 +43,7 @@ pub struct FileReadParams {
     /// file is longer. Content is returned as UTF-8 text (invalid bytes
     /// replaced).
     #[serde(default = "default_max_bytes")]
-    #[schemars(range(min = 1, max = 1048576))]
+    #[schemars(range(min = 1, max = MAX_FILE_READ_BYTES))]
     pub max_bytes: u64,
 }
 
@@ -127,7 +127,6 @@ impl PyroServer {
         Parameters(p): Parameters<FileReadParams>,
         ctx: RequestContext<RoleServer>,
     ) -> CallToolResult {
-        debug_assert_eq!(MAX_FILE_READ_BYTES, 1 << 20, "keep the schema in step");
         self.call("workspace_file_read", ctx, move |job| {
             job.pyro
                 .workspace_file_read(&p.workspace_id, &p.path, p.max_bytes)

@@ -8,6 +8,7 @@ pub(crate) mod run;
 pub(crate) mod snapshots;
 pub(crate) mod workspace;
 
+use pyro_vmm::limits::{Limit, MEM_MIB, TIMEOUT_SECONDS, VCPUS};
 use pyro_workspace::Error;
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -78,33 +79,37 @@ pub(crate) fn check_range<T: PartialOrd + std::fmt::Display>(
     Ok(())
 }
 
-/// Shared defaults (they also appear in the schemas).
+/// Shared defaults (they also appear in the schemas). The VM-shape and
+/// timeout limits are [`pyro_vmm::limits`], the ones the CLI and the SDK
+/// check, used by path in the `#[schemars(range(...))]` attributes.
 pub(crate) fn default_environment() -> String {
     pyro_workspace::DEFAULT_ENV.to_string()
 }
 pub(crate) fn default_vcpus() -> u8 {
-    1
+    VCPUS.default
 }
 pub(crate) fn default_mem_mib() -> u32 {
-    128
+    MEM_MIB.default
 }
 pub(crate) fn default_timeout_seconds() -> u64 {
-    30
+    TIMEOUT_SECONDS.default
 }
 pub(crate) fn default_workspace_path() -> String {
     "/workspace".to_string()
 }
 
-/// Bounds the CLI enforces too.
-pub(crate) const MAX_VCPUS: u8 = 32;
-pub(crate) const MIN_MEM_MIB: u32 = 64;
-pub(crate) const MAX_MEM_MIB: u32 = 65536;
-pub(crate) const MAX_TIMEOUT_SECONDS: u64 = 86400;
+/// Fails with `invalid_argument` unless `limit` allows `value`.
+pub(crate) fn check_limit<T: Copy + PartialOrd + std::fmt::Display>(
+    limit: Limit<T>,
+    value: T,
+) -> Result<(), Error> {
+    check_range(limit.name, value, limit.min, limit.max)
+}
 
 /// Checks the VM size fields shared by vm_run and workspace_create.
 pub(crate) fn check_vm_size(vcpus: u8, mem_mib: u32) -> Result<(), Error> {
-    check_range("vcpus", vcpus, 1, MAX_VCPUS)?;
-    check_range("mem_mib", mem_mib, MIN_MEM_MIB, MAX_MEM_MIB)
+    check_limit(VCPUS, vcpus)?;
+    check_limit(MEM_MIB, mem_mib)
 }
 
 #[cfg(test)]
@@ -128,5 +133,90 @@ mod tests {
         let e = check_range("vcpus", 40u8, 1, 32).unwrap_err();
         assert_eq!(e.kind(), "invalid_argument");
         assert_eq!(e.to_string(), "vcpus is 40; it must be between 1 and 32");
+    }
+
+    /// The limited fields' schemas state the limits the checks apply,
+    /// and their descriptions (written by hand) name the same range.
+    #[test]
+    fn schemas_state_the_vm_limits() {
+        use pyro_vmm::limits::{DISK_MIB, TTL_SECONDS};
+        use pyro_workspace::{DEFAULT_FILE_READ_BYTES, MAX_FILE_READ_BYTES};
+        let run = serde_json::to_value(schemars::schema_for!(run::VmRunParams)).unwrap();
+        let create = serde_json::to_value(schemars::schema_for!(workspace::CreateParams)).unwrap();
+        let exec = serde_json::to_value(schemars::schema_for!(workspace::ExecParams)).unwrap();
+        let read = serde_json::to_value(schemars::schema_for!(files::FileReadParams)).unwrap();
+        type Row<'a> = (&'a serde_json::Value, &'a str, u64, u64, Option<u64>);
+        let rows: [Row; 8] = [
+            (
+                &run,
+                "vcpus",
+                VCPUS.min.into(),
+                VCPUS.max.into(),
+                Some(VCPUS.default.into()),
+            ),
+            (
+                &create,
+                "vcpus",
+                VCPUS.min.into(),
+                VCPUS.max.into(),
+                Some(VCPUS.default.into()),
+            ),
+            (
+                &run,
+                "mem_mib",
+                MEM_MIB.min.into(),
+                MEM_MIB.max.into(),
+                Some(MEM_MIB.default.into()),
+            ),
+            (
+                &create,
+                "mem_mib",
+                MEM_MIB.min.into(),
+                MEM_MIB.max.into(),
+                Some(MEM_MIB.default.into()),
+            ),
+            (
+                &create,
+                "disk_mib",
+                DISK_MIB.min,
+                DISK_MIB.max,
+                Some(DISK_MIB.default),
+            ),
+            (
+                &run,
+                "timeout_seconds",
+                TIMEOUT_SECONDS.min,
+                TIMEOUT_SECONDS.max,
+                Some(TIMEOUT_SECONDS.default),
+            ),
+            (
+                &exec,
+                "timeout_seconds",
+                TIMEOUT_SECONDS.min,
+                TIMEOUT_SECONDS.max,
+                Some(TIMEOUT_SECONDS.default),
+            ),
+            (
+                &read,
+                "max_bytes",
+                1,
+                MAX_FILE_READ_BYTES,
+                Some(DEFAULT_FILE_READ_BYTES),
+            ),
+        ];
+        for (schema, field, min, max, default) in rows {
+            let p = &schema["properties"][field];
+            assert_eq!(p["minimum"], min, "{field}: {p}");
+            assert_eq!(p["maximum"], max, "{field}: {p}");
+            assert_eq!(p["default"], serde_json::json!(default), "{field}: {p}");
+            let description = p["description"].as_str().unwrap();
+            assert!(
+                description.contains(&format!("{min} to {max}")),
+                "{field}: the description must name the range {min} to {max}: {description:?}"
+            );
+        }
+        let ttl = &create["properties"]["ttl_seconds"];
+        assert_eq!(ttl["minimum"], TTL_SECONDS.min, "{ttl}");
+        assert!(ttl.get("maximum").is_none(), "no upper bound: {ttl}");
     }
 }

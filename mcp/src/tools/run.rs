@@ -1,10 +1,11 @@
 //! `vm_run`: one command in a fresh VM that is gone when the call returns.
 
 use super::{
-    check_range, check_vm_size, default_environment, default_mem_mib, default_timeout_seconds,
-    default_vcpus, CommandLine, MAX_TIMEOUT_SECONDS,
+    check_limit, check_vm_size, default_environment, default_mem_mib, default_timeout_seconds,
+    default_vcpus, CommandLine,
 };
 use crate::server::PyroServer;
+use pyro_vmm::limits::{MEM_MIB, TIMEOUT_SECONDS, VCPUS};
 use pyro_workspace::RunOptions;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::CallToolResult;
@@ -28,15 +29,15 @@ pub struct VmRunParams {
     /// Kill the command (its whole process group) after this many seconds,
     /// 1 to 86400. The result then has timed_out=true.
     #[serde(default = "default_timeout_seconds")]
-    #[schemars(range(min = 1, max = 86400))]
+    #[schemars(range(min = TIMEOUT_SECONDS.min, max = TIMEOUT_SECONDS.max))]
     pub timeout_seconds: u64,
     /// vCPUs of the VM, 1 to 32.
     #[serde(default = "default_vcpus")]
-    #[schemars(range(min = 1, max = 32))]
+    #[schemars(range(min = VCPUS.min, max = VCPUS.max))]
     pub vcpus: u8,
     /// Guest memory in MiB, 64 to 65536.
     #[serde(default = "default_mem_mib")]
-    #[schemars(range(min = 64, max = 65536))]
+    #[schemars(range(min = MEM_MIB.min, max = MEM_MIB.max))]
     pub mem_mib: u32,
 }
 
@@ -59,7 +60,7 @@ impl PyroServer {
         ctx: RequestContext<RoleServer>,
     ) -> CallToolResult {
         self.call("vm_run", ctx, move |job| {
-            check_range("timeout_seconds", p.timeout_seconds, 1, MAX_TIMEOUT_SECONDS)?;
+            check_limit(TIMEOUT_SECONDS, p.timeout_seconds)?;
             check_vm_size(p.vcpus, p.mem_mib)?;
             let opts = RunOptions {
                 environment: p.environment,

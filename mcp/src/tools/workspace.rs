@@ -2,12 +2,13 @@
 //! stop, start, delete, exec.
 
 use super::{
-    check_range, check_vm_size, default_environment, default_mem_mib, default_timeout_seconds,
-    default_vcpus, CommandLine, WorkspaceRef, MAX_TIMEOUT_SECONDS,
+    check_limit, check_vm_size, default_environment, default_mem_mib, default_timeout_seconds,
+    default_vcpus, CommandLine, WorkspaceRef,
 };
 use crate::call::listing;
 use crate::server::PyroServer;
-use pyro_workspace::{CreateOptions, Error, UpdateOptions, DEFAULT_DISK_MIB};
+use pyro_vmm::limits::{DISK_MIB, MEM_MIB, TIMEOUT_SECONDS, TTL_SECONDS, VCPUS};
+use pyro_workspace::{CreateOptions, Error, UpdateOptions};
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::CallToolResult;
 use rmcp::service::RequestContext;
@@ -19,7 +20,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 fn default_disk_mib() -> u64 {
-    DEFAULT_DISK_MIB
+    DISK_MIB.default
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -47,20 +48,20 @@ pub struct CreateParams {
     /// Stop and remove the workspace this many seconds after it is created
     /// (at least 1). Without it, it stays until workspace_delete.
     #[serde(default)]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = TTL_SECONDS.min))]
     pub ttl_seconds: Option<u64>,
     /// vCPUs, 1 to 32.
     #[serde(default = "default_vcpus")]
-    #[schemars(range(min = 1, max = 32))]
+    #[schemars(range(min = VCPUS.min, max = VCPUS.max))]
     pub vcpus: u8,
     /// Guest memory in MiB, 64 to 65536.
     #[serde(default = "default_mem_mib")]
-    #[schemars(range(min = 64, max = 65536))]
+    #[schemars(range(min = MEM_MIB.min, max = MEM_MIB.max))]
     pub mem_mib: u32,
     /// Size of the /workspace disk in MiB, 64 to 1048576 (sparse: only
     /// what is used takes host space).
     #[serde(default = "default_disk_mib")]
-    #[schemars(range(min = 64, max = 1048576))]
+    #[schemars(range(min = DISK_MIB.min, max = DISK_MIB.max))]
     pub disk_mib: u64,
 }
 
@@ -106,7 +107,7 @@ pub struct ExecParams {
     /// Kill the command (its whole process group) after this many seconds,
     /// 1 to 86400. The result then has timed_out=true.
     #[serde(default = "default_timeout_seconds")]
-    #[schemars(range(min = 1, max = 86400))]
+    #[schemars(range(min = TIMEOUT_SECONDS.min, max = TIMEOUT_SECONDS.max))]
     pub timeout_seconds: u64,
 }
 
@@ -295,7 +296,7 @@ impl PyroServer {
         ctx: RequestContext<RoleServer>,
     ) -> CallToolResult {
         self.call("workspace_exec", ctx, move |job| {
-            check_range("timeout_seconds", p.timeout_seconds, 1, MAX_TIMEOUT_SECONDS)?;
+            check_limit(TIMEOUT_SECONDS, p.timeout_seconds)?;
             let argv = p.command.argv();
             job.say(format!("[exec] {argv:?}"));
             job.pyro.workspace_exec_cancellable(

@@ -1,0 +1,246 @@
+//! The arguments of `pyro workspace <verb>`; `crate::workspace` runs
+//! them. `--json` is the global flag of [`super::Cli`].
+
+use super::shape::{self, CommandArgs, VmShape};
+use clap::{Args, Subcommand};
+use pyro_vmm::limits::DISK_MIB;
+use pyro_workspace::DEFAULT_FILE_READ_BYTES;
+use std::path::PathBuf;
+
+#[derive(Subcommand)]
+pub enum WorkspaceCommand {
+    /// Create a workspace (a VM with a persistent /workspace) and start it.
+    Create(CreateArgs),
+    /// List workspaces, newest activity first.
+    List,
+    /// Change a workspace's name or labels.
+    Update(UpdateArgs),
+    /// Show one workspace.
+    Status(IdArgs),
+    /// Show the commands run in a workspace, with their output.
+    Logs(IdArgs),
+    /// Stop the VM; /workspace stays on its disk.
+    Stop(StopArgs),
+    /// Boot a stopped workspace again (or resume a suspended one).
+    Start(IdArgs),
+    /// Stop and remove a workspace and everything in it.
+    Delete(IdArgs),
+    /// Run a command in /workspace: `pyro workspace exec ID -- CMD ARGS...`.
+    Exec(ExecArgs),
+    /// Copy host files into the workspace.
+    #[command(subcommand)]
+    Sync(SyncCommand),
+    /// List, read and write files in /workspace.
+    #[command(subcommand)]
+    File(FileCommand),
+    /// Apply a unified diff (as `git diff` prints it) to /workspace.
+    #[command(subcommand)]
+    Patch(PatchCommand),
+    /// Show what changed in /workspace since create: a summary and a
+    /// patch `git apply` accepts.
+    Diff(IdArgs),
+    /// Copy a file or directory out of /workspace to the host.
+    Export(ExportArgs),
+    /// Checkpoints of /workspace.
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
+    /// Restore /workspace exactly to a snapshot (default: baseline).
+    Reset(ResetArgs),
+}
+
+#[derive(Args)]
+pub struct IdArgs {
+    /// Workspace id (or its unique name).
+    pub id: String,
+}
+
+#[derive(Args)]
+pub struct StopArgs {
+    /// Workspace id (or its unique name).
+    pub id: String,
+    /// Keep the VM's memory on disk (about the guest memory in use):
+    /// the next `start` resumes the same machine, running processes
+    /// included, instead of starting a fresh one.
+    #[arg(long)]
+    pub keep_memory: bool,
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("label {s:?} must be KEY=VALUE"))
+}
+
+#[derive(Args)]
+pub struct CreateArgs {
+    /// Environment (see `pyro env list`).
+    #[arg(default_value = pyro_workspace::DEFAULT_ENV)]
+    pub env: String,
+    /// A name, unique among workspaces: [A-Za-z0-9][A-Za-z0-9._-]{0,63}.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// A label KEY=VALUE (repeatable).
+    #[arg(long = "label", value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
+    /// Initial /workspace content: a directory, .tar, .tar.gz or .tgz.
+    #[arg(long)]
+    pub seed_path: Option<PathBuf>,
+    #[command(flatten)]
+    pub shape: VmShape,
+    #[arg(long, value_parser = shape::ttl_seconds(), help = shape::ttl_seconds_help())]
+    pub ttl_seconds: Option<u64>,
+    #[arg(
+        long,
+        default_value_t = DISK_MIB.default,
+        value_parser = shape::disk_mib(),
+        help = shape::disk_mib_help()
+    )]
+    pub disk_mib: u64,
+    /// Boot the VM instead of restoring the environment's warm snapshot.
+    #[arg(long)]
+    pub cold: bool,
+    /// Print only the new workspace's id.
+    #[arg(long, conflicts_with = "json")]
+    pub id_only: bool,
+}
+
+#[derive(Args)]
+pub struct UpdateArgs {
+    pub id: String,
+    #[arg(long, conflicts_with = "clear_name")]
+    pub name: Option<String>,
+    #[arg(long)]
+    pub clear_name: bool,
+    /// Set a label KEY=VALUE (repeatable).
+    #[arg(long = "label", value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
+    /// Remove a label (repeatable).
+    #[arg(long = "clear-label")]
+    pub clear_labels: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct ExecArgs {
+    pub id: String,
+    #[command(flatten)]
+    pub cmd: CommandArgs,
+}
+
+#[derive(Subcommand)]
+pub enum SyncCommand {
+    /// Copy a host directory or tar (.tar, .tar.gz, .tgz) into /workspace,
+    /// all or nothing.
+    Push(SyncPushArgs),
+}
+
+#[derive(Args)]
+pub struct SyncPushArgs {
+    pub id: String,
+    pub source: PathBuf,
+    /// Where in the workspace (default /workspace).
+    #[arg(long, default_value = "/workspace")]
+    pub dest: String,
+}
+
+#[derive(Subcommand)]
+pub enum FileCommand {
+    /// List a directory (or show a file).
+    List(FileListArgs),
+    /// Print a file.
+    Read(FileReadArgs),
+    /// Write a file atomically (parents created, mode kept).
+    Write(FileWriteArgs),
+}
+
+#[derive(Args)]
+pub struct FileListArgs {
+    pub id: String,
+    #[arg(default_value = "/workspace")]
+    pub path: String,
+    #[arg(long)]
+    pub recursive: bool,
+}
+
+#[derive(Args)]
+pub struct FileReadArgs {
+    pub id: String,
+    pub path: String,
+    /// Read at most this many bytes (1..=1048576).
+    #[arg(long, default_value_t = DEFAULT_FILE_READ_BYTES)]
+    pub max_bytes: u64,
+    /// Print only the content, byte for byte.
+    #[arg(long, conflicts_with = "json")]
+    pub content_only: bool,
+}
+
+#[derive(Args)]
+pub struct FileWriteArgs {
+    pub id: String,
+    pub path: String,
+    /// The content (it may start with `-`).
+    #[arg(
+        long,
+        allow_hyphen_values = true,
+        conflicts_with = "text_file",
+        required_unless_present = "text_file"
+    )]
+    pub text: Option<String>,
+    /// Take the content from this host file.
+    #[arg(long)]
+    pub text_file: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+pub enum PatchCommand {
+    /// Apply a patch, all or nothing; exact context required.
+    Apply(PatchApplyArgs),
+}
+
+#[derive(Args)]
+pub struct PatchApplyArgs {
+    pub id: String,
+    /// The patch text (it may start with `---`).
+    #[arg(
+        long,
+        allow_hyphen_values = true,
+        conflicts_with = "patch_file",
+        required_unless_present = "patch_file"
+    )]
+    pub patch: Option<String>,
+    /// Take the patch from this host file (`-` for stdin).
+    #[arg(long)]
+    pub patch_file: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct ExportArgs {
+    pub id: String,
+    /// The workspace path to copy out.
+    pub path: String,
+    /// Host path to create (must not exist).
+    #[arg(long)]
+    pub output: PathBuf,
+}
+
+#[derive(Subcommand)]
+pub enum SnapshotCommand {
+    /// Checkpoint /workspace as it is now.
+    Create(SnapshotArgs),
+    /// List snapshots (baseline first).
+    List(IdArgs),
+    /// Delete a named snapshot.
+    Delete(SnapshotArgs),
+}
+
+#[derive(Args)]
+pub struct SnapshotArgs {
+    pub id: String,
+    pub name: String,
+}
+
+#[derive(Args)]
+pub struct ResetArgs {
+    pub id: String,
+    #[arg(long, default_value = "baseline")]
+    pub snapshot: String,
+}

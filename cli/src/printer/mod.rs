@@ -1,0 +1,105 @@
+//! How results and errors are printed, and nothing else: each result
+//! the SDK returns has one [`Render`] (in [`workspace`] and [`host`];
+//! `mcp config`, which has no JSON, prints through [`mcp`]),
+//! and the [`Printer`] shows it either as human text (the result on
+//! stdout, a one-line `[command] key=value` summary on stderr) or, with
+//! `--json`, as one JSON document on stdout (the summary still goes to
+//! stderr). Errors are printed once, by [`error`].
+
+pub mod host;
+pub mod mcp;
+pub mod workspace;
+
+use pyro_workspace::Error;
+use serde::Serialize;
+use std::io::{self, Write};
+
+/// One result, as a human reads it and as `--json` prints it.
+pub trait Render {
+    /// What `--json` prints.
+    type Json: Serialize + ?Sized;
+    fn json(&self) -> &Self::Json;
+    /// The human result on stdout (nothing for `run` and `exec`, whose
+    /// output streamed while they ran).
+    fn human(&self, out: &mut dyn Write) -> io::Result<()>;
+    /// The `[command] key=value ...` line for stderr, if the command has
+    /// one.
+    fn summary(&self) -> Option<String>;
+}
+
+/// Prints results the way the command line asked: human or `--json`.
+#[derive(Debug, Clone, Copy)]
+pub struct Printer {
+    pub json: bool,
+}
+
+impl Printer {
+    pub fn new(json: bool) -> Printer {
+        Printer { json }
+    }
+
+    /// Prints a result and its summary.
+    pub fn print(&self, result: &impl Render) {
+        if self.json {
+            json(result.json());
+        } else {
+            let mut out = io::stdout().lock();
+            let _ = result.human(&mut out).and_then(|_| out.flush());
+        }
+        if let Some(line) = result.summary() {
+            eprintln!("{line}");
+        }
+    }
+
+    /// Where a guest command's output goes while it runs (`run`,
+    /// `workspace exec`): streamed to ours, unless `--json` collects it
+    /// into the one document.
+    pub fn guest_output(&self) -> impl FnMut(pyro_workspace::Stream, &[u8]) {
+        let stream = !self.json;
+        move |s, bytes| {
+            if stream {
+                let _ = match s {
+                    pyro_workspace::Stream::Stdout => io::stdout()
+                        .write_all(bytes)
+                        .and_then(|_| io::stdout().flush()),
+                    pyro_workspace::Stream::Stderr => io::stderr().write_all(bytes),
+                };
+            }
+        }
+    }
+}
+
+/// Prints `value` as pretty JSON on stdout.
+pub fn json<T: Serialize + ?Sized>(value: &T) {
+    match serde_json::to_string_pretty(value) {
+        Ok(text) => println!("{text}"),
+        Err(e) => eprintln!("[error] cannot encode result: {e}"),
+    }
+}
+
+/// Prints an error; returns the exit code: 2 for bad input (a usage
+/// error), 1 for everything else.
+pub fn error(as_json: bool, err: &Error) -> i32 {
+    if as_json {
+        json(&serde_json::json!({
+            "ok": false,
+            "error": { "kind": err.kind(), "message": err.to_string() },
+        }));
+    } else {
+        eprintln!("[error] {err}");
+    }
+    if matches!(err, Error::InvalidArgument(_)) {
+        2
+    } else {
+        1
+    }
+}
+
+/// `~/x` instead of `/root/x` for paths under $HOME.
+pub fn path(p: &std::path::Path) -> String {
+    let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+    match home.as_deref().and_then(|h| p.strip_prefix(h).ok()) {
+        Some(rest) => format!("~/{}", rest.display()),
+        None => p.display().to_string(),
+    }
+}
