@@ -604,7 +604,7 @@ pub fn run(pyro: &Pyro, cmd: WorkspaceCommand) -> Result<i32, Error> {
             );
         }
         W::Snapshot(SnapshotCommand::Create(a)) => {
-            let s = pyro.snapshot_create(&a.id, &a.name)?;
+            let s = pyro.checkpoint_create(&a.id, &a.name)?;
             if a.json {
                 output::json(&s);
             } else {
@@ -616,7 +616,7 @@ pub fn run(pyro: &Pyro, cmd: WorkspaceCommand) -> Result<i32, Error> {
             );
         }
         W::Snapshot(SnapshotCommand::List(a)) => {
-            let all = pyro.snapshot_list(&a.id)?;
+            let all = pyro.checkpoint_list(&a.id)?;
             if a.json {
                 output::json(&all);
             } else {
@@ -638,7 +638,7 @@ pub fn run(pyro: &Pyro, cmd: WorkspaceCommand) -> Result<i32, Error> {
             );
         }
         W::Snapshot(SnapshotCommand::Delete(a)) => {
-            let s = pyro.snapshot_delete(&a.id, &a.name)?;
+            let s = pyro.checkpoint_delete(&a.id, &a.name)?;
             if a.json {
                 output::json(&s);
             } else {

@@ -3,7 +3,7 @@
 //! request with a record of why, and a VMM killed with SIGKILL shows as
 //! stopped (not running) with a reason.
 
-use pyro_workspace::{DetachedVm, ExecRequest, NoProgress, Pyro, VmState, VMM_BIN_ENV};
+use pyro_workspace::{DetachedVm, ExecRequest, ExitReason, NoProgress, Pyro, VmState, VMM_BIN_ENV};
 use std::time::Duration;
 
 fn spawn(pyro: &Pyro, dir: &std::path::Path) -> DetachedVm {
@@ -63,7 +63,7 @@ fn a_detached_vm_serves_stops_and_reports_a_killed_vmm() {
     assert_eq!(
         b.state(),
         VmState::Stopped {
-            reason: "stopped".into(),
+            reason: ExitReason::Stopped,
             message: "stopped on request".into()
         }
     );
@@ -76,7 +76,7 @@ fn a_detached_vm_serves_stops_and_reports_a_killed_vmm() {
     assert!(killed.success());
     std::thread::sleep(Duration::from_millis(300));
     match a.state() {
-        VmState::Stopped { reason, .. } => assert_eq!(reason, "vmm_died"),
+        VmState::Stopped { reason, .. } => assert_eq!(reason, ExitReason::VmmDied),
         other => panic!("a killed VMM shows as {other:?}"),
     }
     assert!(

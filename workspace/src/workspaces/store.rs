@@ -23,8 +23,17 @@ impl WsDir {
     pub fn baseline_tar(&self) -> PathBuf {
         self.0.join("baseline.tar")
     }
-    pub fn snapshots(&self) -> PathBuf {
+    /// The checkpoints (`snapshots/`, the CLI's word).
+    pub fn checkpoints(&self) -> PathBuf {
         self.0.join("snapshots")
+    }
+    /// Checkpoint `name`'s copy of the disk.
+    pub fn checkpoint_image(&self, name: &str) -> PathBuf {
+        self.checkpoints().join(format!("{name}.ext4"))
+    }
+    /// Checkpoint `name`'s record.
+    pub fn checkpoint_meta(&self, name: &str) -> PathBuf {
+        self.checkpoints().join(format!("{name}.json"))
     }
     pub fn history(&self) -> PathBuf {
         self.0.join("history")
