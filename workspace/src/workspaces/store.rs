@@ -64,8 +64,12 @@ impl WsDir {
 /// A held workspace lock.
 pub struct Lock(#[allow(dead_code)] File);
 
+/// `e` on `path`, the source kept: "<path>: <what failed>".
 pub fn io_err(path: &Path, e: std::io::Error) -> Error {
-    Error::Io(format!("{}: {e}", path.display()))
+    Error::File {
+        path: path.to_path_buf(),
+        source: e,
+    }
 }
 
 /// Writes `value` as JSON to `path`: temporary file, fsync, rename, so a
@@ -81,7 +85,7 @@ pub fn write_json(path: &Path, value: &impl Serialize) -> Result<(), Error> {
 
 pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, Error> {
     let bytes = std::fs::read(path).map_err(|e| io_err(path, e))?;
-    serde_json::from_slice(&bytes).map_err(|e| Error::Io(format!("{}: {e}", path.display())))
+    serde_json::from_slice(&bytes).map_err(|e| io_err(path, e.into()))
 }
 
 /// A short random id: 12 hex digits from the kernel's generator.
