@@ -23,8 +23,8 @@ impl Pyro {
                 "snapshot {name:?} exists already; delete it first"
             )));
         }
-        if let Ok(mut agent) = ws.agent() {
-            agent.sync()?;
+        if let Ok(agent) = ws.agent() {
+            ws.sync(agent)?;
         }
         let bytes = disk::sparse_copy(&ws.dir.disk(), &image)?;
         let checkpoint = Checkpoint {

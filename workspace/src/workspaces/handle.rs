@@ -7,11 +7,16 @@
 use super::records::{Workspace, WorkspaceRecord, WorkspaceState};
 use super::store::{read_json, write_json, Lock, WsDir};
 use crate::detached::{DetachedVm, VmState};
-use crate::guest::GuestClient;
+use crate::guest::{GuestClient, GuestError};
 use crate::{Error, Pyro};
 use pyro_vmm::control::ExitReason;
 use pyro_vmm::snapshot::STATE_FILE;
 use std::path::PathBuf;
+use std::time::Duration;
+
+/// How long the agent may take to flush /workspace (`syncfs`) for a verb
+/// that holds the lock meanwhile (stop, suspend, checkpoint).
+const SYNC_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// One workspace, resolved: what a verb works through.
 pub(super) struct WorkspaceHandle {
@@ -108,9 +113,11 @@ impl WorkspaceHandle {
         Ok(view(&self.dir, self.record()?))
     }
 
-    /// A connection to its running VM's agent. The connect is bounded
-    /// (`GuestClient::connect`: 10 s for the handshake); a stopped VM is
-    /// a conflict that says how to start it.
+    /// A connection to its running VM's agent; a stopped VM is a
+    /// conflict that says how to start it. The handshake is bounded
+    /// (`GuestClient::connect`: 10 s), replies are not: an exec or a
+    /// transfer takes as long as it takes ([`WorkspaceHandle::sync`] is
+    /// the bounded call).
     pub fn agent(&self) -> Result<GuestClient, Error> {
         let vm = self.vm();
         let id = &self.given;
@@ -121,6 +128,30 @@ impl WorkspaceHandle {
             VmState::Stopped { .. } => Error::Conflict(format!(
                 "workspace {id} is stopped: start it with `pyro workspace start {id}`"
             )),
+        })
+    }
+
+    /// Flushes /workspace to its disk through `agent`, which must answer
+    /// within [`SYNC_TIMEOUT`]: a wedged agent fails the verb instead of
+    /// holding the workspace's lock forever.
+    pub fn sync(&self, mut agent: GuestClient) -> Result<(), Error> {
+        agent
+            .set_reply_timeout(Some(SYNC_TIMEOUT))
+            .map_err(GuestError::from)?;
+        agent.sync().map_err(|e| match e {
+            GuestError::Io(io)
+                if matches!(
+                    io.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                Error::Guest(format!(
+                    "workspace {}: the agent did not flush /workspace within {} s",
+                    self.given,
+                    SYNC_TIMEOUT.as_secs()
+                ))
+            }
+            other => other.into(),
         })
     }
 

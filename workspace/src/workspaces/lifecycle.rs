@@ -235,8 +235,8 @@ impl Pyro {
     /// Flushes /workspace and stops the VM; the disk keeps everything.
     pub fn workspace_stop(&self, id: &str) -> Result<Workspace, Error> {
         let ws = self.workspace_locked(id)?;
-        if let Ok(mut agent) = ws.agent() {
-            let _ = agent.sync();
+        if let Ok(agent) = ws.agent() {
+            let _ = ws.sync(agent);
         }
         ws.vm().stop()?;
         ws.view()
@@ -250,7 +250,7 @@ impl Pyro {
     /// leaves the workspace running as it was.
     pub fn workspace_suspend(&self, id: &str) -> Result<Workspace, Error> {
         let ws = self.workspace_locked(id)?;
-        ws.agent()?.sync()?;
+        ws.sync(ws.agent()?)?;
         let vm = ws.vm();
         let (work, kept) = (ws.dir.0.join("suspended.tmp"), ws.dir.suspended());
         let _ = std::fs::remove_dir_all(&work);
