@@ -16,7 +16,7 @@ use std::time::Duration;
 
 /// How long the agent may take to flush /workspace (`syncfs`) for a verb
 /// that holds the lock meanwhile (stop, suspend, checkpoint).
-const SYNC_TIMEOUT: Duration = Duration::from_secs(60);
+const SYNC_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// One workspace, resolved: what a verb works through.
 pub(super) struct WorkspaceHandle {
