@@ -10,7 +10,7 @@
 //! freshly built `pyro` binary, which runs the VM processes.
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use pyro_workspace::{CreateOptions, NoProgress, Pyro, VMM_BIN_ENV};
+use pyro_workspace::{CreateOptions, NoProgress, Pyro, StartKind, VMM_BIN_ENV};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -34,8 +34,12 @@ fn bench_create(c: &mut Criterion, pyro: &Pyro, name: &str, cold: bool) -> (u64,
         let t = Instant::now();
         let w = pyro.workspace_create(&opts, &NoProgress).expect("create");
         let ms = t.elapsed().as_millis() as u64;
-        let kind = if cold { "cold" } else { "warm" };
-        assert_eq!(w.record.last_start.as_deref(), Some(kind));
+        let kind = if cold {
+            StartKind::Cold
+        } else {
+            StartKind::Warm
+        };
+        assert_eq!(w.record.last_start, Some(kind));
         let start_ms = w.record.last_start_ms.expect("start time");
         pyro.workspace_delete(&w.record.workspace_id)
             .expect("delete");
@@ -135,7 +139,7 @@ fn benches(c: &mut Criterion) {
     group.bench_function("snapshot_create_10k_files_200MiB", |b| {
         b.iter(|| {
             n += 1;
-            pyro.snapshot_create(&id, &format!("s{n}"))
+            pyro.checkpoint_create(&id, &format!("s{n}"))
                 .expect("snapshot");
         })
     });

@@ -102,14 +102,14 @@ pub fn run(pyro: &Pyro, out: Printer, cmd: WorkspaceCommand) -> Result<i32, Erro
         W::Export(a) => out.print(&pyro.workspace_export(&a.id, &a.path, &a.output)?),
         // The SDK's checkpoint calls, in one place.
         W::Snapshot(SnapshotCommand::Create(a)) => {
-            out.print(&CheckpointCreated(&pyro.snapshot_create(&a.id, &a.name)?));
+            out.print(&CheckpointCreated(&pyro.checkpoint_create(&a.id, &a.name)?));
         }
         W::Snapshot(SnapshotCommand::List(a)) => out.print(&Checkpoints {
             workspace: &a.id,
-            list: &pyro.snapshot_list(&a.id)?,
+            list: &pyro.checkpoint_list(&a.id)?,
         }),
         W::Snapshot(SnapshotCommand::Delete(a)) => {
-            out.print(&CheckpointDeleted(&pyro.snapshot_delete(&a.id, &a.name)?));
+            out.print(&CheckpointDeleted(&pyro.checkpoint_delete(&a.id, &a.name)?));
         }
         W::Reset(a) => out.print(&pyro.workspace_reset(&a.id, &a.snapshot, &progress)?),
     }

@@ -7,7 +7,7 @@
 use pyro_vmm::control::VmmSpec;
 use pyro_vmm::{DeviceConfig, Disk};
 use pyro_workspace::{
-    DetachedVm, ExecRequest, GuestClient, NoProgress, Pyro, VmState, VMM_BIN_ENV,
+    DetachedVm, ExecRequest, ExitReason, GuestClient, NoProgress, Pyro, VmState, VMM_BIN_ENV,
 };
 use std::path::Path;
 use std::process::Command;
@@ -70,7 +70,7 @@ fn a_detached_vm_serves_stops_and_reports_a_killed_vmm() {
     assert_eq!(
         b.state(),
         VmState::Stopped {
-            reason: "stopped".into(),
+            reason: ExitReason::Stopped,
             message: "stopped on request".into()
         }
     );
@@ -83,7 +83,7 @@ fn a_detached_vm_serves_stops_and_reports_a_killed_vmm() {
     assert!(killed.success());
     std::thread::sleep(Duration::from_millis(300));
     match a.state() {
-        VmState::Stopped { reason, .. } => assert_eq!(reason, "vmm_died"),
+        VmState::Stopped { reason, .. } => assert_eq!(reason, ExitReason::VmmDied),
         other => panic!("a killed VMM shows as {other:?}"),
     }
     assert!(

@@ -29,9 +29,57 @@ use std::sync::Arc;
 type Command = (ControlRequest, Sender<ControlReply>);
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// The exit reason of a VMM that could not restore its snapshot (damaged,
-/// or made by another build or kernel): the caller may take it again.
-pub const REASON_BAD_SNAPSHOT: &str = "bad_snapshot";
+/// Why a VM ended, as `exit.json` (and the workspace's `last_error`)
+/// spell it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExitReason {
+    /// Asked to stop (the control socket's `stop`).
+    Stopped,
+    /// Its deadline (the workspace's time to live) passed.
+    Expired,
+    /// The guest powered off.
+    PoweredOff,
+    /// The guest reset (pyro VMs do not reboot).
+    Reset,
+    /// Boot failure, panic, crash.
+    Failed,
+    /// The VMM could not restore its snapshot (damaged, or made by another
+    /// build or kernel): the caller may take it again.
+    BadSnapshot,
+    /// Never written by a VMM: what a reader concludes when the process
+    /// is gone and left no record (killed with SIGKILL).
+    VmmDied,
+}
+
+impl ExitReason {
+    /// The word in `exit.json`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExitReason::Stopped => "stopped",
+            ExitReason::Expired => "expired",
+            ExitReason::PoweredOff => "powered_off",
+            ExitReason::Reset => "reset",
+            ExitReason::Failed => "failed",
+            ExitReason::BadSnapshot => "bad_snapshot",
+            ExitReason::VmmDied => "vmm_died",
+        }
+    }
+
+    /// An end the VMM process reports with exit code 0.
+    pub fn is_clean(self) -> bool {
+        matches!(
+            self,
+            ExitReason::Stopped | ExitReason::Expired | ExitReason::PoweredOff
+        )
+    }
+}
+
+impl std::fmt::Display for ExitReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// What a VMM process runs.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -136,9 +184,7 @@ pub enum ControlReply {
 /// Why a VMM process ended, written to `exit.json`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ExitRecord {
-    /// `stopped` (asked to), `expired` (deadline), `powered_off`, `reset`,
-    /// `failed` (boot failure, panic, crash).
-    pub reason: String,
+    pub reason: ExitReason,
     pub message: String,
     pub at_unix: u64,
 }
@@ -207,24 +253,24 @@ pub fn serve(spec_path: &Path) -> i32 {
     let record = run(&spec);
     write_exit_record(&spec.dir, &record);
     let _ = std::fs::remove_file(VmmSpec::control_socket(&spec.dir));
-    if record.reason == "expired" {
+    if record.reason == ExitReason::Expired {
         if let Some(dir) = &spec.remove_on_expiry {
             let _ = std::fs::remove_dir_all(dir);
         }
     }
-    match record.reason.as_str() {
-        "stopped" | "expired" | "powered_off" => 0,
-        _ => 1,
+    if record.reason.is_clean() {
+        0
+    } else {
+        1
     }
 }
 
 fn failed(e: Error) -> ExitRecord {
     ExitRecord {
         reason: match e {
-            Error::Snapshot { .. } => REASON_BAD_SNAPSHOT,
-            _ => "failed",
-        }
-        .into(),
+            Error::Snapshot { .. } => ExitReason::BadSnapshot,
+            _ => ExitReason::Failed,
+        },
         message: e.to_string(),
         at_unix: now_unix(),
     }
@@ -281,7 +327,7 @@ fn run(spec: &VmmSpec) -> ExitRecord {
             if now_unix() >= deadline {
                 vm.shutdown();
                 return ExitRecord {
-                    reason: "expired".into(),
+                    reason: ExitReason::Expired,
                     message: "the workspace reached its time to live".into(),
                     at_unix: now_unix(),
                 };
@@ -333,7 +379,7 @@ fn run(spec: &VmmSpec) -> ExitRecord {
                 if stopping {
                     vm.shutdown();
                     return ExitRecord {
-                        reason: "stopped".into(),
+                        reason: ExitReason::Stopped,
                         message: "stopped on request".into(),
                         at_unix: now_unix(),
                     };
@@ -346,10 +392,9 @@ fn run(spec: &VmmSpec) -> ExitRecord {
             Some(Ok(exit)) => {
                 return ExitRecord {
                     reason: match exit {
-                        VmExit::PowerOff { .. } => "powered_off",
-                        VmExit::Reset => "reset",
-                    }
-                    .into(),
+                        VmExit::PowerOff { .. } => ExitReason::PoweredOff,
+                        VmExit::Reset => ExitReason::Reset,
+                    },
                     message: exit.to_string(),
                     at_unix: now_unix(),
                 }
@@ -410,4 +455,27 @@ fn answer(conn: UnixStream, commands: &Sender<Command>, status: &Status) -> std:
     let mut out = serde_json::to_vec(&reply).map_err(std::io::Error::other)?;
     out.push(b'\n');
     (&conn).write_all(&out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_reasons_print_as_they_serialize() {
+        use ExitReason::*;
+        for r in [
+            Stopped,
+            Expired,
+            PoweredOff,
+            Reset,
+            Failed,
+            BadSnapshot,
+            VmmDied,
+        ] {
+            assert_eq!(serde_json::to_string(&r).unwrap(), format!("\"{r}\""));
+            let back: ExitReason = serde_json::from_str(&format!("\"{r}\"")).unwrap();
+            assert_eq!(back, r);
+        }
+    }
 }

@@ -6,7 +6,7 @@
 
 use crate::guest::GuestClient;
 use crate::Error;
-use pyro_vmm::control::{self, ControlReply, ControlRequest, ExitRecord, VmmSpec};
+use pyro_vmm::control::{self, ControlReply, ControlRequest, ExitReason, ExitRecord, VmmSpec};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -51,7 +51,7 @@ pub enum VmState {
     },
     /// Not running: `record` says why, if the VMM could still write it
     /// (a VMM killed with SIGKILL cannot).
-    Stopped { reason: String, message: String },
+    Stopped { reason: ExitReason, message: String },
 }
 
 /// A handle on the VM whose files are in `dir`.
@@ -157,7 +157,7 @@ impl DetachedVm {
                     reason, message, ..
                 }) => VmState::Stopped { reason, message },
                 None => VmState::Stopped {
-                    reason: "vmm_died".into(),
+                    reason: ExitReason::VmmDied,
                     message: "the VM process ended without saying why (killed?)".into(),
                 },
             },

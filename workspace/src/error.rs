@@ -1,5 +1,7 @@
 //! SDK errors: one enum, with a stable `kind` for `--json` output.
 
+use std::path::PathBuf;
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
@@ -8,8 +10,20 @@ pub enum Error {
     Vm(#[from] pyro_vmm::Error),
     #[error("{0}")]
     Io(String),
+    /// A file or directory of pyro's own state (a workspace's record,
+    /// disk, history, ...) could not be read or written; `kind` `io`.
+    #[error("{}: {source}", path.display())]
+    File {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Guest(String),
+    /// Talking to the guest agent failed (connection lost, unexpected
+    /// reply, a local file it read or wrote); `kind` `guest`.
+    #[error(transparent)]
+    GuestClient(crate::GuestError),
     /// Bad input: names the field and the rule (exit code 2 in the CLI).
     #[error("{0}")]
     InvalidArgument(String),
@@ -35,7 +49,7 @@ impl From<crate::GuestError> for Error {
         match e {
             crate::GuestError::Remote { kind, message } => Error::Agent { kind, message },
             crate::GuestError::Cancelled(_) => Error::Cancelled(e.to_string()),
-            other => Error::Guest(other.to_string()),
+            other => Error::GuestClient(other),
         }
     }
 }
@@ -51,13 +65,40 @@ impl Error {
             Error::Vm(pyro_vmm::Error::Guest(_)) => "guest_failed",
             Error::Vm(pyro_vmm::Error::Timeout { .. }) => "timeout",
             Error::Vm(_) => "vm",
-            Error::Io(_) => "io",
-            Error::Guest(_) => "guest",
+            Error::Io(_) | Error::File { .. } => "io",
+            Error::Guest(_) | Error::GuestClient(_) => "guest",
             Error::InvalidArgument(_) => "invalid_argument",
             Error::NotFound(_) => "not_found",
             Error::Conflict(_) => "conflict",
             Error::Cancelled(_) => "cancelled",
             Error::Agent { kind, .. } => kind,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kept_sources_keep_the_messages_and_kinds() {
+        let e = Error::File {
+            path: "/data/workspaces/x/workspace.json".into(),
+            source: std::io::ErrorKind::NotFound.into(),
+        };
+        assert_eq!(e.kind(), "io");
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "/data/workspaces/x/workspace.json: {}",
+                std::io::Error::from(std::io::ErrorKind::NotFound)
+            )
+        );
+        assert!(std::error::Error::source(&e).is_some());
+
+        let lost = crate::GuestError::Protocol("frame".into());
+        let message = lost.to_string();
+        let e = Error::from(lost);
+        assert_eq!((e.kind(), e.to_string()), ("guest", message));
     }
 }

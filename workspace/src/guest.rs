@@ -89,6 +89,13 @@ impl GuestClient {
         }
     }
 
+    /// Bounds each wait for the agent's reply to `timeout` (`None`: no
+    /// bound, as [`GuestClient::connect`] leaves it). A reply that does
+    /// not come in time fails the call with [`GuestError::Io`].
+    pub fn set_reply_timeout(&mut self, timeout: Option<Duration>) -> std::io::Result<()> {
+        self.reader.get_ref().set_read_timeout(timeout)
+    }
+
     fn send(&mut self, request: &Request) -> Result<(), GuestError> {
         rpc::write_frame(&mut self.writer, request, &[])?;
         self.writer.flush()?;

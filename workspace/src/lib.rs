@@ -33,14 +33,15 @@ pub use pyro_proto::rpc::{
     ArtifactType, DownloadResult, ExecRequest, ExecResult, FileInfo, ListResult, ReadResult,
     Stream, UploadResult, WriteResult,
 };
+pub use pyro_vmm::control::ExitReason;
 pub use pyro_vmm::{HostKind, VmExit};
 pub use run::{abandon_runs, RunOptions, RunResult, RunTimings};
 pub use transfer::{pack_dir, unpack_untrusted, PackStats};
 pub use workspaces::{
-    CommandRecord, CreateOptions, Deleted, DiffEntry, DiffResult, DiffSummary, Export, FileList,
-    FileRead, FileWrite, PatchApply, Reset, Snapshot, SyncPush, UpdateOptions, Workspace,
-    WorkspaceRecord, DEFAULT_DISK_MIB, DEFAULT_FILE_READ_BYTES, MAX_FILE_READ_BYTES,
-    MAX_FILE_WRITE_BYTES,
+    Checkpoint, CheckpointKind, CommandRecord, CreateOptions, Deleted, DiffEntry, DiffResult,
+    DiffStatus, DiffSummary, Export, FileList, FileRead, FileWrite, PatchApply, Reset, StartKind,
+    SyncPush, UpdateOptions, Workspace, WorkspaceRecord, WorkspaceState, DEFAULT_DISK_MIB,
+    DEFAULT_FILE_READ_BYTES, MAX_FILE_READ_BYTES, MAX_FILE_WRITE_BYTES,
 };
 
 use pyro_images::{Images, Paths};

@@ -5,13 +5,10 @@
 
 use super::Render;
 use pyro_workspace::{
-    CommandRecord, Deleted, DiffResult, Export, FileList, FileRead, FileWrite, PatchApply, Reset,
-    SyncPush, Workspace,
+    Checkpoint, CommandRecord, Deleted, DiffResult, Export, FileList, FileRead, FileWrite,
+    PatchApply, Reset, SyncPush, Workspace,
 };
 use std::io::{self, Write};
-
-/// The SDK's checkpoint of /workspace (`workspace snapshot ...`).
-pub type Checkpoint = pyro_workspace::Snapshot;
 
 /// A workspace after `verb` (create, update, status, stop, start): its
 /// one-line form, or only its id (`create --id-only`).

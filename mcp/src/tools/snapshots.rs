@@ -67,7 +67,8 @@ impl PyroServer {
         ctx: RequestContext<RoleServer>,
     ) -> CallToolResult {
         self.call("snapshot_create", ctx, move |job| {
-            job.pyro.snapshot_create(&p.workspace_id, &p.snapshot_name)
+            job.pyro
+                .checkpoint_create(&p.workspace_id, &p.snapshot_name)
         })
         .await
     }
@@ -82,7 +83,7 @@ impl PyroServer {
         ctx: RequestContext<RoleServer>,
     ) -> CallToolResult {
         self.call("snapshot_list", ctx, move |job| {
-            let all = job.pyro.snapshot_list(&p.workspace_id)?;
+            let all = job.pyro.checkpoint_list(&p.workspace_id)?;
             let id = job
                 .pyro
                 .workspace_status(&p.workspace_id)?
@@ -102,7 +103,8 @@ impl PyroServer {
         ctx: RequestContext<RoleServer>,
     ) -> CallToolResult {
         self.call("snapshot_delete", ctx, move |job| {
-            job.pyro.snapshot_delete(&p.workspace_id, &p.snapshot_name)
+            job.pyro
+                .checkpoint_delete(&p.workspace_id, &p.snapshot_name)
         })
         .await
     }

@@ -30,12 +30,39 @@ pub struct DiffSummary {
     pub non_text: u64,
 }
 
+/// How an entry differs from the baseline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DiffStatus {
+    Added,
+    Modified,
+    Deleted,
+    /// A file became a symlink, or the other way round.
+    TypeChanged,
+}
+
+impl DiffStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DiffStatus::Added => "added",
+            DiffStatus::Modified => "modified",
+            DiffStatus::Deleted => "deleted",
+            DiffStatus::TypeChanged => "type_changed",
+        }
+    }
+}
+
+impl std::fmt::Display for DiffStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct DiffEntry {
     /// Relative to /workspace.
     pub path: String,
-    /// `added`, `modified`, `deleted` or `type_changed`.
-    pub status: String,
+    pub status: DiffStatus,
     /// What it is now (what it was, for a deleted entry).
     pub artifact_type: ArtifactType,
     pub text_patch: Option<String>,
@@ -146,16 +173,20 @@ pub fn diff(
         let (b, l) = (base.get(path), live.get(path));
         let is_dir = |t: ArtifactType| t == ArtifactType::Directory;
         match (b, l) {
-            (Some(b), None) if !is_dir(b.kind) => candidates.push((path.clone(), "deleted")),
-            (None, Some(l)) if !is_dir(l.artifact_type) => candidates.push((path.clone(), "added")),
+            (Some(b), None) if !is_dir(b.kind) => {
+                candidates.push((path.clone(), DiffStatus::Deleted))
+            }
+            (None, Some(l)) if !is_dir(l.artifact_type) => {
+                candidates.push((path.clone(), DiffStatus::Added))
+            }
             (Some(b), Some(l)) if b.kind != l.artifact_type => {
-                candidates.push((path.clone(), "type_changed"))
+                candidates.push((path.clone(), DiffStatus::TypeChanged))
             }
             (Some(b), Some(l)) if b.kind == ArtifactType::File && b.differs(l) => {
-                candidates.push((path.clone(), "modified"))
+                candidates.push((path.clone(), DiffStatus::Modified))
             }
             (Some(b), Some(l)) if b.kind == ArtifactType::Symlink && b.link != l.link_target => {
-                candidates.push((path.clone(), "modified"))
+                candidates.push((path.clone(), DiffStatus::Modified))
             }
             _ => {}
         }
@@ -179,7 +210,7 @@ pub fn diff(
         };
         let old_mode = b.map_or(0o644, |b| b.mode);
         let new_mode = l.map_or(0o644, |l| l.mode);
-        if status == "modified"
+        if status == DiffStatus::Modified
             && old == new
             && old_mode == new_mode
             && b.map(|b| &b.link) == l.map(|l| &l.link_target)
@@ -194,7 +225,7 @@ pub fn diff(
             file(b.map(|b| b.kind)) || b.is_none(),
             file(l.map(|l| l.artifact_type)) || l.is_none(),
         ) {
-            (true, true) if status != "type_changed" => {
+            (true, true) if status != DiffStatus::TypeChanged => {
                 let d = unified_diff(
                     &path,
                     &path,
@@ -208,10 +239,10 @@ pub fn diff(
             _ => None,
         };
         match status {
-            "added" => result.summary.added += 1,
-            "deleted" => result.summary.deleted += 1,
-            "type_changed" => result.summary.type_changed += 1,
-            _ => result.summary.modified += 1,
+            DiffStatus::Added => result.summary.added += 1,
+            DiffStatus::Deleted => result.summary.deleted += 1,
+            DiffStatus::TypeChanged => result.summary.type_changed += 1,
+            DiffStatus::Modified => result.summary.modified += 1,
         }
         if let Some(p) = &text_patch {
             result.summary.text_patched += 1;
@@ -221,7 +252,7 @@ pub fn diff(
         }
         result.entries.push(DiffEntry {
             path,
-            status: status.into(),
+            status,
             artifact_type,
             text_patch,
         });

@@ -23,8 +23,17 @@ impl WsDir {
     pub fn baseline_tar(&self) -> PathBuf {
         self.0.join("baseline.tar")
     }
-    pub fn snapshots(&self) -> PathBuf {
+    /// The checkpoints (`snapshots/`, the CLI's word).
+    pub fn checkpoints(&self) -> PathBuf {
         self.0.join("snapshots")
+    }
+    /// Checkpoint `name`'s copy of the disk.
+    pub fn checkpoint_image(&self, name: &str) -> PathBuf {
+        self.checkpoints().join(format!("{name}.ext4"))
+    }
+    /// Checkpoint `name`'s record.
+    pub fn checkpoint_meta(&self, name: &str) -> PathBuf {
+        self.checkpoints().join(format!("{name}.json"))
     }
     pub fn history(&self) -> PathBuf {
         self.0.join("history")
@@ -55,8 +64,12 @@ impl WsDir {
 /// A held workspace lock.
 pub struct Lock(#[allow(dead_code)] File);
 
+/// `e` on `path`, the source kept: "<path>: <what failed>".
 pub fn io_err(path: &Path, e: std::io::Error) -> Error {
-    Error::Io(format!("{}: {e}", path.display()))
+    Error::File {
+        path: path.to_path_buf(),
+        source: e,
+    }
 }
 
 /// Writes `value` as JSON to `path`: temporary file, fsync, rename, so a
@@ -72,7 +85,7 @@ pub fn write_json(path: &Path, value: &impl Serialize) -> Result<(), Error> {
 
 pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, Error> {
     let bytes = std::fs::read(path).map_err(|e| io_err(path, e))?;
-    serde_json::from_slice(&bytes).map_err(|e| Error::Io(format!("{}: {e}", path.display())))
+    serde_json::from_slice(&bytes).map_err(|e| io_err(path, e.into()))
 }
 
 /// A short random id: 12 hex digits from the kernel's generator.

@@ -1,0 +1,109 @@
+//! Checkpoints of /workspace (the CLI's and MCP's `snapshot` verbs):
+//! create, list, delete, and reset to one. A checkpoint is a sparse copy
+//! of the workspace's disk (`disk.rs`), not a VM snapshot.
+
+use super::records::{Checkpoint, CheckpointKind, Reset};
+use super::store::{self, check_name, now_unix, read_json, rfc3339, write_json};
+use super::{disk, BASELINE};
+use crate::{Error, Progress, Pyro};
+
+impl Pyro {
+    /// Checkpoints /workspace as it is now (flushed first) under `name`.
+    pub fn checkpoint_create(&self, id: &str, name: &str) -> Result<Checkpoint, Error> {
+        check_name("snapshot name", name)?;
+        if name == BASELINE {
+            return Err(Error::InvalidArgument(
+                "snapshot name \"baseline\" is reserved for the create-time snapshot".into(),
+            ));
+        }
+        let ws = self.workspace_locked(id)?;
+        let image = ws.dir.checkpoint_image(name);
+        if image.exists() {
+            return Err(Error::Conflict(format!(
+                "snapshot {name:?} exists already; delete it first"
+            )));
+        }
+        if let Ok(agent) = ws.agent() {
+            ws.sync(agent)?;
+        }
+        let bytes = disk::sparse_copy(&ws.dir.disk(), &image)?;
+        let checkpoint = Checkpoint {
+            workspace_id: ws.id.clone(),
+            name: name.into(),
+            kind: CheckpointKind::Named,
+            created_at: rfc3339(now_unix()),
+            bytes_written: bytes,
+            deletable: true,
+        };
+        write_json(&ws.dir.checkpoint_meta(name), &checkpoint)?;
+        Ok(checkpoint)
+    }
+
+    /// A workspace's checkpoints, baseline first, then oldest first.
+    pub fn checkpoint_list(&self, id: &str) -> Result<Vec<Checkpoint>, Error> {
+        let dir = self.workspace(id)?.dir.checkpoints();
+        let mut all: Vec<Checkpoint> = std::fs::read_dir(&dir)
+            .map_err(|e| store::io_err(&dir, e))?
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+            .filter_map(|e| read_json(&e.path()).ok())
+            .collect();
+        all.sort_by(|a, b| order(a).cmp(&order(b)));
+        Ok(all)
+    }
+
+    pub fn checkpoint_delete(&self, id: &str, name: &str) -> Result<Checkpoint, Error> {
+        check_name("snapshot name", name)?;
+        if name == BASELINE {
+            return Err(Error::InvalidArgument(
+                "the baseline snapshot cannot be deleted".into(),
+            ));
+        }
+        let ws = self.workspace_locked(id)?;
+        let meta = ws.dir.checkpoint_meta(name);
+        let checkpoint: Checkpoint = read_json(&meta)
+            .map_err(|_| Error::NotFound(format!("workspace {id} has no snapshot {name:?}")))?;
+        std::fs::remove_file(&meta).map_err(|e| store::io_err(&meta, e))?;
+        let _ = std::fs::remove_file(ws.dir.checkpoint_image(name));
+        Ok(checkpoint)
+    }
+
+    /// Restores /workspace exactly to a checkpoint (default `baseline`):
+    /// stops the VM, puts the checkpoint's disk in place, boots again.
+    pub fn workspace_reset(
+        &self,
+        id: &str,
+        checkpoint: &str,
+        progress: &dyn Progress,
+    ) -> Result<Reset, Error> {
+        check_name("snapshot name", checkpoint)?;
+        let ws = self.workspace_locked(id)?;
+        let image = ws.dir.checkpoint_image(checkpoint);
+        if !image.is_file() {
+            return Err(Error::NotFound(format!(
+                "workspace {id} has no snapshot {checkpoint:?}: see `pyro workspace snapshot list {id}`"
+            )));
+        }
+        ws.vm().stop()?;
+        // Kept memory belongs to the disk being replaced.
+        let _ = std::fs::remove_dir_all(ws.dir.suspended());
+        let restored = ws.dir.0.join("disk.restore");
+        let _ = std::fs::remove_file(&restored);
+        let bytes = disk::sparse_copy(&image, &restored)?;
+        std::fs::rename(&restored, ws.dir.disk()).map_err(|e| store::io_err(&ws.dir.disk(), e))?;
+        let mut record = ws.touch(|_| {})?;
+        progress.phase("reset", &format!("restored {checkpoint}; starting"));
+        self.boot(&ws.dir, &mut record, false, progress)?;
+        Ok(Reset {
+            workspace_id: record.workspace_id.clone(),
+            snapshot: checkpoint.into(),
+            bytes_restored: bytes,
+            workspace: super::handle::view(&ws.dir, record),
+        })
+    }
+}
+
+/// Baseline first, then by creation time, then by name.
+fn order(c: &Checkpoint) -> (bool, &str, &str) {
+    (c.kind != CheckpointKind::Baseline, &c.created_at, &c.name)
+}

@@ -1,0 +1,165 @@
+//! Files in /workspace: list, read and write one file, push a host tree
+//! in (`sync push`), apply a patch, export a path to the host, and the
+//! diff against the create-time baseline (`diff.rs`).
+
+use super::diff::{self, DiffResult};
+use super::records::{Export, FileList, FileRead, FileWrite, PatchApply, SyncPush};
+use super::store;
+use crate::{Error, Pyro};
+use pyro_proto::rpc::{self, DownloadResult};
+use std::path::Path;
+
+/// Largest file `workspace_file_write` takes (bigger trees: `sync push`).
+pub const MAX_FILE_WRITE_BYTES: usize = 1 << 20;
+/// Default and largest `max_bytes` of `workspace_file_read`.
+pub const DEFAULT_FILE_READ_BYTES: u64 = 64 << 10;
+pub const MAX_FILE_READ_BYTES: u64 = 1 << 20;
+
+/// `path` as the results spell it: absolute, under /workspace.
+fn absolute(path: &str) -> String {
+    rpc::workspace_absolute(&rpc::workspace_relative(path).unwrap_or_default())
+}
+
+impl Pyro {
+    /// Copies a host directory or tar (`.tar`, `.tar.gz`, `.tgz`) into
+    /// the workspace at `dest`, all or nothing.
+    pub fn workspace_sync_push(
+        &self,
+        id: &str,
+        source: &Path,
+        dest: &str,
+    ) -> Result<SyncPush, Error> {
+        let ws = self.workspace(id)?;
+        let mut agent = ws.agent()?;
+        let upload = if source.is_dir() {
+            agent.upload_dir(source, dest)?
+        } else if source.is_file() {
+            let file = std::fs::File::open(source).map_err(|e| store::io_err(source, e))?;
+            let name = source.to_string_lossy();
+            if name.ends_with(".gz") || name.ends_with(".tgz") {
+                agent.upload(dest, &mut flate2::read::GzDecoder::new(file))?
+            } else {
+                agent.upload(dest, &mut std::io::BufReader::new(file))?
+            }
+        } else {
+            return Err(Error::InvalidArgument(format!(
+                "source {}: no such file or directory",
+                source.display()
+            )));
+        };
+        let record = ws.touch(|_| {})?;
+        Ok(SyncPush {
+            workspace_id: record.workspace_id,
+            source: source.to_path_buf(),
+            upload,
+        })
+    }
+
+    pub fn workspace_file_list(
+        &self,
+        id: &str,
+        path: &str,
+        recursive: bool,
+    ) -> Result<FileList, Error> {
+        let ws = self.workspace(id)?;
+        let list = ws.agent()?.list(path, recursive)?;
+        Ok(FileList {
+            workspace_id: ws.id,
+            path: absolute(path),
+            recursive,
+            entries: list.entries,
+            truncated: list.truncated,
+        })
+    }
+
+    pub fn workspace_file_read(
+        &self,
+        id: &str,
+        path: &str,
+        max_bytes: u64,
+    ) -> Result<FileRead, Error> {
+        if !(1..=MAX_FILE_READ_BYTES).contains(&max_bytes) {
+            return Err(Error::InvalidArgument(format!(
+                "max_bytes must be between 1 and {MAX_FILE_READ_BYTES}"
+            )));
+        }
+        let ws = self.workspace(id)?;
+        let (content, r) = ws.agent()?.read_to_vec(path, Some(max_bytes))?;
+        Ok(FileRead {
+            workspace_id: ws.id,
+            path: absolute(path),
+            size_bytes: r.size_bytes,
+            max_bytes,
+            content,
+            truncated: r.truncated,
+        })
+    }
+
+    /// Writes a file atomically (parents created; mode kept or 0644).
+    pub fn workspace_file_write(
+        &self,
+        id: &str,
+        path: &str,
+        content: &[u8],
+    ) -> Result<FileWrite, Error> {
+        if content.len() > MAX_FILE_WRITE_BYTES {
+            return Err(Error::InvalidArgument(format!(
+                "content is {} bytes; a file write takes at most {} (use `sync push` for more)",
+                content.len(),
+                MAX_FILE_WRITE_BYTES
+            )));
+        }
+        rpc::workspace_relative(path).map_err(|e| Error::Agent {
+            kind: "invalid_path".into(),
+            message: e.to_string(),
+        })?;
+        let ws = self.workspace(id)?;
+        let w = ws.agent()?.write(path, None, true, &mut &content[..])?;
+        let record = ws.touch(|_| {})?;
+        Ok(FileWrite {
+            workspace_id: record.workspace_id,
+            path: w.path,
+            bytes_written: w.bytes_written,
+            mode: w.mode,
+        })
+    }
+
+    pub fn workspace_patch_apply(&self, id: &str, patch: &str) -> Result<PatchApply, Error> {
+        let ws = self.workspace(id)?;
+        let result = ws.agent()?.patch_apply(patch)?;
+        let record = ws.touch(|_| {})?;
+        Ok(PatchApply {
+            workspace_id: record.workspace_id,
+            changed: result.changed,
+            summary: result.summary,
+            entries: result.entries,
+        })
+    }
+
+    /// Copies a workspace path to the host path `output` (which must not
+    /// exist).
+    pub fn workspace_export(&self, id: &str, path: &str, output: &Path) -> Result<Export, Error> {
+        let ws = self.workspace(id)?;
+        let DownloadResult {
+            path: workspace_path,
+            artifact_type,
+            entry_count,
+            bytes_read,
+        } = ws.agent()?.export(path, output)?;
+        Ok(Export {
+            workspace_id: ws.id,
+            workspace_path,
+            output_path: output.to_path_buf(),
+            artifact_type,
+            entry_count,
+            bytes_written: bytes_read,
+        })
+    }
+
+    /// What changed in /workspace since create: entries and a patch
+    /// `git apply` takes on a copy of the seed.
+    pub fn workspace_diff(&self, id: &str) -> Result<DiffResult, Error> {
+        let ws = self.workspace(id)?;
+        diff::diff(&ws.id, &ws.dir.baseline_tar(), &mut ws.agent()?)
+    }
+}

@@ -1,0 +1,193 @@
+//! Finding a workspace and working on it: every workspace's directory
+//! under `<data>/workspaces/`, a reference (id or unique name) resolved to
+//! one, and [`WorkspaceHandle`], what each verb holds while it works (the
+//! directory, the id, the lock when the verb changes the VM or the disk,
+//! and the connection to the agent).
+
+use super::records::{Workspace, WorkspaceRecord, WorkspaceState};
+use super::store::{read_json, write_json, Lock, WsDir};
+use crate::detached::{DetachedVm, VmState};
+use crate::guest::{GuestClient, GuestError};
+use crate::{Error, Pyro};
+use pyro_vmm::control::ExitReason;
+use pyro_vmm::snapshot::STATE_FILE;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How long the agent may take to flush /workspace (`syncfs`) for a verb
+/// that holds the lock meanwhile (stop, suspend, checkpoint).
+const SYNC_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// One workspace, resolved: what a verb works through.
+pub(super) struct WorkspaceHandle {
+    pub dir: WsDir,
+    /// The workspace's id (the name of its directory).
+    pub id: String,
+    /// How the caller named it (its id or its name): error messages say
+    /// it back.
+    pub given: String,
+    /// Held, when the verb took it, until the handle is dropped.
+    lock: Option<Lock>,
+}
+
+impl Pyro {
+    pub(super) fn workspaces_root(&self) -> PathBuf {
+        self.paths().data.join("workspaces")
+    }
+
+    /// Every workspace with a readable record.
+    pub(super) fn records(&self) -> Vec<(WsDir, WorkspaceRecord)> {
+        let Ok(entries) = std::fs::read_dir(self.workspaces_root()) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|e| {
+                let dir = WsDir(e.path());
+                let record = read_json(&dir.record()).ok()?;
+                Some((dir, record))
+            })
+            .collect()
+    }
+
+    /// Workspace `id` (or the one named `id`), not locked: for verbs that
+    /// only read, or that several callers may run at once (exec).
+    pub(super) fn workspace(&self, id: &str) -> Result<WorkspaceHandle, Error> {
+        let dir = self.ws_dir(id)?;
+        let name = dir.0.file_name().unwrap_or_default();
+        Ok(WorkspaceHandle {
+            id: name.to_string_lossy().into_owned(),
+            given: id.to_string(),
+            dir,
+            lock: None,
+        })
+    }
+
+    /// Workspace `id`, its lock held (waiting for it) until the handle is
+    /// dropped: for verbs that change its VM or its disk.
+    pub(super) fn workspace_locked(&self, id: &str) -> Result<WorkspaceHandle, Error> {
+        let mut ws = self.workspace(id)?;
+        ws.lock = Some(ws.dir.lock()?);
+        Ok(ws)
+    }
+
+    /// The directory of workspace `id` (or of the one named `id`).
+    fn ws_dir(&self, id: &str) -> Result<WsDir, Error> {
+        if !id.is_empty()
+            && id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        {
+            let dir = self.workspaces_root().join(id);
+            if dir.join("workspace.json").is_file() {
+                return Ok(WsDir(dir));
+            }
+            // A name: unique among live workspaces.
+            let matches: Vec<_> = self
+                .records()
+                .into_iter()
+                .filter(|(_, r)| r.name.as_deref() == Some(id))
+                .collect();
+            if matches.len() == 1 {
+                return Ok(matches.into_iter().next().unwrap().0);
+            }
+        }
+        Err(Error::NotFound(format!(
+            "no workspace {id:?}: see `pyro workspace list` for ids"
+        )))
+    }
+}
+
+impl WorkspaceHandle {
+    /// Its VM (running or not).
+    pub fn vm(&self) -> DetachedVm {
+        DetachedVm::open(self.dir.vm())
+    }
+
+    pub fn record(&self) -> Result<WorkspaceRecord, Error> {
+        read_json(&self.dir.record())
+    }
+
+    /// The workspace as reported now.
+    pub fn view(&self) -> Result<Workspace, Error> {
+        Ok(view(&self.dir, self.record()?))
+    }
+
+    /// A connection to its running VM's agent; a stopped VM is a
+    /// conflict that says how to start it. The handshake is bounded
+    /// (`GuestClient::connect`: 10 s), replies are not: an exec or a
+    /// transfer takes as long as it takes ([`WorkspaceHandle::sync`] is
+    /// the bounded call).
+    pub fn agent(&self) -> Result<GuestClient, Error> {
+        let vm = self.vm();
+        let id = &self.given;
+        GuestClient::connect(&vm.vsock()).map_err(|_| match vm.state() {
+            VmState::Running { .. } => Error::Guest(format!(
+                "workspace {id}: its VM runs but the agent does not answer"
+            )),
+            VmState::Stopped { .. } => Error::Conflict(format!(
+                "workspace {id} is stopped: start it with `pyro workspace start {id}`"
+            )),
+        })
+    }
+
+    /// Flushes /workspace to its disk through `agent`, which must answer
+    /// within [`SYNC_TIMEOUT`]: a wedged agent fails the verb instead of
+    /// holding the workspace's lock forever.
+    pub fn sync(&self, mut agent: GuestClient) -> Result<(), Error> {
+        agent
+            .set_reply_timeout(Some(SYNC_TIMEOUT))
+            .map_err(GuestError::from)?;
+        agent.sync().map_err(|e| match e {
+            GuestError::Io(io)
+                if matches!(
+                    io.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                Error::Guest(format!(
+                    "workspace {}: the agent did not flush /workspace within {} s",
+                    self.given,
+                    SYNC_TIMEOUT.as_secs()
+                ))
+            }
+            other => other.into(),
+        })
+    }
+
+    /// Records activity now, plus `f`'s change, under the lock (the held
+    /// one, else taken for the write).
+    pub fn touch(&self, f: impl FnOnce(&mut WorkspaceRecord)) -> Result<WorkspaceRecord, Error> {
+        let _lock = match self.lock {
+            Some(_) => None,
+            None => Some(self.dir.lock()?),
+        };
+        let mut record = self.record()?;
+        record.mark_activity();
+        f(&mut record);
+        write_json(&self.dir.record(), &record)?;
+        Ok(record)
+    }
+}
+
+/// Workspace `record` in `dir` as reported: its VM's state, and why it
+/// stopped if it did not stop on request. A VM that died shows as
+/// stopped, never as running.
+pub(super) fn view(dir: &WsDir, record: WorkspaceRecord) -> Workspace {
+    let (state, last_error) = match DetachedVm::open(dir.vm()).state() {
+        VmState::Running { .. } => (WorkspaceState::Running, None),
+        VmState::Stopped { .. } if dir.suspended().join(STATE_FILE).is_file() => {
+            (WorkspaceState::Suspended, None)
+        }
+        VmState::Stopped { reason, message } => (
+            WorkspaceState::Stopped,
+            (reason != ExitReason::Stopped && dir.vm().exists())
+                .then(|| format!("{reason}: {message}")),
+        ),
+    };
+    Workspace {
+        record,
+        state,
+        last_error,
+    }
+}

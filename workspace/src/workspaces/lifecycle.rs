@@ -1,0 +1,296 @@
+//! A workspace's life: create (disk, baseline checkpoint, first start),
+//! start, stop, suspend (`stop --keep-memory`), delete; list, status and
+//! update of its record; and the sweep that removes expired workspaces.
+
+use super::handle::view;
+use super::records::{
+    Checkpoint, CheckpointKind, CreateOptions, Deleted, UpdateOptions, Workspace, WorkspaceRecord,
+};
+use super::store::{self, check_labels, check_name, now_unix, rfc3339, write_json, WsDir};
+use super::{disk, BASELINE};
+use crate::detached::{DetachedVm, VmState};
+use crate::transfer::unpack_untrusted;
+use crate::{Error, Progress, Pyro};
+
+impl Pyro {
+    /// Stops and removes workspaces whose time to live has passed (the
+    /// VMM stops its own VM at the deadline; this removes what is left,
+    /// including stopped workspaces nobody started again).
+    fn sweep_expired(&self) {
+        let now = now_unix();
+        for (dir, record) in self.records() {
+            if record.expires_unix.is_some_and(|t| t <= now) {
+                if let Ok(_lock) = dir.lock() {
+                    let _ = DetachedVm::open(dir.vm()).stop();
+                    let _ = std::fs::remove_dir_all(&dir.0);
+                }
+            }
+        }
+    }
+
+    /// Creates a workspace: its disk from the seed (host side, at native
+    /// speed), the immutable `baseline` checkpoint, and a running VM whose
+    /// agent answers. A failure removes everything it made.
+    pub fn workspace_create(
+        &self,
+        opts: &CreateOptions,
+        progress: &dyn Progress,
+    ) -> Result<Workspace, Error> {
+        if let Some(name) = &opts.name {
+            check_name("name", name)?;
+            if self
+                .records()
+                .iter()
+                .any(|(_, r)| r.name.as_deref() == Some(name))
+            {
+                return Err(Error::Conflict(format!(
+                    "a workspace named {name:?} exists already; names are unique"
+                )));
+            }
+        }
+        check_labels(&opts.labels)?;
+        if opts.ttl_seconds == Some(0) {
+            return Err(Error::InvalidArgument(
+                "ttl_seconds must be positive".into(),
+            ));
+        }
+        if !pyro_vmm::limits::DISK_MIB.contains(opts.disk_mib) {
+            return Err(Error::InvalidArgument(
+                "disk_mib must be between 64 and 1048576".into(),
+            ));
+        }
+        if let Some(seed) = &opts.seed_path {
+            if !seed.exists() {
+                return Err(Error::InvalidArgument(format!(
+                    "seed_path {}: no such file or directory",
+                    seed.display()
+                )));
+            }
+        }
+        // Kernel and image first: a missing image is built before any
+        // workspace state exists.
+        self.environment_vm(&opts.environment, opts.mem_mib, opts.vcpus, progress)?;
+        std::fs::create_dir_all(self.workspaces_root())
+            .map_err(|e| store::io_err(&self.workspaces_root(), e))?;
+        let (id, dir) = loop {
+            let id = store::new_id()?;
+            let dir = self.workspaces_root().join(&id);
+            match std::fs::create_dir(&dir) {
+                Ok(()) => break (id, WsDir(dir)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(store::io_err(&dir, e)),
+            }
+        };
+        let made = self.create_in(&id, &dir, opts, progress);
+        if made.is_err() {
+            let _ = DetachedVm::open(dir.vm()).stop();
+            let _ = std::fs::remove_dir_all(&dir.0);
+        }
+        made
+    }
+
+    fn create_in(
+        &self,
+        id: &str,
+        dir: &WsDir,
+        opts: &CreateOptions,
+        progress: &dyn Progress,
+    ) -> Result<Workspace, Error> {
+        let _lock = dir.lock()?;
+        // The seed as a plain directory tree: mkfs reads it, and a tar of
+        // it is the baseline that `diff` compares against.
+        let staged = dir.0.join("seed");
+        let seed_dir = match &opts.seed_path {
+            Some(p) if p.is_dir() => p.clone(),
+            Some(p) => {
+                progress.phase("seed", &format!("unpacking {}", p.display()));
+                std::fs::create_dir(&staged).map_err(|e| store::io_err(&staged, e))?;
+                let file = std::fs::File::open(p).map_err(|e| store::io_err(p, e))?;
+                let name = p.to_string_lossy();
+                let unpacked = if name.ends_with(".gz") || name.ends_with(".tgz") {
+                    unpack_untrusted(flate2::read::GzDecoder::new(file), &staged)
+                } else {
+                    unpack_untrusted(file, &staged)
+                };
+                unpacked.map_err(|e| {
+                    Error::InvalidArgument(format!("seed_path {}: {e}", p.display()))
+                })?;
+                staged.clone()
+            }
+            None => {
+                std::fs::create_dir(&staged).map_err(|e| store::io_err(&staged, e))?;
+                staged.clone()
+            }
+        };
+        let baseline_tar = std::fs::File::create(dir.baseline_tar())
+            .map_err(|e| store::io_err(&dir.baseline_tar(), e))?;
+        let packed = crate::transfer::pack_dir(&seed_dir, std::io::BufWriter::new(baseline_tar))
+            .map_err(|e| Error::InvalidArgument(format!("seed_path: {e}")))?;
+        progress.phase(
+            "disk",
+            &format!("{} MiB ext4 from {} entries", opts.disk_mib, packed.entries),
+        );
+        disk::make(&dir.disk(), opts.disk_mib, &seed_dir)?;
+        let _ = std::fs::remove_dir_all(&staged);
+        std::fs::create_dir_all(dir.checkpoints())
+            .map_err(|e| store::io_err(&dir.checkpoints(), e))?;
+        std::fs::create_dir_all(dir.history()).map_err(|e| store::io_err(&dir.history(), e))?;
+        let bytes = disk::sparse_copy(&dir.disk(), &dir.checkpoint_image(BASELINE))?;
+
+        let now = now_unix();
+        let record = WorkspaceRecord {
+            workspace_id: id.to_string(),
+            name: opts.name.clone(),
+            labels: opts.labels.clone(),
+            environment: opts.environment.clone(),
+            vcpus: opts.vcpus,
+            mem_mib: opts.mem_mib,
+            disk_mib: opts.disk_mib,
+            created_at: rfc3339(now),
+            created_unix: now,
+            last_activity_at: rfc3339(now),
+            last_activity_unix: now,
+            ttl_seconds: opts.ttl_seconds,
+            expires_unix: opts.ttl_seconds.map(|t| now + t),
+            command_count: 0,
+            seed_path: opts.seed_path.clone(),
+            seed_entry_count: packed.entries,
+            last_start: None,
+            last_start_ms: None,
+        };
+        write_json(
+            &dir.checkpoint_meta(BASELINE),
+            &Checkpoint {
+                workspace_id: id.into(),
+                name: BASELINE.into(),
+                kind: CheckpointKind::Baseline,
+                created_at: rfc3339(now),
+                bytes_written: bytes,
+                deletable: false,
+            },
+        )?;
+        write_json(&dir.record(), &record)?;
+        progress.phase("boot", &format!("starting workspace {id}"));
+        let mut record = record;
+        self.boot(dir, &mut record, opts.cold, progress)?;
+        Ok(view(dir, record))
+    }
+
+    /// Every workspace, newest activity first. A workspace whose VM died
+    /// shows as stopped, never as running.
+    pub fn workspace_list(&self) -> Vec<Workspace> {
+        self.sweep_expired();
+        let mut all: Vec<_> = self
+            .records()
+            .into_iter()
+            .map(|(dir, record)| view(&dir, record))
+            .collect();
+        all.sort_by(|a, b| {
+            b.record
+                .last_activity_unix
+                .cmp(&a.record.last_activity_unix)
+                .then(b.record.created_unix.cmp(&a.record.created_unix))
+        });
+        all
+    }
+
+    pub fn workspace_status(&self, id: &str) -> Result<Workspace, Error> {
+        self.sweep_expired();
+        self.workspace(id)?.view()
+    }
+
+    pub fn workspace_update(&self, id: &str, opts: &UpdateOptions) -> Result<Workspace, Error> {
+        let ws = self.workspace(id)?;
+        if let Some(name) = &opts.name {
+            check_name("name", name)?;
+            if self
+                .records()
+                .iter()
+                .any(|(d, r)| r.name.as_deref() == Some(name) && d.0 != ws.dir.0)
+            {
+                return Err(Error::Conflict(format!(
+                    "a workspace named {name:?} exists already"
+                )));
+            }
+        }
+        check_labels(&opts.set_labels)?;
+        for key in &opts.clear_labels {
+            check_name("label key", key)?;
+        }
+        let record = ws.touch(|r| {
+            if opts.clear_name {
+                r.name = None;
+            }
+            if let Some(name) = &opts.name {
+                r.name = Some(name.clone());
+            }
+            for key in &opts.clear_labels {
+                r.labels.remove(key);
+            }
+            r.labels.extend(opts.set_labels.clone());
+        })?;
+        Ok(view(&ws.dir, record))
+    }
+
+    /// Flushes /workspace and stops the VM; the disk keeps everything.
+    pub fn workspace_stop(&self, id: &str) -> Result<Workspace, Error> {
+        let ws = self.workspace_locked(id)?;
+        if let Ok(agent) = ws.agent() {
+            let _ = ws.sync(agent);
+        }
+        ws.vm().stop()?;
+        ws.view()
+    }
+
+    /// Stops a running workspace keeping its memory (`stop
+    /// --keep-memory`): /workspace is synced to its disk, the VM paused,
+    /// snapshotted into the workspace's directory (about the guest
+    /// memory in use) and stopped. The next start resumes that machine,
+    /// processes included, instead of starting a fresh one. A failure
+    /// leaves the workspace running as it was.
+    pub fn workspace_suspend(&self, id: &str) -> Result<Workspace, Error> {
+        let ws = self.workspace_locked(id)?;
+        ws.sync(ws.agent()?)?;
+        let vm = ws.vm();
+        let (work, kept) = (ws.dir.0.join("suspended.tmp"), ws.dir.suspended());
+        let _ = std::fs::remove_dir_all(&work);
+        let _ = std::fs::remove_dir_all(&kept);
+        // Paused before the snapshot and never run again: a guest that
+        // went on writing its disk after the snapshot would no longer
+        // match the memory we resume.
+        vm.pause()?;
+        let taken = vm
+            .snapshot(&work)
+            .and_then(|()| std::fs::rename(&work, &kept).map_err(|e| store::io_err(&kept, e)))
+            .and_then(|()| vm.stop());
+        if let Err(e) = taken {
+            let _ = std::fs::remove_dir_all(&work);
+            let _ = std::fs::remove_dir_all(&kept);
+            let _ = vm.resume();
+            return Err(e);
+        }
+        ws.view()
+    }
+
+    /// Boots a stopped workspace again, /workspace as it was, or resumes
+    /// a suspended one; a no-op if it runs.
+    pub fn workspace_start(&self, id: &str, progress: &dyn Progress) -> Result<Workspace, Error> {
+        let ws = self.workspace_locked(id)?;
+        let mut record = ws.record()?;
+        if !matches!(ws.vm().state(), VmState::Running { .. }) {
+            self.boot(&ws.dir, &mut record, false, progress)?;
+        }
+        Ok(view(&ws.dir, record))
+    }
+
+    pub fn workspace_delete(&self, id: &str) -> Result<Deleted, Error> {
+        let ws = self.workspace_locked(id)?;
+        ws.vm().stop()?;
+        let workspace_id = ws.record()?.workspace_id;
+        std::fs::remove_dir_all(&ws.dir.0).map_err(|e| store::io_err(&ws.dir.0, e))?;
+        Ok(Deleted {
+            workspace_id,
+            deleted: true,
+        })
+    }
+}

@@ -1,0 +1,327 @@
+//! What the workspace verbs store and return: the record kept in
+//! `workspace.json`, the history and checkpoint records, each verb's
+//! options and result, and the states they report (typed here, spelled
+//! in JSON and human output as the snake_case words they always were).
+
+use pyro_proto::rpc::{self, FileInfo, PatchEntry, PatchSummary, UploadResult};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use super::store::{now_unix, rfc3339};
+
+/// `Display` as the word serde writes, so human output and JSON agree.
+macro_rules! display_as_str {
+    ($ty:ty) => {
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+/// What a workspace's VM is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkspaceState {
+    Running,
+    Stopped,
+    /// Stopped with its memory kept (`stop --keep-memory`); `start`
+    /// resumes it.
+    Suspended,
+}
+
+impl WorkspaceState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkspaceState::Running => "running",
+            WorkspaceState::Stopped => "stopped",
+            WorkspaceState::Suspended => "suspended",
+        }
+    }
+}
+display_as_str!(WorkspaceState);
+
+/// How a workspace's VM last started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StartKind {
+    /// Restored from the environment's agent-ready snapshot.
+    Warm,
+    /// Booted.
+    Cold,
+    /// Its own memory, kept by `stop --keep-memory`.
+    Resumed,
+}
+
+impl StartKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StartKind::Warm => "warm",
+            StartKind::Cold => "cold",
+            StartKind::Resumed => "resumed",
+        }
+    }
+}
+display_as_str!(StartKind);
+
+/// Which checkpoint of /workspace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckpointKind {
+    /// Taken at create, before the first boot; immutable.
+    Baseline,
+    /// Taken on request (`snapshot create`).
+    Named,
+}
+
+impl CheckpointKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckpointKind::Baseline => "baseline",
+            CheckpointKind::Named => "named",
+        }
+    }
+}
+display_as_str!(CheckpointKind);
+
+#[derive(Debug, Clone)]
+pub struct CreateOptions {
+    pub environment: String,
+    pub name: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    /// A host directory, or a `.tar` / `.tar.gz` / `.tgz` file.
+    pub seed_path: Option<PathBuf>,
+    pub vcpus: u8,
+    pub mem_mib: u32,
+    pub ttl_seconds: Option<u64>,
+    pub disk_mib: u64,
+    /// Boot the VM instead of restoring the environment's warm snapshot.
+    pub cold: bool,
+}
+
+impl Default for CreateOptions {
+    fn default() -> Self {
+        Self {
+            environment: pyro_images::DEFAULT_ENV.into(),
+            name: None,
+            labels: BTreeMap::new(),
+            seed_path: None,
+            vcpus: 1,
+            mem_mib: pyro_vmm::VmConfig::DEFAULT_MEM_MIB,
+            ttl_seconds: None,
+            disk_mib: super::DEFAULT_DISK_MIB,
+            cold: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct UpdateOptions {
+    pub name: Option<String>,
+    pub clear_name: bool,
+    pub set_labels: BTreeMap<String, String>,
+    pub clear_labels: Vec<String>,
+}
+
+/// What is stored about a workspace (`workspace.json`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkspaceRecord {
+    pub workspace_id: String,
+    pub name: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub environment: String,
+    pub vcpus: u8,
+    pub mem_mib: u32,
+    pub disk_mib: u64,
+    pub created_at: String,
+    pub created_unix: u64,
+    pub last_activity_at: String,
+    pub last_activity_unix: u64,
+    pub ttl_seconds: Option<u64>,
+    pub expires_unix: Option<u64>,
+    pub command_count: u64,
+    pub seed_path: Option<PathBuf>,
+    pub seed_entry_count: u64,
+    /// How the VM last started.
+    #[serde(default)]
+    pub last_start: Option<StartKind>,
+    /// VMM start to agent ready (disk mounted), for that start.
+    #[serde(default)]
+    pub last_start_ms: Option<u64>,
+}
+
+impl WorkspaceRecord {
+    pub(super) fn mark_activity(&mut self) {
+        let now = now_unix();
+        self.last_activity_unix = now;
+        self.last_activity_at = rfc3339(now);
+    }
+}
+
+/// A workspace as reported: the record plus what its VM is doing.
+#[derive(Debug, Clone, Serialize)]
+pub struct Workspace {
+    #[serde(flatten)]
+    pub record: WorkspaceRecord,
+    pub state: WorkspaceState,
+    /// Why it is stopped, when it did not stop on request.
+    pub last_error: Option<String>,
+}
+
+/// One command run in a workspace, as kept in its history.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CommandRecord {
+    pub workspace_id: String,
+    pub sequence: u64,
+    pub command: Vec<String>,
+    pub started_at: String,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub timed_out: bool,
+    pub duration_ms: u64,
+    #[serde(with = "lossy_bytes")]
+    pub stdout: Vec<u8>,
+    #[serde(with = "lossy_bytes")]
+    pub stderr: Vec<u8>,
+    pub stdout_truncated: bool,
+    pub stderr_truncated: bool,
+    /// The caller gave up on the command and its process group was
+    /// killed. `exit_code` and `signal` say how it ended if the guest
+    /// reported it in time (signal 9: killed), else both are null.
+    #[serde(default)]
+    pub cancelled: bool,
+}
+
+impl CommandRecord {
+    /// The exit code a shell would report (124 on timeout, 128+N on signal N).
+    pub fn shell_exit_code(&self) -> i32 {
+        crate::run::shell_exit_code(self.timed_out, self.exit_code, self.signal)
+    }
+}
+
+mod lossy_bytes {
+    pub fn serialize<S: serde::Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&String::from_utf8_lossy(b))
+    }
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text: String = serde::Deserialize::deserialize(d)?;
+        Ok(text.into_bytes())
+    }
+}
+
+/// A checkpoint of /workspace (`snapshots/<name>.json`): a sparse copy of
+/// its disk that `reset` puts back. Not a VM snapshot
+/// (`pyro_vmm::snapshot::Snapshot`), which holds a machine's memory.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub workspace_id: String,
+    pub name: String,
+    pub kind: CheckpointKind,
+    pub created_at: String,
+    /// Bytes of disk the checkpoint holds (allocated, not the image size).
+    pub bytes_written: u64,
+    pub deletable: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Deleted {
+    pub workspace_id: String,
+    pub deleted: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FileList {
+    pub workspace_id: String,
+    pub path: String,
+    pub recursive: bool,
+    pub entries: Vec<FileInfo>,
+    pub truncated: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FileRead {
+    pub workspace_id: String,
+    pub path: String,
+    pub size_bytes: u64,
+    pub max_bytes: u64,
+    #[serde(serialize_with = "lossy_bytes::serialize")]
+    pub content: Vec<u8>,
+    pub truncated: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FileWrite {
+    pub workspace_id: String,
+    pub path: String,
+    pub bytes_written: u64,
+    pub mode: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PatchApply {
+    pub workspace_id: String,
+    pub changed: bool,
+    pub summary: PatchSummary,
+    pub entries: Vec<PatchEntry>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Export {
+    pub workspace_id: String,
+    pub workspace_path: String,
+    pub output_path: PathBuf,
+    pub artifact_type: rpc::ArtifactType,
+    pub entry_count: u64,
+    pub bytes_written: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncPush {
+    pub workspace_id: String,
+    pub source: PathBuf,
+    #[serde(flatten)]
+    pub upload: UploadResult,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Reset {
+    pub workspace_id: String,
+    /// The checkpoint restored (the JSON keeps the CLI's word).
+    pub snapshot: String,
+    pub bytes_restored: u64,
+    pub workspace: Workspace,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Human output prints these with `Display`, JSON with serde: the
+    /// same word either way.
+    fn same_word<T: Serialize + fmt::Display + serde::de::DeserializeOwned + PartialEq>(all: &[T]) {
+        for v in all {
+            assert_eq!(serde_json::to_string(v).unwrap(), format!("\"{v}\""));
+            let back: T = serde_json::from_str(&format!("\"{v}\"")).unwrap();
+            assert!(back == *v, "{v}");
+        }
+    }
+
+    #[test]
+    fn states_print_as_they_serialize() {
+        use WorkspaceState::*;
+        same_word(&[Running, Stopped, Suspended]);
+        same_word(&[StartKind::Warm, StartKind::Cold, StartKind::Resumed]);
+        same_word(&[CheckpointKind::Baseline, CheckpointKind::Named]);
+    }
+
+    #[test]
+    fn records_written_before_the_enums_still_read() {
+        let old = r#"{"workspace_id":"x","name":"baseline","kind":"baseline",
+            "created_at":"2026-11-24T22:47:23Z","bytes_written":1,"deletable":false}"#;
+        let c: Checkpoint = serde_json::from_str(old).unwrap();
+        assert_eq!(c.kind, CheckpointKind::Baseline);
+    }
+}

@@ -1,0 +1,141 @@
+//! Starting a workspace's VM: resumed from its kept memory, restored from
+//! the environment's warm snapshot, or booted, falling back from one to
+//! the next; how it started goes into the record.
+
+use super::records::{StartKind, WorkspaceRecord};
+use super::store::{self, write_json, WsDir};
+use crate::detached::{DetachedVm, VmState};
+use crate::guest::GuestClient;
+use crate::{Error, Progress, Pyro};
+use pyro_vmm::control::{ExitReason, VmmSpec};
+use pyro_vmm::snapshot::STATE_FILE;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+pub(super) const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Where a workspace VM's state comes from when it starts.
+#[derive(Clone, Copy)]
+enum StartFrom<'a> {
+    /// A cold boot, the disk mounted by guest-init at start-up.
+    Boot,
+    /// The environment's warm workspace snapshot; the disk is attached and
+    /// mounted after the restore.
+    Warm(&'a Path),
+    /// The workspace's own suspended VM (`stop --keep-memory`): the same
+    /// machine, its processes and page cache included.
+    Resume(&'a Path),
+}
+
+impl Pyro {
+    /// Starts the workspace's VM and waits for its agent: resumed from
+    /// its kept memory if `stop --keep-memory` left one, else restored
+    /// from the environment's warm workspace snapshot unless `cold`, else
+    /// booted. A failed resume or restore falls through to the next (the
+    /// user still gets the workspace). How it started goes into the
+    /// record, which is written.
+    pub(super) fn boot(
+        &self,
+        dir: &WsDir,
+        record: &mut WorkspaceRecord,
+        cold: bool,
+        progress: &dyn Progress,
+    ) -> Result<GuestClient, Error> {
+        let vm_dir = dir.vm();
+        std::fs::create_dir_all(&vm_dir).map_err(|e| store::io_err(&vm_dir, e))?;
+        let started = Instant::now();
+        let (base, _) =
+            self.environment_vm(&record.environment, record.mem_mib, record.vcpus, progress)?;
+        // A start that failed but left no VM running is worth falling back
+        // from; one whose VMM still runs is an error (never two VMs on one
+        // disk).
+        let fall_back = |tried: Result<GuestClient, Error>, what: &str, then: &str| match tried {
+            Ok(client) => Ok(Some(client)),
+            Err(e) if matches!(DetachedVm::open(&vm_dir).state(), VmState::Running { .. }) => {
+                Err(e)
+            }
+            Err(e) => {
+                progress.phase("boot", &format!("{what} ({e}); {then}"));
+                Ok(None)
+            }
+        };
+        let mut start = None;
+        let suspended = dir.suspended();
+        if suspended.join(STATE_FILE).is_file() {
+            let resumed = self.start_vm(dir, record, &base, StartFrom::Resume(&suspended));
+            // Used up either way: once the guest runs on, the kept memory
+            // is stale; if it could not be restored, it never will be
+            // (the disk was synced when it was taken).
+            let _ = std::fs::remove_dir_all(&suspended);
+            start = fall_back(
+                resumed,
+                "could not resume the kept memory",
+                "starting afresh",
+            )?
+            .map(|c| (c, StartKind::Resumed));
+        }
+        if start.is_none() && !cold {
+            let warm = self
+                .workspace_snapshot(&record.environment, &base, BOOT_TIMEOUT, progress)
+                .and_then(|snap| self.start_vm(dir, record, &base, StartFrom::Warm(&snap)));
+            start = fall_back(warm, "no warm start", "booting")?.map(|c| (c, StartKind::Warm));
+        }
+        let (client, kind) = match start {
+            Some(start) => start,
+            None => (
+                self.start_vm(dir, record, &base, StartFrom::Boot)?,
+                StartKind::Cold,
+            ),
+        };
+        record.last_start = Some(kind);
+        record.last_start_ms = Some(started.elapsed().as_millis() as u64);
+        write_json(&dir.record(), record)?;
+        Ok(client)
+    }
+
+    /// Runs the workspace's VMM process (VM `base` plus its disk) from
+    /// `from` and waits for the agent (which, after a warm restore,
+    /// mounts the disk). A failure leaves no VM running; a warm snapshot
+    /// the VMM refused is removed, so the next start takes it again.
+    fn start_vm(
+        &self,
+        dir: &WsDir,
+        record: &WorkspaceRecord,
+        base: &pyro_vmm::VmConfig,
+        from: StartFrom,
+    ) -> Result<GuestClient, Error> {
+        let vm_dir = dir.vm();
+        let snapshot = match from {
+            StartFrom::Boot => None,
+            StartFrom::Warm(p) | StartFrom::Resume(p) => Some(p),
+        };
+        let config = Pyro::workspace_vm_config(base, &dir.disk(), snapshot.is_none(), &vm_dir);
+        let vm = DetachedVm::spawn(&VmmSpec {
+            config,
+            dir: vm_dir.clone(),
+            deadline_unix: record.expires_unix,
+            boot_timeout_ms: BOOT_TIMEOUT.as_millis() as u64,
+            remove_on_expiry: Some(dir.0.clone()),
+            restore_from: snapshot.map(Path::to_path_buf),
+        })?;
+        let ready = vm.wait_ready(BOOT_TIMEOUT).and_then(|mut client| {
+            match from {
+                StartFrom::Boot => {}
+                StartFrom::Warm(_) => {
+                    client.restored(Some(crate::warm::WORKSPACE_DEVICE))?;
+                }
+                StartFrom::Resume(_) => client.resumed()?,
+            }
+            Ok(client)
+        });
+        if ready.is_err() {
+            vm.stop()?;
+            let refused = pyro_vmm::control::exit_record(&vm_dir)
+                .is_some_and(|r| r.reason == ExitReason::BadSnapshot);
+            if let (true, StartFrom::Warm(snap)) = (refused, from) {
+                let _ = std::fs::remove_dir_all(snap);
+            }
+        }
+        ready
+    }
+}
