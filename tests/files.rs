@@ -421,6 +421,9 @@ fn a_read_is_served_while_a_command_runs(g: &Guest) {
 
 #[test]
 fn files_and_archives_on_a_real_guest() {
+    if !pyro::workspace::testing::guests_available() {
+        return;
+    }
     let dir = common::scratch();
     let (mut vm, uds) = common::serving_vm("debian:12", dir.path());
     let guest = Guest {

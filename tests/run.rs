@@ -13,6 +13,9 @@ fn argv(script: &str) -> Vec<String> {
 
 #[test]
 fn four_runs_in_parallel_stay_isolated() {
+    if !pyro::workspace::testing::guests_available() {
+        return;
+    }
     let data = common::scratch();
     let pyro = pyro_with_own_data(data.path());
     let results: Vec<_> = std::thread::scope(|scope| {
@@ -63,6 +66,9 @@ fn four_runs_in_parallel_stay_isolated() {
 
 #[test]
 fn a_guest_that_dies_mid_command_is_a_clear_error() {
+    if !pyro::workspace::testing::guests_available() {
+        return;
+    }
     let data = common::scratch();
     let pyro = pyro_with_own_data(data.path());
     // The command powers the VM off from inside (status 7) the way

@@ -2,6 +2,8 @@
 //! (`commands`, `workspace`, `mcp`: SDK calls), prints its result
 //! (`printer`); errors are printed once, here.
 
+#![forbid(unsafe_code)]
+
 mod args;
 mod commands;
 mod mcp;

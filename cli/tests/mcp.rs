@@ -344,6 +344,9 @@ async fn serve_on_pipes(home: &Home, log: &str) -> (Server, tokio::process::Chil
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_profile_lists_exactly_its_tools_and_bad_calls_are_tool_errors() {
+    if !pyro_workspace::testing::guests_available() {
+        return;
+    }
     let home = Home::new();
     let mut full = [WORKSPACE_CORE, FULL_ONLY].concat();
     full.sort();
@@ -444,6 +447,9 @@ async fn each_profile_lists_exactly_its_tools_and_bad_calls_are_tool_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vm_run_runs_a_command_in_a_fresh_vm_and_reports_progress() {
+    if !pyro_workspace::testing::guests_available() {
+        return;
+    }
     let home = Home::new();
     let server = home.serve("vm-run").await;
     let started = Instant::now();
@@ -500,6 +506,9 @@ const FIX: &str = "--- a/message.txt\n+++ b/message.txt\n@@ -1 +1 @@\n-broken\n+
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_repro_fix_loop_through_tools_and_cancelled_execs_are_killed() {
+    if !pyro_workspace::testing::guests_available() {
+        return;
+    }
     let home = Home::new();
     let seed = home.path("seed");
     repro_seed(&seed);
@@ -667,6 +676,9 @@ async fn the_repro_fix_loop_through_tools_and_cancelled_execs_are_killed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_gone_mid_create_and_mid_run_leaves_no_vm_behind() {
+    if !pyro_workspace::testing::guests_available() {
+        return;
+    }
     let home = Home::new();
     let (server, mut process) = serve_on_pipes(&home, "server-gone.log").await;
     let server = Arc::new(server);

@@ -31,6 +31,9 @@ fn leftover_run_dirs(pids: &[u32]) -> Vec<String> {
 
 #[test]
 fn exit_code_and_separate_streams_reach_the_caller() {
+    if !pyro_workspace::testing::guests_available() {
+        return;
+    }
     let child = Command::new(env!("CARGO_BIN_EXE_pyro"))
         .args(["run", "--", "sh", "-c", "echo out; echo err >&2; exit 7"])
         .output()
@@ -52,6 +55,9 @@ fn exit_code_and_separate_streams_reach_the_caller() {
 
 #[test]
 fn json_is_one_document_and_nothing_is_left_behind() {
+    if !pyro_workspace::testing::guests_available() {
+        return;
+    }
     let child = Command::new(env!("CARGO_BIN_EXE_pyro"))
         .args(["run", "--json", "debian:12", "--", "git", "--version"])
         .stdout(std::process::Stdio::piped())
@@ -73,6 +79,9 @@ fn json_is_one_document_and_nothing_is_left_behind() {
 
 #[test]
 fn a_timeout_kills_the_command_and_says_so() {
+    if !pyro_workspace::testing::guests_available() {
+        return;
+    }
     let out = pyro(&["run", "--timeout-seconds", "2", "--", "sleep", "60"]);
     assert_eq!(out.status.code(), Some(124), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("timed_out=true"));
@@ -80,6 +89,9 @@ fn a_timeout_kills_the_command_and_says_so() {
 
 #[test]
 fn usage_errors_exit_2_and_unknown_environments_say_what_exists() {
+    if !pyro_workspace::testing::guests_available() {
+        return;
+    }
     assert_eq!(pyro(&["run"]).status.code(), Some(2), "no command");
     let out = pyro(&["run", "debian:9", "--", "true"]);
     assert_eq!(out.status.code(), Some(1));
@@ -90,6 +102,9 @@ fn usage_errors_exit_2_and_unknown_environments_say_what_exists() {
 
 #[test]
 fn ctrl_c_stops_the_run_and_removes_its_files() {
+    if !pyro_workspace::testing::guests_available() {
+        return;
+    }
     let child = Command::new(env!("CARGO_BIN_EXE_pyro"))
         .args(["run", "--", "sleep", "600"])
         .stdout(std::process::Stdio::piped())

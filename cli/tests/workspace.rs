@@ -148,6 +148,9 @@ const FIX: &str = "--- a/message.txt\n+++ b/message.txt\n@@ -1 +1 @@\n-broken\n+
 
 #[test]
 fn repro_fix_loop() {
+    if !pyro_workspace::testing::guests_available() {
+        return;
+    }
     let home = Home::new();
     let seed = home.path("seed");
     repro_seed(&seed);
@@ -265,6 +268,9 @@ fn workspace_kib(home: &Home, id: &str) -> u64 {
 
 #[test]
 fn warm_workspaces_get_their_own_disk_and_identity() {
+    if !pyro_workspace::testing::guests_available() {
+        return;
+    }
     let home = Home::new();
     let seed = home.path("seed");
     std::fs::create_dir(&seed).unwrap();
@@ -326,6 +332,9 @@ fn warm_workspaces_get_their_own_disk_and_identity() {
 
 #[test]
 fn stop_keep_memory_resumes_the_same_machine() {
+    if !pyro_workspace::testing::guests_available() {
+        return;
+    }
     let home = Home::new();
     let id = home.create(&[]);
     // A process in its own session (the exec's end kills its process
@@ -400,6 +409,9 @@ fn stop_keep_memory_resumes_the_same_machine() {
 
 #[test]
 fn a_damaged_warm_snapshot_falls_back_to_booting_is_taken_again_and_stale_ones_are_pruned() {
+    if !pyro_workspace::testing::guests_available() {
+        return;
+    }
     let home = Home::with_own_snapshots();
     let first = home.json(&["workspace", "create"]);
     assert_eq!(first["last_start"], "warm", "{first}");
@@ -470,6 +482,9 @@ fn a_damaged_warm_snapshot_falls_back_to_booting_is_taken_again_and_stale_ones_a
 
 #[test]
 fn parallel_workspaces_keep_their_own_content_and_list_by_activity() {
+    if !pyro_workspace::testing::guests_available() {
+        return;
+    }
     let home = Home::new();
     let seed = home.path("seed");
     repro_seed(&seed);
@@ -541,6 +556,9 @@ fn parallel_workspaces_keep_their_own_content_and_list_by_activity() {
 
 #[test]
 fn untrusted_files_are_inspected_without_running_them() {
+    if !pyro_workspace::testing::guests_available() {
+        return;
+    }
     let home = Home::new();
     let seed = home.path("seed");
     std::fs::create_dir_all(&seed).unwrap();
@@ -584,6 +602,9 @@ fn untrusted_files_are_inspected_without_running_them() {
 
 #[test]
 fn bad_input_is_refused_clearly_and_changes_nothing() {
+    if !pyro_workspace::testing::guests_available() {
+        return;
+    }
     let home = Home::new();
     let seed = home.path("seed");
     repro_seed(&seed);
@@ -784,6 +805,9 @@ fn bad_input_is_refused_clearly_and_changes_nothing() {
 
 #[test]
 fn a_full_workspace_disk_is_a_clear_error_and_loses_nothing() {
+    if !pyro_workspace::testing::guests_available() {
+        return;
+    }
     let home = Home::new();
     let seed = home.path("seed");
     std::fs::create_dir_all(&seed).unwrap();
@@ -837,6 +861,9 @@ fn a_full_workspace_disk_is_a_clear_error_and_loses_nothing() {
 
 #[test]
 fn an_expired_workspace_is_removed_even_if_nobody_looks() {
+    if !pyro_workspace::testing::guests_available() {
+        return;
+    }
     let home = Home::new();
     let id = home.create(&["--ttl-seconds", "40"]);
     let status = home.json(&["workspace", "status", &id]);

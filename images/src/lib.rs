@@ -24,6 +24,8 @@
 //!
 //! Long work reports to a caller-supplied [`Progress`].
 
+#![forbid(unsafe_code)]
+
 mod catalog;
 mod dpkg;
 mod elf;

@@ -10,6 +10,8 @@
 //! into the `pyro-workspace` SDK whose structured result is the JSON the
 //! CLI prints with `--json`.
 
+#![forbid(unsafe_code)]
+
 mod call;
 pub mod config;
 mod profile;

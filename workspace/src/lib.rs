@@ -7,6 +7,8 @@
 //! thin front ends over [`Pyro`]; every call returns a typed result that
 //! serializes to the JSON they print.
 
+#![forbid(unsafe_code)]
+
 mod boot;
 mod cancel;
 mod detached;

@@ -1,11 +1,14 @@
 //! Checkpoints of /workspace (the CLI's and MCP's `snapshot` verbs):
 //! create, list, delete, and reset to one. A checkpoint is a sparse copy
-//! of the workspace's disk (`disk.rs`), not a VM snapshot.
+//! of the workspace's disk (`disk.rs`), not a VM snapshot. The disk of a
+//! running workspace is copied by its VMM with the vCPUs frozen
+//! (`ControlRequest::CopyDisk`), so the copy is one instant of the disk,
+//! never torn by a write landing halfway through.
 
 use super::records::{Checkpoint, CheckpointKind, Reset};
 use super::store::{self, check_name, now_unix, read_json, rfc3339, write_json};
 use super::{disk, BASELINE};
-use crate::{Error, Progress, Pyro};
+use crate::{Error, Progress, Pyro, VmState};
 
 impl Pyro {
     /// Checkpoints /workspace as it is now (flushed first) under `name`.
@@ -23,10 +26,18 @@ impl Pyro {
                 "snapshot {name:?} exists already; delete it first"
             )));
         }
-        if let Ok(agent) = ws.agent() {
-            ws.sync(agent)?;
-        }
-        let bytes = disk::sparse_copy(&ws.dir.disk(), &image)?;
+        let vm = ws.vm();
+        let bytes = if matches!(vm.state(), VmState::Running { .. }) {
+            // Flushed first, so the copy holds what the guest's page cache
+            // had; then copied in a freeze, so nothing lands mid-copy.
+            if let Ok(agent) = ws.agent() {
+                ws.sync(agent)?;
+            }
+            vm.copy_disk(&ws.dir.disk(), &image)?
+        } else {
+            // Stopped: nothing writes the disk.
+            disk::sparse_copy(&ws.dir.disk(), &image)?
+        };
         let checkpoint = Checkpoint {
             workspace_id: ws.id.clone(),
             name: name.into(),

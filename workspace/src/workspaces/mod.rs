@@ -1,6 +1,6 @@
 //! Persistent workspaces: a VM in its own process with a writable
 //! /workspace disk, state on disk under `<data>/workspaces/<id>/`, and
-//! the verbs of `pyro workspace` (SPEC.md, Workspaces). Every verb is a
+//! the verbs of `pyro workspace` (README.md, docs/workspaces.md). Every verb is a
 //! method on [`Pyro`](crate::Pyro) returning a typed result that
 //! serializes to the JSON the CLI prints and the MCP server returns.
 //! Design notes: `docs/workspaces.md`.
