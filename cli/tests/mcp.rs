@@ -8,6 +8,10 @@
 //! then exits). Workspace state goes to a scratch `XDG_DATA_HOME`;
 //! the image cache is the shared one. Boots are slow on PVM hosts
 //! (~12 s), so the tests boot five VMs in all.
+//!
+//! Longer than ~600 lines on purpose: each test is one scenario read top
+//! to bottom, in the order an agent works, and they share the set-up
+//! helpers above them; splitting would scatter a scenario's steps.
 
 use rmcp::model::{CallToolRequestParams, CallToolResult, ProgressNotificationParam};
 use rmcp::service::{NotificationContext, RunningService};

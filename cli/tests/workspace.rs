@@ -3,6 +3,10 @@
 //! files, and a table of bad input (each refused clearly, changing
 //! nothing). Workspace state goes to a scratch `XDG_DATA_HOME`; the image
 //! cache is the shared one.
+//!
+//! Longer than ~600 lines on purpose: each test is one scenario read top
+//! to bottom, in the order an agent works, and they share the set-up
+//! helpers above them; splitting would scatter a scenario's steps.
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,530 @@
+//! The guest agent's RPC protocol over vsock.
+//!
+//! A connection carries frames; each frame is a JSON header followed by an
+//! optional run of raw bytes (file bodies, command output), so binary data
+//! is never inflated into JSON:
+//!
+//! ```text
+//! u32 LE header length | header (JSON) | u32 LE data length | data
+//! ```
+//!
+//! The host sends a [`rpc::Request`]. Requests that carry a body
+//! ([`rpc::Request::Write`], [`rpc::Request::Upload`], an exec with
+//! `stdin`) are followed by [`rpc::Request::Data`] frames, the bytes in the
+//! data part, ended by one with an empty data part; the agent always reads
+//! the whole body before it answers, even when the request fails, so the
+//! connection stays in step. The agent answers with zero or more
+//! [`rpc::Event::Output`] frames (command output as produced) or
+//! [`rpc::Event::Data`] frames (file and archive bytes), then exactly one
+//! final frame ([`rpc::Event::Done`] or [`rpc::Event::Error`]).
+//!
+//! Requests on one connection are served in order; a host that wants
+//! several at once opens several connections (a connection costs one vsock
+//! handshake, ~15 ms, which is cheaper than request ids and a
+//! multiplexer in a guest whose every syscall is emulated).
+//!
+//! Paths in file and archive requests are confined to [`rpc::WORKSPACE`]:
+//! relative paths resolve under it, absolute paths must lie inside it, `..`
+//! components are refused, and the guest resolves every path with
+//! `openat2(RESOLVE_BENEATH)`, so a symlink cannot lead outside either.
+
+use serde::{Deserialize, Serialize};
+use std::io::{self, Read, Write};
+
+/// The vsock port the agent listens on.
+pub const AGENT_PORT: u32 = 10_000;
+/// Largest JSON header accepted.
+pub const MAX_HEADER: u32 = 1 << 20;
+/// Largest data part of one frame.
+pub const MAX_DATA: u32 = 1 << 20;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    /// Liveness and guest facts.
+    Ping,
+    /// Run a command to completion, streaming its output.
+    Exec(ExecRequest),
+    /// Facts about one path (a symlink is reported, not followed).
+    Stat { path: String },
+    /// A directory's entries (a file lists as itself), at most
+    /// [`MAX_LIST_ENTRIES`]. The entries come in [`Event::Data`]
+    /// frames as JSON lines ([`ListLines`] writes them, [`ListReader`]
+    /// reads them back with its bounds), in walk order, and the final
+    /// [`Reply::List`] carries only `truncated`: a listing of any size
+    /// fits, where one reply header holds at most [`MAX_HEADER`] bytes
+    /// (about 7,000 entries). The host sorts.
+    List { path: String, recursive: bool },
+    /// A regular file's bytes from `offset`, at most `max_bytes`
+    /// (default: all), as [`Event::Data`] frames.
+    Read {
+        path: String,
+        #[serde(default)]
+        offset: u64,
+        max_bytes: Option<u64>,
+    },
+    /// Replace a file atomically (temporary file, fsync, rename) with
+    /// the body. `mode` defaults to the existing file's mode, else 0644.
+    /// `parents` creates missing parent directories. At most
+    /// [`MAX_WRITE_BYTES`].
+    Write {
+        path: String,
+        mode: Option<u32>,
+        #[serde(default)]
+        parents: bool,
+    },
+    /// Create a directory (`parents`: like `mkdir -p`).
+    Mkdir {
+        path: String,
+        #[serde(default)]
+        parents: bool,
+    },
+    /// Remove a file, symlink or empty directory; `recursive` removes a
+    /// directory tree. The workspace root itself cannot be removed.
+    Remove {
+        path: String,
+        #[serde(default)]
+        recursive: bool,
+    },
+    /// Unpack the body (a tar stream) into the directory `dest`
+    /// (created if missing). All or nothing: entries land in a staging
+    /// directory first and move into place only if the whole archive
+    /// is valid. Refused: absolute names, `..`, device and fifo
+    /// entries, links whose target leaves the archive.
+    Upload { dest: String },
+    /// A path as a tar stream in [`Event::Data`] frames: a file as one
+    /// entry, a directory as its children. Symlinks are stored, not
+    /// followed; sockets, fifos and devices are skipped.
+    Download { path: String },
+    /// Flush /workspace to its disk (`syncfs`), before a snapshot or stop.
+    Sync,
+    /// The first request to a guest restored from a snapshot: make it
+    /// this VM (hostname, the kernel's random state reseeded with the
+    /// host's entropy, wall clock set to the host's), since every VM
+    /// restored from one snapshot starts out identical.
+    Restored {
+        /// The new hostname; `None` keeps it (a VM resumed from its
+        /// own suspended memory is the same machine).
+        hostname: Option<String>,
+        /// At least 32 bytes from the host's CSPRNG.
+        entropy: Vec<u8>,
+        /// The host's wall clock, nanoseconds since the epoch.
+        unix_ns: u64,
+        /// The disk (`/dev/vdX`) to mount on /workspace now, in a VM
+        /// started with `pyro.workspace=later`: the disk was attached
+        /// at restore, so the agent waits until the kernel has seen
+        /// its size, then mounts it.
+        #[serde(default)]
+        workspace: Option<String>,
+    },
+    /// Apply the unified diff in the frame's data part (at most
+    /// [`MAX_DATA`]) to /workspace, all or nothing (see the `pyro-patch` crate).
+    PatchApply,
+    /// A piece of the current request's body; an empty one ends it.
+    Data,
+}
+
+/// The directory file requests are confined to.
+pub const WORKSPACE: &str = "/workspace";
+/// Most entries one `List` returns (the reply says `truncated`).
+pub const MAX_LIST_ENTRIES: usize = 100_000;
+/// Largest file one `Write` accepts.
+pub const MAX_WRITE_BYTES: u64 = 512 << 20;
+/// Largest exec `stdin` body.
+pub const MAX_STDIN_BYTES: u64 = 64 << 20;
+/// Preferred size of the data part of body and [`Event::Data`] frames.
+pub const CHUNK: usize = 256 << 10;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct ExecRequest {
+    /// Program and arguments (run directly, no shell).
+    pub argv: Vec<String>,
+    /// A shell command line instead of `argv`: runs `/bin/sh -c SHELL`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shell: Option<String>,
+    /// Working directory; default `/workspace` if it exists, else `/`.
+    pub cwd: Option<String>,
+    /// Extra environment, on top of a minimal default one.
+    pub env: Vec<(String, String)>,
+    /// Kill the whole process group after this long.
+    pub timeout_ms: Option<u64>,
+    /// Per-stream cap on captured bytes; output past it is drained and
+    /// counted but not sent (`truncated` in the result).
+    pub max_output_bytes: Option<u64>,
+    /// The request has a body (see the module docs) that becomes the
+    /// command's standard input; otherwise stdin is `/dev/null`.
+    #[serde(default)]
+    pub stdin: bool,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// Output bytes (in the frame's data part).
+    Output { stream: Stream },
+    /// File or archive bytes (in the frame's data part).
+    Data,
+    /// The request finished.
+    Done(Reply),
+    /// The request failed; nothing more comes for it.
+    Error { kind: String, message: String },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum Reply {
+    Pong {
+        uptime_ms: u64,
+        hostname: String,
+    },
+    Exec(ExecResult),
+    Stat(FileInfo),
+    List(ListResult),
+    Read(ReadResult),
+    Written(WriteResult),
+    /// Mkdir and Remove: the absolute path acted on.
+    Done {
+        path: String,
+    },
+    Upload(UploadResult),
+    Download(DownloadResult),
+    Synced,
+    Restored,
+    Patched(PatchResult),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct PatchResult {
+    pub changed: bool,
+    pub summary: PatchSummary,
+    /// One entry per file touched, in patch order; paths are relative
+    /// to /workspace.
+    pub entries: Vec<PatchEntry>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct PatchSummary {
+    pub total: u64,
+    pub added: u64,
+    pub modified: u64,
+    pub deleted: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PatchEntry {
+    pub path: String,
+    /// `added`, `modified` or `deleted` (a rename is the old path
+    /// deleted and the new one added).
+    pub status: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ListResult {
+    /// Sorted by path; a file lists as itself. On the wire the entries
+    /// travel in data frames and the reply's list is empty (see
+    /// [`Request::List`]).
+    #[serde(default)]
+    pub entries: Vec<FileInfo>,
+    /// More than [`MAX_LIST_ENTRIES`] entries; the rest were left out.
+    pub truncated: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReadResult {
+    /// The file's size.
+    pub size_bytes: u64,
+    /// Bytes sent (in the `Data` frames before this reply).
+    pub bytes_read: u64,
+    /// Bytes after the part sent remain.
+    pub truncated: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WriteResult {
+    pub path: String,
+    pub bytes_written: u64,
+    pub mode: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct UploadResult {
+    pub dest: String,
+    pub entry_count: u64,
+    /// File bytes written (not the tar stream's length).
+    pub bytes_written: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DownloadResult {
+    pub path: String,
+    pub artifact_type: ArtifactType,
+    pub entry_count: u64,
+    /// File bytes archived (not the tar stream's length).
+    pub bytes_read: u64,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ArtifactType {
+    File,
+    Directory,
+    Symlink,
+    /// Sockets, fifos, devices.
+    Other,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FileInfo {
+    /// Absolute guest path (`/workspace/...`).
+    pub path: String,
+    pub artifact_type: ArtifactType,
+    pub size_bytes: u64,
+    /// Permission bits (`0o7777` part of `st_mode`).
+    pub mode: u32,
+    /// Seconds since the epoch.
+    pub mtime: i64,
+    pub link_target: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct ExecResult {
+    /// Exit status if the command exited.
+    pub exit_code: Option<i32>,
+    /// Signal number if it was killed by one.
+    pub signal: Option<i32>,
+    pub timed_out: bool,
+    pub duration_ms: u64,
+    /// Bytes the command wrote to each stream, sent or not.
+    pub stdout_bytes: u64,
+    pub stderr_bytes: u64,
+    pub stdout_truncated: bool,
+    pub stderr_truncated: bool,
+}
+
+/// Why a path was refused before it reached the file system.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathError {
+    pub path: String,
+    pub reason: &'static str,
+}
+
+impl std::fmt::Display for PathError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "path {:?} {}", self.path, self.reason)
+    }
+}
+
+impl std::error::Error for PathError {}
+
+/// The part of `path` below [`WORKSPACE`] (`""` for the workspace
+/// itself), with `.` and empty components dropped. Relative paths
+/// resolve under the workspace; absolute ones must lie inside it; `..`
+/// is refused outright, even when it would stay inside, so what a
+/// path names never depends on symlinks along it. The guest checks
+/// again, against the real tree (`RESOLVE_BENEATH`).
+pub fn workspace_relative(path: &str) -> Result<String, PathError> {
+    let refuse = |reason| {
+        Err(PathError {
+            path: path.to_string(),
+            reason,
+        })
+    };
+    if path.contains('\0') {
+        return refuse("contains a NUL byte");
+    }
+    let rest = if let Some(abs) = path.strip_prefix('/') {
+        match abs.strip_prefix(&WORKSPACE[1..]) {
+            Some(r) if r.is_empty() || r.starts_with('/') => r,
+            _ => return refuse("is outside /workspace"),
+        }
+    } else {
+        path
+    };
+    match clean_relative(rest) {
+        Some(clean) => Ok(clean),
+        None => refuse("contains '..' (not allowed in workspace paths)"),
+    }
+}
+
+/// A relative path with `.` and empty components dropped, or `None`
+/// if it has a `..` component.
+pub fn clean_relative(path: &str) -> Option<String> {
+    let mut parts = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => return None,
+            p => parts.push(p),
+        }
+    }
+    Some(parts.join("/"))
+}
+
+/// `/workspace/<rel>`, the absolute form of a [`workspace_relative`] path.
+pub fn workspace_absolute(rel: &str) -> String {
+    if rel.is_empty() {
+        WORKSPACE.to_string()
+    } else {
+        format!("{WORKSPACE}/{rel}")
+    }
+}
+
+/// Writes one frame. A header or data part larger than the reader
+/// accepts ([`MAX_HEADER`], [`MAX_DATA`]) is refused here, before
+/// anything is written, so the connection stays in step and the
+/// error names the sender's bug instead of the reader's limit.
+pub fn write_frame<T: Serialize>(w: &mut impl Write, header: &T, data: &[u8]) -> io::Result<()> {
+    let json = serde_json::to_vec(header).map_err(io::Error::other)?;
+    if json.len() > MAX_HEADER as usize {
+        return Err(too_large(format!(
+            "frame header of {} bytes exceeds {MAX_HEADER}",
+            json.len()
+        )));
+    }
+    if data.len() > MAX_DATA as usize {
+        return Err(too_large(format!(
+            "frame data of {} bytes exceeds {MAX_DATA}",
+            data.len()
+        )));
+    }
+    let mut buf = Vec::with_capacity(8 + json.len() + data.len());
+    buf.extend_from_slice(&(json.len() as u32).to_le_bytes());
+    buf.extend_from_slice(&json);
+    buf.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    buf.extend_from_slice(data);
+    w.write_all(&buf)
+}
+
+/// Reads one frame; `Ok(None)` on a clean end of stream before a frame.
+pub fn read_frame<T: for<'de> Deserialize<'de>>(
+    r: &mut impl Read,
+) -> io::Result<Option<(T, Vec<u8>)>> {
+    let mut len = [0u8; 4];
+    match r.read_exact(&mut len) {
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        other => other?,
+    }
+    let header_len = u32::from_le_bytes(len);
+    if header_len > MAX_HEADER {
+        return Err(invalid(format!(
+            "frame header of {header_len} bytes exceeds {MAX_HEADER}"
+        )));
+    }
+    let mut json = vec![0u8; header_len as usize];
+    r.read_exact(&mut json)?;
+    r.read_exact(&mut len)?;
+    let data_len = u32::from_le_bytes(len);
+    if data_len > MAX_DATA {
+        return Err(invalid(format!(
+            "frame data of {data_len} bytes exceeds {MAX_DATA}"
+        )));
+    }
+    let mut data = vec![0u8; data_len as usize];
+    r.read_exact(&mut data)?;
+    let header =
+        serde_json::from_slice(&json).map_err(|e| invalid(format!("bad frame header: {e}")))?;
+    Ok(Some((header, data)))
+}
+
+fn invalid(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg)
+}
+
+fn too_large(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, msg)
+}
+
+/// Longest JSON line one listed entry may take: two paths of up to
+/// `PATH_MAX` (4,096) bytes, each byte escaped as `\u00XX` at worst.
+pub const MAX_LIST_LINE: usize = 64 << 10;
+
+/// The guest's side of a streamed listing: collects entries as JSON
+/// lines and hands out a data part whenever [`CHUNK`] bytes are
+/// ready, so guest memory stays flat however big the tree.
+#[derive(Default)]
+pub struct ListLines {
+    buf: Vec<u8>,
+}
+
+impl ListLines {
+    /// Adds one entry; returns a full chunk to send, if one is ready.
+    pub fn push(&mut self, info: &FileInfo) -> Option<Vec<u8>> {
+        // FileInfo is plain data: serializing it cannot fail.
+        serde_json::to_writer(&mut self.buf, info).expect("FileInfo serializes");
+        self.buf.push(b'\n');
+        (self.buf.len() >= CHUNK).then(|| std::mem::take(&mut self.buf))
+    }
+
+    /// What is left to send (empty if nothing is).
+    pub fn finish(self) -> Vec<u8> {
+        self.buf
+    }
+}
+
+/// The host's side of a streamed listing: parses the data parts back
+/// into entries. The guest is untrusted: more than
+/// [`MAX_LIST_ENTRIES`] entries, a line over [`MAX_LIST_LINE`] bytes,
+/// or a line that is not a [`FileInfo`] is an error, and memory stays
+/// bounded by those limits.
+#[derive(Default)]
+pub struct ListReader {
+    partial: Vec<u8>,
+    entries: Vec<FileInfo>,
+}
+
+impl ListReader {
+    /// Takes one data part.
+    pub fn push(&mut self, mut data: &[u8]) -> io::Result<()> {
+        while let Some(end) = data.iter().position(|&b| b == b'\n') {
+            self.partial.extend_from_slice(&data[..end]);
+            data = &data[end + 1..];
+            let line = std::mem::take(&mut self.partial);
+            self.line(&line)?;
+        }
+        self.partial.extend_from_slice(data);
+        if self.partial.len() > MAX_LIST_LINE {
+            return Err(invalid(format!(
+                "a listed entry longer than {MAX_LIST_LINE} bytes"
+            )));
+        }
+        Ok(())
+    }
+
+    fn line(&mut self, line: &[u8]) -> io::Result<()> {
+        if line.len() > MAX_LIST_LINE {
+            return Err(invalid(format!(
+                "a listed entry longer than {MAX_LIST_LINE} bytes"
+            )));
+        }
+        if self.entries.len() >= MAX_LIST_ENTRIES {
+            return Err(invalid(format!(
+                "more than {MAX_LIST_ENTRIES} listed entries"
+            )));
+        }
+        let info =
+            serde_json::from_slice(line).map_err(|e| invalid(format!("bad listed entry: {e}")))?;
+        self.entries.push(info);
+        Ok(())
+    }
+
+    /// The entries, sorted by path; an unfinished last line is an
+    /// error.
+    pub fn finish(self) -> io::Result<Vec<FileInfo>> {
+        if !self.partial.is_empty() {
+            return Err(invalid("a listing that ends mid-entry".into()));
+        }
+        let mut entries = self.entries;
+        entries.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(entries)
+    }
+}
+
+#[cfg(test)]
+mod tests;
