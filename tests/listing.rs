@@ -6,13 +6,22 @@
 mod common;
 
 use pyro::workspace::CreateOptions;
-use pyro::workspace::NoProgress;
+use pyro::workspace::{NoProgress, Pyro};
 use std::time::Duration;
 
 /// Files in the seed, each under a path of about 800 bytes: together
 /// about 1.4 MiB of listed entries. Few files, long names: the guest
 /// lists them in seconds even where its kernel is emulated.
 const FILES: usize = 1_500;
+
+/// Deletes the workspace when the test ends, passed or failed.
+struct Deleting<'a>(&'a Pyro, String);
+
+impl Drop for Deleting<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.workspace_delete(&self.1);
+    }
+}
 
 #[test]
 fn a_listing_larger_than_one_header_streams_and_diff_sees_deletes() {
@@ -37,12 +46,15 @@ fn a_listing_larger_than_one_header_streams_and_diff_sees_deletes() {
         .workspace_create(
             &CreateOptions {
                 seed_path: Some(seed.path().to_path_buf()),
+                // A failed assertion must not leave the VM running.
+                ttl_seconds: Some(1800),
                 ..Default::default()
             },
             &NoProgress,
         )
         .expect("create");
     let id = ws.record.workspace_id.clone();
+    let _cleanup = Deleting(&pyro, id.clone());
 
     let list = pyro
         .workspace_file_list(&id, "", true)

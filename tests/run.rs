@@ -32,7 +32,13 @@ fn four_runs_in_parallel_stay_isolated() {
                     let mut streamed = Vec::new();
                     let r = pyro
                         .run(
-                            &RunOptions::default(),
+                            // Four guests share this host's cores: on a
+                            // PVM host each spawn takes seconds then, and
+                            // the default 30 s is not what this tests.
+                            &RunOptions {
+                                timeout: std::time::Duration::from_secs(180),
+                                ..RunOptions::default()
+                            },
                             &argv(&script),
                             &NoProgress,
                             |s, b| {
