@@ -142,16 +142,21 @@ impl ControlRequest {
     /// long for the VM's owner, and a client should too.
     pub fn reply_timeout(&self) -> Duration {
         match self {
-            // A sparse copy moves the allocated bytes only, but a busy
-            // disk can hold many GiB.
-            ControlRequest::CopyDisk { .. } => COPY_DISK_TIMEOUT,
+            // Both write a VM's bytes to a file: a snapshot all of guest
+            // memory that was touched, a disk copy every allocated block,
+            // and either can be many GiB. A client that gave up first
+            // would remove a file the VMM is still writing.
+            ControlRequest::Snapshot { .. } | ControlRequest::CopyDisk { .. } => {
+                LONG_REPLY_TIMEOUT
+            }
             _ => Duration::from_secs(10),
         }
     }
 }
 
-/// Bound on a [`ControlRequest::CopyDisk`], VMM side and client side.
-pub const COPY_DISK_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// Bound on a [`ControlRequest::Snapshot`] or
+/// [`ControlRequest::CopyDisk`], VMM side and client side.
+pub const LONG_REPLY_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "reply", rename_all = "snake_case")]
@@ -460,6 +465,19 @@ fn answer(conn: UnixStream, commands: &Sender<Command>, status: &Status) -> std:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn requests_that_write_vm_bytes_wait_long_the_rest_briefly() {
+        let dir = PathBuf::from("/d");
+        let snapshot = ControlRequest::Snapshot { dir: dir.clone() };
+        let copy = ControlRequest::CopyDisk {
+            source: dir.clone(),
+            dest: dir,
+        };
+        assert_eq!(snapshot.reply_timeout(), LONG_REPLY_TIMEOUT);
+        assert_eq!(copy.reply_timeout(), LONG_REPLY_TIMEOUT);
+        assert_eq!(ControlRequest::Stop.reply_timeout(), Duration::from_secs(10));
+    }
 
     #[test]
     fn exit_reasons_print_as_they_serialize() {

@@ -190,7 +190,7 @@ impl DetachedVm {
     /// is at one instant (the VMM freezes the VM, syncs the disk, copies
     /// it sparse-aware and thaws it; `dest` is whole or absent). Returns
     /// the bytes copied. Waits up to
-    /// [`control::COPY_DISK_TIMEOUT`], not the 10 s of other requests:
+    /// [`control::LONG_REPLY_TIMEOUT`], not the 10 s of other requests:
     /// a large disk takes a while. What the guest has not written out is
     /// not in the copy: sync the guest first.
     pub fn copy_disk(&self, source: &Path, dest: &Path) -> Result<u64, Error> {
