@@ -146,9 +146,7 @@ impl ControlRequest {
             // memory that was touched, a disk copy every allocated block,
             // and either can be many GiB. A client that gave up first
             // would remove a file the VMM is still writing.
-            ControlRequest::Snapshot { .. } | ControlRequest::CopyDisk { .. } => {
-                LONG_REPLY_TIMEOUT
-            }
+            ControlRequest::Snapshot { .. } | ControlRequest::CopyDisk { .. } => LONG_REPLY_TIMEOUT,
             _ => Duration::from_secs(10),
         }
     }
@@ -476,7 +474,10 @@ mod tests {
         };
         assert_eq!(snapshot.reply_timeout(), LONG_REPLY_TIMEOUT);
         assert_eq!(copy.reply_timeout(), LONG_REPLY_TIMEOUT);
-        assert_eq!(ControlRequest::Stop.reply_timeout(), Duration::from_secs(10));
+        assert_eq!(
+            ControlRequest::Stop.reply_timeout(),
+            Duration::from_secs(10)
+        );
     }
 
     #[test]

@@ -30,31 +30,14 @@ pub struct DiffSummary {
     pub non_text: u64,
 }
 
-/// How an entry differs from the baseline.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DiffStatus {
-    Added,
-    Modified,
-    Deleted,
-    /// A file became a symlink, or the other way round.
-    TypeChanged,
-}
-
-impl DiffStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DiffStatus::Added => "added",
-            DiffStatus::Modified => "modified",
-            DiffStatus::Deleted => "deleted",
-            DiffStatus::TypeChanged => "type_changed",
-        }
-    }
-}
-
-impl std::fmt::Display for DiffStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+super::records::words! {
+    /// How an entry differs from the baseline.
+    pub enum DiffStatus {
+        Added = "added",
+        Modified = "modified",
+        Deleted = "deleted",
+        /// A file became a symlink, or the other way round.
+        TypeChanged = "type_changed",
     }
 }
 

@@ -6,86 +6,77 @@
 use pyro_proto::rpc::{self, FileInfo, PatchEntry, PatchSummary, UploadResult};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::PathBuf;
 
 use super::store::{now_unix, rfc3339};
 
-/// `Display` as the word serde writes, so human output and JSON agree.
-macro_rules! display_as_str {
-    ($ty:ty) => {
-        impl fmt::Display for $ty {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+/// An enum of words: each variant's word is written once, here, and
+/// serde, [`as_str`](WorkspaceState::as_str) and `Display` all give it,
+/// so JSON and human output cannot disagree.
+macro_rules! words {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident {
+            $($(#[$vmeta:meta])* $variant:ident = $word:literal,)+
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(
+            Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize,
+        )]
+        pub enum $name {
+            $($(#[$vmeta])* #[serde(rename = $word)] $variant,)+
+        }
+
+        impl $name {
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $word,)+
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(self.as_str())
             }
         }
     };
 }
+pub(super) use words;
 
-/// What a workspace's VM is doing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum WorkspaceState {
-    Running,
-    Stopped,
-    /// Stopped with its memory kept (`stop --keep-memory`); `start`
-    /// resumes it.
-    Suspended,
-}
-
-impl WorkspaceState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WorkspaceState::Running => "running",
-            WorkspaceState::Stopped => "stopped",
-            WorkspaceState::Suspended => "suspended",
-        }
+words! {
+    /// What a workspace's VM is doing.
+    pub enum WorkspaceState {
+        Running = "running",
+        Stopped = "stopped",
+        /// Stopped with its memory kept (`stop --keep-memory`); `start`
+        /// resumes it.
+        Suspended = "suspended",
     }
 }
-display_as_str!(WorkspaceState);
 
-/// How a workspace's VM last started.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StartKind {
-    /// Restored from the environment's agent-ready snapshot.
-    Warm,
-    /// Booted.
-    Cold,
-    /// Its own memory, kept by `stop --keep-memory`.
-    Resumed,
-}
-
-impl StartKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StartKind::Warm => "warm",
-            StartKind::Cold => "cold",
-            StartKind::Resumed => "resumed",
-        }
+words! {
+    /// How a workspace's VM last started.
+    pub enum StartKind {
+        /// Restored from the environment's agent-ready snapshot.
+        Warm = "warm",
+        /// Booted.
+        Cold = "cold",
+        /// Its own memory, kept by `stop --keep-memory`.
+        Resumed = "resumed",
     }
 }
-display_as_str!(StartKind);
 
-/// Which checkpoint of /workspace.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CheckpointKind {
-    /// Taken at create, before the first boot; immutable.
-    Baseline,
-    /// Taken on request (`snapshot create`).
-    Named,
-}
-
-impl CheckpointKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CheckpointKind::Baseline => "baseline",
-            CheckpointKind::Named => "named",
-        }
+words! {
+    /// Which checkpoint of /workspace.
+    pub enum CheckpointKind {
+        /// Taken at create, before the first boot; immutable.
+        Baseline = "baseline",
+        /// Taken on request (`snapshot create`).
+        Named = "named",
     }
 }
-display_as_str!(CheckpointKind);
 
 #[derive(Debug, Clone)]
 pub struct CreateOptions {
@@ -301,7 +292,9 @@ mod tests {
 
     /// Human output prints these with `Display`, JSON with serde: the
     /// same word either way.
-    fn same_word<T: Serialize + fmt::Display + serde::de::DeserializeOwned + PartialEq>(all: &[T]) {
+    fn same_word<T: Serialize + std::fmt::Display + serde::de::DeserializeOwned + PartialEq>(
+        all: &[T],
+    ) {
         for v in all {
             assert_eq!(serde_json::to_string(v).unwrap(), format!("\"{v}\""));
             let back: T = serde_json::from_str(&format!("\"{v}\"")).unwrap();
