@@ -51,6 +51,10 @@ fn run_command(pyro: &Pyro, out: Printer, args: &RunArgs) -> Result<i32, Error> 
         mem_mib: args.shape.mem_mib,
         timeout: args.cmd.timeout(),
         cold: args.cold,
+        network: pyro_vmm::NetConfig {
+            rules: args.network.rules(),
+            publish: Vec::new(),
+        },
         ..RunOptions::default()
     };
     let result = pyro.run(

@@ -30,6 +30,9 @@ fn main() {
     // the VMM first, then do the rest.
     init::marker::send(marker::EVENT_INIT_STARTED, started_us);
     init::mounts::mount_kernel_filesystems();
+    // Needs /proc, /sys and /run; before the agent, so that every command
+    // sees the network.
+    init::net::configure();
 
     let args = init::cmdline::read();
     match args.get(cmdline::MODE_KEY).unwrap_or(cmdline::MODE_SERVE) {

@@ -21,8 +21,9 @@ use crate::paths::Paths;
 use crate::progress::Progress;
 use crate::run::{self, Job, Line};
 
-/// Bump when the tree procedure changes in a way that changes the result.
-const FORMAT: u32 = 1;
+/// Bump when the tree procedure changes in a way that changes the result
+/// (the image key covers the tree key). 2: /etc/resolv.conf symlink.
+const FORMAT: u32 = 2;
 
 /// mmdebstrap variant. `essential` installs only the `Essential: yes` set
 /// plus `--include`d packages with their dependencies; `minbase` would add
@@ -44,6 +45,14 @@ const GUEST_DIRS: &[(&str, u32)] = &[
     ("dev", 0o755),
     ("opt/pyro/bin", 0o755),
 ];
+
+/// Where `/etc/resolv.conf` points: the file guest-init writes at start-up
+/// (`pyro_proto::net::RESOLV_CONF`; the root is read-only, /run a tmpfs).
+const RESOLV_CONF_TARGET: &str = "/run/pyro/resolv.conf";
+
+/// `/etc/hosts` unless the packages installed one.
+const HOSTS: &str =
+    "127.0.0.1\tlocalhost\n127.0.1.1\tpyro\n::1\tlocalhost ip6-localhost ip6-loopback\n";
 
 /// Files dpkg does not install, to keep images small: documentation (but
 /// not copyright files), manual pages, translations (but not
@@ -166,7 +175,7 @@ pub(crate) fn ensure_tree(paths: &Paths, spec: &EnvSpec, p: &dyn Progress) -> Re
 
     p.phase(
         step,
-        "prepare: directories for a read-only root, /etc/hostname",
+        "prepare: directories for a read-only root, /etc/hostname, /etc/resolv.conf",
     );
     prepare_for_guest(&tree)?;
     let status_path = tree.join("var/lib/dpkg/status");
@@ -216,11 +225,15 @@ fn prepare_for_guest(tree: &Path) -> Result<()> {
     };
     write("etc/hostname", "pyro\n")?;
     if !tree.join("etc/hosts").exists() {
-        write(
-            "etc/hosts",
-            "127.0.0.1\tlocalhost\n127.0.1.1\tpyro\n::1\tlocalhost ip6-localhost ip6-loopback\n",
-        )?;
+        write("etc/hosts", HOSTS)?;
     }
+    // Replaces whatever is there (a file, a link to systemd-resolved's).
+    let resolv = tree.join("etc/resolv.conf");
+    if resolv.symlink_metadata().is_ok() {
+        std::fs::remove_file(&resolv).ctx(|| format!("remove {}", resolv.display()))?;
+    }
+    std::os::unix::fs::symlink(RESOLV_CONF_TARGET, &resolv)
+        .ctx(|| format!("symlink {}", resolv.display()))?;
     Ok(())
 }
 
@@ -262,6 +275,22 @@ mod tests {
             std::fs::read_to_string(dir.join("etc/hostname")).unwrap(),
             "pyro\n"
         );
+        let hosts = std::fs::read_to_string(dir.join("etc/hosts")).unwrap();
+        let has = |ip: &str| {
+            hosts.lines().any(|l| {
+                let mut w = l.split_whitespace();
+                w.next() == Some(ip) && w.any(|n| n == "localhost")
+            })
+        };
+        assert!(has("127.0.0.1") && has("::1"), "{hosts}");
+        let link = std::fs::read_link(dir.join("etc/resolv.conf")).unwrap();
+        assert_eq!(link, Path::new("/run/pyro/resolv.conf"));
+        // Again over an existing file: replaced by the link.
+        std::fs::remove_file(dir.join("etc/resolv.conf")).unwrap();
+        std::fs::write(dir.join("etc/resolv.conf"), "nameserver 1.1.1.1\n").unwrap();
+        prepare_for_guest(&dir).unwrap();
+        let link = std::fs::read_link(dir.join("etc/resolv.conf")).unwrap();
+        assert_eq!(link, Path::new("/run/pyro/resolv.conf"));
         remove_dir_if_exists(&dir).unwrap();
     }
 }

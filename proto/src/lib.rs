@@ -4,6 +4,7 @@
 //!   power-off markers the guest writes over `/dev/mem`).
 //! - [`cmdline`]: kernel command-line keys guest-init reads.
 //! - [`rpc`]: the agent's RPC frames and types over vsock.
+//! - [`net`]: the guest's addresses on the VMM's user-space network.
 //!
 //! Platform-neutral (serde and the standard library only): the guest's
 //! PID 1, the VMM, the devices and the SDK all depend on it, and no host
@@ -13,4 +14,5 @@
 
 pub mod cmdline;
 pub mod marker;
+pub mod net;
 pub mod rpc;

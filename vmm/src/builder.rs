@@ -27,9 +27,12 @@ use pyro_devices::signal::SignalRegs;
 use pyro_devices::virtio::block::event_handler::BlockHandler;
 use pyro_devices::virtio::block::Block;
 use pyro_devices::virtio::mmio::MmioTransport;
+use pyro_devices::virtio::net::event_handler::NetHandler;
+use pyro_devices::virtio::net::Net;
 use pyro_devices::virtio::vsock::event_handler::VsockHandler;
 use pyro_devices::virtio::vsock::Vsock;
 use pyro_devices::{Bus, GuestSignals};
+use pyro_net::stack::{NetConfig, NetControl};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Sender};
@@ -214,6 +217,8 @@ pub(crate) struct Attached {
     events: EventManager<Subscriber>,
     /// One per entry of `config.devices`, in that order.
     transports: Vec<Arc<Mutex<MmioTransport>>>,
+    /// The network's control handle, if the VM has a net device.
+    net: Option<NetControl>,
 }
 
 /// Step 4: the guest-signal registers, then one virtio-mmio slot per
@@ -244,6 +249,7 @@ fn attach_devices(
         transports: Vec::new(),
     };
     let mut blocks = 0;
+    let mut net = None;
     for device in &config.devices {
         match device {
             DeviceConfig::Block(disk) => {
@@ -251,6 +257,7 @@ fn attach_devices(
                 blocks += 1;
             }
             DeviceConfig::Vsock(vsock) => attach_vsock(&mut slots, vsock)?,
+            DeviceConfig::Net(config) => net = Some(attach_net(&mut slots, config)?),
         }
     }
     let transports = std::mem::take(&mut slots.transports);
@@ -258,6 +265,7 @@ fn attach_devices(
         mmio,
         events,
         transports,
+        net,
     })
 }
 
@@ -287,6 +295,19 @@ fn attach_vsock(slots: &mut VirtioSlots<'_>, vsock: &VsockConfig) -> Result<(), 
     slots.attach(device, move |kicks| {
         Box::new(VsockHandler::new(handler_device, kicks))
     })
+}
+
+/// The net device, its stack set up by `config` (published ports bound
+/// now: a port in use fails the start with the reason).
+fn attach_net(slots: &mut VirtioSlots<'_>, config: &NetConfig) -> Result<NetControl, Error> {
+    let device = Net::new(config).map_err(|e| Error::Config(format!("network: {e}")))?;
+    let control = device.control();
+    let device = Arc::new(Mutex::new(device));
+    let handler_device = device.clone();
+    slots.attach(device, move |kicks| {
+        Box::new(NetHandler::new(handler_device, kicks))
+    })?;
+    Ok(control)
 }
 
 /// A restore's step 4b: each slot's transport and device where the
@@ -431,6 +452,7 @@ fn finish(
     let Attached {
         mut events,
         transports,
+        net,
         ..
     } = attached;
     let Vcpus {
@@ -463,6 +485,7 @@ fn finish(
         cmdline,
         config: config.clone(),
         transports: transports.iter().map(Arc::downgrade).collect(),
+        net,
         vm,
         mem,
     }))

@@ -6,6 +6,7 @@ use crate::error::Error;
 use crate::host::HostKind;
 use crate::kernel_cmdline::KernelCmdline;
 use crate::limits;
+pub use pyro_net::stack::NetConfig;
 use pyro_proto::cmdline::INIT_PATH;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -35,6 +36,8 @@ pub struct VsockConfig {
 pub enum DeviceConfig {
     Block(Disk),
     Vsock(VsockConfig),
+    /// virtio-net with the VMM's user-space stack behind it.
+    Net(NetConfig),
 }
 
 impl DeviceConfig {
@@ -43,6 +46,7 @@ impl DeviceConfig {
         match self {
             DeviceConfig::Block(_) => "block",
             DeviceConfig::Vsock(_) => "vsock",
+            DeviceConfig::Net(_) => "net",
         }
     }
 }
@@ -107,6 +111,27 @@ impl VmConfig {
         }
     }
 
+    /// Gives the VM this network: replaces its net device's config
+    /// (keeping the slot), or adds one after the other devices.
+    pub fn set_net(&mut self, net: NetConfig) {
+        match self
+            .devices
+            .iter_mut()
+            .find(|d| matches!(d, DeviceConfig::Net(_)))
+        {
+            Some(slot) => *slot = DeviceConfig::Net(net),
+            None => self.devices.push(DeviceConfig::Net(net)),
+        }
+    }
+
+    /// The net device's config, if the VM has one.
+    pub fn net(&self) -> Option<&NetConfig> {
+        self.devices.iter().find_map(|d| match d {
+            DeviceConfig::Net(n) => Some(n),
+            _ => None,
+        })
+    }
+
     /// The block devices, in slot order.
     pub fn disks(&self) -> impl Iterator<Item = &Disk> {
         self.devices.iter().filter_map(|d| match d {
@@ -146,8 +171,10 @@ impl VmConfig {
                 }
             }
         }
-        if self.devices.iter().filter(|d| d.kind() == "vsock").count() > 1 {
-            return Err(Error::Config("at most one vsock device".into()));
+        for kind in ["vsock", "net"] {
+            if self.devices.iter().filter(|d| d.kind() == kind).count() > 1 {
+                return Err(Error::Config(format!("at most one {kind} device")));
+            }
         }
         Ok(())
     }

@@ -16,6 +16,8 @@
 //! of a large disk) runs.
 
 use crate::{Error, Vm, VmConfig, VmExit};
+use pyro_net::policy::{NetRules, PortMapping};
+use pyro_net::stack::{NetControl, NetStatus, PublishedPort};
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -135,6 +137,20 @@ pub enum ControlRequest {
         source: PathBuf,
         dest: PathBuf,
     },
+    /// The network: rules, published ports, refusals.
+    Net,
+    /// New network rules; they apply to new connections.
+    NetUpdate {
+        rules: NetRules,
+    },
+    /// Publish a guest port on the host's 127.0.0.1.
+    PortPublish {
+        mapping: PortMapping,
+    },
+    /// Stop publishing a guest port.
+    PortUnpublish {
+        guest: u16,
+    },
 }
 
 impl ControlRequest {
@@ -178,6 +194,16 @@ pub enum ControlReply {
         /// Bytes copied (the disk's allocated ranges).
         bytes: u64,
         ms: f64,
+    },
+    Net {
+        status: NetStatus,
+    },
+    NetUpdated,
+    PortPublished {
+        port: PublishedPort,
+    },
+    PortUnpublished {
+        port: PublishedPort,
     },
     Error {
         message: String,
@@ -318,6 +344,7 @@ fn run(spec: &VmmSpec) -> ExitRecord {
         started,
         boot_ms,
         paused: Arc::new(AtomicBool::new(false)),
+        net: vm.net().cloned(),
     };
     let served = status.clone();
     std::thread::Builder::new()
@@ -339,7 +366,11 @@ fn run(spec: &VmmSpec) -> ExitRecord {
         match cmd_rx.recv_timeout(Duration::from_millis(200)) {
             Ok((req, reply)) => {
                 let answer = match req {
-                    ControlRequest::Status => status.reply(),
+                    ControlRequest::Status
+                    | ControlRequest::Net
+                    | ControlRequest::NetUpdate { .. }
+                    | ControlRequest::PortPublish { .. }
+                    | ControlRequest::PortUnpublish { .. } => status.answer(req),
                     ControlRequest::Pause => match vm.pause() {
                         Ok(()) => ControlReply::Paused,
                         Err(e) => ControlReply::Error {
@@ -414,9 +445,41 @@ struct Status {
     boot_ms: f64,
     /// Mirrors `Vm::is_paused`, kept by the thread that owns the VM.
     paused: Arc<AtomicBool>,
+    /// The VM's network, changed and read from any thread.
+    net: Option<NetControl>,
 }
 
 impl Status {
+    /// Answers the requests that need no VM owner: status and the
+    /// network's (the stack picks changes up on its own thread).
+    fn answer(&self, req: ControlRequest) -> ControlReply {
+        let error = |message: String| ControlReply::Error { message };
+        let Some(net) = self.net.as_ref() else {
+            return match req {
+                ControlRequest::Status => self.reply(),
+                _ => error("this VM has no network device".into()),
+            };
+        };
+        match req {
+            ControlRequest::Net => ControlReply::Net {
+                status: net.status(),
+            },
+            ControlRequest::NetUpdate { rules } => match net.update(rules) {
+                Ok(()) => ControlReply::NetUpdated,
+                Err(e) => error(e.to_string()),
+            },
+            ControlRequest::PortPublish { mapping } => match net.publish(mapping) {
+                Ok(port) => ControlReply::PortPublished { port },
+                Err(e) => error(e.to_string()),
+            },
+            ControlRequest::PortUnpublish { guest } => match net.unpublish(guest) {
+                Ok(port) => ControlReply::PortUnpublished { port },
+                Err(e) => error(e.to_string()),
+            },
+            _ => self.reply(),
+        }
+    }
+
     fn reply(&self) -> ControlReply {
         ControlReply::Status {
             pid: std::process::id(),
@@ -442,7 +505,13 @@ fn answer(conn: UnixStream, commands: &Sender<Command>, status: &Status) -> std:
     let mut line = String::new();
     BufReader::new((&conn).take(64 * 1024)).read_line(&mut line)?;
     let reply = match serde_json::from_str::<ControlRequest>(&line) {
-        Ok(ControlRequest::Status) => status.reply(),
+        Ok(
+            req @ (ControlRequest::Status
+            | ControlRequest::Net
+            | ControlRequest::NetUpdate { .. }
+            | ControlRequest::PortPublish { .. }
+            | ControlRequest::PortUnpublish { .. }),
+        ) => status.answer(req),
         Ok(req) => {
             let wait = req.reply_timeout();
             let (tx, rx) = channel();

@@ -40,9 +40,11 @@ mod vcpu;
 mod virtio;
 mod vm;
 
-pub use config::{DeviceConfig, Disk, VmConfig, VsockConfig};
+pub use config::{DeviceConfig, Disk, NetConfig, VmConfig, VsockConfig};
 pub use error::{console_tail_text, Error, GuestFailure};
 pub use freeze::{DeviceGuards, Frozen};
 pub use host::{kvm_api_version, HostKind};
 pub use kernel_cmdline::KernelCmdline;
+/// The user-space network behind the net device (policy, DNS, stack).
+pub use pyro_net as net;
 pub use vm::{BootTimes, Vm, VmExit};

@@ -28,7 +28,7 @@ use vm_memory::{Address, Bytes, GuestMemoryBackend, GuestMemoryRegion};
 
 /// Bumped whenever anything below changes meaning. 3: the config's
 /// devices are one list; each virtio slot keeps its device's own state.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 pub const STATE_FILE: &str = "snapshot.json";
 pub const MEMORY_FILE: &str = "memory.bin";
 const PAGE: usize = 4096;

@@ -12,6 +12,7 @@ use kvm_ioctls::VmFd;
 use pyro_devices::serial::{ConsoleTail, Serial};
 use pyro_devices::virtio::mmio::MmioTransport;
 use pyro_devices::{GuestSignals, StopReason};
+use pyro_net::stack::NetControl;
 use serde::Serialize;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -69,6 +70,9 @@ pub struct Vm {
     /// that stops drops them (closing every host vsock connection) even
     /// while this `Vm` lives on. A freeze upgrades them.
     pub(crate) transports: Vec<Weak<Mutex<MmioTransport>>>,
+    /// The network's control handle (policy, ports, counts), if the VM
+    /// has a net device.
+    net: Option<NetControl>,
     // Field order is drop order: the VM fd goes before the memory it maps.
     pub(crate) vm_fd: VmFd,
     pub(crate) mem: GuestMem,
@@ -88,6 +92,7 @@ pub(crate) struct VmParts {
     pub cmdline: String,
     pub config: VmConfig,
     pub transports: Vec<Weak<Mutex<MmioTransport>>>,
+    pub net: Option<NetControl>,
     pub vm: VmFd,
     pub mem: GuestMem,
 }
@@ -124,6 +129,7 @@ impl Vm {
             config: p.config,
             serial: p.serial,
             transports: p.transports,
+            net: p.net,
             vm_fd: p.vm,
             mem: p.mem,
         }
@@ -132,6 +138,12 @@ impl Vm {
     /// The config the VM was built from.
     pub fn config(&self) -> &VmConfig {
         &self.config
+    }
+
+    /// The VM's network: its rules, ports and refusals, changed and read
+    /// while it runs. None without a net device.
+    pub fn net(&self) -> Option<&NetControl> {
+        self.net.as_ref()
     }
 
     /// Waits until PID 1 reports it started.

@@ -97,6 +97,9 @@ impl Pyro {
             path: env.rootfs.clone(),
             read_only: true,
         });
+        // Every VM has the net device (policy `off` by default): one
+        // warm snapshot then fits every policy.
+        config.set_net(pyro_vmm::NetConfig::default());
         Ok((config, env))
     }
 }

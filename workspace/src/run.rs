@@ -24,6 +24,9 @@ pub struct RunOptions {
     /// When to give up: the command's process group is killed and the run
     /// fails with [`Error::Cancelled`] (the VM is removed as always).
     pub cancel: Cancel,
+    /// The VM's network: policy, allowlist, static names (policy `off`
+    /// by default: no network).
+    pub network: pyro_vmm::NetConfig,
 }
 
 impl Default for RunOptions {
@@ -36,6 +39,7 @@ impl Default for RunOptions {
             boot_timeout: Duration::from_secs(120),
             cold: false,
             cancel: Cancel::never(),
+            network: pyro_vmm::NetConfig::default(),
         }
     }
 }
@@ -187,6 +191,7 @@ impl Pyro {
         let dir = VmDir::create(&self.paths().data)?;
         let uds = dir.0.join("vsock.sock");
         config.serial_log = Some(dir.0.join("console.log"));
+        config.set_net(opts.network.clone());
 
         let vm_start = Instant::now();
         let create_ms = ms(vm_start.duration_since(started));

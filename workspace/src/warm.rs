@@ -114,6 +114,7 @@ impl Pyro {
     ) -> Result<(), Error> {
         self.build_snapshot(environment, snap, progress, |work, state| {
             let mut boot = config.clone();
+            boot.set_net(snapshot_network());
             let uds = work.join("vsock.sock");
             boot.set_vsock(VsockConfig {
                 cid: 3,
@@ -255,7 +256,8 @@ impl Pyro {
             return Ok(snap);
         }
         self.build_snapshot(environment, &snap, progress, |work, state| {
-            let config = shape(work);
+            let mut config = shape(work);
+            config.set_net(snapshot_network());
             // The second disk `shape` gave the VM.
             let placeholder = &work.join(PLACEHOLDER);
             std::fs::File::create(placeholder)
@@ -338,5 +340,19 @@ impl Pyro {
             }
         }
         removed
+    }
+}
+
+/// The network a warm snapshot is taken with, whatever the policy of the
+/// VMs that restore it: link up (so a VM restored with networking can
+/// connect at once; under `off` the device takes the link down as it
+/// comes back), nothing allowed out, no ports.
+fn snapshot_network() -> pyro_vmm::NetConfig {
+    pyro_vmm::NetConfig {
+        rules: pyro_vmm::net::policy::NetRules {
+            policy: pyro_vmm::net::policy::NetworkPolicy::PublishedPorts,
+            ..Default::default()
+        },
+        publish: Vec::new(),
     }
 }

@@ -3,6 +3,7 @@
 //! subcommand); the groups several commands share are in [`shape`], the
 //! workspace verbs in [`workspace`], the MCP ones in `crate::mcp`.
 
+pub mod network;
 pub mod shape;
 pub mod workspace;
 
@@ -10,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use pyro_workspace::Error;
 use std::ffi::OsString;
 
+pub use network::NetworkArgs;
 pub use shape::{CommandArgs, VmShape};
 
 #[derive(Parser)]
@@ -59,6 +61,8 @@ pub struct RunArgs {
     /// snapshot (made on first use; slower, but nothing is reused).
     #[arg(long)]
     pub cold: bool,
+    #[command(flatten)]
+    pub network: NetworkArgs,
     #[command(flatten)]
     pub cmd: CommandArgs,
 }

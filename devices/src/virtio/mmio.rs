@@ -151,7 +151,10 @@ impl MmioTransport {
             let queues = std::mem::take(&mut self.queues);
             self.active = true;
             let interrupt = self.interrupt.clone();
-            self.device().activate(mem, queues, interrupt);
+            let features = self.driver_features;
+            let mut dev = self.device();
+            dev.ack_features(features);
+            dev.activate(mem, queues, interrupt);
         }
     }
 }
@@ -244,7 +247,11 @@ impl MmioTransport {
             mem: self.mem.clone(),
             interrupt: self.interrupt.clone(),
         };
-        self.device().restore_state(ctx, &s.device)?;
+        {
+            let mut dev = self.device();
+            dev.ack_features(s.driver_features);
+            dev.restore_state(ctx, &s.device)?;
+        }
         self.device_features_sel = s.device_features_sel;
         self.driver_features_sel = s.driver_features_sel;
         self.driver_features = s.driver_features;

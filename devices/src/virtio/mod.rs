@@ -12,6 +12,7 @@
 
 pub mod block;
 pub mod mmio;
+pub mod net;
 pub mod persist;
 pub mod vsock;
 
@@ -147,6 +148,12 @@ pub trait VirtioDevice: Send {
     fn queue_max_sizes(&self) -> &[u16];
     fn read_config(&self, offset: u64, data: &mut [u8]);
     fn write_config(&mut self, offset: u64, data: &[u8]);
+    /// The features the driver accepted, told before [`activate`] (and
+    /// before a restore): a device whose frames depend on them (net's
+    /// checksum flags) keeps them.
+    ///
+    /// [`activate`]: VirtioDevice::activate
+    fn ack_features(&mut self, _features: u64) {}
     /// The driver set DRIVER_OK: the device owns its queues from now on.
     fn activate(&mut self, mem: GuestMem, queues: Vec<Queue>, interrupt: Interrupt);
     /// The driver reset the device: forget the queues.

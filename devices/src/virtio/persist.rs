@@ -4,6 +4,7 @@
 //! does not fit the device it is restored into is a [`RestoreError`].
 
 use super::block::persist::BlockState;
+use super::net::persist::NetState;
 use super::vsock::persist::VsockState;
 use super::{GuestMem, Interrupt, QueueSnapshot};
 use serde::de::DeserializeOwned;
@@ -36,6 +37,7 @@ pub struct RestoreContext {
 pub enum DeviceState {
     Block(BlockState),
     Vsock(VsockState),
+    Net(NetState),
 }
 
 impl DeviceState {
@@ -43,6 +45,7 @@ impl DeviceState {
         match self {
             DeviceState::Block(_) => "block",
             DeviceState::Vsock(_) => "vsock",
+            DeviceState::Net(_) => "net",
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod exec;
 pub mod files;
 pub mod marker;
 pub mod mounts;
+pub mod net;
 pub mod patch_apply;
 pub mod power;
 pub mod reaper;
