@@ -7,6 +7,8 @@
 use crate::guest::GuestClient;
 use crate::Error;
 use pyro_vmm::control::{self, ControlReply, ControlRequest, ExitReason, ExitRecord, VmmSpec};
+use pyro_vmm::net::policy::{NetRules, PortMapping};
+use pyro_vmm::net::stack::{NetStatus, PublishedPort};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -200,6 +202,39 @@ impl DetachedVm {
         };
         match self.ask(&req)? {
             ControlReply::DiskCopied { bytes, .. } => Ok(bytes),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The running VM's network: rules, published ports, refusals.
+    pub fn net_status(&self) -> Result<NetStatus, Error> {
+        match self.ask(&ControlRequest::Net)? {
+            ControlReply::Net { status } => Ok(status),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// New network rules for the running VM (new connections follow
+    /// them; open ones stay).
+    pub fn net_update(&self, rules: NetRules) -> Result<(), Error> {
+        self.control(
+            ControlRequest::NetUpdate { rules },
+            ControlReply::NetUpdated,
+        )
+    }
+
+    /// Publishes a guest port on the host's 127.0.0.1.
+    pub fn port_publish(&self, mapping: PortMapping) -> Result<PublishedPort, Error> {
+        match self.ask(&ControlRequest::PortPublish { mapping })? {
+            ControlReply::PortPublished { port } => Ok(port),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Stops publishing a guest port.
+    pub fn port_unpublish(&self, guest: u16) -> Result<PublishedPort, Error> {
+        match self.ask(&ControlRequest::PortUnpublish { guest })? {
+            ControlReply::PortUnpublished { port } => Ok(port),
             other => Err(unexpected(other)),
         }
     }

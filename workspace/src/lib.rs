@@ -36,14 +36,19 @@ pub use pyro_proto::rpc::{
     Stream, UploadResult, WriteResult,
 };
 pub use pyro_vmm::control::ExitReason;
+/// Network policies, allowlists, static names, port mappings, and what a
+/// running VM reports of its network.
+pub use pyro_vmm::net::policy::{AddHost, HostPattern, NetRules, NetworkPolicy, PortMapping};
+pub use pyro_vmm::net::stack::{NetStatus, PublishedPort, RefusalRecord, RefusalSource};
+pub use pyro_vmm::NetConfig;
 pub use pyro_vmm::{HostKind, VmExit};
 pub use run::{abandon_runs, RunOptions, RunResult, RunTimings};
 pub use transfer::{pack_dir, unpack_untrusted, PackStats};
 pub use workspaces::{
     Checkpoint, CheckpointKind, CommandRecord, CreateOptions, Deleted, DiffEntry, DiffResult,
-    DiffStatus, DiffSummary, Export, FileList, FileRead, FileWrite, PatchApply, Reset, StartKind,
-    SyncPush, UpdateOptions, Workspace, WorkspaceRecord, WorkspaceState, DEFAULT_DISK_MIB,
-    DEFAULT_FILE_READ_BYTES, MAX_FILE_READ_BYTES, MAX_FILE_WRITE_BYTES,
+    DiffStatus, DiffSummary, Export, FileList, FileRead, FileWrite, PatchApply, Port, PortList,
+    Reset, StartKind, SyncPush, UpdateOptions, Workspace, WorkspaceRecord, WorkspaceState,
+    DEFAULT_DISK_MIB, DEFAULT_FILE_READ_BYTES, MAX_FILE_READ_BYTES, MAX_FILE_WRITE_BYTES,
 };
 
 use pyro_images::{Images, Paths};

@@ -74,6 +74,9 @@ pub struct RunResult {
     #[serde(serialize_with = "lossy")]
     pub stderr: Vec<u8>,
     pub duration_ms: u64,
+    /// What the network policy refused during the run (the last
+    /// [`pyro_vmm::net::stack::RECENT_REFUSALS`]): why a download failed.
+    pub network_refusals: Vec<pyro_vmm::net::stack::RefusalRecord>,
     pub timings: RunTimings,
 }
 
@@ -244,6 +247,10 @@ impl Pyro {
             })
             .map_err(|e| guest_error(e, &mut vm))?;
         let exec_ms = ms(exec_start.elapsed());
+        let network_refusals = vm
+            .net()
+            .map(|n| n.status().recent_refusals)
+            .unwrap_or_default();
         drop(client);
         vm.shutdown();
         drop(vm);
@@ -257,6 +264,7 @@ impl Pyro {
             stdout,
             stderr,
             duration_ms: result.duration_ms,
+            network_refusals,
             timings: RunTimings {
                 warm: !opts.cold,
                 create_ms,

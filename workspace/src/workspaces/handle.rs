@@ -189,5 +189,6 @@ pub(super) fn view(dir: &WsDir, record: WorkspaceRecord) -> Workspace {
         record,
         state,
         last_error,
+        network_status: None,
     }
 }

@@ -5,6 +5,7 @@
 use super::handle::view;
 use super::records::{
     Checkpoint, CheckpointKind, CreateOptions, Deleted, UpdateOptions, Workspace, WorkspaceRecord,
+    WorkspaceState,
 };
 use super::store::{self, check_labels, check_name, now_unix, rfc3339, write_json, WsDir};
 use super::{disk, BASELINE};
@@ -59,6 +60,7 @@ impl Pyro {
                 "disk_mib must be between 64 and 1048576".into(),
             ));
         }
+        check_ports(&opts.network)?;
         if let Some(seed) = &opts.seed_path {
             if !seed.exists() {
                 return Err(Error::InvalidArgument(format!(
@@ -157,6 +159,7 @@ impl Pyro {
             seed_entry_count: packed.entries,
             last_start: None,
             last_start_ms: None,
+            network: opts.network.clone(),
         };
         write_json(
             &dir.checkpoint_meta(BASELINE),
@@ -194,9 +197,15 @@ impl Pyro {
         all
     }
 
+    /// The workspace, with its running VM's network as it is now.
     pub fn workspace_status(&self, id: &str) -> Result<Workspace, Error> {
         self.sweep_expired();
-        self.workspace(id)?.view()
+        let ws = self.workspace(id)?;
+        let mut view = ws.view()?;
+        if view.state == WorkspaceState::Running {
+            view.network_status = ws.vm().net_status().ok();
+        }
+        Ok(view)
     }
 
     pub fn workspace_update(&self, id: &str, opts: &UpdateOptions) -> Result<Workspace, Error> {
@@ -216,6 +225,37 @@ impl Pyro {
         check_labels(&opts.set_labels)?;
         for key in &opts.clear_labels {
             check_name("label key", key)?;
+        }
+        if opts.changes_network() {
+            // The running VM first: if it refuses (ports still published
+            // under a policy without them), the record stays as it was.
+            let _lock = ws.dir.lock()?;
+            let mut rules = ws.record()?.network.rules;
+            if let Some(policy) = opts.network_policy {
+                rules.policy = policy;
+            }
+            if let Some(allow) = &opts.allow_hosts {
+                rules.allow = allow.clone();
+            }
+            if let Some(add) = &opts.add_hosts {
+                rules.add_hosts = add.clone();
+            }
+            let record = ws.record()?;
+            if !rules.policy.published_ports() && !record.network.publish.is_empty() {
+                return Err(Error::Conflict(format!(
+                    "policy {} publishes no ports, and {} port(s) are published: \
+                     unpublish them first (`pyro workspace port unpublish`)",
+                    rules.policy,
+                    record.network.publish.len()
+                )));
+            }
+            let vm = ws.vm();
+            if matches!(vm.state(), VmState::Running { .. }) {
+                vm.net_update(rules.clone())?;
+            }
+            let mut record = record;
+            record.network.rules = rules;
+            write_json(&ws.dir.record(), &record)?;
         }
         let record = ws.touch(|r| {
             if opts.clear_name {
@@ -293,4 +333,32 @@ impl Pyro {
             deleted: true,
         })
     }
+}
+
+/// The ports a new workspace asks to publish: its policy must publish
+/// ports, and no guest or host port twice.
+fn check_ports(network: &pyro_vmm::NetConfig) -> Result<(), Error> {
+    let policy = network.rules.policy;
+    if !network.publish.is_empty() && !policy.published_ports() {
+        return Err(Error::InvalidArgument(format!(
+            "--publish needs a policy that publishes ports (egress+published-ports or \
+             published-ports), not {policy}"
+        )));
+    }
+    for (i, m) in network.publish.iter().enumerate() {
+        let before = &network.publish[..i];
+        if before.iter().any(|b| b.guest == m.guest) {
+            return Err(Error::InvalidArgument(format!(
+                "guest port {} is published twice",
+                m.guest
+            )));
+        }
+        if m.host.is_some() && before.iter().any(|b| b.host == m.host) {
+            return Err(Error::InvalidArgument(format!(
+                "host port {} is used twice",
+                m.host.unwrap_or_default()
+            )));
+        }
+    }
+    Ok(())
 }

@@ -9,7 +9,7 @@
 //! a workspace, its lock and agent), `lifecycle` (create to delete),
 //! `start` (starting its VM), `exec` (commands and their history),
 //! `files` (files, sync, patch, export, diff), `checkpoints` (checkpoints
-//! and reset); `store`, `disk` and `diff` below them.
+//! and reset), `network` (published ports, refusals); `store`, `disk` and `diff` below them.
 
 mod checkpoints;
 mod diff;
@@ -18,12 +18,14 @@ mod exec;
 mod files;
 mod handle;
 mod lifecycle;
+mod network;
 mod records;
 mod start;
 mod store;
 
 pub use diff::{DiffEntry, DiffResult, DiffStatus, DiffSummary};
 pub use files::{DEFAULT_FILE_READ_BYTES, MAX_FILE_READ_BYTES, MAX_FILE_WRITE_BYTES};
+pub use network::{Port, PortList};
 pub use records::{
     Checkpoint, CheckpointKind, CommandRecord, CreateOptions, Deleted, Export, FileList, FileRead,
     FileWrite, PatchApply, Reset, StartKind, SyncPush, UpdateOptions, Workspace, WorkspaceRecord,

@@ -4,6 +4,9 @@
 //! in JSON and human output as the snake_case words they always were).
 
 use pyro_proto::rpc::{self, FileInfo, PatchEntry, PatchSummary, UploadResult};
+use pyro_vmm::net::policy::{AddHost, HostPattern, NetworkPolicy};
+use pyro_vmm::net::stack::NetStatus;
+use pyro_vmm::NetConfig;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -91,6 +94,9 @@ pub struct CreateOptions {
     pub disk_mib: u64,
     /// Boot the VM instead of restoring the environment's warm snapshot.
     pub cold: bool,
+    /// Network policy, allowlist, static names and ports to publish
+    /// (policy `off` by default).
+    pub network: NetConfig,
 }
 
 impl Default for CreateOptions {
@@ -105,6 +111,7 @@ impl Default for CreateOptions {
             ttl_seconds: None,
             disk_mib: super::DEFAULT_DISK_MIB,
             cold: false,
+            network: NetConfig::default(),
         }
     }
 }
@@ -115,6 +122,19 @@ pub struct UpdateOptions {
     pub clear_name: bool,
     pub set_labels: BTreeMap<String, String>,
     pub clear_labels: Vec<String>,
+    /// A new network policy (a running VM applies it to new connections).
+    pub network_policy: Option<NetworkPolicy>,
+    /// A new allowlist, replacing the old one (empty: no allowlist).
+    pub allow_hosts: Option<Vec<HostPattern>>,
+    /// New static names, replacing the old ones.
+    pub add_hosts: Option<Vec<AddHost>>,
+}
+
+impl UpdateOptions {
+    /// Whether the update touches the network.
+    pub fn changes_network(&self) -> bool {
+        self.network_policy.is_some() || self.allow_hosts.is_some() || self.add_hosts.is_some()
+    }
 }
 
 /// What is stored about a workspace (`workspace.json`).
@@ -142,6 +162,10 @@ pub struct WorkspaceRecord {
     /// VMM start to agent ready (disk mounted), for that start.
     #[serde(default)]
     pub last_start_ms: Option<u64>,
+    /// The network: policy, allowlist, static names, and the ports to
+    /// publish whenever the VM starts.
+    #[serde(default)]
+    pub network: NetConfig,
 }
 
 impl WorkspaceRecord {
@@ -160,6 +184,9 @@ pub struct Workspace {
     pub state: WorkspaceState,
     /// Why it is stopped, when it did not stop on request.
     pub last_error: Option<String>,
+    /// The running VM's network (ports as bound, refusal counts and the
+    /// last refusals); `status` fills it, null when stopped or listed.
+    pub network_status: Option<NetStatus>,
 }
 
 /// One command run in a workspace, as kept in its history.

@@ -109,7 +109,10 @@ impl Pyro {
             StartFrom::Boot => None,
             StartFrom::Warm(p) | StartFrom::Resume(p) => Some(p),
         };
-        let config = Pyro::workspace_vm_config(base, &dir.disk(), snapshot.is_none(), &vm_dir);
+        let mut config = Pyro::workspace_vm_config(base, &dir.disk(), snapshot.is_none(), &vm_dir);
+        // Its network as recorded: the ports are bound again (the same
+        // host port when one was asked for, a new ephemeral one if not).
+        config.set_net(record.network.clone());
         let vm = DetachedVm::spawn(&VmmSpec {
             config,
             dir: vm_dir.clone(),
