@@ -4,13 +4,14 @@
 //! (`crate::printer::workspace` says how it reads).
 
 use crate::args::workspace::{
-    FileCommand, PatchCommand, SnapshotCommand, SyncCommand, WorkspaceCommand,
+    FileCommand, PatchCommand, PortCommand, SnapshotCommand, SyncCommand, WorkspaceCommand,
 };
+use crate::printer::network::PortChanged;
 use crate::printer::workspace::{
     CheckpointCreated, CheckpointDeleted, Checkpoints, Logs, Read, Shown,
 };
 use crate::printer::Printer;
-use pyro_workspace::{CreateOptions, Error, Pyro, StderrProgress, UpdateOptions};
+use pyro_workspace::{CreateOptions, Error, NetConfig, Pyro, StderrProgress, UpdateOptions};
 use std::path::Path;
 
 /// Runs a workspace verb; returns the exit code (the command's own for
@@ -30,6 +31,10 @@ pub fn run(pyro: &Pyro, out: Printer, cmd: WorkspaceCommand) -> Result<i32, Erro
                 ttl_seconds: a.ttl_seconds,
                 disk_mib: a.disk_mib,
                 cold: a.cold,
+                network: NetConfig {
+                    rules: a.network.rules_publishing(!a.publish.is_empty()),
+                    publish: a.publish,
+                },
             };
             let w = pyro.workspace_create(&opts, &progress)?;
             out.print(&Shown {
@@ -44,10 +49,20 @@ pub fn run(pyro: &Pyro, out: Printer, cmd: WorkspaceCommand) -> Result<i32, Erro
                 clear_name: a.clear_name,
                 set_labels: a.labels.into_iter().collect(),
                 clear_labels: a.clear_labels,
+                network_policy: a.network.network_policy,
+                allow_hosts: a.network.allow_hosts(),
+                add_hosts: a.network.add_hosts(),
             };
-            out.print(&Shown::new("update", &pyro.workspace_update(&a.id, &opts)?));
+            let w = pyro.workspace_update(&a.id, &opts)?;
+            out.print(&Shown {
+                network: opts.changes_network(),
+                ..Shown::new("update", &w)
+            });
         }
-        W::Status(a) => out.print(&Shown::new("status", &pyro.workspace_status(&a.id)?)),
+        W::Status(a) => out.print(&Shown {
+            network: true,
+            ..Shown::new("status", &pyro.workspace_status(&a.id)?)
+        }),
         W::Stop(a) => {
             let w = if a.keep_memory {
                 pyro.workspace_suspend(&a.id)?
@@ -64,6 +79,7 @@ pub fn run(pyro: &Pyro, out: Printer, cmd: WorkspaceCommand) -> Result<i32, Erro
         W::Logs(a) => out.print(&Logs {
             workspace: &a.id,
             records: &pyro.workspace_logs(&a.id)?,
+            network_refusals: &pyro.workspace_network_refusals(&a.id)?,
         }),
         W::Exec(a) => {
             let sink = out.guest_output();
@@ -112,6 +128,17 @@ pub fn run(pyro: &Pyro, out: Printer, cmd: WorkspaceCommand) -> Result<i32, Erro
             out.print(&CheckpointDeleted(&pyro.checkpoint_delete(&a.id, &a.name)?));
         }
         W::Reset(a) => out.print(&pyro.workspace_reset(&a.id, &a.snapshot, &progress)?),
+        W::Port(PortCommand::Publish(a)) => out.print(&PortChanged {
+            verb: "publish",
+            workspace: &a.id,
+            port: &pyro.workspace_port_publish(&a.id, a.port)?,
+        }),
+        W::Port(PortCommand::List(a)) => out.print(&pyro.workspace_port_list(&a.id)?),
+        W::Port(PortCommand::Unpublish(a)) => out.print(&PortChanged {
+            verb: "unpublish",
+            workspace: &a.id,
+            port: &pyro.workspace_port_unpublish(&a.id, a.guest_port)?,
+        }),
     }
     Ok(0)
 }

@@ -5,7 +5,9 @@
 //! through tools only; a cancelled request or a client that goes away
 //! kills the command it was running; and a client that goes away mid-call
 //! leaves no VM behind (the server undoes a create nobody will hear of,
-//! then exits). Workspace state goes to a scratch `XDG_DATA_HOME`;
+//! then exits); bad network arguments are refused with the parsers'
+//! messages before anything runs (no guest needed for that one).
+//! Workspace state goes to a scratch `XDG_DATA_HOME`;
 //! the image cache is the shared one. Boots are slow on PVM hosts
 //! (~12 s), so the tests boot five VMs in all.
 //!
@@ -47,6 +49,9 @@ const FULL_ONLY: &[&str] = &[
     "snapshot_create",
     "snapshot_delete",
     "snapshot_list",
+    "workspace_port_list",
+    "workspace_port_publish",
+    "workspace_port_unpublish",
     "workspace_start",
     "workspace_stop",
 ];
@@ -447,6 +452,77 @@ async fn each_profile_lists_exactly_its_tools_and_bad_calls_are_tool_errors() {
         assert_eq!(list, json!({"count": 0, "workspaces": []}));
         server.client.cancel().await.unwrap();
     }
+}
+
+/// The network parameters parse with the parsers the CLI flags use: a
+/// bad value is an `invalid_argument` tool error with the parser's
+/// message, found before any VM or workspace is made, so no guest is
+/// needed. `publish` without `network_policy` implies a policy that
+/// publishes ports, as `--publish` does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_network_arguments_are_tool_errors_before_anything_runs() {
+    let home = Home::new();
+    let server = home.serve("workspace-full").await;
+    let missing = home.path("missing");
+    for (tool, args, says) in [
+        (
+            "vm_run",
+            json!({"command": "true", "network_policy": "everything"}),
+            "network_policy: unknown network policy \"everything\"",
+        ),
+        (
+            "vm_run",
+            json!({"command": "true", "allow_hosts": ["pypi.org", "exa mple.com"]}),
+            "allow_hosts: invalid --allow-host \"exa mple.com\"",
+        ),
+        (
+            "workspace_create",
+            json!({"add_hosts": ["db"]}),
+            "add_hosts: invalid --add-host \"db\"",
+        ),
+        (
+            "workspace_create",
+            json!({"publish": ["0.0.0.0:80:80"]}),
+            "published ports listen on 127.0.0.1 only (not 0.0.0.0)",
+        ),
+        (
+            "workspace_create",
+            json!({"publish": ["8000"], "network_policy": "egress"}),
+            "needs a policy that publishes ports",
+        ),
+        (
+            // Implied egress+published-ports: the ports are fine, so
+            // the missing seed is what fails.
+            "workspace_create",
+            json!({"publish": ["8000"], "seed_path": missing}),
+            "seed_path",
+        ),
+        (
+            "workspace_update",
+            json!({"workspace_id": "w", "allow_hosts": ["*.*"]}),
+            "allow_hosts: invalid --allow-host",
+        ),
+        (
+            "workspace_port_publish",
+            json!({"workspace_id": "w", "port": "0.0.0.0:8080:80"}),
+            "port: invalid published port",
+        ),
+        (
+            "workspace_port_unpublish",
+            json!({"workspace_id": "w", "guest_port": 0}),
+            "guest_port is 0",
+        ),
+    ] {
+        let (kind, msg) = server.fails(tool, args.clone()).await;
+        assert_eq!(kind, "invalid_argument", "{tool} {args}: {msg}");
+        assert!(
+            msg.contains(says) && msg.contains("What to do:"),
+            "{tool} {args}: {msg}"
+        );
+    }
+    let list = server.ok("workspace_list", json!({})).await;
+    assert_eq!(list, json!({"count": 0, "workspaces": []}));
+    server.client.cancel().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,9 +15,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::Arc;
 
 /// What a model reads first.
-pub const INSTRUCTIONS: &str = "pyro runs commands in disposable Linux microVMs (Debian, no \
-network). For a one-off command, call vm_run: it boots a fresh VM, runs the command, returns \
-stdout/stderr/exit_code and destroys the VM. For work over several steps, call \
+pub const INSTRUCTIONS: &str = "pyro runs commands in disposable Linux microVMs (Debian; no \
+network unless a call asks for it with network_policy or allow_hosts). For a one-off \
+command, call vm_run: it boots a fresh VM, runs the command, returns stdout/stderr/exit_code \
+and destroys the VM. For work over several steps, call \
 workspace_create (seed_path = a host directory to copy into /workspace), then use its \
 workspace_id with workspace_exec (run commands in /workspace), workspace_file_read / \
 workspace_file_write / workspace_patch_apply (edit files), workspace_diff (what changed since \
@@ -42,7 +43,8 @@ impl PyroServer {
         let mut tools = Self::run_tools()
             + Self::workspace_tools()
             + Self::file_tools()
-            + Self::snapshot_tools();
+            + Self::snapshot_tools()
+            + Self::network_tools();
         tools
             .map
             .retain(|name, _| profile.tools().contains(&name.as_ref()));
@@ -195,6 +197,97 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The network parameters are where an agent looks for them, and the
+    /// port tools are in workspace-full only.
+    #[test]
+    fn network_parameters_and_port_tools() {
+        let server = PyroServer::new(Pyro::with_home("/nonexistent"), Profile::WorkspaceFull);
+        let schema = |name: &str| {
+            let tool = server.tools().into_iter().find(|t| t.name == name).unwrap();
+            serde_json::Value::Object((*tool.input_schema).clone())
+        };
+        let policies = serde_json::json!([
+            "off",
+            "egress",
+            "egress+published-ports",
+            "published-ports",
+            null
+        ]);
+        for (tool, fields) in [
+            (
+                "vm_run",
+                &["network_policy", "allow_hosts", "add_hosts"][..],
+            ),
+            (
+                "workspace_create",
+                &["network_policy", "allow_hosts", "add_hosts", "publish"],
+            ),
+            (
+                "workspace_update",
+                &["network_policy", "allow_hosts", "add_hosts"],
+            ),
+        ] {
+            let s = schema(tool);
+            for field in fields {
+                let p = &s["properties"][field];
+                assert!(p.is_object(), "{tool}.{field}: {s}");
+                assert!(
+                    !s["required"]
+                        .as_array()
+                        .is_some_and(|r| r.contains(&(*field).into())),
+                    "{tool}.{field} must be optional"
+                );
+            }
+            assert_eq!(
+                s["properties"]["network_policy"]["enum"], policies,
+                "{tool}"
+            );
+        }
+        assert!(schema("vm_run")["properties"]["publish"].is_null());
+        let create = schema("workspace_create");
+        let policy = create["properties"]["network_policy"]["description"]
+            .as_str()
+            .unwrap();
+        assert!(policy.contains("\"off\" (the default"), "{policy}");
+        let allow = create["properties"]["allow_hosts"]["description"]
+            .as_str()
+            .unwrap();
+        assert!(
+            allow.contains("private ranges") && allow.contains("resolve"),
+            "{allow}"
+        );
+        let publish = create["properties"]["publish"]["description"]
+            .as_str()
+            .unwrap();
+        assert!(publish.contains("127.0.0.1"), "{publish}");
+
+        assert_eq!(
+            schema("workspace_port_publish")["required"],
+            serde_json::json!(["workspace_id", "port"])
+        );
+        let unpublish = schema("workspace_port_unpublish");
+        assert_eq!(unpublish["properties"]["guest_port"]["minimum"], 1);
+        assert_eq!(unpublish["properties"]["guest_port"]["maximum"], 65535);
+        for tool in ["workspace_port_publish", "workspace_port_list"] {
+            let d = server
+                .tools()
+                .into_iter()
+                .find(|t| t.name == tool)
+                .and_then(|t| t.description)
+                .unwrap();
+            assert!(d.contains("127.0.0.1"), "{tool}: {d}");
+        }
+        let core = PyroServer::new(Pyro::with_home("/nonexistent"), Profile::WorkspaceCore);
+        assert!(
+            !core
+                .tool_names()
+                .iter()
+                .any(|t| t.starts_with("workspace_port_")),
+            "{:?}",
+            core.tool_names()
+        );
     }
 
     #[test]

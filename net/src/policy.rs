@@ -69,6 +69,20 @@ impl NetworkPolicy {
             NetworkPolicy::EgressPublishedPorts | NetworkPolicy::PublishedPorts
         )
     }
+
+    /// The policy of a new VM: `given`, or if none, the one its other
+    /// settings need: published ports imply `egress+published-ports`, an
+    /// allowlist alone `egress`, nothing at all `off`. Every surface
+    /// (CLI, MCP) implies the same.
+    pub fn implied(given: Option<NetworkPolicy>, has_allowlist: bool, publishes: bool) -> Self {
+        given.unwrap_or(if publishes {
+            NetworkPolicy::EgressPublishedPorts
+        } else if has_allowlist {
+            NetworkPolicy::Egress
+        } else {
+            NetworkPolicy::Off
+        })
+    }
 }
 
 impl fmt::Display for NetworkPolicy {

@@ -1,10 +1,11 @@
 //! The arguments of `pyro workspace <verb>`; `crate::workspace` runs
 //! them. `--json` is the global flag of [`super::Cli`].
 
+use super::network::{NetworkArgs, NetworkUpdateArgs};
 use super::shape::{self, CommandArgs, VmShape};
 use clap::{Args, Subcommand};
 use pyro_vmm::limits::DISK_MIB;
-use pyro_workspace::DEFAULT_FILE_READ_BYTES;
+use pyro_workspace::{PortMapping, DEFAULT_FILE_READ_BYTES};
 use std::path::PathBuf;
 
 #[derive(Subcommand)]
@@ -13,7 +14,7 @@ pub enum WorkspaceCommand {
     Create(CreateArgs),
     /// List workspaces, newest activity first.
     List,
-    /// Change a workspace's name or labels.
+    /// Change a workspace's name, labels or network rules.
     Update(UpdateArgs),
     /// Show one workspace.
     Status(IdArgs),
@@ -46,6 +47,10 @@ pub enum WorkspaceCommand {
     Snapshot(SnapshotCommand),
     /// Restore /workspace exactly to a snapshot (default: baseline).
     Reset(ResetArgs),
+    /// Guest ports reachable on the host's 127.0.0.1 (never on other
+    /// addresses).
+    #[command(subcommand)]
+    Port(PortCommand),
 }
 
 #[derive(Args)]
@@ -99,6 +104,15 @@ pub struct CreateArgs {
     /// Boot the VM instead of restoring the environment's warm snapshot.
     #[arg(long)]
     pub cold: bool,
+    #[command(flatten)]
+    pub network: NetworkArgs,
+    /// Publish a guest port on the host's 127.0.0.1 (repeatable):
+    /// `GUEST` (any free host port), `HOST:GUEST` or
+    /// `127.0.0.1:HOST:GUEST`; other addresses are refused. Kept for
+    /// every start. Without --network-policy it implies
+    /// egress+published-ports.
+    #[arg(long, value_name = "[HOST:]GUEST")]
+    pub publish: Vec<PortMapping>,
     /// Print only the new workspace's id.
     #[arg(long, conflicts_with = "json")]
     pub id_only: bool,
@@ -117,6 +131,8 @@ pub struct UpdateArgs {
     /// Remove a label (repeatable).
     #[arg(long = "clear-label")]
     pub clear_labels: Vec<String>,
+    #[command(flatten)]
+    pub network: NetworkUpdateArgs,
 }
 
 #[derive(Args)]
@@ -243,4 +259,34 @@ pub struct ResetArgs {
     pub id: String,
     #[arg(long, default_value = "baseline")]
     pub snapshot: String,
+}
+
+#[derive(Subcommand)]
+pub enum PortCommand {
+    /// Publish a guest port on the host's 127.0.0.1 now and at every
+    /// start; the workspace must be running, with policy
+    /// egress+published-ports or published-ports.
+    Publish(PortPublishArgs),
+    /// List the published ports and where they listen.
+    List(IdArgs),
+    /// Stop publishing a guest port (open connections stay until they
+    /// close).
+    Unpublish(PortUnpublishArgs),
+}
+
+#[derive(Args)]
+pub struct PortPublishArgs {
+    pub id: String,
+    /// `GUEST` (any free host port), `HOST:GUEST` or
+    /// `127.0.0.1:HOST:GUEST`; other addresses are refused.
+    #[arg(value_name = "[HOST:]GUEST")]
+    pub port: PortMapping,
+}
+
+#[derive(Args)]
+pub struct PortUnpublishArgs {
+    pub id: String,
+    /// The guest port, as `port list` shows it.
+    #[arg(value_parser = clap::value_parser!(u16).range(1..))]
+    pub guest_port: u16,
 }

@@ -33,6 +33,13 @@ impl Render for RunResult {
             t.total_ms
         ))
     }
+    /// What the network policy refused: why a download failed.
+    fn notes(&self) -> Vec<String> {
+        self.network_refusals
+            .iter()
+            .map(|r| format!("[run] network refused: {}", super::network::refusal(r)))
+            .collect()
+    }
 }
 
 impl Render for DoctorReport {

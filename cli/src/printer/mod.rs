@@ -1,5 +1,5 @@
 //! How results and errors are printed, and nothing else: each result
-//! the SDK returns has one [`Render`] (in [`workspace`] and [`host`];
+//! the SDK returns has one [`Render`] (in [`workspace`], [`network`] and [`host`];
 //! `mcp config`, which has no JSON, prints through [`mcp`]),
 //! and the [`Printer`] shows it either as human text (the result on
 //! stdout, a one-line `[command] key=value` summary on stderr) or, with
@@ -8,6 +8,7 @@
 
 pub mod host;
 pub mod mcp;
+pub mod network;
 pub mod workspace;
 
 use pyro_workspace::Error;
@@ -25,6 +26,12 @@ pub trait Render {
     /// The `[command] key=value ...` line for stderr, if the command has
     /// one.
     fn summary(&self) -> Option<String>;
+    /// Lines for stderr after the summary, in human mode only (the JSON
+    /// carries the same facts): what a human should notice, such as the
+    /// connections a run's network policy refused.
+    fn notes(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// Prints results the way the command line asked: human or `--json`.
@@ -48,6 +55,11 @@ impl Printer {
         }
         if let Some(line) = result.summary() {
             eprintln!("{line}");
+        }
+        if !self.json {
+            for line in result.notes() {
+                eprintln!("{line}");
+            }
         }
     }
 

@@ -3,19 +3,22 @@
 //! exec record, file listings and reads, patches, diffs, exports,
 //! checkpoints, resets). The summary tag is `[workspace-<verb>]`.
 
+use super::network::{self, write_network};
 use super::Render;
 use pyro_workspace::{
     Checkpoint, CommandRecord, Deleted, DiffResult, Export, FileList, FileRead, FileWrite,
-    PatchApply, Reset, SyncPush, Workspace,
+    PatchApply, RefusalRecord, Reset, SyncPush, Workspace,
 };
 use std::io::{self, Write};
 
 /// A workspace after `verb` (create, update, status, stop, start): its
-/// one-line form, or only its id (`create --id-only`).
+/// one-line form, or only its id (`create --id-only`), with its network
+/// lines when asked (`status`, and an `update` of the network).
 pub struct Shown<'a> {
     pub verb: &'static str,
     pub workspace: &'a Workspace,
     pub id_only: bool,
+    pub network: bool,
 }
 
 impl Shown<'_> {
@@ -24,6 +27,7 @@ impl Shown<'_> {
             verb,
             workspace,
             id_only: false,
+            network: false,
         }
     }
 }
@@ -35,10 +39,13 @@ impl Render for Shown<'_> {
     }
     fn human(&self, out: &mut dyn Write) -> io::Result<()> {
         if self.id_only {
-            writeln!(out, "{}", self.workspace.record.workspace_id)
-        } else {
-            writeln!(out, "{}", line(self.workspace))
+            return writeln!(out, "{}", self.workspace.record.workspace_id);
         }
+        writeln!(out, "{}", line(self.workspace))?;
+        if self.network {
+            write_network(self.workspace, out)?;
+        }
+        Ok(())
     }
     fn summary(&self) -> Option<String> {
         let (w, verb) = (self.workspace, self.verb);
@@ -112,10 +119,14 @@ impl Render for Deleted {
     }
 }
 
-/// `workspace logs`: the history of the workspace the user named.
+/// `workspace logs`: the history of the workspace the user named, then
+/// what its running VM's network policy refused lately (human output
+/// only: `--json` keeps the bare list of commands, and `status --json`
+/// has the refusals in `network_status.recent_refusals`).
 pub struct Logs<'a> {
     pub workspace: &'a str,
     pub records: &'a [CommandRecord],
+    pub network_refusals: &'a [RefusalRecord],
 }
 
 impl Render for Logs<'_> {
@@ -138,13 +149,22 @@ impl Render for Logs<'_> {
             write!(out, "{}", String::from_utf8_lossy(&r.stdout))?;
             write!(out, "{}", String::from_utf8_lossy(&r.stderr))?;
         }
+        for r in self.network_refusals {
+            writeln!(
+                out,
+                "network refused: {} {}",
+                network::source(r.source),
+                network::refusal(r)
+            )?;
+        }
         Ok(())
     }
     fn summary(&self) -> Option<String> {
         Some(format!(
-            "[workspace-logs] workspace_id={} count={}",
+            "[workspace-logs] workspace_id={} count={} network_refusals={}",
             self.workspace,
-            self.records.len()
+            self.records.len(),
+            self.network_refusals.len()
         ))
     }
 }

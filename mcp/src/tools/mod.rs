@@ -4,6 +4,7 @@
 //! with a `count`).
 
 pub(crate) mod files;
+pub(crate) mod network;
 pub(crate) mod run;
 pub(crate) mod snapshots;
 pub(crate) mod workspace;

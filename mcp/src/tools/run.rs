@@ -2,11 +2,11 @@
 
 use super::{
     check_limit, check_vm_size, default_environment, default_mem_mib, default_timeout_seconds,
-    default_vcpus, CommandLine,
+    default_vcpus, network, CommandLine,
 };
 use crate::server::PyroServer;
 use pyro_vmm::limits::{MEM_MIB, TIMEOUT_SECONDS, VCPUS};
-use pyro_workspace::RunOptions;
+use pyro_workspace::{NetConfig, RunOptions};
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::CallToolResult;
 use rmcp::service::RequestContext;
@@ -39,6 +39,28 @@ pub struct VmRunParams {
     #[serde(default = "default_mem_mib")]
     #[schemars(range(min = MEM_MIB.min, max = MEM_MIB.max))]
     pub mem_mib: u32,
+    /// Network access: "off" (the default: no network at all), "egress"
+    /// (outbound connections), "egress+published-ports" or
+    /// "published-ports" (no ports are published in a run). Without
+    /// it, allow_hosts implies "egress".
+    #[serde(default)]
+    #[schemars(schema_with = "network::policy_schema")]
+    pub network_policy: Option<String>,
+    /// Only these destinations are reachable (and, for names, resolve):
+    /// domains ("pypi.org", "*.pythonhosted.org" for its subdomains), IPs
+    /// or CIDRs, each with an optional ":PORT" ("github.com:443"). Without
+    /// it every public destination is. Loopback and private ranges
+    /// (127.0.0.0/8, 10.0.0.0/8, 192.168.0.0/16, ...) are refused unless
+    /// listed here by address.
+    #[serde(default)]
+    pub allow_hosts: Vec<String>,
+    /// Static DNS answers "NAME:IP", like /etc/hosts lines (e.g.
+    /// "db.internal:10.1.2.3"). A name mapped to a loopback or private
+    /// address ("NAME:127.0.0.1" is the host's loopback) is reachable only
+    /// if the name is also in allow_hosts, as is every name when
+    /// allow_hosts is given.
+    #[serde(default)]
+    pub add_hosts: Vec<String>,
 }
 
 #[tool_router(router = run_tools, vis = "pub(crate)")]
@@ -46,13 +68,16 @@ impl PyroServer {
     /// Run one command in a fresh, disposable Linux microVM and return its
     /// stdout, stderr and exit code. The VM is booted for this call and
     /// destroyed when it returns, whatever happens; nothing persists. No
-    /// network. Use it for one-off checks; for multi-step work on files,
+    /// network unless network_policy or allow_hosts asks for it; what the
+    /// policy refused is in network_refusals. Use it for one-off checks;
+    /// for multi-step work on files,
     /// use workspace_create. A boot takes seconds (the first use of an
     /// environment builds it, which takes minutes; progress is reported).
     /// A non-zero exit_code is a normal result, not a tool error.
     /// Cancelling the request kills the command and removes the VM. Result:
     /// {environment, command, exit_code, signal, timed_out, stdout, stderr,
-    /// duration_ms, timings}.
+    /// duration_ms, network_refusals: [{source, target, reason, at_ms}],
+    /// timings}.
     #[tool(annotations(destructive_hint = false, open_world_hint = false))]
     async fn vm_run(
         &self,
@@ -62,12 +87,22 @@ impl PyroServer {
         self.call("vm_run", ctx, move |job| {
             check_limit(TIMEOUT_SECONDS, p.timeout_seconds)?;
             check_vm_size(p.vcpus, p.mem_mib)?;
+            let rules = network::new_rules(
+                p.network_policy.as_deref(),
+                &p.allow_hosts,
+                &p.add_hosts,
+                false,
+            )?;
             let opts = RunOptions {
                 environment: p.environment,
                 vcpus: p.vcpus,
                 mem_mib: p.mem_mib,
                 timeout: Duration::from_secs(p.timeout_seconds),
                 cancel: job.cancel().clone(),
+                network: NetConfig {
+                    rules,
+                    publish: Vec::new(),
+                },
                 ..RunOptions::default()
             };
             let argv = p.command.argv();

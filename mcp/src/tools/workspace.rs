@@ -3,12 +3,12 @@
 
 use super::{
     check_limit, check_vm_size, default_environment, default_mem_mib, default_timeout_seconds,
-    default_vcpus, CommandLine, WorkspaceRef,
+    default_vcpus, network, CommandLine, WorkspaceRef,
 };
 use crate::call::listing;
 use crate::server::PyroServer;
 use pyro_vmm::limits::{DISK_MIB, MEM_MIB, TIMEOUT_SECONDS, TTL_SECONDS, VCPUS};
-use pyro_workspace::{CreateOptions, Error, UpdateOptions};
+use pyro_workspace::{CreateOptions, Error, NetConfig, PortMapping, UpdateOptions};
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::CallToolResult;
 use rmcp::service::RequestContext;
@@ -63,6 +63,36 @@ pub struct CreateParams {
     #[serde(default = "default_disk_mib")]
     #[schemars(range(min = DISK_MIB.min, max = DISK_MIB.max))]
     pub disk_mib: u64,
+    /// Network access: "off" (the default: no network at all), "egress"
+    /// (outbound connections), "egress+published-ports"
+    /// (outbound, and the ports in publish), "published-ports" (only
+    /// inbound, on published ports). Without it, publish implies
+    /// "egress+published-ports" and allow_hosts alone "egress".
+    /// workspace_update changes it later.
+    #[serde(default)]
+    #[schemars(schema_with = "network::policy_schema")]
+    pub network_policy: Option<String>,
+    /// Only these destinations are reachable (and, for names, resolve):
+    /// domains ("pypi.org", "*.pythonhosted.org" for its subdomains), IPs
+    /// or CIDRs, each with an optional ":PORT" ("github.com:443"). Without
+    /// it every public destination is. Loopback and private ranges
+    /// (127.0.0.0/8, 10.0.0.0/8, 192.168.0.0/16, ...) are refused unless
+    /// listed here by address.
+    #[serde(default)]
+    pub allow_hosts: Vec<String>,
+    /// Static DNS answers "NAME:IP", like /etc/hosts lines (e.g.
+    /// "db.internal:10.1.2.3"). A name mapped to a loopback or private
+    /// address ("NAME:127.0.0.1" is the host's loopback) is reachable only
+    /// if the name is also in allow_hosts, as is every name when
+    /// allow_hosts is given.
+    #[serde(default)]
+    pub add_hosts: Vec<String>,
+    /// Guest ports to publish on the host's 127.0.0.1 (never on other
+    /// addresses) at every start: "GUEST" (e.g. "8000": the host picks a
+    /// free port, see workspace_status or workspace_port_list),
+    /// "HOST:GUEST" (e.g. "8080:8000") or "127.0.0.1:HOST:GUEST".
+    #[serde(default)]
+    pub publish: Vec<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -93,6 +123,27 @@ pub struct UpdateParams {
     /// Label keys to remove.
     #[serde(default)]
     pub clear_labels: Vec<String>,
+    /// A new network policy: "off" (no network), "egress" (outbound
+    /// connections), "egress+published-ports" (outbound, and published
+    /// ports), "published-ports" (only inbound, on published ports). A
+    /// running VM applies it to new connections. A policy without
+    /// published ports is refused while ports are published
+    /// (workspace_port_unpublish them first). Absent: unchanged (giving
+    /// allow_hosts does not change the policy).
+    #[serde(default)]
+    #[schemars(schema_with = "network::policy_schema")]
+    pub network_policy: Option<String>,
+    /// A new allowlist, replacing the whole old one ([] removes it:
+    /// every public destination is then reachable). Entries: domains
+    /// ("pypi.org", "*.example.com"), IPs or CIDRs, each with an optional
+    /// ":PORT". Names resolve only if allowed; loopback and private
+    /// ranges need an entry by address. Absent: unchanged.
+    #[serde(default)]
+    pub allow_hosts: Option<Vec<String>>,
+    /// New static DNS answers "NAME:IP", replacing all the old ones ([]
+    /// removes them). Absent: unchanged.
+    #[serde(default)]
+    pub add_hosts: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -118,10 +169,13 @@ impl PyroServer {
     /// directory or tar (seed_path). Use the returned workspace_id with
     /// workspace_exec, workspace_file_read/_write, workspace_patch_apply,
     /// workspace_diff and the other workspace tools; delete it with
-    /// workspace_delete when done. No network. Boots in seconds (the first
-    /// use of an environment builds it: minutes; progress is reported).
-    /// Result: the workspace {workspace_id, name, labels, environment,
-    /// state, created_at, last_activity_at, command_count, ...}.
+    /// workspace_delete when done. No network unless network_policy,
+    /// allow_hosts or publish asks for it (published ports listen on the
+    /// host's 127.0.0.1 only). Boots in seconds (the first use of an
+    /// environment builds it: minutes; progress is reported). Result: the
+    /// workspace {workspace_id, name, labels, environment, state,
+    /// created_at, last_activity_at, command_count, network: {rules:
+    /// {policy, allow, add_hosts}, publish}, ...}.
     #[tool(annotations(destructive_hint = false, open_world_hint = false))]
     async fn workspace_create(
         &self,
@@ -130,6 +184,13 @@ impl PyroServer {
     ) -> CallToolResult {
         self.call("workspace_create", ctx, move |job| {
             check_vm_size(p.vcpus, p.mem_mib)?;
+            let publish: Vec<PortMapping> = network::parse_all("publish", &p.publish)?;
+            let rules = network::new_rules(
+                p.network_policy.as_deref(),
+                &p.allow_hosts,
+                &p.add_hosts,
+                !publish.is_empty(),
+            )?;
             let opts = CreateOptions {
                 environment: p.environment,
                 name: p.name,
@@ -140,6 +201,7 @@ impl PyroServer {
                 ttl_seconds: p.ttl_seconds,
                 disk_mib: p.disk_mib,
                 cold: false,
+                network: NetConfig { rules, publish },
             };
             let w = job.pyro.workspace_create(&opts, job.progress())?;
             if job.cancelled() {
@@ -171,7 +233,10 @@ impl PyroServer {
         .await
     }
 
-    /// Rename a workspace or change its labels. Result: the workspace.
+    /// Rename a workspace, change its labels, or change its network rules
+    /// (policy, allowlist, static names; a running VM applies them to new
+    /// connections, and they are kept for later starts). Result: the
+    /// workspace.
     #[tool(annotations(destructive_hint = false, open_world_hint = false))]
     async fn workspace_update(
         &self,
@@ -189,14 +254,26 @@ impl PyroServer {
                 clear_name: p.clear_name,
                 set_labels: p.labels,
                 clear_labels: p.clear_labels,
+                network_policy: network::policy(p.network_policy.as_deref())?,
+                allow_hosts: p
+                    .allow_hosts
+                    .map(|a| network::parse_all("allow_hosts", &a))
+                    .transpose()?,
+                add_hosts: p
+                    .add_hosts
+                    .map(|a| network::parse_all("add_hosts", &a))
+                    .transpose()?,
             };
             job.pyro.workspace_update(&p.workspace_id, &opts)
         })
         .await
     }
 
-    /// One workspace: its record, state (running|stopped) and, if it
-    /// stopped without being asked to, last_error.
+    /// One workspace: its record, state (running|stopped), if it stopped
+    /// without being asked to, last_error, and its network: the rules and
+    /// ports kept (network) and, while it runs, network_status {ports
+    /// (host port on 127.0.0.1 for each guest port), connections,
+    /// refused_connections, refused_queries, recent_refusals}.
     #[tool(annotations(read_only_hint = true, open_world_hint = false))]
     async fn workspace_status(
         &self,
@@ -210,9 +287,12 @@ impl PyroServer {
     }
 
     /// The commands run with workspace_exec, oldest first, with exit codes
-    /// and output (up to 1 MiB per stream kept). Result: {workspace_id,
-    /// count, entries: [{sequence, command, started_at, exit_code,
-    /// timed_out, duration_ms, stdout, stderr, ...}]}.
+    /// and output (up to 1 MiB per stream kept), and the connections and
+    /// DNS queries the network policy refused lately while it runs (why a
+    /// download failed). Result: {workspace_id, count, entries:
+    /// [{sequence, command, started_at, exit_code, timed_out, duration_ms,
+    /// stdout, stderr, ...}], network_refusals: [{source (dns|connect|
+    /// inbound), target, reason, at_ms}]}.
     #[tool(annotations(read_only_hint = true, open_world_hint = false))]
     async fn workspace_logs(
         &self,
@@ -226,7 +306,11 @@ impl PyroServer {
                 .workspace_status(&p.workspace_id)?
                 .record
                 .workspace_id;
-            Ok(listing("entries", &entries, &[("workspace_id", &id)]))
+            let refusals = job.pyro.workspace_network_refusals(&id)?;
+            let mut doc = listing("entries", &entries, &[("workspace_id", &id)]);
+            doc["network_refusals"] = serde_json::to_value(refusals)
+                .map_err(|e| Error::Io(format!("cannot encode the refusals: {e}")))?;
+            Ok(doc)
         })
         .await
     }
@@ -308,5 +392,47 @@ impl PyroServer {
             )
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// workspace_update: an absent list leaves the old one, `[]` clears
+    /// it, and a list replaces it.
+    #[test]
+    fn update_lists_replace_clear_or_keep() {
+        let p: UpdateParams = serde_json::from_value(serde_json::json!({
+            "workspace_id": "w",
+            "network_policy": "egress",
+            "allow_hosts": [],
+            "add_hosts": ["db.internal:10.1.2.3"],
+        }))
+        .unwrap();
+        assert_eq!(p.network_policy.as_deref(), Some("egress"));
+        assert_eq!(p.allow_hosts, Some(vec![]));
+        assert_eq!(p.add_hosts.as_ref().map(Vec::len), Some(1));
+        let p: UpdateParams = serde_json::from_value(serde_json::json!({
+            "workspace_id": "w", "network_policy": null,
+        }))
+        .unwrap();
+        assert_eq!(
+            (p.network_policy, p.allow_hosts, p.add_hosts),
+            (None, None, None)
+        );
+    }
+
+    #[test]
+    fn create_takes_the_network_and_refuses_misspellings() {
+        let p: CreateParams = serde_json::from_value(serde_json::json!({
+            "allow_hosts": ["pypi.org"], "publish": ["8080:8000", "9000"],
+        }))
+        .unwrap();
+        assert_eq!(p.publish, ["8080:8000", "9000"]);
+        assert!(p.network_policy.is_none());
+        let e = serde_json::from_value::<CreateParams>(serde_json::json!({"allow_host": ["x"]}))
+            .unwrap_err();
+        assert!(e.to_string().contains("unknown field `allow_host`"), "{e}");
     }
 }

@@ -341,7 +341,7 @@ fn check_ports(network: &pyro_vmm::NetConfig) -> Result<(), Error> {
     let policy = network.rules.policy;
     if !network.publish.is_empty() && !policy.published_ports() {
         return Err(Error::InvalidArgument(format!(
-            "--publish needs a policy that publishes ports (egress+published-ports or \
+            "publishing ports needs a policy that publishes them (egress+published-ports or \
              published-ports), not {policy}"
         )));
     }
