@@ -2,6 +2,7 @@
 //! `workspace_create_cold` / `workspace_create_warm` (empty seed; the VM
 //! booted, or restored from the environment's warm workspace snapshot;
 //! prints the median VM start inside each create and the ratio),
+//! `workspace_create_warm_net` (the warm create with the network on),
 //! `workspace_create` seeded with a 1,000-file tree (create + delete),
 //! `workspace_exec` (`true` with history and the durability sync), and
 //! `snapshot_create` / `reset` on a 10,000-file, 200 MiB tree.
@@ -10,7 +11,10 @@
 //! freshly built `pyro` binary, which runs the VM processes.
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use pyro_workspace::{CreateOptions, NoProgress, Pyro, StartKind, VMM_BIN_ENV};
+use pyro_workspace::{
+    CreateOptions, NetConfig, NetRules, NetworkPolicy, NoProgress, PortMapping, Pyro, StartKind,
+    VMM_BIN_ENV,
+};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -25,9 +29,16 @@ fn tree(dir: &Path, count: usize, size: usize) {
 }
 
 /// Median (start_ms, create_ms) of the creates measured as `name`.
-fn bench_create(c: &mut Criterion, pyro: &Pyro, name: &str, cold: bool) -> (u64, u64) {
+fn bench_create(
+    c: &mut Criterion,
+    pyro: &Pyro,
+    name: &str,
+    cold: bool,
+    network: NetConfig,
+) -> (u64, u64) {
     let opts = CreateOptions {
         cold,
+        network,
         ..CreateOptions::default()
     };
     let once = || {
@@ -87,12 +98,29 @@ fn benches(c: &mut Criterion) {
         cache: pyro_images::Paths::from_env().cache,
         data: scratch.path().join("data"),
     });
-    let (_, cold) = bench_create(c, &pyro, "workspace_create_cold", true);
-    let (_, warm) = bench_create(c, &pyro, "workspace_create_warm", false);
+    let off = NetConfig::default();
+    let (_, cold) = bench_create(c, &pyro, "workspace_create_cold", true, off.clone());
+    let (_, warm) = bench_create(c, &pyro, "workspace_create_warm", false, off);
     eprintln!(
         "workspace_create_warm vs workspace_create_cold: {warm} ms vs {cold} ms, {:.1}x faster",
         cold as f64 / warm as f64
     );
+    // The same warm create with the network on (egress, an allowlist, a
+    // published port): the snapshot is the same, only the VMM's stack
+    // and the link state differ.
+    let on = NetConfig {
+        rules: NetRules {
+            policy: NetworkPolicy::EgressPublishedPorts,
+            allow: vec!["example.test".parse().unwrap()],
+            add_hosts: vec!["example.test:127.0.0.1".parse().unwrap()],
+        },
+        publish: vec![PortMapping {
+            host: None,
+            guest: 8000,
+        }],
+    };
+    let (_, warm_net) = bench_create(c, &pyro, "workspace_create_warm_net", false, on);
+    eprintln!("workspace_create_warm_net vs workspace_create_warm: {warm_net} ms vs {warm} ms");
 
     let small = scratch.path().join("small");
     tree(&small, 1_000, 1_000);

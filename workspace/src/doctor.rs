@@ -39,7 +39,23 @@ pub struct DoctorReport {
     pub environments: Vec<EnvSummary>,
     /// Present when a boot was asked for and succeeded.
     pub boot: Option<BootCheck>,
+    /// Whether VMs can have a network here.
+    pub network: NetworkCheck,
     pub issues: Vec<String>,
+}
+
+/// The network check: the VMM's user-space stack on this host (always),
+/// and a guest's connection through it (with `--boot`).
+#[derive(Debug, Clone, Serialize)]
+pub struct NetworkCheck {
+    /// A stack could be made and a port published on 127.0.0.1.
+    pub host_stack: bool,
+    /// With `--boot`: a guest (policy egress, the test server allowed
+    /// explicitly) connected to a server on this host's loopback.
+    pub guest_connect: Option<bool>,
+    /// That run's command time.
+    pub guest_connect_ms: Option<u64>,
+    pub detail: String,
 }
 
 impl Pyro {
@@ -65,6 +81,7 @@ impl Pyro {
             },
             environments: self.env_list(),
             boot: None,
+            network: host_network(&mut issues),
             issues: Vec::new(),
         };
         if std::env::consts::ARCH != "x86_64" {
@@ -78,6 +95,9 @@ impl Pyro {
                 match self.boot_check(opts, progress) {
                     Ok(check) => report.boot = Some(check),
                     Err(e) => issues.push(format!("boot of {} failed: {e}", opts.environment)),
+                }
+                if report.boot.is_some() && report.network.host_stack {
+                    self.guest_network(opts, &mut report.network, &mut issues, progress);
                 }
             } else {
                 issues.push("boot skipped: KVM is not usable".into());
@@ -124,5 +144,118 @@ fn host_note(host: HostKind) -> &'static str {
         HostKind::Vmx => "Intel VT-x: hardware virtualization, no masks needed",
         HostKind::Svm => "AMD-V: hardware virtualization, no masks needed",
         HostKind::Unknown => "unknown KVM module: booting without PVM masks",
+    }
+}
+
+/// Makes a VM's network stack (as a VMM does) with a port published on
+/// 127.0.0.1, and connects to that port.
+fn host_network(issues: &mut Vec<String>) -> NetworkCheck {
+    use pyro_vmm::net::policy::{NetRules, NetworkPolicy, PortMapping};
+    use pyro_vmm::net::stack::Stack;
+    let config = pyro_vmm::NetConfig {
+        rules: NetRules {
+            policy: NetworkPolicy::PublishedPorts,
+            ..NetRules::default()
+        },
+        publish: vec![PortMapping {
+            host: None,
+            guest: 80,
+        }],
+    };
+    let checked = Stack::new(&config)
+        .map_err(|e| e.to_string())
+        .and_then(|stack| {
+            let port = stack.control().status().ports[0].host;
+            std::net::TcpStream::connect(("127.0.0.1", port))
+                .map(|_| port)
+                .map_err(|e| format!("connect to the published port 127.0.0.1:{port}: {e}"))
+        });
+    match checked {
+        Ok(port) => NetworkCheck {
+            host_stack: true,
+            guest_connect: None,
+            guest_connect_ms: None,
+            detail: format!("user-space stack ready (a test port listened on 127.0.0.1:{port})"),
+        },
+        Err(e) => {
+            issues.push(format!("VM networking is not available: {e}"));
+            NetworkCheck {
+                host_stack: false,
+                guest_connect: None,
+                guest_connect_ms: None,
+                detail: e,
+            }
+        }
+    }
+}
+
+impl Pyro {
+    /// A warm run of `opts.environment` connecting to a server on this
+    /// host's loopback (allowed explicitly, so nothing leaves the host).
+    fn guest_network(
+        &self,
+        opts: &BootOptions,
+        check: &mut NetworkCheck,
+        issues: &mut Vec<String>,
+        progress: &dyn Progress,
+    ) {
+        use pyro_vmm::net::policy::{NetRules, NetworkPolicy};
+        use std::io::{Read, Write};
+        let listener = match std::net::TcpListener::bind("127.0.0.1:0") {
+            Ok(l) => l,
+            Err(e) => {
+                issues.push(format!("network check: no loopback listener: {e}"));
+                return;
+            }
+        };
+        let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+        std::thread::spawn(move || {
+            if let Some(Ok(mut conn)) = listener.incoming().next() {
+                let mut buf = [0u8; 64];
+                let _ = conn.read(&mut buf);
+                let _ = conn.write_all(b"pyro-doctor\n");
+            }
+        });
+        let run = crate::RunOptions {
+            environment: opts.environment.clone(),
+            mem_mib: opts.mem_mib,
+            vcpus: opts.vcpus,
+            timeout: std::time::Duration::from_secs(60),
+            network: pyro_vmm::NetConfig {
+                rules: NetRules {
+                    policy: NetworkPolicy::Egress,
+                    allow: format!("127.0.0.1:{port}").parse().into_iter().collect(),
+                    add_hosts: Vec::new(),
+                },
+                publish: Vec::new(),
+            },
+            ..crate::RunOptions::default()
+        };
+        let script = format!(
+            "exec 3<>/dev/tcp/{}/{port} && echo hi >&3 && read -r line <&3 && echo \"$line\"",
+            std::net::Ipv4Addr::from(pyro_proto::net::GATEWAY_IP)
+        );
+        let argv = ["bash".to_string(), "-c".into(), script];
+        match self.run(&run, &argv, progress, |_, _| {}) {
+            Ok(r) if String::from_utf8_lossy(&r.stdout).trim() == "pyro-doctor" => {
+                check.guest_connect = Some(true);
+                check.guest_connect_ms = Some(r.timings.exec_ms);
+                check.detail = format!(
+                    "a guest connected to 127.0.0.1:{port} through the VMM's stack in {} ms",
+                    r.timings.exec_ms
+                );
+            }
+            Ok(r) => {
+                check.guest_connect = Some(false);
+                issues.push(format!(
+                    "network check: the guest could not reach the host's test server: {}",
+                    String::from_utf8_lossy(&r.stderr).trim()
+                ));
+            }
+            Err(e) => {
+                check.guest_connect = Some(false);
+                issues.push(format!("network check: the run failed: {e}"));
+            }
+        }
     }
 }

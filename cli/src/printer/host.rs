@@ -82,6 +82,13 @@ impl Render for DoctorReport {
             )?;
             writeln!(out, "Console log:   {}", path(&b.console_log))?;
         }
+        let net = match (r.network.host_stack, r.network.guest_connect) {
+            (false, _) => "not available",
+            (true, Some(true)) => "works",
+            (true, Some(false)) => "guest check FAILED",
+            (true, None) => "host side ready (--boot also checks a guest)",
+        };
+        writeln!(out, "Network:       {net}: {}", r.network.detail)?;
         writeln!(out, "Result:        {}", if r.ok { "PASS" } else { "FAIL" })?;
         for issue in &r.issues {
             writeln!(out, "  - {issue}")?;
