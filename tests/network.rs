@@ -337,11 +337,24 @@ fn a_workspace_publishes_a_port_changes_policy_and_keeps_its_network_across_star
     let port = host_port(&pyro, &id).expect("published after start");
     assert!(listens_on_loopback_only(port));
 
-    // Unpublish, then delete: nothing listens any more.
+    // Unpublish: nothing listens there any more. Publish again, then
+    // delete: the port goes with the workspace.
     pyro.workspace_port_unpublish(&id, 8000).unwrap();
     assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
+    let again = pyro
+        .workspace_port_publish(
+            &id,
+            PortMapping {
+                host: None,
+                guest: 8000,
+            },
+        )
+        .unwrap();
+    let port = again.host_port.expect("bound");
+    assert!(listens_on_loopback_only(port));
     drop(cleanup);
     assert!(pyro.workspace_status(&id).is_err(), "deleted");
+    assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
 }
 
 /// Deletes the workspace when dropped (also when a step above failed).
