@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 fn restore_ready(config: &pyro::vmm::VmConfig, snap: &Path, uds: &Path) -> (Vm, GuestClient) {
     let vm = Vm::restore(config, snap).expect("restore");
     let mut client = GuestClient::wait_ready(uds, Duration::from_secs(30)).expect("agent");
-    client.restored(None).expect("restored");
+    client.restored(None, None).expect("restored");
     client.ping().expect("ping");
     (vm, client)
 }

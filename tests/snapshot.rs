@@ -56,7 +56,7 @@ fn restore(snap: &Path, root: &Path, name: &str) -> (Vm, GuestClient, PathBuf, S
     if let Err(e) = client.ping() {
         panic!("ping after restore: {e}\nconsole:\n{}", console(&dir));
     }
-    let hostname = match client.restored(None) {
+    let hostname = match client.restored(None, None) {
         Ok(h) => h,
         Err(e) => panic!("restored: {e}\nconsole:\n{}", console(&dir)),
     };

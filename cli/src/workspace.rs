@@ -30,6 +30,7 @@ pub fn run(pyro: &Pyro, out: Printer, cmd: WorkspaceCommand) -> Result<i32, Erro
                 mem_mib: a.shape.mem_mib,
                 ttl_seconds: a.ttl_seconds,
                 disk_mib: a.disk_mib,
+                system_disk_mib: a.system_disk_mib,
                 cold: a.cold,
                 network: NetConfig {
                     rules: a.network.rules_publishing(!a.publish.is_empty()),

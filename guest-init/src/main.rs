@@ -47,6 +47,21 @@ fn main() {
 
 /// Sets up /workspace, starts the agent and reaps on the main thread.
 fn serve(args: &init::cmdline::Args) -> ! {
+    // The system first: /workspace is mounted into the new root.
+    match args.get(cmdline::SYSTEM_KEY) {
+        None | Some(cmdline::SYSTEM_LATER) => {}
+        Some(value) => match init::system::Upper::parse(value) {
+            Some(upper) => {
+                if let Err(e) = init::system::make_writable(upper) {
+                    init::log(&format!("writable system: {e}"));
+                }
+            }
+            None => init::log(&format!(
+                "{}={value}: not tmpfs or /dev/vdX",
+                cmdline::SYSTEM_KEY
+            )),
+        },
+    }
     match args.get(cmdline::WORKSPACE_KEY) {
         Some(cmdline::WORKSPACE_LATER) => {}
         device => {

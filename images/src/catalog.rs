@@ -45,7 +45,7 @@ static ENVIRONMENTS: &[EnvSpec] = &[
     EnvSpec {
         name: "debian:12-build",
         description:
-            "Debian 12 (bookworm) for building code: git, gcc, make, cmake, python3, pkg-config",
+            "Debian 12 (bookworm) for building code: git, gcc, make, cmake, python3 with pip and venv, pkg-config",
         packages: &[
             "bash",
             "coreutils",
@@ -56,6 +56,8 @@ static ENVIRONMENTS: &[EnvSpec] = &[
             "make",
             "cmake",
             "python3",
+            "python3-pip",
+            "python3-venv",
             "pkg-config",
         ],
         suite: "bookworm",

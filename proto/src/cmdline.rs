@@ -15,3 +15,14 @@ pub const WORKSPACE_KEY: &str = "pyro.workspace";
 pub const WORKSPACE_LATER: &str = "later";
 /// Where guest-init is installed in every environment image.
 pub const INIT_PATH: &str = "/opt/pyro/bin/pyro-init";
+/// `pyro.system=<upper>`: make the whole system writable at start-up,
+/// with an overlay over the read-only root whose upper layer is the
+/// ext4 disk `/dev/vdX` (a workspace's system disk: changes persist) or
+/// [`SYSTEM_TMPFS`] (a one-shot run: changes go with the VM). Without
+/// it the root stays read-only.
+pub const SYSTEM_KEY: &str = "pyro.system";
+/// `pyro.system=tmpfs`: the upper layer in guest memory.
+pub const SYSTEM_TMPFS: &str = "tmpfs";
+/// `pyro.system=later`: nothing at start-up; the host names the upper in
+/// its `Restored` request (warm snapshots are taken this way).
+pub const SYSTEM_LATER: &str = "later";

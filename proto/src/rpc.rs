@@ -116,6 +116,11 @@ pub enum Request {
         /// its size, then mounts it.
         #[serde(default)]
         workspace: Option<String>,
+        /// Make the system writable now, before /workspace is mounted:
+        /// the upper layer's disk (`/dev/vdX`, waited for as the
+        /// workspace's is) or `tmpfs` (see [`crate::cmdline::SYSTEM_KEY`]).
+        #[serde(default)]
+        system: Option<String>,
     },
     /// Apply the unified diff in the frame's data part (at most
     /// [`MAX_DATA`]) to /workspace, all or nothing (see the `pyro-patch` crate).

@@ -239,9 +239,15 @@ impl GuestClient {
     /// Makes a guest just restored from a snapshot its own VM: a fresh
     /// hostname (`pyro-` + 12 hex digits, returned), the kernel's RNG
     /// reseeded with 58 bytes of host entropy, the wall clock set to the
-    /// host's; then, if `workspace` names a disk (`/dev/vdX`) attached at
-    /// restore, mounted on /workspace.
-    pub fn restored(&mut self, workspace: Option<&str>) -> Result<String, GuestError> {
+    /// host's; then, if `system` is given (`tmpfs`, or a disk `/dev/vdX`
+    /// attached at restore), the system made writable over it; then, if
+    /// `workspace` names a disk attached at restore, mounted on
+    /// /workspace.
+    pub fn restored(
+        &mut self,
+        workspace: Option<&str>,
+        system: Option<&str>,
+    ) -> Result<String, GuestError> {
         let entropy = host_entropy(64)?;
         let hostname = format!(
             "pyro-{}",
@@ -250,7 +256,12 @@ impl GuestClient {
                 .map(|b| format!("{b:02x}"))
                 .collect::<String>()
         );
-        self.send_restored(Some(hostname.clone()), entropy[6..].to_vec(), workspace)?;
+        self.send_restored(
+            Some(hostname.clone()),
+            entropy[6..].to_vec(),
+            workspace,
+            system,
+        )?;
         Ok(hostname)
     }
 
@@ -258,7 +269,7 @@ impl GuestClient {
     /// again (hostname kept), with the RNG reseeded and the wall clock
     /// set to the host's (it stood still while suspended).
     pub fn resumed(&mut self) -> Result<(), GuestError> {
-        self.send_restored(None, host_entropy(58)?, None)
+        self.send_restored(None, host_entropy(58)?, None, None)
     }
 
     fn send_restored(
@@ -266,6 +277,7 @@ impl GuestClient {
         hostname: Option<String>,
         entropy: Vec<u8>,
         workspace: Option<&str>,
+        system: Option<&str>,
     ) -> Result<(), GuestError> {
         let unix_ns = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -275,6 +287,7 @@ impl GuestClient {
             entropy,
             unix_ns,
             workspace: workspace.map(String::from),
+            system: system.map(String::from),
         };
         match self.call(&request)? {
             Reply::Restored => Ok(()),

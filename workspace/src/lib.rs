@@ -48,7 +48,8 @@ pub use workspaces::{
     Checkpoint, CheckpointKind, CommandRecord, CreateOptions, Deleted, DiffEntry, DiffResult,
     DiffStatus, DiffSummary, Export, FileList, FileRead, FileWrite, PatchApply, Port, PortList,
     Reset, StartKind, SyncPush, UpdateOptions, Workspace, WorkspaceRecord, WorkspaceState,
-    DEFAULT_DISK_MIB, DEFAULT_FILE_READ_BYTES, MAX_FILE_READ_BYTES, MAX_FILE_WRITE_BYTES,
+    DEFAULT_DISK_MIB, DEFAULT_FILE_READ_BYTES, DEFAULT_SYSTEM_DISK_MIB, MAX_FILE_READ_BYTES,
+    MAX_FILE_WRITE_BYTES,
 };
 
 use pyro_images::{Images, Paths};

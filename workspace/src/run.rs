@@ -199,6 +199,12 @@ impl Pyro {
         let vm_start = Instant::now();
         let create_ms = ms(vm_start.duration_since(started));
         let (mut vm, mut client, boot_ms, agent_ms) = if opts.cold {
+            // A throwaway writable system, as a warm start gets.
+            config.cmdline_extra.push(format!(
+                "{}={}",
+                pyro_proto::cmdline::SYSTEM_KEY,
+                pyro_proto::cmdline::SYSTEM_TMPFS
+            ));
             config.set_vsock(VsockConfig {
                 cid: 3,
                 uds: uds.clone(),

@@ -94,7 +94,8 @@ impl Pyro {
             Err(e) => return Err(e.into()),
         };
         let mut client = GuestClient::wait_ready(uds, timeout)?;
-        client.restored(None)?;
+        // A throwaway writable system: the command may write anywhere.
+        client.restored(None, Some(pyro_proto::cmdline::SYSTEM_TMPFS))?;
         Ok(Warm {
             vm,
             client,
@@ -195,35 +196,45 @@ pub(crate) fn warm_page_cache(client: &mut GuestClient) -> Result<(), Error> {
 /// directory (see [`Pyro::workspace_snapshot`]).
 const PLACEHOLDER: &str = "placeholder.img";
 
+/// The empty system disk a workspace snapshot is taken with.
+const PLACEHOLDER_SYSTEM: &str = "placeholder-system.img";
+
 /// The device a workspace's disk appears as in the guest (the second
 /// disk, after the root image).
 pub(crate) const WORKSPACE_DEVICE: &str = "/dev/vdb";
+/// The device of a workspace's system disk (the third).
+pub(crate) const SYSTEM_DEVICE: &str = "/dev/vdc";
 
 impl Pyro {
     /// The VM of a workspace: `base` (the environment's VM, see
-    /// [`Pyro::environment_vm`]) with `disk` as /workspace (mounted at
-    /// boot, or on `Restored` when `mount_at_boot` is false), vsock and
-    /// console in `vm_dir`.
+    /// [`Pyro::environment_vm`]) with `disk` as /workspace and `system`
+    /// as the writable system's upper layer (both set up at boot, or on
+    /// `Restored` when `mount_at_boot` is false), vsock and console in
+    /// `vm_dir`.
     pub(crate) fn workspace_vm_config(
         base: &VmConfig,
         disk: &Path,
+        system: &Path,
         mount_at_boot: bool,
         vm_dir: &Path,
     ) -> VmConfig {
-        use pyro_proto::cmdline::{WORKSPACE_KEY, WORKSPACE_LATER};
+        use pyro_proto::cmdline::{SYSTEM_KEY, SYSTEM_LATER, WORKSPACE_KEY, WORKSPACE_LATER};
         let mut config = base.clone();
-        config.add_disk(pyro_vmm::Disk {
-            path: disk.to_path_buf(),
-            read_only: false,
-        });
-        let mount = if mount_at_boot {
-            WORKSPACE_DEVICE
+        for path in [disk, system] {
+            config.add_disk(pyro_vmm::Disk {
+                path: path.to_path_buf(),
+                read_only: false,
+            });
+        }
+        let (mount, upper) = if mount_at_boot {
+            (WORKSPACE_DEVICE, SYSTEM_DEVICE)
         } else {
-            WORKSPACE_LATER
+            (WORKSPACE_LATER, SYSTEM_LATER)
         };
         config
             .cmdline_extra
             .push(format!("{WORKSPACE_KEY}={mount}"));
+        config.cmdline_extra.push(format!("{SYSTEM_KEY}={upper}"));
         config.set_vsock(VsockConfig {
             cid: 3,
             uds: vm_dir.join("vsock.sock"),
@@ -249,8 +260,15 @@ impl Pyro {
         progress: &dyn Progress,
     ) -> Result<PathBuf, Error> {
         let vmm = pyro_vmm::snapshot::vmm_build_id_of(&vmm_program()?);
-        let shape =
-            |work: &Path| Self::workspace_vm_config(base, &work.join(PLACEHOLDER), false, work);
+        let shape = |work: &Path| {
+            Self::workspace_vm_config(
+                base,
+                &work.join(PLACEHOLDER),
+                &work.join(PLACEHOLDER_SYSTEM),
+                false,
+                work,
+            )
+        };
         let snap = self.snapshot_dir(environment, &shape(Path::new("")), &vmm, "ws-");
         if snap.join(STATE_FILE).exists() {
             return Ok(snap);
@@ -258,10 +276,12 @@ impl Pyro {
         self.build_snapshot(environment, &snap, progress, |work, state| {
             let mut config = shape(work);
             config.set_net(snapshot_network());
-            // The second disk `shape` gave the VM.
-            let placeholder = &work.join(PLACEHOLDER);
-            std::fs::File::create(placeholder)
-                .map_err(|e| Error::Io(format!("{}: {e}", placeholder.display())))?;
+            // The second and third disks `shape` gave the VM.
+            for name in [PLACEHOLDER, PLACEHOLDER_SYSTEM] {
+                let placeholder = &work.join(name);
+                std::fs::File::create(placeholder)
+                    .map_err(|e| Error::Io(format!("{}: {e}", placeholder.display())))?;
+            }
             // A deadline, so the VMM (its own process group) ends even if
             // this process is killed mid-build and never stops it.
             let deadline = crate::workspaces::now_unix() + 2 * timeout.as_secs() + 60;

@@ -101,6 +101,15 @@ pub struct CreateArgs {
         help = shape::disk_mib_help()
     )]
     pub disk_mib: u64,
+    /// Size in MiB of the system disk, which holds everything written
+    /// outside /workspace (apt, pip, /etc, /root), sparse like the
+    /// workspace disk.
+    #[arg(
+        long,
+        default_value_t = pyro_workspace::DEFAULT_SYSTEM_DISK_MIB,
+        value_parser = shape::disk_mib()
+    )]
+    pub system_disk_mib: u64,
     /// Boot the VM instead of restoring the environment's warm snapshot.
     #[arg(long)]
     pub cold: bool,

@@ -153,8 +153,15 @@ fn handle(
             entropy,
             unix_ns,
             workspace,
-        } => restored(hostname.as_deref(), &entropy, unix_ns, workspace.as_deref())
-            .map(|_| Reply::Restored),
+            system,
+        } => restored(
+            hostname.as_deref(),
+            &entropy,
+            unix_ns,
+            workspace.as_deref(),
+            system.as_deref(),
+        )
+        .map(|_| Reply::Restored),
         Request::PatchApply => patch_apply::apply(&patch_text),
         Request::Data => Err(RpcError::new(
             "bad_request",
@@ -225,6 +232,7 @@ fn restored(
     entropy: &[u8],
     unix_ns: u64,
     workspace: Option<&str>,
+    system: Option<&str>,
 ) -> Result<(), RpcError> {
     let fail = |what: &str, e: String| RpcError::new("restore_failed", format!("{what}: {e}"));
     let bad_hostname = hostname.is_some_and(|h| h.is_empty() || h.len() > 64);
@@ -251,6 +259,16 @@ fn restored(
         .map_err(|e| fail("RNDADDENTROPY", e.to_string()))?;
     linux_crng_ioctl::ioctl::force_kernel_crng_reseed()
         .map_err(|e| fail("RNDRESEEDCRNG", e.to_string()))?;
+    // The system first: /workspace is mounted into the new root.
+    if let Some(value) = system {
+        let upper = super::system::Upper::parse(value).ok_or_else(|| {
+            RpcError::new(
+                "bad_request",
+                format!("system upper {value:?}: not tmpfs or /dev/vdX"),
+            )
+        })?;
+        super::system::make_writable(upper).map_err(|e| RpcError::new("system_mount_failed", e))?;
+    }
     if let Some(device) = workspace {
         super::mounts::mount_attached_workspace(device)
             .map_err(|e| RpcError::new("workspace_mount_failed", e))?;

@@ -111,18 +111,24 @@ pub fn mount_attached_workspace(device: &str) -> Result<(), String> {
         Some(d) => return Err(format!("/workspace already holds {d}")),
         None => {}
     }
-    let name = device
-        .strip_prefix("/dev/")
-        .filter(|n| {
-            n.len() >= 3 && n.starts_with("vd") && n.bytes().all(|b| b.is_ascii_lowercase())
-        })
+    wait_for_disk(device)?;
+    mount_workspace(Some(device))?;
+    *attached = Some(device.to_string());
+    Ok(())
+}
+
+/// Waits (bounded) until the virtio disk `device` (`/dev/vdX`), attached
+/// at restore in place of an empty one, has a size: the kernel learns it
+/// from a config interrupt handled on a work queue.
+pub fn wait_for_disk(device: &str) -> Result<(), String> {
+    let name = virtio_disk_name(device)
         .ok_or_else(|| format!("{device:?} is not a virtio disk (/dev/vdX)"))?;
     let size_file = format!("/sys/block/{name}/size");
     let started = std::time::Instant::now();
     loop {
         let size = std::fs::read_to_string(&size_file).map_err(|e| format!("{size_file}: {e}"))?;
         if size.trim() != "0" {
-            break;
+            return Ok(());
         }
         if started.elapsed() > std::time::Duration::from_secs(10) {
             return Err(format!(
@@ -131,7 +137,11 @@ pub fn mount_attached_workspace(device: &str) -> Result<(), String> {
         }
         std::thread::sleep(std::time::Duration::from_millis(2));
     }
-    mount_workspace(Some(device))?;
-    *attached = Some(device.to_string());
-    Ok(())
+}
+
+/// `vdX` of a whole virtio disk `/dev/vdX`; None for anything else.
+pub fn virtio_disk_name(device: &str) -> Option<&str> {
+    device.strip_prefix("/dev/").filter(|n| {
+        n.len() >= 3 && n.starts_with("vd") && n.bytes().all(|b| b.is_ascii_lowercase())
+    })
 }

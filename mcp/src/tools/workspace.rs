@@ -23,12 +23,16 @@ fn default_disk_mib() -> u64 {
     DISK_MIB.default
 }
 
+fn default_system_disk_mib() -> u64 {
+    pyro_workspace::DEFAULT_SYSTEM_DISK_MIB
+}
+
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateParams {
     /// Environment: "debian:12" (bash, coreutils, git, ca-certificates),
     /// "debian:12-base" (bash, coreutils) or "debian:12-build" (git, gcc,
-    /// make, cmake, python3, pkg-config).
+    /// make, cmake, python3 with pip and venv, pkg-config).
     #[serde(default = "default_environment")]
     pub environment: String,
     /// Initial content of /workspace: a directory, .tar, .tar.gz or .tgz
@@ -63,6 +67,12 @@ pub struct CreateParams {
     #[serde(default = "default_disk_mib")]
     #[schemars(range(min = DISK_MIB.min, max = DISK_MIB.max))]
     pub disk_mib: u64,
+    /// Size of the system disk in MiB (default 4096, sparse): everything
+    /// written outside /workspace (apt-get install, pip install, /etc,
+    /// /root) persists there, and snapshots and resets cover it.
+    #[serde(default = "default_system_disk_mib")]
+    #[schemars(range(min = DISK_MIB.min, max = DISK_MIB.max))]
+    pub system_disk_mib: u64,
     /// Network access: "off" (the default: no network at all), "egress"
     /// (outbound connections), "egress+published-ports"
     /// (outbound, and the ports in publish), "published-ports" (only
@@ -200,6 +210,7 @@ impl PyroServer {
                 mem_mib: p.mem_mib,
                 ttl_seconds: p.ttl_seconds,
                 disk_mib: p.disk_mib,
+                system_disk_mib: p.system_disk_mib,
                 cold: false,
                 network: NetConfig { rules, publish },
             };

@@ -1,6 +1,7 @@
-//! Checkpoints of /workspace (the CLI's and MCP's `snapshot` verbs):
+//! Checkpoints of a workspace (the CLI's and MCP's `snapshot` verbs):
 //! create, list, delete, and reset to one. A checkpoint is a sparse copy
-//! of the workspace's disk (`disk.rs`), not a VM snapshot. The disk of a
+//! of the workspace's two disks (`disk.rs`: /workspace, and the system
+//! disk with everything written outside it), not a VM snapshot. The disk of a
 //! running workspace is copied by its VMM with the vCPUs frozen
 //! (`ControlRequest::CopyDisk`), so the copy is one instant of the disk,
 //! never torn by a write landing halfway through.
@@ -33,10 +34,26 @@ impl Pyro {
             if let Ok(agent) = ws.agent() {
                 ws.sync(agent)?;
             }
-            vm.copy_disk(&ws.dir.disk(), &image)?
+            // One freeze per disk: both hold everything flushed above;
+            // a command running meanwhile may land between the two.
+            let bytes = vm.copy_disk(&ws.dir.disk(), &image)?;
+            let system = ws.dir.checkpoint_system_image(name);
+            if let Err(e) = vm.copy_disk(&ws.dir.system_disk(), &system) {
+                let _ = std::fs::remove_file(&image);
+                return Err(e);
+            }
+            bytes
         } else {
-            // Stopped: nothing writes the disk.
-            disk::sparse_copy(&ws.dir.disk(), &image)?
+            // Stopped: nothing writes the disks.
+            let bytes = disk::sparse_copy(&ws.dir.disk(), &image)?;
+            if ws.dir.system_disk().exists() {
+                let system = ws.dir.checkpoint_system_image(name);
+                if let Err(e) = disk::sparse_copy(&ws.dir.system_disk(), &system) {
+                    let _ = std::fs::remove_file(&image);
+                    return Err(e);
+                }
+            }
+            bytes
         };
         let checkpoint = Checkpoint {
             workspace_id: ws.id.clone(),
@@ -76,11 +93,14 @@ impl Pyro {
             .map_err(|_| Error::NotFound(format!("workspace {id} has no snapshot {name:?}")))?;
         std::fs::remove_file(&meta).map_err(|e| store::io_err(&meta, e))?;
         let _ = std::fs::remove_file(ws.dir.checkpoint_image(name));
+        let _ = std::fs::remove_file(ws.dir.checkpoint_system_image(name));
         Ok(checkpoint)
     }
 
-    /// Restores /workspace exactly to a checkpoint (default `baseline`):
-    /// stops the VM, puts the checkpoint's disk in place, boots again.
+    /// Restores the workspace exactly to a checkpoint (default
+    /// `baseline`): stops the VM, puts the checkpoint's disks in place
+    /// (/workspace and the system; a checkpoint from before the writable
+    /// system gets an empty one, the clean environment), boots again.
     pub fn workspace_reset(
         &self,
         id: &str,
@@ -101,7 +121,25 @@ impl Pyro {
         let restored = ws.dir.0.join("disk.restore");
         let _ = std::fs::remove_file(&restored);
         let bytes = disk::sparse_copy(&image, &restored)?;
+        let system = ws.dir.0.join("system.restore");
+        let _ = std::fs::remove_file(&system);
+        let saved_system = ws.dir.checkpoint_system_image(checkpoint);
+        let record = ws.record()?;
+        let made = if saved_system.is_file() {
+            disk::sparse_copy(&saved_system, &system).map(|_| ())
+        } else {
+            disk::make_system(&system, record.system_disk_mib)
+        };
+        if let Err(e) = made {
+            let _ = std::fs::remove_file(&restored);
+            return Err(e);
+        }
+        // Both in place, or (if the second rename fails) the old system
+        // with the new /workspace: either boots, and nothing is lost that
+        // the checkpoint does not hold.
         std::fs::rename(&restored, ws.dir.disk()).map_err(|e| store::io_err(&ws.dir.disk(), e))?;
+        std::fs::rename(&system, ws.dir.system_disk())
+            .map_err(|e| store::io_err(&ws.dir.system_disk(), e))?;
         let mut record = ws.touch(|_| {})?;
         progress.phase("reset", &format!("restored {checkpoint}; starting"));
         self.boot(&ws.dir, &mut record, false, progress)?;

@@ -1,7 +1,8 @@
-//! The /workspace disk: an ext4 image made on the host with `mkfs.ext4
-//! -d SEED` (native speed; seeding through the guest would cross the
-//! emulated guest kernel at ~1 MiB/s on PVM hosts), and sparse copies of
-//! it for snapshots and resets.
+//! A workspace's disks: /workspace, an ext4 image made on the host with
+//! `mkfs.ext4 -d SEED` (native speed; seeding through the guest would
+//! cross the emulated guest kernel at ~1 MiB/s on PVM hosts), and the
+//! system disk (an empty ext4 holding the writable system's upper layer);
+//! and sparse copies of them for snapshots and resets.
 
 use crate::Error;
 use std::path::Path;
@@ -9,11 +10,23 @@ use std::process::Command;
 
 /// Makes `disk` (sparse, `size_mib`) holding the tree of `seed`.
 pub fn make(disk: &Path, size_mib: u64, seed: &Path) -> Result<(), Error> {
-    let out = Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-m", "0", "-L", "workspace", "-E"])
-        .arg("lazy_itable_init=1,lazy_journal_init=1")
-        .arg("-d")
-        .arg(seed)
+    mkfs(disk, size_mib, "workspace", Some(seed))
+}
+
+/// Makes the empty system disk `disk` (sparse, `size_mib`): the guest
+/// makes its `upper` and `work` directories on first use.
+pub fn make_system(disk: &Path, size_mib: u64) -> Result<(), Error> {
+    mkfs(disk, size_mib, "system", None)
+}
+
+fn mkfs(disk: &Path, size_mib: u64, label: &str, seed: Option<&Path>) -> Result<(), Error> {
+    let mut cmd = Command::new("mkfs.ext4");
+    cmd.args(["-q", "-F", "-m", "0", "-L", label, "-E"])
+        .arg("lazy_itable_init=1,lazy_journal_init=1");
+    if let Some(seed) = seed {
+        cmd.arg("-d").arg(seed);
+    }
+    let out = cmd
         .arg(disk)
         .arg(format!("{size_mib}M"))
         .output()
@@ -25,9 +38,11 @@ pub fn make(disk: &Path, size_mib: u64, seed: &Path) -> Result<(), Error> {
         })?;
     if !out.status.success() {
         let _ = std::fs::remove_file(disk);
+        let from = seed
+            .map(|s| format!(" -d {}", s.display()))
+            .unwrap_or_default();
         return Err(Error::Io(format!(
-            "mkfs.ext4 -d {} failed: {}",
-            seed.display(),
+            "mkfs.ext4{from} ({label}) failed: {}",
             String::from_utf8_lossy(&out.stderr).trim()
         )));
     }

@@ -55,10 +55,17 @@ impl Pyro {
                 "ttl_seconds must be positive".into(),
             ));
         }
-        if !pyro_vmm::limits::DISK_MIB.contains(opts.disk_mib) {
-            return Err(Error::InvalidArgument(
-                "disk_mib must be between 64 and 1048576".into(),
-            ));
+        for (field, mib) in [
+            ("disk_mib", opts.disk_mib),
+            ("system_disk_mib", opts.system_disk_mib),
+        ] {
+            if !pyro_vmm::limits::DISK_MIB.contains(mib) {
+                return Err(Error::InvalidArgument(format!(
+                    "{field} must be between {} and {}",
+                    pyro_vmm::limits::DISK_MIB.min,
+                    pyro_vmm::limits::DISK_MIB.max
+                )));
+            }
         }
         check_ports(&opts.network)?;
         if let Some(seed) = &opts.seed_path {
@@ -138,6 +145,9 @@ impl Pyro {
             .map_err(|e| store::io_err(&dir.checkpoints(), e))?;
         std::fs::create_dir_all(dir.history()).map_err(|e| store::io_err(&dir.history(), e))?;
         let bytes = disk::sparse_copy(&dir.disk(), &dir.checkpoint_image(BASELINE))?;
+        // The clean environment: an empty upper layer, kept as baseline too.
+        disk::make_system(&dir.system_disk(), opts.system_disk_mib)?;
+        disk::sparse_copy(&dir.system_disk(), &dir.checkpoint_system_image(BASELINE))?;
 
         let now = now_unix();
         let record = WorkspaceRecord {
@@ -148,6 +158,7 @@ impl Pyro {
             vcpus: opts.vcpus,
             mem_mib: opts.mem_mib,
             disk_mib: opts.disk_mib,
+            system_disk_mib: opts.system_disk_mib,
             created_at: rfc3339(now),
             created_unix: now,
             last_activity_at: rfc3339(now),

@@ -35,6 +35,8 @@ pub(crate) use store::now_unix;
 
 /// Size of a new /workspace disk (sparse: only what is used takes space).
 pub const DEFAULT_DISK_MIB: u64 = pyro_vmm::limits::DISK_MIB.default;
+/// Size of a new system disk (sparse, like the workspace disk).
+pub const DEFAULT_SYSTEM_DISK_MIB: u64 = 4096;
 
 /// The checkpoint taken at create (reserved, never deleted).
 const BASELINE: &str = "baseline";

@@ -92,6 +92,9 @@ pub struct CreateOptions {
     pub mem_mib: u32,
     pub ttl_seconds: Option<u64>,
     pub disk_mib: u64,
+    /// Size of the system disk: what is written outside /workspace
+    /// (packages, /etc, /root) goes there (sparse).
+    pub system_disk_mib: u64,
     /// Boot the VM instead of restoring the environment's warm snapshot.
     pub cold: bool,
     /// Network policy, allowlist, static names and ports to publish
@@ -110,6 +113,7 @@ impl Default for CreateOptions {
             mem_mib: pyro_vmm::VmConfig::DEFAULT_MEM_MIB,
             ttl_seconds: None,
             disk_mib: super::DEFAULT_DISK_MIB,
+            system_disk_mib: super::DEFAULT_SYSTEM_DISK_MIB,
             cold: false,
             network: NetConfig::default(),
         }
@@ -147,6 +151,9 @@ pub struct WorkspaceRecord {
     pub vcpus: u8,
     pub mem_mib: u32,
     pub disk_mib: u64,
+    /// The system disk's size (workspaces made before it: the default).
+    #[serde(default = "default_system_disk_mib")]
+    pub system_disk_mib: u64,
     pub created_at: String,
     pub created_unix: u64,
     pub last_activity_at: String,
@@ -166,6 +173,10 @@ pub struct WorkspaceRecord {
     /// publish whenever the VM starts.
     #[serde(default)]
     pub network: NetConfig,
+}
+
+fn default_system_disk_mib() -> u64 {
+    super::DEFAULT_SYSTEM_DISK_MIB
 }
 
 impl WorkspaceRecord {

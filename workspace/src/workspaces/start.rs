@@ -43,6 +43,11 @@ impl Pyro {
     ) -> Result<GuestClient, Error> {
         let vm_dir = dir.vm();
         std::fs::create_dir_all(&vm_dir).map_err(|e| store::io_err(&vm_dir, e))?;
+        if !dir.system_disk().exists() {
+            // A workspace made before the writable system: it gets an
+            // empty one now.
+            super::disk::make_system(&dir.system_disk(), record.system_disk_mib)?;
+        }
         let started = Instant::now();
         let (base, _) =
             self.environment_vm(&record.environment, record.mem_mib, record.vcpus, progress)?;
@@ -109,7 +114,13 @@ impl Pyro {
             StartFrom::Boot => None,
             StartFrom::Warm(p) | StartFrom::Resume(p) => Some(p),
         };
-        let mut config = Pyro::workspace_vm_config(base, &dir.disk(), snapshot.is_none(), &vm_dir);
+        let mut config = Pyro::workspace_vm_config(
+            base,
+            &dir.disk(),
+            &dir.system_disk(),
+            snapshot.is_none(),
+            &vm_dir,
+        );
         // Its network as recorded: the ports are bound again (the same
         // host port when one was asked for, a new ephemeral one if not).
         config.set_net(record.network.clone());
@@ -125,7 +136,10 @@ impl Pyro {
             match from {
                 StartFrom::Boot => {}
                 StartFrom::Warm(_) => {
-                    client.restored(Some(crate::warm::WORKSPACE_DEVICE))?;
+                    client.restored(
+                        Some(crate::warm::WORKSPACE_DEVICE),
+                        Some(crate::warm::SYSTEM_DEVICE),
+                    )?;
                 }
                 StartFrom::Resume(_) => client.resumed()?,
             }

@@ -20,6 +20,10 @@ impl WsDir {
     pub fn disk(&self) -> PathBuf {
         self.0.join("disk.ext4")
     }
+    /// The writable system's upper layer (everything outside /workspace).
+    pub fn system_disk(&self) -> PathBuf {
+        self.0.join("system.ext4")
+    }
     pub fn baseline_tar(&self) -> PathBuf {
         self.0.join("baseline.tar")
     }
@@ -30,6 +34,10 @@ impl WsDir {
     /// Checkpoint `name`'s copy of the disk.
     pub fn checkpoint_image(&self, name: &str) -> PathBuf {
         self.checkpoints().join(format!("{name}.ext4"))
+    }
+    /// Checkpoint `name`'s copy of the system disk.
+    pub fn checkpoint_system_image(&self, name: &str) -> PathBuf {
+        self.checkpoints().join(format!("{name}.system.ext4"))
     }
     /// Checkpoint `name`'s record.
     pub fn checkpoint_meta(&self, name: &str) -> PathBuf {
