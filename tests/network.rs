@@ -84,6 +84,11 @@ fn run(pyro: &Pyro, rules: NetRules, body: &str) -> RunResult {
         .expect("run")
 }
 
+/// The two scenarios run one after the other: each already runs two
+/// guests at once, and a third on two cores starves the guests' agents
+/// past their handshake deadline on a slow host.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn stdout(r: &RunResult) -> String {
     String::from_utf8_lossy(&r.stdout).into_owned()
 }
@@ -93,6 +98,7 @@ fn runs_follow_their_policy_allowlist_and_dns() {
     if !pyro::workspace::testing::guests_available() {
         return;
     }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let data = common::scratch();
     let pyro = pyro_with_own_data(data.path());
     let server = HostServer::start();
@@ -207,6 +213,7 @@ fn a_workspace_publishes_a_port_changes_policy_and_keeps_its_network_across_star
     if !pyro::workspace::testing::guests_available() {
         return;
     }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let data = common::scratch();
     let pyro = pyro_with_own_data(data.path());
     let server = HostServer::start();
@@ -261,6 +268,7 @@ fn a_workspace_publishes_a_port_changes_policy_and_keeps_its_network_across_star
     assert_eq!(net.ports.len(), 1);
     assert_eq!(net.rules.policy, NetworkPolicy::EgressPublishedPorts);
 
+    eprintln!("step: Egress to the explicitly allow");
     // Egress to the explicitly allowed host port, while a one-shot run
     // with the very same guest addresses does the same at once.
     let parallel = std::thread::scope(|s| {
@@ -277,6 +285,7 @@ fn a_workspace_publishes_a_port_changes_policy_and_keeps_its_network_across_star
     assert_eq!(parallel.0, "fromws=ok\n");
     assert_eq!(stdout(&parallel.1), "fromrun=ok\n");
 
+    eprintln!("step: A policy change applies");
     // A policy change applies to the next connection.
     pyro.workspace_update(
         &id,
@@ -306,6 +315,7 @@ fn a_workspace_publishes_a_port_changes_policy_and_keeps_its_network_across_star
     )
     .unwrap();
 
+    eprintln!("step: Suspend and resume:");
     // Suspend and resume: the same machine (its server still runs), the
     // port published again, egress working.
     pyro.workspace_suspend(&id).unwrap();
@@ -325,6 +335,7 @@ fn a_workspace_publishes_a_port_changes_policy_and_keeps_its_network_across_star
         "resumed=ok\n"
     );
 
+    eprintln!("step: Stop and start:");
     // Stop and start: a fresh machine from the warm snapshot, its
     // network as recorded.
     pyro.workspace_stop(&id).unwrap();
@@ -337,6 +348,7 @@ fn a_workspace_publishes_a_port_changes_policy_and_keeps_its_network_across_star
     let port = host_port(&pyro, &id).expect("published after start");
     assert!(listens_on_loopback_only(port));
 
+    eprintln!("step: Unpublish:");
     // Unpublish: nothing listens there any more. Publish again, then
     // delete: the port goes with the workspace.
     pyro.workspace_port_unpublish(&id, 8000).unwrap();
@@ -362,6 +374,22 @@ fn scopeguard<'a>(pyro: &'a Pyro, id: &'a str) -> impl Drop + 'a {
     struct Guard<'a>(&'a Pyro, &'a str);
     impl Drop for Guard<'_> {
         fn drop(&mut self) {
+            if std::thread::panicking() {
+                // What the guest said, for the failure's report.
+                let log = self
+                    .0
+                    .paths()
+                    .data
+                    .join("workspaces")
+                    .join(self.1)
+                    .join("vm/console.log");
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(40).collect();
+                eprintln!("console of {}:", self.1);
+                for line in tail.iter().rev() {
+                    eprintln!("  {line}");
+                }
+            }
             let _ = self.0.workspace_delete(self.1);
         }
     }
