@@ -488,7 +488,7 @@ async fn bad_network_arguments_are_tool_errors_before_anything_runs() {
         (
             "workspace_create",
             json!({"publish": ["8000"], "network_policy": "egress"}),
-            "needs a policy that publishes ports",
+            "needs a policy that publishes them",
         ),
         (
             // Implied egress+published-ports: the ports are fine, so
