@@ -4,7 +4,7 @@
 //! handle the VMM's control thread holds; the stack itself runs on the
 //! event thread and picks changes up when woken.
 
-use crate::policy::{NetRules, PortMapping};
+use crate::policy::{NetRules, NetworkPolicy, PortMapping};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
@@ -112,6 +112,12 @@ impl Shared {
         self.rules.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// The policy alone (no copy of the lists): what the device checks
+    /// after every event.
+    pub fn policy(&self) -> NetworkPolicy {
+        self.rules.read().unwrap_or_else(|p| p.into_inner()).policy
+    }
+
     pub fn refuse(&self, source: RefusalSource, target: String, reason: String) {
         let counter = match source {
             RefusalSource::Dns => &self.refused_queries,
@@ -184,7 +190,7 @@ impl NetControl {
     /// Listens on 127.0.0.1 (the mapping's host port, or an ephemeral
     /// one) and forwards each connection to the guest's port.
     pub fn publish(&self, mapping: PortMapping) -> Result<PublishedPort, NetError> {
-        let policy = self.shared.rules().policy;
+        let policy = self.shared.policy();
         if !policy.published_ports() {
             return Err(NetError::NoPublishedPorts(policy.as_str()));
         }

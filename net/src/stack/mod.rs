@@ -165,21 +165,26 @@ impl Stack {
 
     /// Whether the guest's link is up: not under policy `off`.
     pub fn link_up(&self) -> bool {
-        self.shared.rules().policy != NetworkPolicy::Off
+        self.shared.policy() != NetworkPolicy::Off
     }
 
-    /// A frame from the guest (without the virtio header).
-    pub fn from_guest(&mut self, frame: &[u8]) {
+    /// A frame from the guest (without the virtio header); kept, not
+    /// copied, when smoltcp or a held SYN needs it.
+    pub fn from_guest(&mut self, frame: Vec<u8>) {
         self.know_the_guest();
         // Under policy `off` the link is down as well; what the guest
         // still sends is refused like any other disallowed traffic.
-        match frame::classify(frame) {
-            Kind::Drop => {}
-            Kind::Other => {
-                self.link.push_from_guest(frame.to_vec());
+        let syn = match frame::classify(&frame) {
+            Kind::Drop => return,
+            Kind::Other => None,
+            Kind::Udp { src, dst, payload } => return self.on_udp(src, dst, payload),
+            Kind::TcpSyn { src, dst } => Some((src, dst)),
+        };
+        match syn {
+            Some((src, dst)) => self.on_syn(frame, src, dst),
+            None => {
+                self.link.push_from_guest(frame);
             }
-            Kind::Udp { src, dst, payload } => self.on_udp(src, dst, payload),
-            Kind::TcpSyn { src, dst } => self.on_syn(frame, src, dst),
         }
     }
 
@@ -325,7 +330,7 @@ impl Stack {
 
     // --- TCP -------------------------------------------------------------
 
-    fn on_syn(&mut self, frame: &[u8], src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16)) {
+    fn on_syn(&mut self, frame: Vec<u8>, src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16)) {
         let tuple = Tuple {
             guest_port: src.1,
             remote: dst,
@@ -334,7 +339,7 @@ impl Stack {
             // A retransmitted SYN while we dial: the answer is coming.
             Some(t) if self.pending.contains_key(t) => return,
             Some(_) => {
-                self.link.push_from_guest(frame.to_vec());
+                self.link.push_from_guest(frame);
                 return;
             }
             None => {}
@@ -369,7 +374,7 @@ impl Stack {
             Pending {
                 host,
                 tuple,
-                syn: frame.to_vec(),
+                syn: frame,
                 started: Instant::now(),
             },
         );
@@ -377,8 +382,8 @@ impl Stack {
 
     /// Passes a SYN to smoltcp with no socket for it: it answers RST, so
     /// the guest's connect fails at once ("connection refused").
-    fn reset_syn(&mut self, frame: &[u8]) {
-        self.link.push_from_guest(frame.to_vec());
+    fn reset_syn(&mut self, frame: Vec<u8>) {
+        self.link.push_from_guest(frame);
     }
 
     fn dial_progress(&mut self, token: Token) {
@@ -396,14 +401,14 @@ impl Stack {
         if failed {
             let _ = self.poll.registry().deregister(&mut p.host);
             self.by_tuple.remove(&p.tuple);
-            return self.reset_syn(&p.syn);
+            return self.reset_syn(p.syn);
         }
         let _ = p.host.set_nodelay(true);
         let mut sock = tcp::socket();
         let (ip, port) = p.tuple.remote;
         if sock.listen((IpAddress::Ipv4(ip), port)).is_err() {
             self.by_tuple.remove(&p.tuple);
-            return self.reset_syn(&p.syn);
+            return self.reset_syn(p.syn);
         }
         let handle = self.sockets.add(sock);
         self.conns.insert(
@@ -510,7 +515,7 @@ impl Stack {
                 return; // WouldBlock (or a failed accept): wait for the next
             };
             let target = format!("127.0.0.1:{} -> guest port {guest_port}", peer.port());
-            let policy = self.shared.rules().policy;
+            let policy = self.shared.policy();
             if !policy.published_ports() {
                 self.refuse(
                     RefusalSource::Inbound,
@@ -686,7 +691,7 @@ impl Stack {
             if let Some(mut p) = self.pending.remove(&token) {
                 let _ = self.poll.registry().deregister(&mut p.host);
                 self.by_tuple.remove(&p.tuple);
-                self.reset_syn(&p.syn);
+                self.reset_syn(p.syn);
             }
         }
         self.udp.expire(self.poll.registry());

@@ -133,7 +133,7 @@ fn an_allowed_static_name_resolves_to_a_synthetic_address() {
         &["api.test:127.0.0.1"],
     ))
     .unwrap();
-    s.from_guest(&udp_frame_to(
+    s.from_guest(udp_frame_to(
         (gateway(), 53),
         40000,
         &dns_query(7, "api.test"),
@@ -149,7 +149,7 @@ fn an_allowed_static_name_resolves_to_a_synthetic_address() {
 #[test]
 fn a_name_off_the_allowlist_gets_nxdomain_and_is_counted() {
     let mut s = Stack::new(&rules(NetworkPolicy::Egress, &["api.test"], &[])).unwrap();
-    s.from_guest(&udp_frame_to(
+    s.from_guest(udp_frame_to(
         (gateway(), 53),
         40000,
         &dns_query(7, "evil.test"),
@@ -168,7 +168,7 @@ fn a_connection_to_an_allowed_host_port_is_dialed_and_carries_bytes() {
     let port = host.local_addr().unwrap().port();
     let allow = format!("127.0.0.1:{port}");
     let mut s = Stack::new(&rules(NetworkPolicy::Egress, &[&allow], &[])).unwrap();
-    s.from_guest(&syn((gateway(), port), 40001));
+    s.from_guest(syn((gateway(), port), 40001));
     let mut syn_ack = false;
     assert!(settle(&mut s, |s| {
         syn_ack |= frames(s)
@@ -185,7 +185,7 @@ fn loopback_without_an_explicit_allow_is_refused_with_rst() {
     let host = StdListener::bind("127.0.0.1:0").unwrap();
     let port = host.local_addr().unwrap().port();
     let mut s = Stack::new(&rules(NetworkPolicy::Egress, &[], &[])).unwrap();
-    s.from_guest(&syn((gateway(), port), 40002));
+    s.from_guest(syn((gateway(), port), 40002));
     s.run();
     let out = frames(&mut s);
     assert!(out.iter().any(|f| tcp_flags(f) == Some((false, true))));
@@ -200,8 +200,8 @@ fn loopback_without_an_explicit_allow_is_refused_with_rst() {
 fn policy_off_refuses_everything() {
     let mut s = Stack::new(&rules(NetworkPolicy::Off, &[], &[])).unwrap();
     assert!(!s.link_up());
-    s.from_guest(&syn((Ipv4Addr::new(192, 0, 2, 1), 80), 40003));
-    s.from_guest(&udp_frame_to(
+    s.from_guest(syn((Ipv4Addr::new(192, 0, 2, 1), 80), 40003));
+    s.from_guest(udp_frame_to(
         (gateway(), 53),
         40000,
         &dns_query(1, "example.com"),
@@ -220,7 +220,7 @@ fn syns_past_the_cap_are_refused_and_state_stays_bounded() {
     let allow = format!("127.0.0.1:{port}");
     let mut s = Stack::new(&rules(NetworkPolicy::Egress, &[&allow], &[])).unwrap();
     for i in 0..(MAX_CONNECTIONS as u16 + 50) {
-        s.from_guest(&syn((gateway(), port), 20000 + i));
+        s.from_guest(syn((gateway(), port), 20000 + i));
         s.run();
     }
     assert!(s.conns.len() + s.pending.len() <= MAX_CONNECTIONS);
@@ -237,7 +237,7 @@ fn a_guest_that_takes_no_frames_cannot_grow_the_queue() {
     ))
     .unwrap();
     for i in 0..3000u16 {
-        s.from_guest(&udp_frame_to(
+        s.from_guest(udp_frame_to(
             (gateway(), 53),
             1000 + i,
             &dns_query(i, "a.test"),
@@ -264,12 +264,12 @@ fn hostile_frames_never_panic() {
             f[at] = (x >> (k * 5)) as u8;
         }
         f.truncate(n % f.len() + 1);
-        s.from_guest(&f);
+        s.from_guest(f);
         s.run();
         let _ = frames(&mut s);
     }
     // Still answers.
-    s.from_guest(&udp_frame_to((gateway(), 53), 1, &[0u8; 3]));
+    s.from_guest(udp_frame_to((gateway(), 53), 1, &[0u8; 3]));
     s.run();
 }
 

@@ -89,7 +89,7 @@ impl Net {
         while let Some(chain) = active.queues[TX].pop_descriptor_chain(&mem) {
             let head = chain.head_index();
             if let Some(frame) = read_frame(&mem, chain) {
-                self.stack.from_guest(&frame);
+                self.stack.from_guest(frame);
             }
             let _ = active.queues[TX].add_used(&mem, head, 0);
             used = true;
