@@ -154,6 +154,19 @@ pub enum ControlRequest {
 }
 
 impl ControlRequest {
+    /// Whether the thread that owns the VM must answer: the rest (status
+    /// and the network's requests) a control connection answers itself.
+    pub fn needs_vm(&self) -> bool {
+        matches!(
+            self,
+            ControlRequest::Pause
+                | ControlRequest::Resume
+                | ControlRequest::Stop
+                | ControlRequest::Snapshot { .. }
+                | ControlRequest::CopyDisk { .. }
+        )
+    }
+
     /// How long an answer to this request may take: the VMM waits this
     /// long for the VM's owner, and a client should too.
     pub fn reply_timeout(&self) -> Duration {
@@ -366,11 +379,6 @@ fn run(spec: &VmmSpec) -> ExitRecord {
         match cmd_rx.recv_timeout(Duration::from_millis(200)) {
             Ok((req, reply)) => {
                 let answer = match req {
-                    ControlRequest::Status
-                    | ControlRequest::Net
-                    | ControlRequest::NetUpdate { .. }
-                    | ControlRequest::PortPublish { .. }
-                    | ControlRequest::PortUnpublish { .. } => status.answer(req),
                     ControlRequest::Pause => match vm.pause() {
                         Ok(()) => ControlReply::Paused,
                         Err(e) => ControlReply::Error {
@@ -406,6 +414,8 @@ fn run(spec: &VmmSpec) -> ExitRecord {
                             },
                         }
                     }
+                    // Never sent here (the connection answers them).
+                    other => status.answer(other),
                 };
                 status.paused.store(vm.is_paused(), Ordering::Release);
                 let stopping = answer == ControlReply::Stopping;
@@ -450,34 +460,35 @@ struct Status {
 }
 
 impl Status {
-    /// Answers the requests that need no VM owner: status and the
-    /// network's (the stack picks changes up on its own thread).
+    /// Answers a request that needs no VM owner (not
+    /// [`ControlRequest::needs_vm`]): status, and the network's (the
+    /// stack picks changes up on its own thread).
     fn answer(&self, req: ControlRequest) -> ControlReply {
-        let error = |message: String| ControlReply::Error { message };
-        let Some(net) = self.net.as_ref() else {
-            return match req {
-                ControlRequest::Status => self.reply(),
-                _ => error("this VM has no network device".into()),
-            };
+        let net = || {
+            self.net
+                .as_ref()
+                .ok_or_else(|| "this VM has no network device".to_string())
         };
-        match req {
-            ControlRequest::Net => ControlReply::Net {
-                status: net.status(),
-            },
-            ControlRequest::NetUpdate { rules } => match net.update(rules) {
-                Ok(()) => ControlReply::NetUpdated,
-                Err(e) => error(e.to_string()),
-            },
-            ControlRequest::PortPublish { mapping } => match net.publish(mapping) {
-                Ok(port) => ControlReply::PortPublished { port },
-                Err(e) => error(e.to_string()),
-            },
-            ControlRequest::PortUnpublish { guest } => match net.unpublish(guest) {
-                Ok(port) => ControlReply::PortUnpublished { port },
-                Err(e) => error(e.to_string()),
-            },
-            _ => self.reply(),
-        }
+        let answered = match req {
+            ControlRequest::Net => net().map(|n| ControlReply::Net { status: n.status() }),
+            ControlRequest::NetUpdate { rules } => net().and_then(|n| {
+                n.update(rules)
+                    .map(|()| ControlReply::NetUpdated)
+                    .map_err(|e| e.to_string())
+            }),
+            ControlRequest::PortPublish { mapping } => net().and_then(|n| {
+                n.publish(mapping)
+                    .map(|port| ControlReply::PortPublished { port })
+                    .map_err(|e| e.to_string())
+            }),
+            ControlRequest::PortUnpublish { guest } => net().and_then(|n| {
+                n.unpublish(guest)
+                    .map(|port| ControlReply::PortUnpublished { port })
+                    .map_err(|e| e.to_string())
+            }),
+            _ => Ok(self.reply()),
+        };
+        answered.unwrap_or_else(|message| ControlReply::Error { message })
     }
 
     fn reply(&self) -> ControlReply {
@@ -505,13 +516,7 @@ fn answer(conn: UnixStream, commands: &Sender<Command>, status: &Status) -> std:
     let mut line = String::new();
     BufReader::new((&conn).take(64 * 1024)).read_line(&mut line)?;
     let reply = match serde_json::from_str::<ControlRequest>(&line) {
-        Ok(
-            req @ (ControlRequest::Status
-            | ControlRequest::Net
-            | ControlRequest::NetUpdate { .. }
-            | ControlRequest::PortPublish { .. }
-            | ControlRequest::PortUnpublish { .. }),
-        ) => status.answer(req),
+        Ok(req) if !req.needs_vm() => status.answer(req),
         Ok(req) => {
             let wait = req.reply_timeout();
             let (tx, rx) = channel();
@@ -532,6 +537,15 @@ fn answer(conn: UnixStream, commands: &Sender<Command>, status: &Status) -> std:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_requests_on_the_vm_go_to_its_owner() {
+        assert!(ControlRequest::Pause.needs_vm());
+        assert!(ControlRequest::Stop.needs_vm());
+        assert!(!ControlRequest::Status.needs_vm());
+        assert!(!ControlRequest::Net.needs_vm());
+        assert!(!ControlRequest::PortUnpublish { guest: 80 }.needs_vm());
+    }
 
     #[test]
     fn requests_that_write_vm_bytes_wait_long_the_rest_briefly() {
