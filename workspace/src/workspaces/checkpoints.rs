@@ -10,6 +10,7 @@ use super::records::{Checkpoint, CheckpointKind, Reset};
 use super::store::{self, check_name, now_unix, read_json, rfc3339, write_json};
 use super::{disk, BASELINE};
 use crate::{Error, Progress, Pyro, VmState};
+use std::path::Path;
 
 impl Pyro {
     /// Checkpoints /workspace as it is now (flushed first) under `name`.
@@ -28,33 +29,31 @@ impl Pyro {
             )));
         }
         let vm = ws.vm();
-        let bytes = if matches!(vm.state(), VmState::Running { .. }) {
+        let running = matches!(vm.state(), VmState::Running { .. });
+        if running {
             // Flushed first, so the copy holds what the guest's page cache
             // had; then copied in a freeze, so nothing lands mid-copy.
             if let Ok(agent) = ws.agent() {
                 ws.sync(agent)?;
             }
-            // One freeze per disk: both hold everything flushed above;
-            // a command running meanwhile may land between the two.
-            let bytes = vm.copy_disk(&ws.dir.disk(), &image)?;
-            let system = ws.dir.checkpoint_system_image(name);
-            if let Err(e) = vm.copy_disk(&ws.dir.system_disk(), &system) {
+        }
+        // A running VM's disks are copied by its VMM (one freeze per disk:
+        // both hold everything flushed above; a command running meanwhile
+        // may land between the two); a stopped one's here, nothing writes.
+        let copy = |from: &Path, to: &Path| {
+            if running {
+                vm.copy_disk(from, to)
+            } else {
+                disk::sparse_copy(from, to)
+            }
+        };
+        let bytes = copy(&ws.dir.disk(), &image)?;
+        if ws.dir.system_disk().exists() {
+            if let Err(e) = copy(&ws.dir.system_disk(), &ws.dir.checkpoint_system_image(name)) {
                 let _ = std::fs::remove_file(&image);
                 return Err(e);
             }
-            bytes
-        } else {
-            // Stopped: nothing writes the disks.
-            let bytes = disk::sparse_copy(&ws.dir.disk(), &image)?;
-            if ws.dir.system_disk().exists() {
-                let system = ws.dir.checkpoint_system_image(name);
-                if let Err(e) = disk::sparse_copy(&ws.dir.system_disk(), &system) {
-                    let _ = std::fs::remove_file(&image);
-                    return Err(e);
-                }
-            }
-            bytes
-        };
+        }
         let checkpoint = Checkpoint {
             workspace_id: ws.id.clone(),
             name: name.into(),
