@@ -220,7 +220,13 @@ impl Pyro {
     }
 
     pub fn workspace_update(&self, id: &str, opts: &UpdateOptions) -> Result<Workspace, Error> {
-        let ws = self.workspace(id)?;
+        // A network change talks to the VM: under the lock, so two
+        // updates cannot cross between the VM and the record.
+        let ws = if opts.changes_network() {
+            self.workspace_locked(id)?
+        } else {
+            self.workspace(id)?
+        };
         if let Some(name) = &opts.name {
             check_name("name", name)?;
             if self
@@ -237,11 +243,9 @@ impl Pyro {
         for key in &opts.clear_labels {
             check_name("label key", key)?;
         }
-        if opts.changes_network() {
-            // The running VM first: if it refuses (ports still published
-            // under a policy without them), the record stays as it was.
-            let _lock = ws.dir.lock()?;
-            let mut rules = ws.record()?.network.rules;
+        let rules = if opts.changes_network() {
+            let network = ws.record()?.network;
+            let mut rules = network.rules;
             if let Some(policy) = opts.network_policy {
                 rules.policy = policy;
             }
@@ -251,23 +255,24 @@ impl Pyro {
             if let Some(add) = &opts.add_hosts {
                 rules.add_hosts = add.clone();
             }
-            let record = ws.record()?;
-            if !rules.policy.published_ports() && !record.network.publish.is_empty() {
+            if !rules.policy.published_ports() && !network.publish.is_empty() {
                 return Err(Error::Conflict(format!(
                     "policy {} publishes no ports, and {} port(s) are published: \
                      unpublish them first (`pyro workspace port unpublish`)",
                     rules.policy,
-                    record.network.publish.len()
+                    network.publish.len()
                 )));
             }
+            // The running VM first: if it refuses, the record stays as
+            // it was.
             let vm = ws.vm();
             if matches!(vm.state(), VmState::Running { .. }) {
                 vm.net_update(rules.clone())?;
             }
-            let mut record = record;
-            record.network.rules = rules;
-            write_json(&ws.dir.record(), &record)?;
-        }
+            Some(rules)
+        } else {
+            None
+        };
         let record = ws.touch(|r| {
             if opts.clear_name {
                 r.name = None;
@@ -279,6 +284,9 @@ impl Pyro {
                 r.labels.remove(key);
             }
             r.labels.extend(opts.set_labels.clone());
+            if let Some(rules) = rules {
+                r.network.rules = rules;
+            }
         })?;
         Ok(view(&ws.dir, record))
     }
@@ -357,18 +365,8 @@ fn check_ports(network: &pyro_vmm::NetConfig) -> Result<(), Error> {
         )));
     }
     for (i, m) in network.publish.iter().enumerate() {
-        let before = &network.publish[..i];
-        if before.iter().any(|b| b.guest == m.guest) {
-            return Err(Error::InvalidArgument(format!(
-                "guest port {} is published twice",
-                m.guest
-            )));
-        }
-        if m.host.is_some() && before.iter().any(|b| b.host == m.host) {
-            return Err(Error::InvalidArgument(format!(
-                "host port {} is used twice",
-                m.host.unwrap_or_default()
-            )));
+        if let Some(why) = super::network::clash(&network.publish[..i], *m) {
+            return Err(Error::InvalidArgument(why));
         }
     }
     Ok(())

@@ -119,25 +119,23 @@ pub(super) fn check_publishable(
             record.workspace_id, record.workspace_id
         )));
     }
-    if record
-        .network
-        .publish
+    match clash(&record.network.publish, mapping) {
+        Some(why) => Err(Error::Conflict(why)),
+        None => Ok(()),
+    }
+}
+
+/// Why `mapping` cannot be published beside `published` (the same guest
+/// port, or the same host port asked for), if it cannot.
+pub(super) fn clash(published: &[PortMapping], mapping: PortMapping) -> Option<String> {
+    if published.iter().any(|m| m.guest == mapping.guest) {
+        return Some(format!("guest port {} is already published", mapping.guest));
+    }
+    let host = mapping.host?;
+    published
         .iter()
-        .any(|m| m.guest == mapping.guest)
-    {
-        return Err(Error::Conflict(format!(
-            "guest port {} is already published",
-            mapping.guest
-        )));
-    }
-    if let Some(host) = mapping.host {
-        if record.network.publish.iter().any(|m| m.host == Some(host)) {
-            return Err(Error::Conflict(format!(
-                "host port {host} is already used by another published port"
-            )));
-        }
-    }
-    Ok(())
+        .any(|m| m.host == Some(host))
+        .then(|| format!("host port {host} is already used by another published port"))
 }
 
 fn port(mapping: PortMapping, live: Option<PublishedPort>) -> Port {
