@@ -508,14 +508,14 @@ fn is_dir(dir: BorrowedFd<'_>, name: &std::ffi::CStr, d_type: FileType) -> bool 
 }
 
 /// Flushes the file system under /workspace to its disk, and the
-/// writable system's upper layer to its own (through the overlay at /).
+/// writable system's upper layer to its own when that is a disk.
 pub fn sync() -> Result<(), RpcError> {
     let root = root()?;
     let dir = open_beneath(&root, "", OFlags::RDONLY | OFlags::DIRECTORY, 0)?;
     rustix::fs::syncfs(&dir).map_err(|e| fs_error(e, ""))?;
-    // On an overlay, syncfs syncs its upper file system; on the
-    // read-only image (no writable system) it has nothing to do.
-    let system = rustix::fs::open("/", OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty())
-        .map_err(|e| fs_error(e, "/"))?;
-    rustix::fs::syncfs(&system).map_err(|e| fs_error(e, "/"))
+    // On the overlay, syncfs syncs its upper file system.
+    match super::system::upper_on_disk() {
+        Some(system) => rustix::fs::syncfs(system).map_err(|e| fs_error(e, "/")),
+        None => Ok(()),
+    }
 }

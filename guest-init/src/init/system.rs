@@ -47,6 +47,19 @@ impl<'a> Upper<'a> {
 /// Whether the system has been made writable (once per boot).
 static DONE: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
 
+/// The new root, open, when its upper layer is a disk: what
+/// [`upper_on_disk`] hands the agent's sync. Opened once here, so a sync
+/// costs one `syncfs` more, not an open and a close too.
+static DISK_ROOT: std::sync::OnceLock<rustix::fd::OwnedFd> = std::sync::OnceLock::new();
+
+/// The writable system's root when its upper layer is a disk (`syncfs`
+/// on it flushes that disk); None on a read-only root or a tmpfs upper,
+/// which have nothing to flush.
+pub fn upper_on_disk() -> Option<rustix::fd::BorrowedFd<'static>> {
+    use rustix::fd::AsFd;
+    DISK_ROOT.get().map(|fd| fd.as_fd())
+}
+
 /// Makes `/` an overlay of the image and `upper`; a second call is a
 /// no-op. On failure the root stays as it was (read-only) where it can.
 pub fn make_writable(upper: Upper<'_>) -> Result<(), String> {
@@ -107,6 +120,16 @@ pub fn make_writable(upper: Upper<'_>) -> Result<(), String> {
     rustix::process::chdir("/").map_err(|e| fail("chdir /", e))?;
     // The image stays referenced by the overlay as its lower layer.
     unmount(NEW_ROOT, UnmountFlags::DETACH).map_err(|e| fail("detach the old root", e))?;
+    if let Upper::Disk(_) = upper {
+        use rustix::fs::{open, OFlags};
+        let root = open(
+            "/",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| fail("open the new root", e))?;
+        let _ = DISK_ROOT.set(root);
+    }
     *done = true;
     Ok(())
 }
