@@ -237,7 +237,7 @@ fn a_workspace_publishes_a_port_changes_policy_and_keeps_its_network_across_star
         )
         .expect("create");
     let id = ws.record.workspace_id.clone();
-    let cleanup = scopeguard(&pyro, &id);
+    let cleanup = common::delete_on_drop(&pyro, &id);
 
     // A guest web server, published on the host's loopback only. (Python
     // takes 20-30 s to start on a PVM host: every import is emulated
@@ -367,31 +367,4 @@ fn a_workspace_publishes_a_port_changes_policy_and_keeps_its_network_across_star
     drop(cleanup);
     assert!(pyro.workspace_status(&id).is_err(), "deleted");
     assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
-}
-
-/// Deletes the workspace when dropped (also when a step above failed).
-fn scopeguard<'a>(pyro: &'a Pyro, id: &'a str) -> impl Drop + 'a {
-    struct Guard<'a>(&'a Pyro, &'a str);
-    impl Drop for Guard<'_> {
-        fn drop(&mut self) {
-            if std::thread::panicking() {
-                // What the guest said, for the failure's report.
-                let log = self
-                    .0
-                    .paths()
-                    .data
-                    .join("workspaces")
-                    .join(self.1)
-                    .join("vm/console.log");
-                let text = std::fs::read_to_string(&log).unwrap_or_default();
-                let tail: Vec<&str> = text.lines().rev().take(40).collect();
-                eprintln!("console of {}:", self.1);
-                for line in tail.iter().rev() {
-                    eprintln!("  {line}");
-                }
-            }
-            let _ = self.0.workspace_delete(self.1);
-        }
-    }
-    Guard(pyro, id)
 }

@@ -83,7 +83,10 @@ fn a_workspace_system_persists_is_checkpointed_and_stays_its_own() {
     let a = pyro.workspace_create(&opts, &NoProgress).unwrap();
     let b = pyro.workspace_create(&opts, &NoProgress).unwrap();
     let (a, b) = (a.record.workspace_id, b.record.workspace_id);
-    let _cleanup = (guard(&pyro, &a), guard(&pyro, &b));
+    let _cleanup = (
+        common::delete_on_drop(&pyro, &a),
+        common::delete_on_drop(&pyro, &b),
+    );
 
     exec(
         &pyro,
@@ -232,7 +235,7 @@ fn pip_installs_into_a_venv_from_a_local_index() {
         )
         .unwrap();
     let id = ws.record.workspace_id;
-    let _cleanup = guard(&pyro, &id);
+    let _cleanup = common::delete_on_drop(&pyro, &id);
     let out = exec(
         &pyro,
         &id,
@@ -254,15 +257,4 @@ impl Drop for Server {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-/// Deletes the workspace when dropped (also when a step failed).
-fn guard<'a>(pyro: &'a Pyro, id: &'a str) -> impl Drop + 'a {
-    struct Guard<'a>(&'a Pyro, &'a str);
-    impl Drop for Guard<'_> {
-        fn drop(&mut self) {
-            let _ = self.0.workspace_delete(self.1);
-        }
-    }
-    Guard(pyro, id)
 }

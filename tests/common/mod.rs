@@ -83,3 +83,31 @@ pub fn leftovers(data: &std::path::Path) -> Vec<String> {
         })
         .unwrap_or_default()
 }
+
+/// Deletes workspace `id` when dropped, also when a step failed; then
+/// it first prints the tail of the guest's console, for the report.
+pub fn delete_on_drop<'a>(pyro: &'a Pyro, id: &'a str) -> impl Drop + 'a {
+    struct Guard<'a>(&'a Pyro, &'a str);
+    impl Drop for Guard<'_> {
+        fn drop(&mut self) {
+            if std::thread::panicking() {
+                // What the guest said, for the failure's report.
+                let log = self
+                    .0
+                    .paths()
+                    .data
+                    .join("workspaces")
+                    .join(self.1)
+                    .join("vm/console.log");
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(40).collect();
+                eprintln!("console of {}:", self.1);
+                for line in tail.iter().rev() {
+                    eprintln!("  {line}");
+                }
+            }
+            let _ = self.0.workspace_delete(self.1);
+        }
+    }
+    Guard(pyro, id)
+}
