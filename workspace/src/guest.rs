@@ -36,6 +36,11 @@ pub enum GuestError {
     Cancelled(Option<ExecResult>),
 }
 
+/// Bound on a `Restored` request: the guest waits up to 10 s for each
+/// disk attached at restore, then sets up the writable system and
+/// /workspace; far more than that is a guest that will not answer.
+const RESTORED_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// A connection to the agent. Requests on one connection run in order.
 pub struct GuestClient {
     reader: BufReader<UnixStream>,
@@ -289,7 +294,12 @@ impl GuestClient {
             workspace: workspace.map(String::from),
             system: system.map(String::from),
         };
-        match self.call(&request)? {
+        // Bounded: a restored guest that never answers fails the start
+        // (which falls back or stops the VM) instead of holding it.
+        self.set_reply_timeout(Some(RESTORED_TIMEOUT))?;
+        let reply = self.call(&request);
+        self.set_reply_timeout(None)?;
+        match reply? {
             Reply::Restored => Ok(()),
             other => Err(unexpected(other)),
         }
