@@ -3,9 +3,9 @@
 //! turns arguments into an SDK call and hands the result to the
 //! [`Printer`]; it formats nothing itself.
 
-use crate::args::{Cli, Command, DoctorArgs, EnvCommand, RunArgs};
-use crate::printer::{host::Pulled, Printer};
-use pyro_workspace::{BootOptions, Error, Pyro, RunOptions, StderrProgress};
+use crate::args::{Cli, Command, DoctorArgs, EnvBuildArgs, EnvCommand, RunArgs};
+use crate::printer::{host::Ready, Printer};
+use pyro_workspace::{BootOptions, CustomRequest, Error, Pyro, RunOptions, StderrProgress};
 use std::time::Duration;
 
 /// Runs a command; returns the process exit code.
@@ -27,8 +27,8 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
         Command::Env(EnvCommand::Pull(a)) => {
             eprintln!("[pull] environment={} phase=build", a.env);
             let detail = pyro.env_pull(&a.env, &StderrProgress::new())?;
-            out.print(&Pulled {
-                env: &a.env,
+            out.print(&Ready {
+                verb: "pull",
                 detail: &detail,
             });
             Ok(0)
@@ -41,7 +41,54 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
             out.print(&pyro.env_prune()?);
             Ok(0)
         }
+        Command::Env(EnvCommand::Build(a)) => {
+            let req = env_build_request(&a)?;
+            eprintln!(
+                "[build] environment={} from={} phase=build",
+                req.name, req.from
+            );
+            let detail = pyro.env_build(&req, &StderrProgress::new())?;
+            out.print(&Ready {
+                verb: "build",
+                detail: &detail,
+            });
+            Ok(0)
+        }
+        Command::Env(EnvCommand::Delete(a)) => {
+            out.print(&pyro.env_delete(&a.env)?);
+            Ok(0)
+        }
     }
+}
+
+/// The request `env build` makes; reads the setup script.
+fn env_build_request(a: &EnvBuildArgs) -> Result<CustomRequest, Error> {
+    let setup_script = match &a.setup_script {
+        None => None,
+        Some(path) => {
+            let meta = std::fs::metadata(path).map_err(|e| {
+                Error::InvalidArgument(format!("--setup-script {}: {e}", path.display()))
+            })?;
+            if meta.len() > pyro_workspace::MAX_SETUP_SCRIPT as u64 {
+                return Err(Error::InvalidArgument(format!(
+                    "--setup-script {}: {} bytes, at most {}",
+                    path.display(),
+                    meta.len(),
+                    pyro_workspace::MAX_SETUP_SCRIPT
+                )));
+            }
+            Some(std::fs::read_to_string(path).map_err(|e| {
+                Error::InvalidArgument(format!("--setup-script {}: {e}", path.display()))
+            })?)
+        }
+    };
+    Ok(CustomRequest {
+        name: a.name.clone(),
+        from: a.from.clone(),
+        packages: a.packages.clone(),
+        setup_script,
+        description: a.description.clone(),
+    })
 }
 
 fn run_command(pyro: &Pyro, out: Printer, args: &RunArgs) -> Result<i32, Error> {

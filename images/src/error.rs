@@ -22,9 +22,14 @@ pub enum Error {
     #[error("{what} needs root (mmdebstrap runs in root mode so that files in the image are owned by root): run it as root, e.g. with sudo")]
     NotRoot { what: String },
 
-    /// The name is not in the catalog.
+    /// The name is neither in the catalog nor a custom environment.
     #[error("unknown environment `{name}`: valid names are {valid}")]
     UnknownEnvironment { name: String, valid: String },
+
+    /// A custom environment's name, packages or setup script were refused,
+    /// or the environment cannot be changed as asked.
+    #[error("{message}")]
+    InvalidEnvironment { message: String },
 
     /// A build step failed; `tail` holds the last lines of its log.
     #[error("{}", build_message(.step, .message, .log, .tail))]

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{dir_name, Catalog, EnvSpec};
+use crate::catalog::{dir_name, EnvSpec};
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::{self, remove_dir_if_exists};
 use crate::guest_init;
@@ -131,23 +131,25 @@ pub(crate) fn all_of(paths: &Paths, name: &str) -> Vec<Environment> {
         .collect()
 }
 
-/// The newest image of `name`, whatever guest-init it carries. Never builds.
-pub(crate) fn installed(paths: &Paths, name: &str) -> Option<Environment> {
-    Catalog::get(name).ok()?;
-    all_of(paths, name)
+/// The newest image of `spec` (of its current tree), whatever guest-init
+/// it carries. Never builds.
+pub(crate) fn installed(paths: &Paths, spec: &EnvSpec) -> Option<Environment> {
+    let tree_key = rootfs::spec_tree_key(spec);
+    all_of(paths, &spec.name)
         .into_iter()
+        .filter(|e| e.manifest.tree_key == tree_key)
         .max_by(|a, b| a.manifest.built_at.cmp(&b.manifest.built_at))
 }
 
-/// Returns the image of `name` carrying `guest_init`, building the tree
+/// Returns the image of `spec` carrying `guest_init`, building the tree
 /// and the image as needed.
 pub(crate) fn ensure(
     paths: &Paths,
-    name: &str,
+    spec: &EnvSpec,
     guest_init: &Path,
     p: &dyn Progress,
 ) -> Result<Environment> {
-    let spec = Catalog::get(name)?;
+    let name = spec.name.as_str();
     guest_init::check_static(guest_init)?;
     let gi_sha = sha256_file(guest_init)?;
     let tree_key = rootfs::spec_tree_key(spec);
@@ -165,10 +167,10 @@ pub(crate) fn ensure(
     }
     // One lock per tree: images of a tree are built by copying guest-init
     // into the shared tree, so they must not overlap.
-    let _lock = lock::acquire(&paths.locks(), &format!("rootfs-{tree_key}"), spec.name, p)?;
+    let _lock = lock::acquire(&paths.locks(), &format!("rootfs-{tree_key}"), name, p)?;
     if let Some(env) = load(&dir) {
         p.done(
-            spec.name,
+            name,
             &format!("ready: {} (built by another process)", env.rootfs.display()),
         );
         return Ok(env);
@@ -187,7 +189,7 @@ fn build_image(
     p: &dyn Progress,
 ) -> Result<Environment> {
     let started = Instant::now();
-    let step = spec.name;
+    let step = spec.name.as_str();
     p.phase(
         step,
         &format!("guest-init: {} -> {GUEST_INIT_PATH}", guest_init.display()),
@@ -246,16 +248,16 @@ fn build_image(
         .filter_map(|p| {
             tree.manifest
                 .installed
-                .get(*p)
-                .map(|v| (p.to_string(), v.clone()))
+                .get(p)
+                .map(|v| (p.clone(), v.clone()))
         })
         .collect();
     let manifest = EnvManifest {
         format: FORMAT,
-        name: spec.name.to_string(),
-        description: spec.description.to_string(),
-        packages: spec.packages.iter().map(|s| s.to_string()).collect(),
-        suite: spec.suite.to_string(),
+        name: spec.name.clone(),
+        description: spec.description.clone(),
+        packages: spec.packages.clone(),
+        suite: spec.suite.clone(),
         variant: tree.manifest.variant.clone(),
         mirror: tree.manifest.mirror.clone(),
         package_versions,
@@ -276,7 +278,7 @@ fn build_image(
     std::fs::rename(&partial, &dir)
         .ctx(|| format!("rename {} to {}", partial.display(), dir.display()))?;
     let env = Environment {
-        name: spec.name.to_string(),
+        name: spec.name.clone(),
         rootfs: dir.join("rootfs.ext4"),
         manifest,
     };

@@ -3,7 +3,9 @@
 //! - the guest **kernel**: Debian's `linux-source-6.1` plus the patches and
 //!   Kconfig fragment in `images/kernel/` (embedded in the binary), built to
 //!   an uncompressed ELF `vmlinux` (see `images/kernel/README.md`);
-//! - **environments** from the [`Catalog`]: Debian package trees made by
+//! - **environments** from the [`Catalog`], and **custom environments**
+//!   (a catalog environment plus packages and a setup script, defined by
+//!   the user, [`CustomRequest`]): Debian package trees made by
 //!   `mmdebstrap`, with the static guest-init ([`guest_init_binary`]) added
 //!   at `/opt/pyro/bin/pyro-init`, packed into read-only ext4 images by
 //!   `mkfs.ext4 -d`;
@@ -22,11 +24,15 @@
 //! locks/*.lock
 //! ```
 //!
+//! and custom environments' definitions under `Paths::data`:
+//! `environments/<name, ':' -> '_'>.json`.
+//!
 //! Long work reports to a caller-supplied [`Progress`].
 
 #![forbid(unsafe_code)]
 
 mod catalog;
+mod custom;
 mod dpkg;
 mod elf;
 mod error;
@@ -48,6 +54,7 @@ mod tools;
 use std::path::{Path, PathBuf};
 
 pub use catalog::{Catalog, EnvSpec, DEFAULT_ENV};
+pub use custom::{CustomEnv, CustomRequest, MAX_NAME_LEN, MAX_PACKAGES, MAX_SETUP_SCRIPT};
 pub use error::{Error, MissingTool, Result};
 pub use guest_init::{guest_init_binary, GUEST_INIT_ENV, GUEST_TARGET};
 pub use image::{EnvManifest, Environment, GUEST_INIT_PATH, ROOT_LABEL};
@@ -85,12 +92,26 @@ impl Images {
         kernel::installed(&self.paths)
     }
 
+    /// The environment called `name`: the catalog's, else a custom one.
+    /// The error for an unknown name lists every valid one.
+    pub fn spec(&self, name: &str) -> Result<EnvSpec> {
+        if let Some(spec) = Catalog::find(name) {
+            return Ok(spec.clone());
+        }
+        custom::get(&self.paths, name)?.ok_or_else(|| custom::unknown(&self.paths, name))
+    }
+
+    /// Every environment: the catalog's, then the custom ones by name.
+    pub fn specs(&self) -> Vec<EnvSpec> {
+        custom::all_specs(&self.paths)
+    }
+
     /// The image of environment `name` with the current guest-init, building
     /// guest-init, the package tree and the image as needed.
     pub fn environment(&self, name: &str, p: &dyn Progress) -> Result<Environment> {
-        Catalog::get(name)?;
+        let spec = self.spec(name)?;
         let init = guest_init_binary(p)?;
-        self.environment_with_guest_init(name, &init, p)
+        image::ensure(&self.paths, &spec, &init, p)
     }
 
     /// Like [`Images::environment`] with an explicit guest-init binary
@@ -101,13 +122,101 @@ impl Images {
         guest_init: &Path,
         p: &dyn Progress,
     ) -> Result<Environment> {
-        image::ensure(&self.paths, name, guest_init, p)
+        image::ensure(&self.paths, &self.spec(name)?, guest_init, p)
     }
 
-    /// The newest built image of `name` (by `built_at`), whatever guest-init
-    /// it carries; never builds. `None` for unknown names.
+    /// The newest built image of `name` (by `built_at`) of its current
+    /// package set, whatever guest-init it carries; never builds. `None`
+    /// for unknown names.
     pub fn installed_environment(&self, name: &str) -> Option<Environment> {
-        image::installed(&self.paths, name)
+        image::installed(&self.paths, &self.spec(name).ok()?)
+    }
+
+    /// Where the images of environment `name` live (whether or not any
+    /// is built): `cache/environments/<name, ':' -> '_'>`.
+    pub fn images_dir(&self, name: &str) -> PathBuf {
+        self.paths.environments().join(catalog::dir_name(name))
+    }
+
+    /// Builds the custom environment `req` describes (the package tree
+    /// with mmdebstrap on the host, then its image; minutes, progress to
+    /// `p`) and records it, so that every place that takes an environment
+    /// name accepts it. All or nothing: if the build fails, no definition,
+    /// tree or image is left. Building a name again with the same inputs
+    /// returns the existing environment (rebuilding its image if needed);
+    /// with other inputs it is refused: delete the old one first.
+    pub fn build_custom(&self, req: &CustomRequest, p: &dyn Progress) -> Result<Environment> {
+        let spec = custom::spec_of(req)?;
+        let init = guest_init_binary(p)?;
+        let _lock = lock::acquire(
+            &self.paths.locks(),
+            &format!("custom-{}", spec.dir_name()),
+            &spec.name,
+            p,
+        )?;
+        let spec = match custom::get(&self.paths, &spec.name)? {
+            Some(old) if custom::same_build(&old, &spec) => old,
+            Some(_) => {
+                return Err(Error::InvalidEnvironment {
+                    message: format!(
+                        "custom environment `{}` exists with other packages or setup script: delete it first (`pyro env delete {}`)",
+                        spec.name, spec.name
+                    ),
+                })
+            }
+            None => spec,
+        };
+        let env = image::ensure(&self.paths, &spec, &init, p)?;
+        custom::save(&self.paths, &spec)?;
+        Ok(env)
+    }
+
+    /// Deletes the custom environment `name`: its definition, its images,
+    /// and its package tree unless another environment uses that tree.
+    /// Catalog environments cannot be deleted (`prune` removes what their
+    /// current inputs do not use). Whether a workspace still uses `name`
+    /// is for the caller to check. Returns what it removed.
+    pub fn delete_custom(&self, name: &str) -> Result<Vec<PathBuf>> {
+        if Catalog::find(name).is_some() {
+            return Err(Error::InvalidEnvironment {
+                message: format!(
+                    "`{name}` is a catalog environment and cannot be deleted (`pyro env prune` removes its stale builds)"
+                ),
+            });
+        }
+        let spec =
+            custom::get(&self.paths, name)?.ok_or_else(|| custom::unknown(&self.paths, name))?;
+        let _lock = lock::acquire(
+            &self.paths.locks(),
+            &format!("custom-{}", spec.dir_name()),
+            name,
+            &NoProgress,
+        )?;
+        let tree_key = rootfs::spec_tree_key(&spec);
+        let _tree_lock = lock::acquire(
+            &self.paths.locks(),
+            &format!("rootfs-{tree_key}"),
+            name,
+            &NoProgress,
+        )?;
+        // The definition first: from here on the name is unknown, so no
+        // new VM can pick up the image being removed.
+        let mut removed = vec![custom::remove(&self.paths, name)?];
+        let images = self.images_dir(name);
+        if images.exists() {
+            fsutil::remove_dir_if_exists(&images)?;
+            removed.push(images);
+        }
+        let shared = self
+            .specs()
+            .iter()
+            .any(|s| rootfs::spec_tree_key(s) == tree_key);
+        let tree = self.paths.trees().join(&tree_key);
+        if !shared && tree.exists() {
+            fsutil::remove_dir_if_exists(&tree)?;
+            removed.push(tree);
+        }
+        Ok(removed)
     }
 
     /// What this host lacks to build the kernel and the image of `env`,

@@ -60,6 +60,13 @@ impl Paths {
         self.cache.join("rootfs")
     }
 
+    /// `cache/debs/<suite>`: downloaded packages, hard-linked into each
+    /// new tree's apt cache so that a build downloads only what no earlier
+    /// build did.
+    pub(crate) fn debs(&self, suite: &str) -> PathBuf {
+        self.cache.join("debs").join(suite)
+    }
+
     /// `cache/environments`: one directory per environment name.
     pub(crate) fn environments(&self) -> PathBuf {
         self.cache.join("environments")

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use crate::catalog::Catalog;
+use crate::custom::all_specs;
 use crate::error::Result;
 use crate::fsutil::remove_dir_if_exists;
 use crate::hash::sha256_file;
@@ -19,6 +19,12 @@ pub(crate) fn prune(paths: &Paths) -> Result<Vec<PathBuf>> {
     prune_kernels(paths, &mut removed)?;
     prune_trees(paths, &mut removed)?;
     prune_environments(paths, &mut removed)?;
+    // Downloaded packages only speed up builds; any build fetches what
+    // it misses. (A running build keeps the links it made.)
+    let debs = paths.cache.join("debs");
+    if debs.exists() {
+        remove(&debs, &mut removed)?;
+    }
     Ok(removed)
 }
 
@@ -95,7 +101,7 @@ fn prune_kernels(paths: &Paths, removed: &mut Vec<PathBuf>) -> Result<()> {
 }
 
 fn prune_trees(paths: &Paths, removed: &mut Vec<PathBuf>) -> Result<()> {
-    let current: HashSet<String> = Catalog::all().iter().map(rootfs::spec_tree_key).collect();
+    let current: HashSet<String> = all_specs(paths).iter().map(rootfs::spec_tree_key).collect();
     for (name, path) in entries(&paths.trees()) {
         let key = partial_key(&name).unwrap_or(&name);
         if partial_key(&name).is_some() || !current.contains(key) {
@@ -107,8 +113,9 @@ fn prune_trees(paths: &Paths, removed: &mut Vec<PathBuf>) -> Result<()> {
 
 fn prune_environments(paths: &Paths, removed: &mut Vec<PathBuf>) -> Result<()> {
     let gi_sha = guest_init::known_binary().and_then(|p| sha256_file(&p).ok());
+    let specs = all_specs(paths);
     for (dir_name, env_dir) in entries(&paths.environments()) {
-        let Some(spec) = Catalog::all().iter().find(|s| s.dir_name() == dir_name) else {
+        let Some(spec) = specs.iter().find(|s| s.dir_name() == dir_name) else {
             remove(&env_dir, removed)?;
             continue;
         };
@@ -119,7 +126,7 @@ fn prune_environments(paths: &Paths, removed: &mut Vec<PathBuf>) -> Result<()> {
         };
         // Keep images of the current tree: the one with the current
         // guest-init if that is known, else the newest.
-        let current: Vec<_> = image::all_of(paths, spec.name)
+        let current: Vec<_> = image::all_of(paths, &spec.name)
             .into_iter()
             .filter(|e| e.manifest.tree_key == tree_key)
             .collect();

@@ -12,9 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalog::EnvSpec;
 use crate::dpkg;
-use crate::error::{IoContext, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::fsutil::remove_dir_if_exists;
-use crate::hash::derive_key;
+use crate::hash::{derive_key, sha256_hex};
 use crate::manifest::{now_rfc3339, read_json, write_json};
 use crate::mirror::debian_mirror;
 use crate::paths::Paths;
@@ -54,10 +54,10 @@ const RESOLV_CONF_TARGET: &str = "/run/pyro/resolv.conf";
 const HOSTS: &str =
     "127.0.0.1\tlocalhost\n127.0.1.1\tpyro\n::1\tlocalhost ip6-localhost ip6-loopback\n";
 
-/// Files dpkg does not install, to keep images small: documentation (but
+/// dpkg options. Files dpkg does not install, to keep images small: documentation (but
 /// not copyright files), manual pages, translations (but not
 /// locale.alias), lintian overrides.
-const DPKG_EXCLUDES: &[&str] = &[
+const DPKG_OPTIONS: &[&str] = &[
     "path-exclude=/usr/share/man/*",
     "path-exclude=/usr/share/info/*",
     "path-exclude=/usr/share/doc/*",
@@ -65,6 +65,9 @@ const DPKG_EXCLUDES: &[&str] = &[
     "path-exclude=/usr/share/locale/*",
     "path-include=/usr/share/locale/locale.alias",
     "path-exclude=/usr/share/lintian/*",
+    // No fsync per file: a failed build is thrown away, and a finished
+    // tree is packed into an image (which is synced) before use.
+    "force-unsafe-io",
 ];
 
 /// `cache/rootfs/<key>/manifest.json`.
@@ -91,8 +94,8 @@ pub(crate) struct Tree {
 }
 
 /// The requested packages, sorted and without duplicates.
-fn package_set(packages: &[&str]) -> Vec<String> {
-    let mut p: Vec<String> = packages.iter().map(|s| s.to_string()).collect();
+fn package_set<S: AsRef<str>>(packages: &[S]) -> Vec<String> {
+    let mut p: Vec<String> = packages.iter().map(|s| s.as_ref().to_string()).collect();
     p.sort();
     p.dedup();
     p
@@ -100,20 +103,32 @@ fn package_set(packages: &[&str]) -> Vec<String> {
 
 /// Key over format, suite, variant and package set (not the mirror: any
 /// mirror serves the same packages).
-pub(crate) fn tree_key(suite: &str, variant: &str, packages: &[&str]) -> String {
+pub(crate) fn tree_key<S: AsRef<str>>(
+    suite: &str,
+    variant: &str,
+    packages: &[S],
+    setup_script: Option<&str>,
+) -> String {
     let format = FORMAT.to_string();
     let set = package_set(packages).join(",");
-    derive_key(&[
+    let mut parts: Vec<&[u8]> = vec![
         b"pyro-rootfs",
         format.as_bytes(),
         suite.as_bytes(),
         variant.as_bytes(),
         set.as_bytes(),
-    ])
+    ];
+    // Only a tree with a setup script hashes one, so the catalog's keys
+    // (and caches) stay what they were.
+    let script_sha = setup_script.map(|s| sha256_hex(s.as_bytes()));
+    if let Some(sha) = &script_sha {
+        parts.extend([b"setup".as_slice(), sha.as_bytes()]);
+    }
+    derive_key(&parts)
 }
 
 pub(crate) fn spec_tree_key(spec: &EnvSpec) -> String {
-    tree_key(spec.suite, VARIANT, spec.packages)
+    tree_key(&spec.suite, VARIANT, &spec.packages, spec.setup_script())
 }
 
 /// A finished tree in `dir` (`dir/tree` and a manifest whose key matches).
@@ -135,8 +150,8 @@ pub(crate) fn ensure_tree(paths: &Paths, spec: &EnvSpec, p: &dyn Progress) -> Re
         return Ok(t);
     }
     let started = Instant::now();
-    let step = spec.name;
-    let mirror = debian_mirror(spec.suite);
+    let step = spec.name.as_str();
+    let mirror = debian_mirror(&spec.suite);
     let partial = paths
         .trees()
         .join(format!(".partial-{key}-{}", std::process::id()));
@@ -144,7 +159,7 @@ pub(crate) fn ensure_tree(paths: &Paths, spec: &EnvSpec, p: &dyn Progress) -> Re
     std::fs::create_dir_all(&partial).ctx(|| format!("create {}", partial.display()))?;
     let tree = partial.join("tree");
     let log = partial.join("mmdebstrap.log");
-    let packages = package_set(spec.packages);
+    let packages = package_set(&spec.packages);
 
     p.phase(
         step,
@@ -159,10 +174,19 @@ pub(crate) fn ensure_tree(paths: &Paths, spec: &EnvSpec, p: &dyn Progress) -> Re
         .arg(format!("--variant={VARIANT}"))
         .arg(format!("--include={}", packages.join(",")))
         .arg("--aptopt=Acquire::Retries \"3\"");
-    for opt in DPKG_EXCLUDES {
+    for opt in DPKG_OPTIONS {
         cmd.arg(format!("--dpkgopt={opt}"));
     }
-    cmd.arg(spec.suite).arg(&tree).arg(&mirror);
+    let debs = paths.debs(&spec.suite);
+    std::fs::create_dir_all(&debs).ctx(|| format!("create {}", debs.display()))?;
+    cmd.env("PYRO_DEB_CACHE", &debs)
+        .arg("--skip=essential/unlink")
+        .arg(format!("--setup-hook={DEBS_IN}"))
+        .arg(format!("--customize-hook={DEBS_OUT}"));
+    if let Some(script) = spec.setup_script() {
+        add_setup_script(&mut cmd, &partial, script)?;
+    }
+    cmd.arg(&spec.suite).arg(&tree).arg(&mirror);
     let job = Job {
         step,
         phase: "mmdebstrap",
@@ -171,7 +195,25 @@ pub(crate) fn ensure_tree(paths: &Paths, spec: &EnvSpec, p: &dyn Progress) -> Re
         unit: "",
         classify: classify_mmdebstrap,
     };
-    run::run(cmd, &job)?;
+    if let Err(e) = run::run(cmd, &job) {
+        // Nothing half-built stays: the error carries the log's tail
+        // (apt's own message for a package that does not exist).
+        let _ = remove_dir_if_exists(&partial);
+        return Err(match e {
+            Error::Build {
+                step,
+                message,
+                tail,
+                ..
+            } => Error::Build {
+                step,
+                message,
+                log: None,
+                tail,
+            },
+            e => e,
+        });
+    }
 
     p.phase(
         step,
@@ -184,7 +226,7 @@ pub(crate) fn ensure_tree(paths: &Paths, spec: &EnvSpec, p: &dyn Progress) -> Re
     let manifest = TreeManifest {
         format: FORMAT,
         key: key.clone(),
-        suite: spec.suite.to_string(),
+        suite: spec.suite.clone(),
         variant: VARIANT.to_string(),
         packages,
         mirror,
@@ -210,6 +252,50 @@ pub(crate) fn ensure_tree(paths: &Paths, spec: &EnvSpec, p: &dyn Progress) -> Re
         manifest,
     })
 }
+
+/// Setup hook: the packages earlier builds downloaded, hard-linked into
+/// the new tree's apt cache, where apt finds them instead of downloading.
+/// (mmdebstrap's own cleanup empties that cache at the end.)
+const DEBS_IN: &str = r#"mkdir -p "$1/var/cache/apt/archives" && for f in "$PYRO_DEB_CACHE"/*.deb; do [ -e "$f" ] && { ln "$f" "$1/var/cache/apt/archives/" 2>/dev/null || cp "$f" "$1/var/cache/apt/archives/"; }; done; true"#;
+
+/// Customize hook: what this build downloaded, hard-linked back into the
+/// cache. A link is atomic, so a concurrent build never sees half a file.
+const DEBS_OUT: &str = r#"for f in "$1"/var/cache/apt/archives/*.deb; do [ -e "$f" ] && ln "$f" "$PYRO_DEB_CACHE/" 2>/dev/null; done; true"#;
+
+/// The customize hook that runs a custom environment's setup script in
+/// a chroot of the new tree, after its packages are installed (mmdebstrap
+/// has /dev, /proc and /sys mounted there in root mode). The script runs
+/// with its `#!` interpreter, else `/bin/sh`, from `/` with HOME=/root;
+/// it is removed from the tree afterwards. Paths reach the hook through
+/// the environment, so a cache path with spaces cannot split a command.
+fn add_setup_script(cmd: &mut Command, partial: &Path, script: &str) -> Result<()> {
+    let script_path = partial.join("setup-script");
+    let hook_path = partial.join("setup-hook.sh");
+    std::fs::write(&script_path, script).ctx(|| format!("write {}", script_path.display()))?;
+    std::fs::write(&hook_path, SETUP_HOOK).ctx(|| format!("write {}", hook_path.display()))?;
+    cmd.env("PYRO_SETUP_SCRIPT", &script_path)
+        .env("PYRO_SETUP_HOOK", &hook_path)
+        .arg("--customize-hook=sh \"$PYRO_SETUP_HOOK\" \"$1\"");
+    Ok(())
+}
+
+/// Run by mmdebstrap with the tree as `$1`.
+const SETUP_HOOK: &str = r##"set -e
+echo "I: running the setup script"
+cp "$PYRO_SETUP_SCRIPT" "$1/tmp/pyro-setup-script"
+chmod 0755 "$1/tmp/pyro-setup-script"
+rc=0
+if [ "$(head -c 2 "$1/tmp/pyro-setup-script")" = "#!" ]; then
+  chroot "$1" /usr/bin/env HOME=/root /bin/sh -c 'cd / && exec /tmp/pyro-setup-script' || rc=$?
+else
+  chroot "$1" /usr/bin/env HOME=/root /bin/sh -c 'cd / && exec /bin/sh /tmp/pyro-setup-script' || rc=$?
+fi
+rm -f "$1/tmp/pyro-setup-script"
+if [ "$rc" -ne 0 ]; then
+  echo "E: the setup script exited with status $rc"
+  exit "$rc"
+fi
+"##;
 
 /// Directories and files a read-only guest root needs.
 fn prepare_for_guest(tree: &Path) -> Result<()> {
@@ -251,14 +337,20 @@ mod tests {
 
     #[test]
     fn key_depends_on_package_set_not_order() {
-        let k = tree_key("bookworm", "essential", &["bash", "git"]);
+        let k = tree_key("bookworm", "essential", &["bash", "git"], None);
         assert_eq!(
             k,
-            tree_key("bookworm", "essential", &["git", "bash", "git"])
+            tree_key("bookworm", "essential", &["git", "bash", "git"], None)
         );
-        assert_ne!(k, tree_key("bookworm", "essential", &["bash"]));
-        assert_ne!(k, tree_key("trixie", "essential", &["bash", "git"]));
-        assert_ne!(k, tree_key("bookworm", "minbase", &["bash", "git"]));
+        assert_ne!(k, tree_key("bookworm", "essential", &["bash"], None));
+        assert_ne!(k, tree_key("trixie", "essential", &["bash", "git"], None));
+        assert_ne!(k, tree_key("bookworm", "minbase", &["bash", "git"], None));
+        let s = tree_key("bookworm", "essential", &["bash", "git"], Some("true"));
+        assert_ne!(k, s);
+        assert_ne!(
+            s,
+            tree_key("bookworm", "essential", &["bash", "git"], Some("false"))
+        );
     }
 
     #[test]

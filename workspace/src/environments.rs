@@ -1,17 +1,20 @@
-//! `env list | pull | inspect | prune`.
+//! `env list | pull | inspect | prune | build | delete`: the catalog's
+//! environments and the user's custom ones.
 
 use crate::{Error, Progress, Pyro};
-use pyro_images::{Catalog, EnvManifest, EnvSpec, KernelManifest};
+use pyro_images::{CustomEnv, CustomRequest, EnvManifest, EnvSpec, KernelManifest};
 use serde::Serialize;
 use std::path::PathBuf;
 
-/// One catalog entry and whether it is built.
+/// One environment and whether it is built.
 #[derive(Debug, Clone, Serialize)]
 pub struct EnvSummary {
     pub name: String,
     pub description: String,
     pub packages: Vec<String>,
     pub installed: bool,
+    /// `true` for an environment made with `env build`.
+    pub custom: bool,
 }
 
 /// Everything known about one environment.
@@ -21,6 +24,9 @@ pub struct EnvDetail {
     pub description: String,
     pub packages: Vec<String>,
     pub installed: bool,
+    /// For a custom environment: what it was made from and with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub custom: Option<CustomEnv>,
     pub rootfs: Option<PathBuf>,
     pub manifest: Option<EnvManifest>,
     pub kernel: Option<PathBuf>,
@@ -34,16 +40,25 @@ pub struct PruneReport {
     pub count: usize,
 }
 
+/// What `env delete` removed.
+#[derive(Debug, Clone, Serialize)]
+pub struct EnvDeleted {
+    pub name: String,
+    pub deleted: Vec<PathBuf>,
+}
+
 impl Pyro {
-    /// The catalog, with what is built.
+    /// The catalog and the custom environments, with what is built.
     pub fn env_list(&self) -> Vec<EnvSummary> {
-        Catalog::all()
-            .iter()
+        self.images()
+            .specs()
+            .into_iter()
             .map(|spec| EnvSummary {
-                name: spec.name.to_string(),
-                description: spec.description.to_string(),
-                packages: packages(spec),
-                installed: self.images().installed_environment(spec.name).is_some(),
+                installed: self.images().installed_environment(&spec.name).is_some(),
+                custom: spec.custom.is_some(),
+                name: spec.name,
+                description: spec.description,
+                packages: spec.packages,
             })
             .collect()
     }
@@ -51,7 +66,7 @@ impl Pyro {
     /// Builds the kernel and the environment if needed (minutes the first
     /// time; progress goes to `progress`).
     pub fn env_pull(&self, name: &str, progress: &dyn Progress) -> Result<EnvDetail, Error> {
-        Catalog::get(name)?;
+        self.images().spec(name)?;
         self.images().kernel(progress)?;
         self.images().environment(name, progress)?;
         self.env_inspect(name)
@@ -59,18 +74,64 @@ impl Pyro {
 
     /// What is known about `name`, built or not.
     pub fn env_inspect(&self, name: &str) -> Result<EnvDetail, Error> {
-        let spec = Catalog::get(name)?;
-        let env = self.images().installed_environment(name);
+        let spec = self.images().spec(name)?;
+        Ok(self.detail(spec))
+    }
+
+    fn detail(&self, spec: EnvSpec) -> EnvDetail {
+        let env = self.images().installed_environment(&spec.name);
         let kernel = self.images().installed_kernel();
-        Ok(EnvDetail {
-            name: spec.name.to_string(),
-            description: spec.description.to_string(),
-            packages: packages(spec),
+        EnvDetail {
             installed: env.is_some() && kernel.is_some(),
+            name: spec.name,
+            description: spec.description,
+            packages: spec.packages,
+            custom: spec.custom,
             rootfs: env.as_ref().map(|e| e.rootfs.clone()),
             manifest: env.map(|e| e.manifest),
             kernel: kernel.as_ref().map(|k| k.path.clone()),
             kernel_manifest: kernel.map(|k| k.manifest),
+        }
+    }
+
+    /// Builds a custom environment (and the kernel if needed) on the host:
+    /// minutes, progress to `progress`. It is then accepted wherever an
+    /// environment name is. All or nothing; see
+    /// [`pyro_images::Images::build_custom`].
+    pub fn env_build(
+        &self,
+        req: &CustomRequest,
+        progress: &dyn Progress,
+    ) -> Result<EnvDetail, Error> {
+        self.images().kernel(progress)?;
+        self.images().build_custom(req, progress)?;
+        self.env_inspect(&req.name)
+    }
+
+    /// Deletes a custom environment: its definition, image, package tree
+    /// and warm snapshots. Refused while a workspace uses it (its system
+    /// layer is an overlay over that image): delete those first.
+    pub fn env_delete(&self, name: &str) -> Result<EnvDeleted, Error> {
+        let users: Vec<String> = self
+            .workspace_list()
+            .into_iter()
+            .filter(|w| w.record.environment == name)
+            .map(|w| w.record.workspace_id)
+            .collect();
+        if !users.is_empty() {
+            return Err(Error::Conflict(format!(
+                "environment `{name}` is used by workspace{} {}: delete {} first",
+                if users.len() == 1 { "" } else { "s" },
+                users.join(", "),
+                if users.len() == 1 { "it" } else { "them" },
+            )));
+        }
+        let mut deleted = self.images().delete_custom(name)?;
+        // Its warm snapshots boot an image that is gone now.
+        deleted.extend(self.remove_snapshots_of(&self.images().images_dir(name)));
+        Ok(EnvDeleted {
+            name: name.to_string(),
+            deleted,
         })
     }
 
@@ -84,8 +145,4 @@ impl Pyro {
             deleted,
         })
     }
-}
-
-fn packages(spec: &EnvSpec) -> Vec<String> {
-    spec.packages.iter().map(|p| p.to_string()).collect()
 }

@@ -60,6 +60,7 @@ impl Error {
         match self {
             Error::Images(pyro_images::Error::UnknownEnvironment { .. }) => "unknown_environment",
             Error::Images(pyro_images::Error::MissingTools { .. }) => "missing_host_tools",
+            Error::Images(pyro_images::Error::InvalidEnvironment { .. }) => "invalid_argument",
             Error::Images(_) => "image_build",
             Error::Vm(pyro_vmm::Error::KvmOpen(_)) => "kvm_unavailable",
             Error::Vm(pyro_vmm::Error::Guest(_)) => "guest_failed",

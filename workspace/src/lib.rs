@@ -27,10 +27,12 @@ pub use boot::{BootCheck, BootOptions};
 pub use cancel::Cancel;
 pub use detached::{vmm_program, DetachedVm, VmState, VMM_BIN_ENV};
 pub use doctor::{DoctorReport, KvmStatus};
-pub use environments::{EnvDetail, EnvSummary, PruneReport};
+pub use environments::{EnvDeleted, EnvDetail, EnvSummary, PruneReport};
 pub use error::Error;
 pub use guest::{GuestClient, GuestError};
-pub use pyro_images::{NoProgress, Progress, StderrProgress, DEFAULT_ENV};
+pub use pyro_images::{
+    CustomEnv, CustomRequest, NoProgress, Progress, StderrProgress, DEFAULT_ENV, MAX_SETUP_SCRIPT,
+};
 pub use pyro_proto::rpc::{
     ArtifactType, DownloadResult, ExecRequest, ExecResult, FileInfo, ListResult, ReadResult,
     Stream, UploadResult, WriteResult,

@@ -313,14 +313,40 @@ impl Pyro {
     /// programs embedding the SDK took are among them; each is taken
     /// again on its next need. One being built (its lock held) is left.
     pub(crate) fn prune_snapshots(&self) -> Vec<PathBuf> {
-        let root = self.paths().cache.join("snapshots");
-        let Ok(entries) = std::fs::read_dir(&root) else {
-            return Vec::new();
-        };
         let mut ours = vec![vmm_build_id()];
         if let Ok(program) = vmm_program() {
             ours.push(pyro_vmm::snapshot::vmm_build_id_of(&program));
         }
+        self.sweep_snapshots(|snap| match snap {
+            Err(_) => true,
+            Ok(snap) => {
+                let mut here = pyro_vmm::snapshot::Origin::current(&snap.config);
+                if ours.contains(&snap.origin.vmm) {
+                    here.vmm = snap.origin.vmm.clone();
+                }
+                snap.origin.mismatch(&here).is_some()
+            }
+        })
+    }
+
+    /// Removes the warm snapshots that boot a root image under `images`
+    /// (a deleted environment's).
+    pub(crate) fn remove_snapshots_of(&self, images: &Path) -> Vec<PathBuf> {
+        self.sweep_snapshots(|snap| {
+            snap.is_ok_and(|s| s.config.root().is_some_and(|d| d.path.starts_with(images)))
+        })
+    }
+
+    /// Removes every snapshot `doomed` picks (and leftovers of snapshot
+    /// builds whose process is gone); a snapshot being built is skipped.
+    fn sweep_snapshots(
+        &self,
+        doomed: impl Fn(Result<&pyro_vmm::snapshot::Snapshot, &pyro_vmm::Error>) -> bool,
+    ) -> Vec<PathBuf> {
+        let root = self.paths().cache.join("snapshots");
+        let Ok(entries) = std::fs::read_dir(&root) else {
+            return Vec::new();
+        };
         let mut removed = Vec::new();
         for path in entries.flatten().map(|e| e.path()) {
             let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
@@ -343,16 +369,7 @@ impl Pyro {
             if lock.try_lock().is_err() {
                 continue; // being built
             }
-            let stale = match pyro_vmm::snapshot::Snapshot::read(&path) {
-                Err(_) => true,
-                Ok(snap) => {
-                    let mut here = pyro_vmm::snapshot::Origin::current(&snap.config);
-                    if ours.contains(&snap.origin.vmm) {
-                        here.vmm = snap.origin.vmm.clone();
-                    }
-                    snap.origin.mismatch(&here).is_some()
-                }
-            };
+            let stale = doomed(pyro_vmm::snapshot::Snapshot::read(&path).as_ref());
             if stale && std::fs::remove_dir_all(&path).is_ok() {
                 // No key leads here again (its inputs are gone).
                 let _ = std::fs::remove_file(&lock_path);

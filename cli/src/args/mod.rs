@@ -10,6 +10,7 @@ pub mod workspace;
 use clap::{Args, Parser, Subcommand};
 use pyro_workspace::Error;
 use std::ffi::OsString;
+use std::path::PathBuf;
 
 pub use network::NetworkArgs;
 pub use shape::{CommandArgs, VmShape};
@@ -93,6 +94,34 @@ pub enum EnvCommand {
     /// Remove unfinished builds, artifacts no longer used, and warm-start
     /// snapshots this pyro cannot restore.
     Prune,
+    /// Build a custom environment: a catalog environment plus Debian
+    /// packages and an optional setup script, built on this host with
+    /// mmdebstrap (minutes; as root). Then use NAME wherever an
+    /// environment is accepted (`run NAME`, `workspace create NAME`, MCP).
+    Build(EnvBuildArgs),
+    /// Delete a custom environment (refused while a workspace uses it).
+    Delete(EnvName),
+}
+
+#[derive(Args)]
+pub struct EnvBuildArgs {
+    /// Name of the new environment: a-z, 0-9, `.`, `:`, `-`, not a catalog
+    /// name (e.g. myproject:1).
+    pub name: String,
+    /// The catalog environment to build on.
+    #[arg(long, default_value = pyro_workspace::DEFAULT_ENV)]
+    pub from: String,
+    /// Debian packages to add, comma-separated (and/or repeated).
+    #[arg(long, value_delimiter = ',')]
+    pub packages: Vec<String>,
+    /// A script run once as root in a chroot of the new tree, on this
+    /// host, after the packages are installed (its `#!` interpreter, else
+    /// /bin/sh). It has the host's network. Only run scripts you trust.
+    #[arg(long, value_name = "FILE")]
+    pub setup_script: Option<PathBuf>,
+    /// One line shown by `env list` (default: what it adds to --from).
+    #[arg(long)]
+    pub description: Option<String>,
 }
 
 #[derive(Args)]

@@ -3,7 +3,7 @@
 //! per result; `env` has no summary line.
 
 use super::{path, Render};
-use pyro_workspace::{DoctorReport, EnvDetail, EnvSummary, PruneReport, RunResult};
+use pyro_workspace::{DoctorReport, EnvDeleted, EnvDetail, EnvSummary, PruneReport, RunResult};
 use std::io::{self, Write};
 
 /// `run`: the output streamed while it ran.
@@ -123,9 +123,10 @@ impl Render for Vec<EnvSummary> {
     }
     fn human(&self, out: &mut dyn Write) -> io::Result<()> {
         for e in self {
+            let custom = if e.custom { " [custom]" } else { "" };
             writeln!(
                 out,
-                "{:<16} [{}] {}",
+                "{:<16} [{}]{custom} {}",
                 e.name,
                 installed(e.installed),
                 e.description
@@ -151,6 +152,17 @@ impl Render for EnvDetail {
         writeln!(out, "Packages:      {}", d.packages.join(", "))?;
         let yes = if d.installed { "yes" } else { "no" };
         writeln!(out, "Installed:     {yes}")?;
+        if let Some(c) = &d.custom {
+            writeln!(
+                out,
+                "Custom:        from {}, created {}",
+                c.from, c.created_at
+            )?;
+            writeln!(out, "Adds:          {}", c.extra_packages.join(", "))?;
+            if let Some(sha) = &c.setup_script_sha256 {
+                writeln!(out, "Setup script:  sha256 {sha}")?;
+            }
+        }
         if let Some(p) = &d.rootfs {
             writeln!(out, "Root image:    {}", path(p))?;
         }
@@ -186,13 +198,14 @@ impl Render for EnvDetail {
     }
 }
 
-/// `env pull ENV`: the environment, built.
-pub struct Pulled<'a> {
-    pub env: &'a str,
+/// `env pull` and `env build`: the environment, ready.
+pub struct Ready<'a> {
+    /// `pull` or `build`: the summary line's tag.
+    pub verb: &'static str,
     pub detail: &'a EnvDetail,
 }
 
-impl Render for Pulled<'_> {
+impl Render for Ready<'_> {
     type Json = EnvDetail;
     fn json(&self) -> &EnvDetail {
         self.detail
@@ -201,7 +214,28 @@ impl Render for Pulled<'_> {
         self.detail.human(out)
     }
     fn summary(&self) -> Option<String> {
-        Some(format!("[pull] environment={} phase=ready", self.env))
+        Some(format!(
+            "[{}] environment={} phase=ready",
+            self.verb, self.detail.name
+        ))
+    }
+}
+
+/// `env delete`.
+impl Render for EnvDeleted {
+    type Json = EnvDeleted;
+    fn json(&self) -> &EnvDeleted {
+        self
+    }
+    fn human(&self, out: &mut dyn Write) -> io::Result<()> {
+        writeln!(out, "Deleted environment {}.", self.name)?;
+        for p in &self.deleted {
+            writeln!(out, "- {}", path(p))?;
+        }
+        Ok(())
+    }
+    fn summary(&self) -> Option<String> {
+        None
     }
 }
 
