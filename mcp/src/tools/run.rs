@@ -23,7 +23,8 @@ pub struct VmRunParams {
     pub command: CommandLine,
     /// Environment to boot: "debian:12" (bash, coreutils, git,
     /// ca-certificates), "debian:12-base" (bash, coreutils) or
-    /// "debian:12-build" (git, gcc, make, cmake, python3 with pip and venv, pkg-config).
+    /// "debian:12-build" (git, gcc, make, cmake, python3 with pip and venv, pkg-config),
+    /// or a custom environment the user built on the host (`pyro env list`).
     #[serde(default = "default_environment")]
     pub environment: String,
     /// Kill the command (its whole process group) after this many seconds,

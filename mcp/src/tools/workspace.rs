@@ -32,7 +32,8 @@ fn default_system_disk_mib() -> u64 {
 pub struct CreateParams {
     /// Environment: "debian:12" (bash, coreutils, git, ca-certificates),
     /// "debian:12-base" (bash, coreutils) or "debian:12-build" (git, gcc,
-    /// make, cmake, python3 with pip and venv, pkg-config).
+    /// make, cmake, python3 with pip and venv, pkg-config), or a custom
+    /// environment the user built on the host (`pyro env list`).
     #[serde(default = "default_environment")]
     pub environment: String,
     /// Initial content of /workspace: a directory, .tar, .tar.gz or .tgz
