@@ -46,6 +46,11 @@ const WORKSPACE_CORE: &[&str] = &[
 ];
 /// `workspace-full` adds these to `workspace-core`.
 const FULL_ONLY: &[&str] = &[
+    "shell_close",
+    "shell_open",
+    "shell_read",
+    "shell_signal",
+    "shell_write",
     "snapshot_create",
     "snapshot_delete",
     "snapshot_list",
