@@ -100,6 +100,18 @@ fn an_agent_works_in_a_shell_across_clients_beside_an_exec() {
     );
     assert!(seen.contains("pyro$"), "the prompt: {seen:?}");
 
+    // The reference's review loop: type a command, then one read that
+    // waits for quiet has its output, though the command is silent while
+    // it starts (a process start takes ~0.6 s in these guests).
+    pyro.workspace_shell_write(&ws, &id, "cat /etc/os-release", true)
+        .expect("write");
+    let (out, next) = read(&pyro, &ws, &id, cursor, true);
+    assert!(
+        out.contains("Debian") && out.ends_with("pyro$\n"),
+        "{out:?}"
+    );
+    cursor = next;
+
     // Five clients in turn (each its own SDK instance and connections)
     // find the same shell, with its state (a variable) kept.
     run_line(&pyro, &ws, &id, &mut cursor, "KEPT=yes", "pyro$");

@@ -5,9 +5,11 @@
 //! quiet here, in the guest, so a client needs one round trip, not a
 //! poll loop. Bounds and the wire types are in `pyro_proto::shell`.
 
+mod prompt;
 mod ring;
 
 use super::{reaper, RpcError};
+use prompt::Markers;
 use pyro_proto::rpc::{self, workspace_absolute, workspace_relative, Event, Reply};
 use pyro_proto::shell::{self, Info, OpenRequest, ReadRequest, ReadResult, Signal, State};
 use ring::Ring;
@@ -31,6 +33,10 @@ pub const SESSION_ARG: &str = "--pyro-shell-session";
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 /// How long a write may wait for the terminal to take its input.
 const INPUT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a read that waits for quiet wants the shell quiet while a
+/// command typed has not brought its prompt back (it may be starting up,
+/// or be an interactive program that prints no prompt marker).
+const BUSY_QUIET: Duration = Duration::from_millis(2000);
 /// How long open waits for the shell's first output (its prompt).
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long close waits after SIGHUP before SIGKILL.
@@ -62,6 +68,13 @@ struct Status {
     exit: Option<(Option<i32>, Option<i32>)>,
     /// Every holder of the terminal closed it: no more output.
     eof: bool,
+    /// A line was typed (Enter) and the shell has not printed its
+    /// prompt marker since: a command is running.
+    /// Lines typed (Enter) that the shell has not answered with a prompt
+    /// marker yet: while not 0, a command is running. Counted, not a
+    /// flag, so the prompt of a command answered late (after the next
+    /// line was typed) does not end the next one too.
+    pending_lines: u64,
 }
 
 fn shells() -> MutexGuard<'static, HashMap<String, Arc<Shell>>> {
@@ -144,7 +157,7 @@ pub fn open(req: OpenRequest) -> Result<Reply, RpcError> {
         .env("LANG", "C.UTF-8")
         .env("TERM", "xterm-256color")
         .env("PS1", "pyro$ ")
-        .env("PROMPT_COMMAND", "")
+        .env("PROMPT_COMMAND", prompt::PROMPT_COMMAND)
         .envs(std::env::vars().filter(|(k, _)| k == "GLIBC_TUNABLES"))
         .envs(req.env.iter().cloned())
         .stdin(Stdio::from(slave.try_clone().map_err(|e| fail("dup", e))?))
@@ -174,6 +187,7 @@ pub fn open(req: OpenRequest) -> Result<Reply, RpcError> {
             last_activity: Instant::now(),
             exit: None,
             eof: false,
+            pending_lines: 0,
         }),
         changed: Condvar::new(),
         stop: File::from(stop_write),
@@ -217,13 +231,23 @@ pub fn open(req: OpenRequest) -> Result<Reply, RpcError> {
     }
     let info = shell.info(&st);
     drop(st);
-    shells().insert(req.id, shell);
+    // Checked again: another open may have taken the room meanwhile.
+    let mut all = shells();
+    if let Err(e) = check_room_in(&all, &req.id) {
+        drop(all);
+        end(&shell);
+        return Err(e);
+    }
+    all.insert(req.id, shell);
     Ok(Reply::Shell(info))
 }
 
 /// The id is free and there is room for one more shell.
 fn check_room(id: &str) -> Result<(), RpcError> {
-    let shells = shells();
+    check_room_in(&shells(), id)
+}
+
+fn check_room_in(shells: &HashMap<String, Arc<Shell>>, id: &str) -> Result<(), RpcError> {
     if shells.contains_key(id) {
         return Err(RpcError::new(
             "conflict",
@@ -270,6 +294,7 @@ fn set_size(master: impl std::os::fd::AsFd, cols: u16, rows: u16) -> std::io::Re
 /// the terminal closed it, or `stop` is written.
 fn pump(shell: &Shell, stop: File) {
     let mut buf = vec![0u8; 64 << 10];
+    let mut markers = Markers::default();
     loop {
         let mut fds = [
             PollFd::new(&shell.master, PollFlags::IN),
@@ -286,8 +311,10 @@ fn pump(shell: &Shell, stop: File) {
         match (&shell.master).read(&mut buf) {
             Ok(0) => break,
             Ok(n) => {
+                let (output, prompts) = markers.strip(&buf[..n]);
                 let mut st = shell.lock();
-                st.ring.push(&buf[..n]);
+                st.ring.push(&output);
+                st.pending_lines = st.pending_lines.saturating_sub(prompts as u64);
                 st.last_activity = Instant::now();
                 drop(st);
                 shell.changed.notify_all();
@@ -336,9 +363,18 @@ pub fn read(req: ReadRequest, out: &mut impl Write) -> Result<Reply, RpcError> {
             let now = Instant::now();
             // Quiet since the read began at least: output from before it
             // (a prompt) does not count as the answer to a write just sent.
+            let quiet = if st.pending_lines > 0 {
+                quiet.max(BUSY_QUIET)
+            } else {
+                quiet
+            };
             let idle_at = st.last_activity.max(started) + quiet;
             if now >= idle_at {
                 idle = true;
+                // Quiet that long counts as answered: a line a program
+                // read (not the shell), or a continuation line, never
+                // brings a prompt, and must not slow every later read.
+                st.pending_lines = 0;
                 break;
             }
             if now >= cap {
@@ -383,6 +419,10 @@ pub fn write(id: &str, input: &[u8]) -> Result<Reply, RpcError> {
     }
     shell.running()?;
     let _typing = shell.input.lock().unwrap_or_else(|p| p.into_inner());
+    // Before the input goes in: the prompt that ends the command may
+    // come back before this call does.
+    let lines = input.iter().filter(|&&b| b == b'\n' || b == b'\r').count();
+    shell.lock().pending_lines += lines as u64;
     let deadline = Instant::now() + INPUT_TIMEOUT;
     let mut rest = input;
     while !rest.is_empty() {
