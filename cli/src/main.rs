@@ -1,5 +1,5 @@
 //! `pyro`: the command-line front end. Parses (`args`), runs the command
-//! (`commands`, `workspace`, `mcp`: SDK calls), prints its result
+//! (`commands`, `workspace`, `shell`, `mcp`: SDK calls), prints its result
 //! (`printer`); errors are printed once, here.
 
 #![forbid(unsafe_code)]
@@ -8,6 +8,7 @@ mod args;
 mod commands;
 mod mcp;
 mod printer;
+mod shell;
 mod workspace;
 
 fn main() {

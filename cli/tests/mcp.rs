@@ -46,6 +46,11 @@ const WORKSPACE_CORE: &[&str] = &[
 ];
 /// `workspace-full` adds these to `workspace-core`.
 const FULL_ONLY: &[&str] = &[
+    "shell_close",
+    "shell_open",
+    "shell_read",
+    "shell_signal",
+    "shell_write",
     "snapshot_create",
     "snapshot_delete",
     "snapshot_list",
@@ -433,6 +438,24 @@ async fn each_profile_lists_exactly_its_tools_and_bad_calls_are_tool_errors() {
                 "invalid_argument",
                 "seed_path",
             ),
+            (
+                "shell_open",
+                json!({"workspace_id": "w", "cols": 0}),
+                "invalid_argument",
+                "cols is 0",
+            ),
+            (
+                "shell_signal",
+                json!({"workspace_id": "w", "shell_id": "s", "signal": "STOP"}),
+                "invalid_argument",
+                "HUP, INT, TERM or KILL",
+            ),
+            (
+                "shell_read",
+                json!({"workspace_id": "nope", "shell_id": "sh-1", "plain": true}),
+                "not_found",
+                "workspace_list",
+            ),
         ] {
             let (kind, msg) = server.fails(tool, args.clone()).await;
             assert_eq!(kind, want_kind, "{tool} {args}: {msg}");
@@ -441,12 +464,6 @@ async fn each_profile_lists_exactly_its_tools_and_bad_calls_are_tool_errors() {
                 "{tool} {args}: {msg}"
             );
         }
-        let call = CallToolRequestParams::new("shell_open");
-        assert!(
-            server.client.call_tool(call).await.is_err(),
-            "no shell tools yet"
-        );
-
         // Still serving, and nothing was made.
         let list = server.ok("workspace_list", json!({})).await;
         assert_eq!(list, json!({"count": 0, "workspaces": []}));

@@ -1,7 +1,7 @@
 //! `pyro-guest-init`: the guest side of pyro. Its binary, `pyro-init`
 //! (built static), is PID 1 inside every pyro guest: it mounts the kernel
 //! filesystems, sets up /workspace, tells the VMM when it started, serves
-//! the RPC agent (exec, files, archives, patches) over vsock, reaps
+//! the RPC agent (exec, files, archives, patches, shells) over vsock, reaps
 //! orphans, and powers the VM off.
 //!
 //! What the host and guest agree on lives in `pyro-proto`, and the patch
@@ -18,6 +18,8 @@ mod init;
 use pyro_proto::{cmdline, marker};
 
 fn main() {
+    // A shell's session helper, started by the agent: not PID 1.
+    init::shell::run_session_if_asked();
     let started_us = init::clock::monotonic_us();
     std::panic::set_hook(Box::new(|info| {
         init::log(&format!("panic: {info}"));

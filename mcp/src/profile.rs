@@ -4,8 +4,8 @@ use std::fmt;
 use std::str::FromStr;
 
 /// A set of tools. `workspace-core` is what most agents need and the
-/// default; `workspace-full` adds stop/start, snapshots and published
-/// ports.
+/// default; `workspace-full` adds stop/start, snapshots, published
+/// ports and shells.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Profile {
     /// `vm_run` only: one-shot commands in fresh VMs.
@@ -66,6 +66,11 @@ const WORKSPACE_FULL: &[&str] = &[
     "workspace_port_publish",
     "workspace_port_list",
     "workspace_port_unpublish",
+    "shell_open",
+    "shell_read",
+    "shell_write",
+    "shell_signal",
+    "shell_close",
 ];
 
 impl Profile {
@@ -136,7 +141,7 @@ mod tests {
     fn core_is_a_subset_of_full_and_counts_match_the_spec() {
         assert_eq!(Profile::VmRun.tools().len(), 1);
         assert_eq!(Profile::WorkspaceCore.tools().len(), 16);
-        assert_eq!(Profile::WorkspaceFull.tools().len(), 24);
+        assert_eq!(Profile::WorkspaceFull.tools().len(), 29);
         for t in Profile::WorkspaceCore.tools() {
             assert!(Profile::WorkspaceFull.tools().contains(t), "{t}");
         }

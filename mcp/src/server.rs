@@ -44,7 +44,8 @@ impl PyroServer {
             + Self::workspace_tools()
             + Self::file_tools()
             + Self::snapshot_tools()
-            + Self::network_tools();
+            + Self::network_tools()
+            + Self::shell_tools();
         tools
             .map
             .retain(|name, _| profile.tools().contains(&name.as_ref()));

@@ -4,6 +4,7 @@
 //!   power-off markers the guest writes over `/dev/mem`).
 //! - [`cmdline`]: kernel command-line keys guest-init reads.
 //! - [`rpc`]: the agent's RPC frames and types over vsock.
+//! - [`shell`]: shells (PTY sessions) the agent keeps, their bounds.
 //! - [`net`]: the guest's addresses on the VMM's user-space network.
 //!
 //! Platform-neutral (serde and the standard library only): the guest's
@@ -16,3 +17,4 @@ pub mod cmdline;
 pub mod marker;
 pub mod net;
 pub mod rpc;
+pub mod shell;

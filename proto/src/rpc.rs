@@ -28,6 +28,7 @@
 //! components are refused, and the guest resolves every path with
 //! `openat2(RESOLVE_BENEATH)`, so a symlink cannot lead outside either.
 
+use crate::shell;
 use serde::{Deserialize, Serialize};
 use std::io::{self, Read, Write};
 
@@ -125,6 +126,22 @@ pub enum Request {
     /// Apply the unified diff in the frame's data part (at most
     /// [`MAX_DATA`]) to /workspace, all or nothing (see the `pyro-patch` crate).
     PatchApply,
+    /// Open a shell on a new pseudo-terminal ([`crate::shell`]).
+    ShellOpen(shell::OpenRequest),
+    /// A shell's output from a cursor, as [`Event::Data`] frames, then
+    /// [`Reply::ShellRead`].
+    ShellRead(shell::ReadRequest),
+    /// Type the frame's data part (at most [`shell::MAX_INPUT_BYTES`])
+    /// into a shell's terminal.
+    ShellWrite { id: String },
+    /// Change a shell's terminal size (its programs get SIGWINCH).
+    ShellResize { id: String, cols: u16, rows: u16 },
+    /// Send a signal to the shell's foreground process group.
+    ShellSignal { id: String, signal: shell::Signal },
+    /// End a shell (HUP, then KILL) and forget it.
+    ShellClose { id: String },
+    /// Every shell the agent keeps.
+    ShellList,
     /// A piece of the current request's body; an empty one ends it.
     Data,
 }
@@ -203,6 +220,12 @@ pub enum Reply {
     Synced,
     Restored,
     Patched(PatchResult),
+    /// Shell open, write, resize, signal and close.
+    Shell(shell::Info),
+    ShellRead(shell::ReadResult),
+    Shells {
+        shells: Vec<shell::Info>,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]

@@ -449,6 +449,37 @@ impl GuestClient {
     }
 }
 
+impl GuestClient {
+    /// A shell request (`Request::Shell*`), with `input` as the frame's
+    /// data part (a write's input; empty otherwise). Returns the reply
+    /// and the output the guest sent before it in data frames, at most
+    /// `max_output` bytes of it (the guest is untrusted: more is an
+    /// error).
+    pub fn shell(
+        &mut self,
+        request: &Request,
+        input: &[u8],
+        max_output: usize,
+    ) -> Result<(Reply, Vec<u8>), GuestError> {
+        rpc::write_frame(&mut self.writer, request, input)?;
+        self.writer.flush()?;
+        let mut output = Vec::new();
+        let reply = self.finish_with(
+            |_, _| {},
+            |data| {
+                if output.len() + data.len() > max_output {
+                    return Err(std::io::Error::other(format!(
+                        "the guest sent more than the {max_output} bytes of shell output asked for"
+                    )));
+                }
+                output.extend_from_slice(data);
+                Ok(())
+            },
+        )?;
+        Ok((reply, output))
+    }
+}
+
 fn unexpected(reply: Reply) -> GuestError {
     GuestError::Protocol(format!("{reply:?}"))
 }

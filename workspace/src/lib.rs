@@ -37,6 +37,8 @@ pub use pyro_proto::rpc::{
     ArtifactType, DownloadResult, ExecRequest, ExecResult, FileInfo, ListResult, ReadResult,
     Stream, UploadResult, WriteResult,
 };
+/// Shell bounds and defaults (`pyro workspace shell`, docs/shells.md).
+pub use pyro_proto::shell as shell_limits;
 pub use pyro_vmm::control::ExitReason;
 /// Network policies, allowlists, static names, port mappings, and what a
 /// running VM reports of its network.
@@ -49,9 +51,10 @@ pub use transfer::{pack_dir, unpack_untrusted, PackStats};
 pub use workspaces::{
     Checkpoint, CheckpointKind, CommandRecord, CreateOptions, Deleted, DiffEntry, DiffResult,
     DiffStatus, DiffSummary, Export, FileList, FileRead, FileWrite, PatchApply, Port, PortList,
-    Reset, StartKind, SyncPush, UpdateOptions, Workspace, WorkspaceRecord, WorkspaceState,
-    DEFAULT_DISK_MIB, DEFAULT_FILE_READ_BYTES, DEFAULT_SYSTEM_DISK_MIB, MAX_FILE_READ_BYTES,
-    MAX_FILE_WRITE_BYTES,
+    Reset, Shell, ShellClosed, ShellList, ShellOptions, ShellRead, ShellReadOptions, ShellSignal,
+    ShellSignalSent, ShellState, ShellWrite, StartKind, SyncPush, UpdateOptions, Workspace,
+    WorkspaceRecord, WorkspaceState, DEFAULT_DISK_MIB, DEFAULT_FILE_READ_BYTES,
+    DEFAULT_SYSTEM_DISK_MIB, MAX_FILE_READ_BYTES, MAX_FILE_WRITE_BYTES,
 };
 
 use pyro_images::{Images, Paths};

@@ -5,6 +5,7 @@
 
 pub mod network;
 pub mod shape;
+pub mod shell;
 pub mod workspace;
 
 use clap::{Args, Parser, Subcommand};

@@ -51,6 +51,10 @@ pub enum WorkspaceCommand {
     /// addresses).
     #[command(subcommand)]
     Port(PortCommand),
+    /// Persistent shells on a pseudo-terminal: open, write, read (also
+    /// as plain screen text), signal, close; they outlive this command.
+    #[command(subcommand)]
+    Shell(super::shell::ShellCommand),
 }
 
 #[derive(Args)]

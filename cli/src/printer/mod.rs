@@ -1,5 +1,6 @@
 //! How results and errors are printed, and nothing else: each result
-//! the SDK returns has one [`Render`] (in [`workspace`], [`network`] and [`host`];
+//! the SDK returns has one [`Render`] (in [`workspace`], [`shell`], [`network`] and
+//! [`host`];
 //! `mcp config`, which has no JSON, prints through [`mcp`]),
 //! and the [`Printer`] shows it either as human text (the result on
 //! stdout, a one-line `[command] key=value` summary on stderr) or, with
@@ -9,6 +10,7 @@
 pub mod host;
 pub mod mcp;
 pub mod network;
+pub mod shell;
 pub mod workspace;
 
 use pyro_workspace::Error;

@@ -1,7 +1,7 @@
 //! The RPC agent: listens on vsock, one thread per connection, requests
 //! on a connection served in order (see `proto::rpc`).
 
-use super::{archive, exec, files, log, patch_apply, RpcError};
+use super::{archive, exec, files, log, patch_apply, shell, RpcError};
 use pyro_proto::rpc::{self, Event, Reply, Request};
 use std::io::{BufReader, BufWriter, Read, Write};
 use vsock::{VsockListener, VsockStream, VMADDR_CID_ANY};
@@ -118,7 +118,7 @@ fn has_body(request: &Request) -> bool {
 
 fn handle(
     request: Request,
-    patch_text: Vec<u8>,
+    data: Vec<u8>,
     body: &mut Body<'_>,
     out: &mut BufWriter<VsockStream>,
 ) -> Result<Reply, RpcError> {
@@ -162,7 +162,14 @@ fn handle(
             system.as_deref(),
         )
         .map(|_| Reply::Restored),
-        Request::PatchApply => patch_apply::apply(&patch_text),
+        Request::PatchApply => patch_apply::apply(&data),
+        Request::ShellOpen(req) => shell::open(req),
+        Request::ShellRead(req) => shell::read(req, out),
+        Request::ShellWrite { id } => shell::write(&id, &data),
+        Request::ShellResize { id, cols, rows } => shell::resize(&id, cols, rows),
+        Request::ShellSignal { id, signal } => shell::signal(&id, signal),
+        Request::ShellClose { id } => shell::close(&id),
+        Request::ShellList => Ok(shell::list()),
         Request::Data => Err(RpcError::new(
             "bad_request",
             "a data frame outside a request body".into(),

@@ -12,6 +12,7 @@ pub mod net;
 pub mod patch_apply;
 pub mod power;
 pub mod reaper;
+pub mod shell;
 pub mod system;
 
 use std::io::{Read, Write};

@@ -138,7 +138,16 @@ impl WorkspaceHandle {
         agent
             .set_reply_timeout(Some(SYNC_TIMEOUT))
             .map_err(GuestError::from)?;
-        agent.sync().map_err(|e| match e {
+        agent
+            .sync()
+            .map_err(|e| self.late(e, "flush /workspace", SYNC_TIMEOUT))
+    }
+
+    /// `e` as the verb's error: a reply that did not come within
+    /// `timeout` (the client's reply timeout) says that the agent did not
+    /// `what` in time.
+    pub fn late(&self, e: GuestError, what: &str, timeout: Duration) -> Error {
+        match e {
             GuestError::Io(io)
                 if matches!(
                     io.kind(),
@@ -146,13 +155,13 @@ impl WorkspaceHandle {
                 ) =>
             {
                 Error::Guest(format!(
-                    "workspace {}: the agent did not flush /workspace within {} s",
+                    "workspace {}: the agent did not {what} within {} s",
                     self.given,
-                    SYNC_TIMEOUT.as_secs()
+                    timeout.as_secs()
                 ))
             }
             other => other.into(),
-        })
+        }
     }
 
     /// Records activity now, plus `f`'s change, under the lock (the held

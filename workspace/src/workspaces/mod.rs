@@ -9,7 +9,8 @@
 //! a workspace, its lock and agent), `lifecycle` (create to delete),
 //! `start` (starting its VM), `exec` (commands and their history),
 //! `files` (files, sync, patch, export, diff), `checkpoints` (checkpoints
-//! and reset), `network` (published ports, refusals); `store`, `disk` and `diff` below them.
+//! and reset), `network` (published ports, refusals), `shells` (PTY
+//! sessions the guest keeps); `store`, `disk` and `diff` below them.
 
 mod checkpoints;
 mod diff;
@@ -20,6 +21,7 @@ mod handle;
 mod lifecycle;
 mod network;
 mod records;
+mod shells;
 mod start;
 mod store;
 
@@ -31,6 +33,7 @@ pub use records::{
     FileWrite, PatchApply, Reset, StartKind, SyncPush, UpdateOptions, Workspace, WorkspaceRecord,
     WorkspaceState,
 };
+pub use shells::*;
 pub(crate) use store::now_unix;
 
 /// Size of a new /workspace disk (sparse: only what is used takes space).
