@@ -160,6 +160,42 @@ pub fn valid_env_name(name: &str) -> bool {
         && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
+/// Why a read's `max_bytes` or `wait_for_idle_ms` is refused, if it is.
+pub fn check_read(max_bytes: u64, wait_for_idle_ms: Option<u64>) -> Result<(), String> {
+    if !(1..=MAX_READ_BYTES).contains(&max_bytes) {
+        return Err(format!(
+            "max_bytes must be 1-{MAX_READ_BYTES} (got {max_bytes})"
+        ));
+    }
+    match wait_for_idle_ms {
+        Some(ms) if !(1..=MAX_IDLE_MS).contains(&ms) => Err(format!(
+            "wait_for_idle_ms must be 1-{MAX_IDLE_MS} (got {ms})"
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Why a shell's extra environment is refused, if it is.
+pub fn check_env(env: &[(String, String)]) -> Result<(), String> {
+    match env.iter().find(|(n, _)| !valid_env_name(n)) {
+        Some((name, _)) => Err(format!(
+            "env: {name:?} is not a variable name ([A-Za-z_][A-Za-z0-9_]{{0,63}})"
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Why a write of `len` bytes is refused, if it is.
+pub fn check_input(len: usize) -> Result<(), String> {
+    if len > MAX_INPUT_BYTES {
+        Err(format!(
+            "input: {len} bytes, at most {MAX_INPUT_BYTES} per write"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
 /// Why a terminal size is refused, if it is.
 pub fn check_size(cols: u16, rows: u16) -> Result<(), String> {
     if (1..=MAX_SIZE).contains(&cols) && (1..=MAX_SIZE).contains(&rows) {
@@ -206,5 +242,12 @@ mod tests {
         assert!(check_size(120, 30).is_ok());
         assert!(check_size(0, 30).is_err());
         assert!(check_size(120, 1001).is_err());
+        assert!(check_read(1, Some(MAX_IDLE_MS)).is_ok());
+        assert!(check_read(0, None).unwrap_err().contains("max_bytes"));
+        assert!(check_read(1, Some(0))
+            .unwrap_err()
+            .contains("wait_for_idle_ms"));
+        assert!(check_env(&[("A=B".into(), String::new())]).is_err());
+        assert!(check_input(MAX_INPUT_BYTES).is_ok() && check_input(MAX_INPUT_BYTES + 1).is_err());
     }
 }

@@ -68,8 +68,6 @@ struct Status {
     exit: Option<(Option<i32>, Option<i32>)>,
     /// Every holder of the terminal closed it: no more output.
     eof: bool,
-    /// A line was typed (Enter) and the shell has not printed its
-    /// prompt marker since: a command is running.
     /// Lines typed (Enter) that the shell has not answered with a prompt
     /// marker yet: while not 0, a command is running. Counted, not a
     /// flag, so the prompt of a command answered late (after the next
@@ -132,11 +130,7 @@ pub fn open(req: OpenRequest) -> Result<Reply, RpcError> {
     let cwd = workspace_relative(&req.cwd)
         .map(|rel| workspace_absolute(&rel))
         .map_err(|e| invalid(format!("cwd: {e}")))?;
-    if let Some((name, _)) = req.env.iter().find(|(n, _)| !shell::valid_env_name(n)) {
-        return Err(invalid(format!(
-            "environment variable name {name:?}: [A-Za-z_][A-Za-z0-9_]{{0,63}}"
-        )));
-    }
+    shell::check_env(&req.env).map_err(invalid)?;
     check_room(&req.id)?;
     let fail =
         |what: &str, e: std::io::Error| RpcError::new("shell_failed", format!("{what}: {e}"));
@@ -330,22 +324,7 @@ fn pump(shell: &Shell, stop: File) {
 
 pub fn read(req: ReadRequest, out: &mut impl Write) -> Result<Reply, RpcError> {
     let shell = get(&req.id)?;
-    if !(1..=shell::MAX_READ_BYTES).contains(&req.max_bytes) {
-        return Err(invalid(format!(
-            "max_bytes must be 1-{} (got {})",
-            shell::MAX_READ_BYTES,
-            req.max_bytes
-        )));
-    }
-    if let Some(ms) = req
-        .wait_for_idle_ms
-        .filter(|ms| !(1..=shell::MAX_IDLE_MS).contains(ms))
-    {
-        return Err(invalid(format!(
-            "wait_for_idle_ms must be 1-{} (got {ms})",
-            shell::MAX_IDLE_MS
-        )));
-    }
+    shell::check_read(req.max_bytes, req.wait_for_idle_ms).map_err(invalid)?;
     let started = Instant::now();
     let mut st = shell.lock();
     let mut idle = false;
@@ -410,13 +389,7 @@ pub fn read(req: ReadRequest, out: &mut impl Write) -> Result<Reply, RpcError> {
 
 pub fn write(id: &str, input: &[u8]) -> Result<Reply, RpcError> {
     let shell = get(id)?;
-    if input.len() > shell::MAX_INPUT_BYTES {
-        return Err(invalid(format!(
-            "input of {} bytes: at most {} per write",
-            input.len(),
-            shell::MAX_INPUT_BYTES
-        )));
-    }
+    shell::check_input(input.len()).map_err(invalid)?;
     shell.running()?;
     let _typing = shell.input.lock().unwrap_or_else(|p| p.into_inner());
     // Before the input goes in: the prompt that ends the command may

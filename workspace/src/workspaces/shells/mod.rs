@@ -16,10 +16,7 @@ use std::time::Duration;
 
 pub use plain::render as render_plain;
 pub use pyro_proto::shell::{Signal as ShellSignal, State as ShellState};
-use pyro_proto::shell::{
-    DEFAULT_COLS, DEFAULT_READ_BYTES, DEFAULT_ROWS, MAX_IDLE_MS, MAX_INPUT_BYTES, MAX_READ_BYTES,
-    WAIT_CAP_MS,
-};
+use pyro_proto::shell::{DEFAULT_COLS, DEFAULT_READ_BYTES, DEFAULT_ROWS, WAIT_CAP_MS};
 
 /// Bound on a shell request's reply, beyond any wait it asked for (an
 /// open starts two processes in the guest, ~1 s on PVM hosts).
@@ -53,13 +50,13 @@ impl Default for ShellOptions {
 pub struct ShellReadOptions {
     /// Where to start: 0, or the `next_cursor` of the last read.
     pub cursor: u64,
-    /// At most this many bytes of raw output (1..=[`MAX_READ_BYTES`]).
+    /// At most this many bytes of raw output (1..=[`wire::MAX_READ_BYTES`]).
     pub max_bytes: u64,
     /// Render through a terminal emulator: the text as a terminal shows
     /// it, not escape codes.
     pub plain: bool,
     /// First wait until the shell has been quiet this long (1..=
-    /// [`MAX_IDLE_MS`]; 2 s at least while a line typed has not brought
+    /// [`wire::MAX_IDLE_MS`]; 2 s at least while a line typed has not brought
     /// the prompt back), at most [`WAIT_CAP_MS`] in all.
     pub wait_for_idle_ms: Option<u64>,
 }
@@ -160,11 +157,7 @@ impl Pyro {
         let cwd = rpc::workspace_relative(cwd)
             .map(|rel| rpc::workspace_absolute(&rel))
             .map_err(|e| Error::InvalidArgument(format!("cwd: {e}")))?;
-        if let Some((name, _)) = opts.env.iter().find(|(n, _)| !wire::valid_env_name(n)) {
-            return Err(Error::InvalidArgument(format!(
-                "env: {name:?} is not a variable name ([A-Za-z_][A-Za-z0-9_]{{0,63}})"
-            )));
-        }
+        wire::check_env(&opts.env).map_err(Error::InvalidArgument)?;
         let ws = self.workspace(id)?;
         let request = Request::ShellOpen(wire::OpenRequest {
             id: new_shell_id()?,
@@ -186,20 +179,7 @@ impl Pyro {
         shell_id: &str,
         opts: &ShellReadOptions,
     ) -> Result<ShellRead, Error> {
-        if !(1..=MAX_READ_BYTES).contains(&opts.max_bytes) {
-            return Err(Error::InvalidArgument(format!(
-                "max_bytes must be 1-{MAX_READ_BYTES} (got {})",
-                opts.max_bytes
-            )));
-        }
-        if let Some(ms) = opts
-            .wait_for_idle_ms
-            .filter(|ms| !(1..=MAX_IDLE_MS).contains(ms))
-        {
-            return Err(Error::InvalidArgument(format!(
-                "wait_for_idle_ms must be 1-{MAX_IDLE_MS} (got {ms})"
-            )));
-        }
+        wire::check_read(opts.max_bytes, opts.wait_for_idle_ms).map_err(Error::InvalidArgument)?;
         check_shell_id(shell_id)?;
         let ws = self.workspace(id)?;
         let request = Request::ShellRead(wire::ReadRequest {
@@ -254,12 +234,7 @@ impl Pyro {
         if append_newline {
             bytes.push(b'\n');
         }
-        if bytes.len() > MAX_INPUT_BYTES {
-            return Err(Error::InvalidArgument(format!(
-                "input: {} bytes, at most {MAX_INPUT_BYTES} per write",
-                bytes.len()
-            )));
-        }
+        wire::check_input(bytes.len()).map_err(Error::InvalidArgument)?;
         check_shell_id(shell_id)?;
         let ws = self.workspace(id)?;
         let request = Request::ShellWrite {
@@ -406,11 +381,5 @@ fn check_shell_id(shell_id: &str) -> Result<(), Error> {
 
 /// A fresh shell id: `sh-` and 8 random hex digits.
 fn new_shell_id() -> Result<String, Error> {
-    let mut bytes = [0u8; 4];
-    rustix::rand::getrandom(&mut bytes, rustix::rand::GetRandomFlags::empty())
-        .map_err(|e| Error::Io(format!("getrandom: {e}")))?;
-    Ok(format!(
-        "sh-{}",
-        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    ))
+    Ok(format!("sh-{}", &super::store::new_id()?[..8]))
 }
