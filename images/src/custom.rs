@@ -213,20 +213,22 @@ pub(crate) fn get(paths: &Paths, name: &str) -> Result<Option<EnvSpec>> {
     let Some(def) = read_json::<Definition>(&definition_path(paths, name))? else {
         return Ok(None);
     };
-    Ok((def.name == name).then(|| to_spec(def)))
+    Ok(to_spec(def).filter(|spec| spec.name == name))
 }
 
-fn to_spec(def: Definition) -> EnvSpec {
-    let base = Catalog::find(&def.custom.from);
-    let mut packages = base.map(|b| b.packages.clone()).unwrap_or_default();
+/// The spec a definition builds; `None` if its base is no longer in the
+/// catalog (it cannot be built, so it is not listed or accepted).
+fn to_spec(def: Definition) -> Option<EnvSpec> {
+    let base = Catalog::find(&def.custom.from)?;
+    let mut packages = base.packages.clone();
     packages.extend(def.custom.extra_packages.iter().cloned());
-    EnvSpec {
+    Some(EnvSpec {
         name: def.name,
         description: def.description,
         packages,
-        suite: base.map_or_else(|| "bookworm".to_string(), |b| b.suite.clone()),
+        suite: base.suite.clone(),
         custom: Some(def.custom),
-    }
+    })
 }
 
 /// Every defined custom environment, by name. Unreadable definitions are
@@ -239,8 +241,8 @@ pub(crate) fn all(paths: &Paths) -> Vec<EnvSpec> {
         .flatten()
         .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
         .filter_map(|e| read_json::<Definition>(&e.path()).ok().flatten())
-        .filter(|d| Catalog::find(&d.custom.from).is_some() && check_name(&d.name).is_ok())
-        .map(to_spec)
+        .filter(|d| check_name(&d.name).is_ok())
+        .filter_map(to_spec)
         .collect();
     v.sort_by(|a, b| a.name.cmp(&b.name));
     v
