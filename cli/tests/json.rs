@@ -3,18 +3,11 @@
 //! error is the `{"ok":false,"error":{..}}` document, usage errors clap
 //! finds included, with the usual exit codes.
 
-use serde_json::Value;
-use std::process::{Command, Output};
+mod common;
 
-/// Runs pyro with its workspace state in a scratch directory.
-fn pyro(data: &tempfile::TempDir, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pyro"))
-        .args(args)
-        .env("XDG_DATA_HOME", data.path())
-        .env_remove("PYRO_HOME")
-        .output()
-        .expect("run pyro")
-}
+use common::pyro;
+use serde_json::Value;
+use std::process::Output;
 
 fn document(out: &Output) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {

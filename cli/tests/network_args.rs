@@ -5,18 +5,10 @@
 //! clear flags conflict with the flags they clear; the port commands
 //! parse their mappings the same way; the help says all this.
 
-use serde_json::Value;
-use std::process::{Command, Output};
+mod common;
 
-/// Runs pyro with its workspace state in a scratch directory.
-fn pyro(data: &tempfile::TempDir, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pyro"))
-        .args(args)
-        .env("XDG_DATA_HOME", data.path())
-        .env_remove("PYRO_HOME")
-        .output()
-        .expect("run pyro")
-}
+use common::pyro;
+use serde_json::Value;
 
 /// `pyro --json ARGS`: the exit code and the error message.
 fn json_error(data: &tempfile::TempDir, args: &[&str]) -> (Option<i32>, String, String) {

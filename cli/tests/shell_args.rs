@@ -3,16 +3,9 @@
 //! usage errors (exit 2) that name the flag and its range; a shell of an
 //! unknown workspace is `not_found`; the help lists the verbs.
 
-use std::process::{Command, Output};
+mod common;
 
-fn pyro(data: &tempfile::TempDir, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pyro"))
-        .args(args)
-        .env("XDG_DATA_HOME", data.path())
-        .env_remove("PYRO_HOME")
-        .output()
-        .expect("run pyro")
-}
+use common::pyro;
 
 #[test]
 fn bad_shell_flags_are_usage_errors_that_name_the_rule() {
