@@ -112,6 +112,23 @@ fn an_agent_works_in_a_shell_across_clients_beside_an_exec() {
     );
     cursor = next;
 
+    // A command that computes silently for longer than the 2 s a busy
+    // shell must be quiet: the agent sees it working (state R), so one
+    // read still waits for its answer.
+    pyro.workspace_shell_write(
+        &ws,
+        &id,
+        "end=$((SECONDS+4)); while [ $SECONDS -lt $end ]; do :; done; echo computed",
+        true,
+    )
+    .expect("write");
+    let (out, next) = read(&pyro, &ws, &id, cursor, true);
+    assert!(
+        out.contains("\ncomputed\n") && out.ends_with("pyro$\n"),
+        "{out:?}"
+    );
+    cursor = next;
+
     // Five clients in turn (each its own SDK instance and connections)
     // find the same shell, with its state (a variable) kept.
     run_line(&pyro, &ws, &id, &mut cursor, "KEPT=yes", "pyro$");

@@ -81,8 +81,8 @@ pub struct ShellReadArgs {
     #[arg(long)]
     pub plain: bool,
     /// First wait until the shell has been quiet this long, 1-10000 ms
-    /// (2 s at least while a command typed has not brought the prompt
-    /// back; 10 s of waiting at most).
+    /// (2 s at least, and not while it computes, while a command typed
+    /// has not brought the prompt back; 10 s of waiting at most).
     #[arg(
         long,
         value_name = "MS",

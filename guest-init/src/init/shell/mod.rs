@@ -5,6 +5,7 @@
 //! quiet here, in the guest, so a client needs one round trip, not a
 //! poll loop. Bounds and the wire types are in `pyro_proto::shell`.
 
+mod busy;
 mod prompt;
 mod ring;
 
@@ -331,6 +332,10 @@ pub fn read(req: ReadRequest, out: &mut impl Write) -> Result<Reply, RpcError> {
     if let Some(ms) = req.wait_for_idle_ms {
         let quiet = Duration::from_millis(ms);
         let cap = started + Duration::from_millis(shell::WAIT_CAP_MS);
+        // When the foreground command was last seen working, and
+        // whether it was looked at since the last wake-up.
+        let mut working_at = started;
+        let mut looked = false;
         loop {
             let ready = st
                 .ring
@@ -347,7 +352,22 @@ pub fn read(req: ReadRequest, out: &mut impl Write) -> Result<Reply, RpcError> {
             } else {
                 quiet
             };
-            let idle_at = st.last_activity.max(started) + quiet;
+            let idle_at = st.last_activity.max(working_at) + quiet;
+            if now >= idle_at && st.pending_lines > 0 && !looked {
+                // Silent, but maybe still starting up or computing: look
+                // (without the lock, so output keeps flowing meanwhile),
+                // then decide again on what came in while looking.
+                let group = shell.foreground();
+                drop(st);
+                let working = group.is_some_and(|g| busy::working(g.as_raw_nonzero().get()));
+                st = shell.lock();
+                if working {
+                    working_at = Instant::now();
+                } else {
+                    looked = true;
+                }
+                continue;
+            }
             if now >= idle_at {
                 idle = true;
                 // Quiet that long counts as answered: a line a program
@@ -364,6 +384,7 @@ pub fn read(req: ReadRequest, out: &mut impl Write) -> Result<Reply, RpcError> {
                 .wait_timeout(st, idle_at.min(cap) - now)
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
+            looked = false;
         }
     }
     let slice = st

@@ -56,8 +56,9 @@ pub struct ShellReadOptions {
     /// it, not escape codes.
     pub plain: bool,
     /// First wait until the shell has been quiet this long (1..=
-    /// [`wire::MAX_IDLE_MS`]; 2 s at least while a line typed has not brought
-    /// the prompt back), at most [`WAIT_CAP_MS`] in all.
+    /// [`wire::MAX_IDLE_MS`]; while a line typed has not brought the
+    /// prompt back, 2 s at least and not while the foreground command
+    /// runs), at most [`WAIT_CAP_MS`] in all.
     pub wait_for_idle_ms: Option<u64>,
 }
 
