@@ -9,9 +9,11 @@ mod common;
 
 use common::pyro_with_own_data;
 use pyro::workspace::{
-    CreateOptions, NetConfig, NetRules, NetworkPolicy, NoProgress, Pyro, RunOptions,
+    CreateOptions, NetConfig, NetRules, NetworkPolicy, NoProgress, Progress, Pyro, RunOptions,
+    StartKind,
 };
 use std::path::Path;
+use std::sync::Mutex;
 use std::time::Duration;
 
 fn sh(script: &str) -> Vec<String> {
@@ -31,6 +33,18 @@ fn exec(pyro: &Pyro, id: &str, script: &str) -> String {
         String::from_utf8_lossy(&r.stderr)
     );
     out
+}
+
+/// Records the progress phases reported.
+#[derive(Default)]
+struct Phases(Mutex<Vec<String>>);
+
+impl Progress for Phases {
+    fn phase(&self, step: &str, detail: &str) {
+        self.0.lock().unwrap().push(format!("{step}: {detail}"));
+    }
+    fn tick(&self, _: &str, _: &str) {}
+    fn done(&self, _: &str, _: &str) {}
 }
 
 /// A digest of a file's bytes (not cryptographic; enough to see a
@@ -80,8 +94,17 @@ fn a_workspace_system_persists_is_checkpointed_and_stays_its_own() {
         ttl_seconds: Some(1800),
         ..CreateOptions::default()
     };
-    let a = pyro.workspace_create(&opts, &NoProgress).unwrap();
-    let b = pyro.workspace_create(&opts, &NoProgress).unwrap();
+    // New workspaces restore the snapshot that has the writable system
+    // made, their system disks copied from its template: no fallback.
+    let phases = Phases::default();
+    let a = pyro.workspace_create(&opts, &phases).unwrap();
+    let b = pyro.workspace_create(&opts, &phases).unwrap();
+    let said = phases.0.lock().unwrap().join("\n");
+    assert!(
+        !said.contains("no snapshot") && !said.contains("no warm start"),
+        "{said}"
+    );
+    assert_eq!(a.record.last_start, Some(StartKind::Warm));
     let (a, b) = (a.record.workspace_id, b.record.workspace_id);
     let _cleanup = (
         common::delete_on_drop(&pyro, &a),

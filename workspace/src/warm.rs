@@ -196,8 +196,14 @@ pub(crate) fn warm_page_cache(client: &mut GuestClient) -> Result<(), Error> {
 /// directory (see [`Pyro::workspace_snapshot`]).
 const PLACEHOLDER: &str = "placeholder.img";
 
-/// The empty system disk a workspace snapshot is taken with.
+/// The system disk a workspace snapshot is taken with: empty, or (for a
+/// [`Mounts::SystemAtBoot`] snapshot) a new upper layer the VM mounted.
 const PLACEHOLDER_SYSTEM: &str = "placeholder-system.img";
+
+/// In a [`Mounts::SystemAtBoot`] snapshot's directory: its system disk as
+/// it was when the snapshot was taken, which a new workspace's system
+/// disk is copied from.
+pub(crate) const SYSTEM_TEMPLATE: &str = "system.ext4";
 
 /// The device a workspace's disk appears as in the guest (the second
 /// disk, after the root image).
@@ -205,17 +211,31 @@ pub(crate) const WORKSPACE_DEVICE: &str = "/dev/vdb";
 /// The device of a workspace's system disk (the third).
 pub(crate) const SYSTEM_DEVICE: &str = "/dev/vdc";
 
+/// When a workspace VM's guest mounts its two disks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mounts {
+    /// Both at boot (a cold boot).
+    AtBoot,
+    /// Both on `Restored`, after a restore (the workspace snapshot).
+    OnRestore,
+    /// The system disk at boot, so it is mounted (and the overlay made)
+    /// in the snapshot taken from that boot; /workspace on `Restored`.
+    /// Only a system disk copied from the snapshot's [`SYSTEM_TEMPLATE`]
+    /// may be attached to a VM restored from it: the guest's memory
+    /// holds that filesystem's mounted state.
+    SystemAtBoot,
+}
+
 impl Pyro {
     /// The VM of a workspace: `base` (the environment's VM, see
     /// [`Pyro::environment_vm`]) with `disk` as /workspace and `system`
-    /// as the writable system's upper layer (both set up at boot, or on
-    /// `Restored` when `mount_at_boot` is false), vsock and console in
-    /// `vm_dir`.
+    /// as the writable system's upper layer, mounted as `mounts` says,
+    /// vsock and console in `vm_dir`.
     pub(crate) fn workspace_vm_config(
         base: &VmConfig,
         disk: &Path,
         system: &Path,
-        mount_at_boot: bool,
+        mounts: Mounts,
         vm_dir: &Path,
     ) -> VmConfig {
         use pyro_proto::cmdline::{SYSTEM_KEY, SYSTEM_LATER, WORKSPACE_KEY, WORKSPACE_LATER};
@@ -226,10 +246,10 @@ impl Pyro {
                 read_only: false,
             });
         }
-        let (mount, upper) = if mount_at_boot {
-            (WORKSPACE_DEVICE, SYSTEM_DEVICE)
-        } else {
-            (WORKSPACE_LATER, SYSTEM_LATER)
+        let (mount, upper) = match mounts {
+            Mounts::AtBoot => (WORKSPACE_DEVICE, SYSTEM_DEVICE),
+            Mounts::OnRestore => (WORKSPACE_LATER, SYSTEM_LATER),
+            Mounts::SystemAtBoot => (WORKSPACE_LATER, SYSTEM_DEVICE),
         };
         config
             .cmdline_extra
@@ -252,35 +272,62 @@ impl Pyro {
     /// agent mounts it (see [`GuestClient::restored`]). So the snapshot
     /// holds no workspace data, and one serves every workspace of the
     /// shape.
+    ///
+    /// `new_system` (a size in MiB) asks for the snapshot new workspaces
+    /// start from instead ([`Mounts::SystemAtBoot`]): its VM booted with a
+    /// new, empty system disk of that size, so the snapshot has the
+    /// writable system already made (an ext4 mount, the overlay and the
+    /// pivot: seconds of emulated guest-kernel work on PVM hosts), and
+    /// keeps that disk as [`SYSTEM_TEMPLATE`] for new workspaces to copy.
+    /// The guest is synced, then paused before the snapshot and stopped
+    /// after it, so the template is the disk as the snapshot's memory
+    /// knows it.
     pub(crate) fn workspace_snapshot(
         &self,
         environment: &str,
         base: &VmConfig,
+        new_system: Option<u64>,
         timeout: Duration,
         progress: &dyn Progress,
     ) -> Result<PathBuf, Error> {
         let vmm = pyro_vmm::snapshot::vmm_build_id_of(&vmm_program()?);
+        let mounts = match new_system {
+            Some(_) => Mounts::SystemAtBoot,
+            None => Mounts::OnRestore,
+        };
         let shape = |work: &Path| {
             Self::workspace_vm_config(
                 base,
                 &work.join(PLACEHOLDER),
                 &work.join(PLACEHOLDER_SYSTEM),
-                false,
+                mounts,
                 work,
             )
         };
-        let snap = self.snapshot_dir(environment, &shape(Path::new("")), &vmm, "ws-");
-        if snap.join(STATE_FILE).exists() {
+        let kind = match new_system {
+            Some(mib) => format!("new{mib}m-"),
+            None => "ws-".to_string(),
+        };
+        let snap = self.snapshot_dir(environment, &shape(Path::new("")), &vmm, &kind);
+        let template_missing = new_system.is_some() && !snap.join(SYSTEM_TEMPLATE).is_file();
+        if snap.join(STATE_FILE).exists() && !template_missing {
             return Ok(snap);
         }
+        if template_missing {
+            // Half of one (never written so; removed by hand?): start over.
+            let _ = std::fs::remove_dir_all(&snap);
+        }
         self.build_snapshot(environment, &snap, progress, |work, state| {
+            let io = |what: &Path, e: std::io::Error| Error::Io(format!("{}: {e}", what.display()));
             let mut config = shape(work);
             config.set_net(snapshot_network());
             // The second and third disks `shape` gave the VM.
-            for name in [PLACEHOLDER, PLACEHOLDER_SYSTEM] {
-                let placeholder = &work.join(name);
-                std::fs::File::create(placeholder)
-                    .map_err(|e| Error::Io(format!("{}: {e}", placeholder.display())))?;
+            let placeholder = work.join(PLACEHOLDER);
+            std::fs::File::create(&placeholder).map_err(|e| io(&placeholder, e))?;
+            let system = work.join(PLACEHOLDER_SYSTEM);
+            match new_system {
+                Some(mib) => crate::workspaces::make_system_disk(&system, mib)?,
+                None => drop(std::fs::File::create(&system).map_err(|e| io(&system, e))?),
             }
             // A deadline, so the VMM (its own process group) ends even if
             // this process is killed mid-build and never stops it.
@@ -295,11 +342,22 @@ impl Pyro {
             })?;
             let taken = vm.wait_ready(timeout).and_then(|mut client| {
                 warm_page_cache(&mut client)?;
+                if new_system.is_some() {
+                    client.sync()?;
+                    vm.pause()?;
+                }
                 drop(client);
                 vm.snapshot(state)
             });
-            let _ = vm.stop();
-            taken
+            let stopped = vm.stop();
+            taken?;
+            if new_system.is_some() {
+                // Only once the VMM is gone: nothing writes the disk now.
+                stopped?;
+                let template = state.join(SYSTEM_TEMPLATE);
+                std::fs::rename(&system, &template).map_err(|e| io(&template, e))?;
+            }
+            Ok(())
         })?;
         Ok(snap)
     }

@@ -141,7 +141,7 @@ impl Pyro {
             .map_err(|e| store::io_err(&ws.dir.system_disk(), e))?;
         let mut record = ws.touch(|_| {})?;
         progress.phase("reset", &format!("restored {checkpoint}; starting"));
-        self.boot(&ws.dir, &mut record, false, progress)?;
+        self.boot(&ws.dir, &mut record, false, None, progress)?;
         Ok(Reset {
             workspace_id: record.workspace_id.clone(),
             snapshot: checkpoint.into(),

@@ -145,9 +145,6 @@ impl Pyro {
             .map_err(|e| store::io_err(&dir.checkpoints(), e))?;
         std::fs::create_dir_all(dir.history()).map_err(|e| store::io_err(&dir.history(), e))?;
         let bytes = disk::sparse_copy(&dir.disk(), &dir.checkpoint_image(BASELINE))?;
-        // The clean environment: an empty upper layer, kept as baseline too.
-        disk::make_system(&dir.system_disk(), opts.system_disk_mib)?;
-        disk::sparse_copy(&dir.system_disk(), &dir.checkpoint_system_image(BASELINE))?;
 
         let now = now_unix();
         let record = WorkspaceRecord {
@@ -183,10 +180,13 @@ impl Pyro {
                 deletable: false,
             },
         )?;
+        // The clean environment: an empty upper layer, kept as baseline too.
+        let new = self.new_system_disk(&dir.system_disk(), &record, opts.cold, progress)?;
+        disk::sparse_copy(&dir.system_disk(), &dir.checkpoint_system_image(BASELINE))?;
         write_json(&dir.record(), &record)?;
         progress.phase("boot", &format!("starting workspace {id}"));
         let mut record = record;
-        self.boot(dir, &mut record, opts.cold, progress)?;
+        self.boot(dir, &mut record, opts.cold, new.as_ref(), progress)?;
         Ok(view(dir, record))
     }
 
@@ -337,7 +337,7 @@ impl Pyro {
         let ws = self.workspace_locked(id)?;
         let mut record = ws.record()?;
         if !matches!(ws.vm().state(), VmState::Running { .. }) {
-            self.boot(&ws.dir, &mut record, false, progress)?;
+            self.boot(&ws.dir, &mut record, false, None, progress)?;
         }
         Ok(view(&ws.dir, record))
     }

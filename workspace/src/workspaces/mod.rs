@@ -26,6 +26,7 @@ mod start;
 mod store;
 
 pub use diff::{DiffEntry, DiffResult, DiffStatus, DiffSummary};
+pub(crate) use disk::make_system as make_system_disk;
 pub use files::{DEFAULT_FILE_READ_BYTES, MAX_FILE_READ_BYTES, MAX_FILE_WRITE_BYTES};
 pub use network::{Port, PortList};
 pub use records::{

@@ -6,10 +6,11 @@ use super::records::{StartKind, WorkspaceRecord};
 use super::store::{self, write_json, WsDir};
 use crate::detached::{DetachedVm, VmState};
 use crate::guest::GuestClient;
+use crate::warm::{Mounts, SYSTEM_DEVICE, SYSTEM_TEMPLATE, WORKSPACE_DEVICE};
 use crate::{Error, Progress, Pyro};
 use pyro_vmm::control::{ExitReason, VmmSpec};
-use pyro_vmm::snapshot::STATE_FILE;
-use std::path::Path;
+use pyro_vmm::snapshot::{file_id, STATE_FILE};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 pub(super) const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
@@ -22,23 +23,78 @@ enum StartFrom<'a> {
     /// The environment's warm workspace snapshot; the disk is attached and
     /// mounted after the restore.
     Warm(&'a Path),
+    /// The environment's snapshot for new workspaces, its writable system
+    /// already made: only for a system disk just copied from its template
+    /// (see [`NewSystem`]); /workspace is mounted after the restore.
+    New(&'a NewSystem),
     /// The workspace's own suspended VM (`stop --keep-memory`): the same
     /// machine, its processes and page cache included.
     Resume(&'a Path),
 }
 
+/// A new workspace's system disk, copied from the template of the
+/// snapshot new workspaces restore ([`Mounts::SystemAtBoot`]).
+pub(super) struct NewSystem {
+    snap: PathBuf,
+    /// The template's identity when it was copied: a restore from a
+    /// snapshot rebuilt since (another template) must not happen.
+    template_id: String,
+}
+
 impl Pyro {
+    /// Makes a new workspace's empty system disk at `disk`: a copy of the
+    /// template of the environment's snapshot for new workspaces (built
+    /// first if missing), so the start can restore it with the writable
+    /// system already made; or, for a cold start or if that snapshot
+    /// cannot be had, a new ext4.
+    pub(super) fn new_system_disk(
+        &self,
+        disk: &Path,
+        record: &WorkspaceRecord,
+        cold: bool,
+        progress: &dyn Progress,
+    ) -> Result<Option<NewSystem>, Error> {
+        if !cold {
+            let new = self
+                .environment_vm(&record.environment, record.mem_mib, record.vcpus, progress)
+                .and_then(|(base, _)| {
+                    self.workspace_snapshot(
+                        &record.environment,
+                        &base,
+                        Some(record.system_disk_mib),
+                        BOOT_TIMEOUT,
+                        progress,
+                    )
+                })
+                .and_then(|snap| {
+                    let template = snap.join(SYSTEM_TEMPLATE);
+                    let template_id = file_id(&template);
+                    super::disk::sparse_copy(&template, disk)?;
+                    Ok(NewSystem { snap, template_id })
+                });
+            match new {
+                Ok(new) => return Ok(Some(new)),
+                Err(e) => progress.phase("boot", &format!("no snapshot for new workspaces ({e})")),
+            }
+        }
+        super::disk::make_system(disk, record.system_disk_mib)?;
+        Ok(None)
+    }
+
     /// Starts the workspace's VM and waits for its agent: resumed from
     /// its kept memory if `stop --keep-memory` left one, else restored
     /// from the environment's warm workspace snapshot unless `cold`, else
-    /// booted. A failed resume or restore falls through to the next (the
-    /// user still gets the workspace). How it started goes into the
-    /// record, which is written.
+    /// booted. `new`: the system disk was just made by
+    /// [`Pyro::new_system_disk`] from a snapshot's template, and that
+    /// snapshot is the warm start. A failed resume or restore falls
+    /// through to the next (the user still gets the workspace). How it
+    /// started goes into the record, which is written.
     pub(super) fn boot(
         &self,
         dir: &WsDir,
         record: &mut WorkspaceRecord,
         cold: bool,
+        new: Option<&NewSystem>,
         progress: &dyn Progress,
     ) -> Result<GuestClient, Error> {
         let vm_dir = dir.vm();
@@ -80,9 +136,15 @@ impl Pyro {
             .map(|c| (c, StartKind::Resumed));
         }
         if start.is_none() && !cold {
-            let warm = self
-                .workspace_snapshot(&record.environment, &base, BOOT_TIMEOUT, progress)
-                .and_then(|snap| self.start_vm(dir, record, &base, StartFrom::Warm(&snap)));
+            // A new workspace's warm start is the snapshot its system disk
+            // came from; if that fails, booting is quicker than taking the
+            // other snapshot first.
+            let warm = match new {
+                Some(new) => self.start_vm(dir, record, &base, StartFrom::New(new)),
+                None => self
+                    .workspace_snapshot(&record.environment, &base, None, BOOT_TIMEOUT, progress)
+                    .and_then(|snap| self.start_vm(dir, record, &base, StartFrom::Warm(&snap))),
+            };
             start = fall_back(warm, "no warm start", "booting")?.map(|c| (c, StartKind::Warm));
         }
         let (client, kind) = match start {
@@ -110,17 +172,20 @@ impl Pyro {
         from: StartFrom,
     ) -> Result<GuestClient, Error> {
         let vm_dir = dir.vm();
-        let snapshot = match from {
-            StartFrom::Boot => None,
-            StartFrom::Warm(p) | StartFrom::Resume(p) => Some(p),
+        let (snapshot, mounts) = match from {
+            StartFrom::Boot => (None, Mounts::AtBoot),
+            StartFrom::Warm(p) | StartFrom::Resume(p) => (Some(p), Mounts::OnRestore),
+            StartFrom::New(new) => (Some(new.snap.as_path()), Mounts::SystemAtBoot),
         };
-        let mut config = Pyro::workspace_vm_config(
-            base,
-            &dir.disk(),
-            &dir.system_disk(),
-            snapshot.is_none(),
-            &vm_dir,
-        );
+        if let StartFrom::New(new) = from {
+            if file_id(&new.snap.join(SYSTEM_TEMPLATE)) != new.template_id {
+                return Err(Error::Io(
+                    "the snapshot for new workspaces was rebuilt meanwhile".into(),
+                ));
+            }
+        }
+        let mut config =
+            Pyro::workspace_vm_config(base, &dir.disk(), &dir.system_disk(), mounts, &vm_dir);
         // Its network as recorded: the ports are bound again (the same
         // host port when one was asked for, a new ephemeral one if not).
         config.set_net(record.network.clone());
@@ -136,10 +201,10 @@ impl Pyro {
             match from {
                 StartFrom::Boot => {}
                 StartFrom::Warm(_) => {
-                    client.restored(
-                        Some(crate::warm::WORKSPACE_DEVICE),
-                        Some(crate::warm::SYSTEM_DEVICE),
-                    )?;
+                    client.restored(Some(WORKSPACE_DEVICE), Some(SYSTEM_DEVICE))?;
+                }
+                StartFrom::New(_) => {
+                    client.restored(Some(WORKSPACE_DEVICE), None)?;
                 }
                 StartFrom::Resume(_) => client.resumed()?,
             }
@@ -149,8 +214,14 @@ impl Pyro {
             vm.stop()?;
             let refused = pyro_vmm::control::exit_record(&vm_dir)
                 .is_some_and(|r| r.reason == ExitReason::BadSnapshot);
-            if let (true, StartFrom::Warm(snap)) = (refused, from) {
-                let _ = std::fs::remove_dir_all(snap);
+            match (refused, from) {
+                (true, StartFrom::Warm(snap)) => {
+                    let _ = std::fs::remove_dir_all(snap);
+                }
+                (true, StartFrom::New(new)) => {
+                    let _ = std::fs::remove_dir_all(&new.snap);
+                }
+                _ => {}
             }
         }
         ready
