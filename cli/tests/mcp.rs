@@ -47,8 +47,10 @@ const WORKSPACE_CORE: &[&str] = &[
 /// `workspace-full` adds these to `workspace-core`.
 const FULL_ONLY: &[&str] = &[
     "shell_close",
+    "shell_list",
     "shell_open",
     "shell_read",
+    "shell_resize",
     "shell_signal",
     "shell_write",
     "snapshot_create",
@@ -692,6 +694,76 @@ async fn the_repro_fix_loop_through_tools_and_cancelled_execs_are_killed() {
         ws.fails("snapshot_delete", baseline).await.0,
         "invalid_argument"
     );
+
+    // A shell through the tools: type, read the answer in one call that
+    // waits for quiet, resize, find it again by listing, interrupt, close.
+    let opened = ws.ok("shell_open", json!({"cols": 80, "rows": 24})).await;
+    let sh = opened["shell_id"].as_str().unwrap().to_string();
+    let shell = |extra: Value| {
+        let mut args = json!({ "shell_id": sh });
+        args.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        args
+    };
+    ws.ok(
+        "shell_write",
+        shell(json!({"input": "cat message.txt; echo $((6*7))"})),
+    )
+    .await;
+    let read = ws
+        .ok(
+            "shell_read",
+            shell(json!({"plain": true, "wait_for_idle_ms": 500})),
+        )
+        .await;
+    let output = read["output"].as_str().unwrap();
+    assert!(output.contains("fixed\n42\n"), "{read}");
+    let resized = ws
+        .ok("shell_resize", shell(json!({"cols": 100, "rows": 40})))
+        .await;
+    assert_eq!(
+        (resized["cols"].clone(), resized["rows"].clone()),
+        (json!(100), json!(40))
+    );
+    let listed = ws.ok("shell_list", json!({})).await;
+    assert_eq!(listed["shells"].as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed["shells"][0]["shell_id"], sh.as_str());
+    assert_eq!(listed["shells"][0]["cols"], 100);
+    ws.ok("shell_write", shell(json!({"input": "sleep 300"})))
+        .await;
+    // Quiet (2 s, as no prompt came back) once sleep waits in the
+    // foreground: the interrupt is for it.
+    let waited = ws
+        .ok(
+            "shell_read",
+            shell(json!({"cursor": read["next_cursor"], "wait_for_idle_ms": 300})),
+        )
+        .await;
+    assert_eq!(waited["idle"], true, "{waited}");
+    ws.ok("shell_signal", shell(json!({"signal": "INT"}))).await;
+    let cursor = waited["next_cursor"].clone();
+    ws.ok(
+        "shell_write",
+        shell(json!({"input": "echo after-$((1+1))"})),
+    )
+    .await;
+    let read = ws
+        .ok(
+            "shell_read",
+            shell(json!({"cursor": cursor, "plain": true, "wait_for_idle_ms": 500})),
+        )
+        .await;
+    assert!(
+        read["output"].as_str().unwrap().contains("after-2"),
+        "{read}"
+    );
+    let closed = ws.ok("shell_close", shell(json!({}))).await;
+    assert_eq!(closed["closed"], true, "{closed}");
+    let listed = ws.ok("shell_list", json!({})).await;
+    assert_eq!(listed["shells"], json!([]), "{listed}");
+    let (kind, _) = ws.fails("shell_read", shell(json!({}))).await;
+    assert_eq!(kind, "not_found");
 
     // Stopped keeping its memory, then resumed (what a resume keeps is
     // checked in cli/tests/workspace.rs; execs here would shift the

@@ -70,6 +70,8 @@ const WORKSPACE_FULL: &[&str] = &[
     "shell_read",
     "shell_write",
     "shell_signal",
+    "shell_resize",
+    "shell_list",
     "shell_close",
 ];
 
@@ -141,7 +143,7 @@ mod tests {
     fn core_is_a_subset_of_full_and_counts_match_the_spec() {
         assert_eq!(Profile::VmRun.tools().len(), 1);
         assert_eq!(Profile::WorkspaceCore.tools().len(), 16);
-        assert_eq!(Profile::WorkspaceFull.tools().len(), 29);
+        assert_eq!(Profile::WorkspaceFull.tools().len(), 31);
         for t in Profile::WorkspaceCore.tools() {
             assert!(Profile::WorkspaceFull.tools().contains(t), "{t}");
         }

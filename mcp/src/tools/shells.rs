@@ -1,8 +1,7 @@
 //! Shell tools (workspace-full): `shell_open`, `_read`, `_write`,
-//! `_signal`, `_close`: persistent interactive shells on a
-//! pseudo-terminal in a running workspace (docs/shells.md). The SPEC's
-//! five; listing shells is the CLI's and SDK's (`shell list`): a model
-//! keeps the ids it opened.
+//! `_signal`, `_close` (the SPEC's five), and `_resize` and `_list`, as
+//! the CLI and SDK have them: persistent interactive shells on a
+//! pseudo-terminal in a running workspace (docs/shells.md).
 
 use crate::server::PyroServer;
 use pyro_workspace::shell_limits::{
@@ -59,6 +58,21 @@ pub struct ShellRef {
     pub workspace_id: String,
     /// The shell's id, as shell_open returned it.
     pub shell_id: String,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShellResizeParams {
+    /// The workspace: its id or unique name.
+    pub workspace_id: String,
+    /// The shell's id, as shell_open returned it.
+    pub shell_id: String,
+    /// New terminal width in columns, 1 to 1000.
+    #[schemars(range(min = 1, max = 1000))]
+    pub cols: u16,
+    /// New terminal height in rows, 1 to 1000.
+    #[schemars(range(min = 1, max = 1000))]
+    pub rows: u16,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -226,6 +240,42 @@ impl PyroServer {
                 .map_err(|e| Error::InvalidArgument(format!("signal: {e}")))?;
             job.pyro
                 .workspace_shell_signal(&p.workspace_id, &p.shell_id, signal)
+        })
+        .await
+    }
+
+    /// Change a shell's terminal size (its programs get SIGWINCH and
+    /// redraw; plain reads render at the new width). Result: the shell.
+    #[tool(annotations(
+        destructive_hint = false,
+        idempotent_hint = true,
+        open_world_hint = false
+    ))]
+    async fn shell_resize(
+        &self,
+        Parameters(p): Parameters<ShellResizeParams>,
+        ctx: RequestContext<RoleServer>,
+    ) -> CallToolResult {
+        self.call("shell_resize", ctx, move |job| {
+            size(p.cols, p.rows)?;
+            job.pyro
+                .workspace_shell_resize(&p.workspace_id, &p.shell_id, p.cols, p.rows)
+        })
+        .await
+    }
+
+    /// The shells of a workspace, oldest first, for a session that lost
+    /// track of the ids it opened (shells outlive MCP sessions). A
+    /// stopped workspace has none. Result: {workspace_id, shells: [the
+    /// shell as shell_open returns it]}.
+    #[tool(annotations(read_only_hint = true, open_world_hint = false))]
+    async fn shell_list(
+        &self,
+        Parameters(p): Parameters<super::WorkspaceRef>,
+        ctx: RequestContext<RoleServer>,
+    ) -> CallToolResult {
+        self.call("shell_list", ctx, move |job| {
+            job.pyro.workspace_shell_list(&p.workspace_id)
         })
         .await
     }
