@@ -106,6 +106,8 @@ fn a_workspace_system_persists_is_checkpointed_and_stays_its_own() {
     );
     assert_eq!(a.record.last_start, Some(StartKind::Warm));
     let (a, b) = (a.record.workspace_id, b.record.workspace_id);
+    let mounted = "dmesg | grep -c 'vdc): recovery' || true";
+    assert_eq!(exec(&pyro, &b, mounted), "0\n", "no system mount at create");
     let _cleanup = (
         common::delete_on_drop(&pyro, &a),
         common::delete_on_drop(&pyro, &b),
@@ -162,6 +164,9 @@ fn a_workspace_system_persists_is_checkpointed_and_stays_its_own() {
         "one\nw1\nno-extra\n",
         "reset to the checkpoint restores both"
     );
+    // That one mounted its system disk after the restore (the sign the
+    // check below looks for is there when it should be).
+    assert_eq!(exec(&pyro, &a, mounted), "1\n");
     pyro.workspace_reset(&a, "baseline", &NoProgress).unwrap();
     assert_eq!(
         exec(
@@ -171,6 +176,15 @@ fn a_workspace_system_persists_is_checkpointed_and_stays_its_own() {
         ),
         "clean\nempty\n",
         "baseline is the clean environment"
+    );
+    // The reset restored the new-workspace snapshot, as create did: the
+    // guest never mounted the system disk (a copy of a disk mounted when
+    // copied, so a mount would have replayed its journal).
+    assert_eq!(
+        exec(&pyro, &a, mounted),
+        "0\n",
+        "{}",
+        exec(&pyro, &a, "dmesg | grep EXT4")
     );
     assert_eq!(
         digest(&image),

@@ -141,7 +141,12 @@ impl Pyro {
             .map_err(|e| store::io_err(&ws.dir.system_disk(), e))?;
         let mut record = ws.touch(|_| {})?;
         progress.phase("reset", &format!("restored {checkpoint}; starting"));
-        self.boot(&ws.dir, &mut record, false, None, progress)?;
+        // The baseline's system image is the new-workspace snapshot's
+        // template, unless that snapshot was taken again since.
+        let new = (checkpoint == BASELINE && saved_system.is_file())
+            .then(|| self.baseline_new_system(&ws.dir))
+            .flatten();
+        self.boot(&ws.dir, &mut record, false, new.as_ref(), progress)?;
         Ok(Reset {
             workspace_id: record.workspace_id.clone(),
             snapshot: checkpoint.into(),

@@ -183,6 +183,9 @@ impl Pyro {
         // The clean environment: an empty upper layer, kept as baseline too.
         let new = self.new_system_disk(&dir.system_disk(), &record, opts.cold, progress)?;
         disk::sparse_copy(&dir.system_disk(), &dir.checkpoint_system_image(BASELINE))?;
+        if let Some(new) = &new {
+            write_json(&dir.new_system(), new)?;
+        }
         write_json(&dir.record(), &record)?;
         progress.phase("boot", &format!("starting workspace {id}"));
         let mut record = record;

@@ -33,7 +33,10 @@ enum StartFrom<'a> {
 }
 
 /// A new workspace's system disk, copied from the template of the
-/// snapshot new workspaces restore ([`Mounts::SystemAtBoot`]).
+/// snapshot new workspaces restore ([`Mounts::SystemAtBoot`]). Kept with
+/// the workspace ([`WsDir::new_system`]): its baseline system image is
+/// such a copy too.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub(super) struct NewSystem {
     snap: PathBuf,
     /// The template's identity when it was copied: a restore from a
@@ -79,6 +82,14 @@ impl Pyro {
         }
         super::disk::make_system(disk, record.system_disk_mib)?;
         Ok(None)
+    }
+
+    /// The snapshot a disk copied from the baseline system image can be
+    /// restored with, if the workspace was made from one that still has
+    /// the same template.
+    pub(super) fn baseline_new_system(&self, dir: &WsDir) -> Option<NewSystem> {
+        let new: NewSystem = store::read_json(&dir.new_system()).ok()?;
+        (file_id(&new.snap.join(SYSTEM_TEMPLATE)) == new.template_id).then_some(new)
     }
 
     /// Starts the workspace's VM and waits for its agent: resumed from

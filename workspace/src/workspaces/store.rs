@@ -43,6 +43,12 @@ impl WsDir {
     pub fn checkpoint_meta(&self, name: &str) -> PathBuf {
         self.checkpoints().join(format!("{name}.json"))
     }
+    /// The snapshot for new workspaces that the baseline system image is
+    /// a copy of the template of (see `start::NewSystem`): a reset to
+    /// `baseline` can restore it too.
+    pub fn new_system(&self) -> PathBuf {
+        self.0.join("new-system.json")
+    }
     pub fn history(&self) -> PathBuf {
         self.0.join("history")
     }
