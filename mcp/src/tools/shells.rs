@@ -101,8 +101,9 @@ pub struct ShellReadParams {
     /// Wait until the shell has printed nothing for this many
     /// milliseconds before reading, 1 to 10000 (while a command typed
     /// has not brought the prompt back: at least 2000, and not while it
-    /// is still computing; at most 10 s of waiting in all). Use about 300-1000 after shell_write to get a
-    /// command's output in one call; null reads at once.
+    /// is still computing; at most 10 s of waiting in all). Use about
+    /// 300-1000 after shell_write to get a command's output in one call;
+    /// null reads at once.
     #[serde(default)]
     #[schemars(range(min = 1, max = 10000))]
     pub wait_for_idle_ms: Option<u64>,

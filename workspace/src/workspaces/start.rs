@@ -44,6 +44,14 @@ pub(super) struct NewSystem {
     template_id: String,
 }
 
+impl NewSystem {
+    /// The snapshot still has the template the disk was copied from (it
+    /// was not taken again since).
+    fn template_unchanged(&self) -> bool {
+        file_id(&self.snap.join(SYSTEM_TEMPLATE)) == self.template_id
+    }
+}
+
 impl Pyro {
     /// Makes a new workspace's empty system disk at `disk`: a copy of the
     /// template of the environment's snapshot for new workspaces (built
@@ -89,7 +97,7 @@ impl Pyro {
     /// the same template.
     pub(super) fn baseline_new_system(&self, dir: &WsDir) -> Option<NewSystem> {
         let new: NewSystem = store::read_json(&dir.new_system()).ok()?;
-        (file_id(&new.snap.join(SYSTEM_TEMPLATE)) == new.template_id).then_some(new)
+        new.template_unchanged().then_some(new)
     }
 
     /// Starts the workspace's VM and waits for its agent: resumed from
@@ -188,12 +196,10 @@ impl Pyro {
             StartFrom::Warm(p) | StartFrom::Resume(p) => (Some(p), Mounts::OnRestore),
             StartFrom::New(new) => (Some(new.snap.as_path()), Mounts::SystemAtBoot),
         };
-        if let StartFrom::New(new) = from {
-            if file_id(&new.snap.join(SYSTEM_TEMPLATE)) != new.template_id {
-                return Err(Error::Io(
-                    "the snapshot for new workspaces was rebuilt meanwhile".into(),
-                ));
-            }
+        if matches!(from, StartFrom::New(new) if !new.template_unchanged()) {
+            return Err(Error::Io(
+                "the snapshot for new workspaces was rebuilt meanwhile".into(),
+            ));
         }
         let mut config =
             Pyro::workspace_vm_config(base, &dir.disk(), &dir.system_disk(), mounts, &vm_dir);
@@ -225,14 +231,12 @@ impl Pyro {
             vm.stop()?;
             let refused = pyro_vmm::control::exit_record(&vm_dir)
                 .is_some_and(|r| r.reason == ExitReason::BadSnapshot);
-            match (refused, from) {
-                (true, StartFrom::Warm(snap)) => {
+            // A refused environment snapshot is taken again on next need
+            // (a refused kept memory is removed by `boot` either way).
+            if let (true, Some(snap)) = (refused, snapshot) {
+                if !matches!(from, StartFrom::Resume(_)) {
                     let _ = std::fs::remove_dir_all(snap);
                 }
-                (true, StartFrom::New(new)) => {
-                    let _ = std::fs::remove_dir_all(&new.snap);
-                }
-                _ => {}
             }
         }
         ready
