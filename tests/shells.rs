@@ -45,6 +45,16 @@ fn read(pyro: &Pyro, ws: &str, shell: &str, cursor: u64, plain: bool) -> (String
     (r.output, r.next_cursor)
 }
 
+/// Types `line`, then does the one read (plain, waiting for quiet) an
+/// agent would; returns its output and moves `cursor` on.
+fn type_and_read(pyro: &Pyro, ws: &str, shell: &str, cursor: &mut u64, line: &str) -> String {
+    pyro.workspace_shell_write(ws, shell, line, true)
+        .expect("write");
+    let (out, next) = read(pyro, ws, shell, *cursor, true);
+    *cursor = next;
+    out
+}
+
 /// Types `line`, then reads until `want` shows (a slow guest may be
 /// quiet for a while mid-command); returns the plain output read.
 fn run_line(
@@ -103,31 +113,26 @@ fn an_agent_works_in_a_shell_across_clients_beside_an_exec() {
     // The reference's review loop: type a command, then one read that
     // waits for quiet has its output, though the command is silent while
     // it starts (a process start takes ~0.6 s in these guests).
-    pyro.workspace_shell_write(&ws, &id, "cat /etc/os-release", true)
-        .expect("write");
-    let (out, next) = read(&pyro, &ws, &id, cursor, true);
+    let out = type_and_read(&pyro, &ws, &id, &mut cursor, "cat /etc/os-release");
     assert!(
         out.contains("Debian") && out.ends_with("pyro$\n"),
         "{out:?}"
     );
-    cursor = next;
 
     // A command that computes silently for longer than the 2 s a busy
     // shell must be quiet: the agent sees it working (state R), so one
     // read still waits for its answer.
-    pyro.workspace_shell_write(
+    let out = type_and_read(
+        &pyro,
         &ws,
         &id,
+        &mut cursor,
         "end=$((SECONDS+4)); while [ $SECONDS -lt $end ]; do :; done; echo computed",
-        true,
-    )
-    .expect("write");
-    let (out, next) = read(&pyro, &ws, &id, cursor, true);
+    );
     assert!(
         out.contains("\ncomputed\n") && out.ends_with("pyro$\n"),
         "{out:?}"
     );
-    cursor = next;
 
     // Five clients in turn (each its own SDK instance and connections)
     // find the same shell, with its state (a variable) kept.

@@ -317,6 +317,20 @@ impl On<'_> {
         assert_eq!(left["stdout"], "0\n", "sleep processes left: {left}");
     }
 
+    /// Types `input` into shell `shell_id`, then does one plain read from
+    /// `cursor` that waits for quiet; the read's result.
+    async fn type_and_read(&self, shell_id: &str, input: &str, cursor: Value) -> Value {
+        let typed = json!({ "shell_id": shell_id, "input": input });
+        self.ok("shell_write", typed).await;
+        let read = json!({
+            "shell_id": shell_id,
+            "cursor": cursor,
+            "plain": true,
+            "wait_for_idle_ms": 500,
+        });
+        self.ok("shell_read", read).await
+    }
+
     /// A file's content (`workspace_file_read`).
     async fn read(&self, path: &str) -> Value {
         self.ok("workspace_file_read", json!({ "path": path }))
@@ -706,16 +720,8 @@ async fn the_repro_fix_loop_through_tools_and_cancelled_execs_are_killed() {
             .extend(extra.as_object().unwrap().clone());
         args
     };
-    ws.ok(
-        "shell_write",
-        shell(json!({"input": "cat message.txt; echo $((6*7))"})),
-    )
-    .await;
     let read = ws
-        .ok(
-            "shell_read",
-            shell(json!({"plain": true, "wait_for_idle_ms": 500})),
-        )
+        .type_and_read(&sh, "cat message.txt; echo $((6*7))", json!(0))
         .await;
     let output = read["output"].as_str().unwrap();
     assert!(output.contains("fixed\n42\n"), "{read}");
@@ -743,17 +749,7 @@ async fn the_repro_fix_loop_through_tools_and_cancelled_execs_are_killed() {
     assert_eq!(waited["idle"], true, "{waited}");
     ws.ok("shell_signal", shell(json!({"signal": "INT"}))).await;
     let cursor = waited["next_cursor"].clone();
-    ws.ok(
-        "shell_write",
-        shell(json!({"input": "echo after-$((1+1))"})),
-    )
-    .await;
-    let read = ws
-        .ok(
-            "shell_read",
-            shell(json!({"cursor": cursor, "plain": true, "wait_for_idle_ms": 500})),
-        )
-        .await;
+    let read = ws.type_and_read(&sh, "echo after-$((1+1))", cursor).await;
     assert!(
         read["output"].as_str().unwrap().contains("after-2"),
         "{read}"
