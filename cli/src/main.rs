@@ -8,6 +8,7 @@ mod args;
 mod commands;
 mod mcp;
 mod printer;
+mod service;
 mod shell;
 mod workspace;
 

@@ -141,6 +141,7 @@ pub fn run(pyro: &Pyro, out: Printer, cmd: WorkspaceCommand) -> Result<i32, Erro
             port: &pyro.workspace_port_unpublish(&a.id, a.guest_port)?,
         }),
         W::Shell(cmd) => crate::shell::run(pyro, out, cmd)?,
+        W::Service(cmd) => return crate::service::run(pyro, out, cmd),
     }
     Ok(0)
 }

@@ -46,6 +46,11 @@ const WORKSPACE_CORE: &[&str] = &[
 ];
 /// `workspace-full` adds these to `workspace-core`.
 const FULL_ONLY: &[&str] = &[
+    "service_list",
+    "service_logs",
+    "service_start",
+    "service_status",
+    "service_stop",
     "shell_close",
     "shell_list",
     "shell_open",
@@ -759,6 +764,50 @@ async fn the_repro_fix_loop_through_tools_and_cancelled_execs_are_killed() {
     let listed = ws.ok("shell_list", json!({})).await;
     assert_eq!(listed["shells"], json!([]), "{listed}");
     let (kind, _) = ws.fails("shell_read", shell(json!({}))).await;
+    assert_eq!(kind, "not_found");
+
+    // A service through the tools: started, ready by its file, its logs
+    // read (which leaves it running), stopped; one whose probe never
+    // succeeds fails and names the probe.
+    let app = json!({
+        "service_name": "app",
+        "command": "echo service started; touch .app-ready; exec sleep 300",
+        "ready_file": ".app-ready",
+    });
+    let started = ws.ok("service_start", app).await;
+    assert_eq!(started["state"], "ready", "{started}");
+    let app = json!({"service_name": "app", "tail_lines": 20});
+    let logs = ws.ok("service_logs", app).await;
+    assert_eq!(logs["stdout"], "service started\n", "{logs}");
+    assert_eq!(logs["state"], "ready", "{logs}");
+    let never = json!({
+        "service_name": "never",
+        "command": "exec sleep 300",
+        "ready_tcp": "9",
+        "ready_timeout_seconds": 1,
+    });
+    let failed = ws.ok("service_start", never).await;
+    assert_eq!(failed["state"], "failed", "{failed}");
+    assert!(
+        failed["reason"]
+            .as_str()
+            .unwrap()
+            .contains("tcp 127.0.0.1:9"),
+        "{failed}"
+    );
+    let listed = ws.ok("service_list", json!({})).await;
+    let states: Vec<&Value> = listed["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| &s["state"])
+        .collect();
+    assert_eq!(states, [&json!("ready"), &json!("failed")], "{listed}");
+    let stopped = ws.ok("service_stop", json!({"service_name": "app"})).await;
+    assert_eq!(stopped["state"], "stopped", "{stopped}");
+    let (kind, _) = ws
+        .fails("service_status", json!({"service_name": "nope"}))
+        .await;
     assert_eq!(kind, "not_found");
 
     // Stopped keeping its memory, then resumed (what a resume keeps is

@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 /// A set of tools. `workspace-core` is what most agents need and the
 /// default; `workspace-full` adds stop/start, snapshots, published
-/// ports and shells.
+/// ports, shells and services.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Profile {
     /// `vm_run` only: one-shot commands in fresh VMs.
@@ -73,6 +73,11 @@ const WORKSPACE_FULL: &[&str] = &[
     "shell_resize",
     "shell_list",
     "shell_close",
+    "service_start",
+    "service_list",
+    "service_status",
+    "service_logs",
+    "service_stop",
 ];
 
 impl Profile {
@@ -143,7 +148,7 @@ mod tests {
     fn core_is_a_subset_of_full_and_counts_match_the_spec() {
         assert_eq!(Profile::VmRun.tools().len(), 1);
         assert_eq!(Profile::WorkspaceCore.tools().len(), 16);
-        assert_eq!(Profile::WorkspaceFull.tools().len(), 31);
+        assert_eq!(Profile::WorkspaceFull.tools().len(), 36);
         for t in Profile::WorkspaceCore.tools() {
             assert!(Profile::WorkspaceFull.tools().contains(t), "{t}");
         }

@@ -45,7 +45,8 @@ impl PyroServer {
             + Self::file_tools()
             + Self::snapshot_tools()
             + Self::network_tools()
-            + Self::shell_tools();
+            + Self::shell_tools()
+            + Self::service_tools();
         tools
             .map
             .retain(|name, _| profile.tools().contains(&name.as_ref()));

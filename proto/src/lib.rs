@@ -5,6 +5,7 @@
 //! - [`cmdline`]: kernel command-line keys guest-init reads.
 //! - [`rpc`]: the agent's RPC frames and types over vsock.
 //! - [`shell`]: shells (PTY sessions) the agent keeps, their bounds.
+//! - [`service`]: services (supervised commands) the agent keeps.
 //! - [`net`]: the guest's addresses on the VMM's user-space network.
 //!
 //! Platform-neutral (serde and the standard library only): the guest's
@@ -17,4 +18,5 @@ pub mod cmdline;
 pub mod marker;
 pub mod net;
 pub mod rpc;
+pub mod service;
 pub mod shell;

@@ -28,7 +28,7 @@
 //! components are refused, and the guest resolves every path with
 //! `openat2(RESOLVE_BENEATH)`, so a symlink cannot lead outside either.
 
-use crate::shell;
+use crate::{service, shell};
 use serde::{Deserialize, Serialize};
 use std::io::{self, Read, Write};
 
@@ -142,6 +142,23 @@ pub enum Request {
     ShellClose { id: String },
     /// Every shell the agent keeps.
     ShellList,
+    /// Start a service ([`crate::service`]); the reply comes once it is
+    /// ready, failed or ended, or at once without a probe.
+    ServiceStart(service::StartRequest),
+    /// One service as it is now.
+    ServiceStatus { name: String },
+    /// A service's output kept so far (the last `tail_lines` lines of
+    /// each stream, if given), as [`Event::Data`] frames, then
+    /// [`Reply::ServiceLogs`].
+    ServiceLogs {
+        name: String,
+        tail_lines: Option<u64>,
+    },
+    /// Stop a service: SIGTERM to its process group, SIGKILL after
+    /// `grace_ms`; the reply comes once its main process is gone.
+    ServiceStop { name: String, grace_ms: u64 },
+    /// Every service the agent keeps.
+    ServiceList,
     /// A piece of the current request's body; an empty one ends it.
     Data,
 }
@@ -225,6 +242,12 @@ pub enum Reply {
     ShellRead(shell::ReadResult),
     Shells {
         shells: Vec<shell::Info>,
+    },
+    /// Service start, status and stop.
+    Service(Box<service::Info>),
+    ServiceLogs(Box<service::LogsResult>),
+    Services {
+        services: Vec<service::Info>,
     },
 }
 

@@ -450,12 +450,13 @@ impl GuestClient {
 }
 
 impl GuestClient {
-    /// A shell request (`Request::Shell*`), with `input` as the frame's
-    /// data part (a write's input; empty otherwise). Returns the reply
-    /// and the output the guest sent before it in data frames, at most
+    /// A shell or service request (`Request::Shell*`,
+    /// `Request::Service*`), with `input` as the frame's data part (a
+    /// shell write's input; empty otherwise). Returns the reply and the
+    /// output the guest sent before it in data frames, at most
     /// `max_output` bytes of it (the guest is untrusted: more is an
     /// error).
-    pub fn shell(
+    pub fn call_collect(
         &mut self,
         request: &Request,
         input: &[u8],
@@ -469,7 +470,7 @@ impl GuestClient {
             |data| {
                 if output.len() + data.len() > max_output {
                     return Err(std::io::Error::other(format!(
-                        "the guest sent more than the {max_output} bytes of shell output asked for"
+                        "the guest sent more than the {max_output} bytes of output asked for"
                     )));
                 }
                 output.extend_from_slice(data);

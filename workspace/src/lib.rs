@@ -37,6 +37,9 @@ pub use pyro_proto::rpc::{
     ArtifactType, DownloadResult, ExecRequest, ExecResult, FileInfo, ListResult, ReadResult,
     Stream, UploadResult, WriteResult,
 };
+/// Service bounds, defaults and probe parsing (`pyro workspace service`,
+/// docs/services.md).
+pub use pyro_proto::service as service_limits;
 /// Shell bounds and defaults (`pyro workspace shell`, docs/shells.md).
 pub use pyro_proto::shell as shell_limits;
 pub use pyro_vmm::control::ExitReason;
@@ -51,9 +54,10 @@ pub use transfer::{pack_dir, unpack_untrusted, PackStats};
 pub use workspaces::{
     Checkpoint, CheckpointKind, CommandRecord, CreateOptions, Deleted, DiffEntry, DiffResult,
     DiffStatus, DiffSummary, Export, FileList, FileRead, FileWrite, PatchApply, Port, PortList,
-    Reset, Shell, ShellClosed, ShellList, ShellOptions, ShellRead, ShellReadOptions, ShellSignal,
-    ShellSignalSent, ShellState, ShellWrite, StartKind, SyncPush, UpdateOptions, Workspace,
-    WorkspaceRecord, WorkspaceState, DEFAULT_DISK_MIB, DEFAULT_FILE_READ_BYTES,
+    Reset, Service, ServiceList, ServiceLogs, ServiceOptions, ServicePort, ServiceProbe,
+    ServiceState, Shell, ShellClosed, ShellList, ShellOptions, ShellRead, ShellReadOptions,
+    ShellSignal, ShellSignalSent, ShellState, ShellWrite, StartKind, SyncPush, UpdateOptions,
+    Workspace, WorkspaceRecord, WorkspaceState, DEFAULT_DISK_MIB, DEFAULT_FILE_READ_BYTES,
     DEFAULT_SYSTEM_DISK_MIB, MAX_FILE_READ_BYTES, MAX_FILE_WRITE_BYTES,
 };
 

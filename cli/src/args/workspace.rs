@@ -55,6 +55,10 @@ pub enum WorkspaceCommand {
     /// as plain screen text), signal, close; they outlive this command.
     #[command(subcommand)]
     Shell(super::shell::ShellCommand),
+    /// Supervised commands: start (waiting for a readiness probe), list,
+    /// status, logs, stop; ports published while they run.
+    #[command(subcommand)]
+    Service(super::service::ServiceCommand),
 }
 
 #[derive(Args)]

@@ -1,5 +1,5 @@
 //! How results and errors are printed, and nothing else: each result
-//! the SDK returns has one [`Render`] (in [`workspace`], [`shell`], [`network`] and
+//! the SDK returns has one [`Render`] (in [`workspace`], [`shell`], [`service`], [`network`] and
 //! [`host`];
 //! `mcp config`, which has no JSON, prints through [`mcp`]),
 //! and the [`Printer`] shows it either as human text (the result on
@@ -10,6 +10,7 @@
 pub mod host;
 pub mod mcp;
 pub mod network;
+pub mod service;
 pub mod shell;
 pub mod workspace;
 

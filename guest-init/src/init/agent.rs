@@ -1,7 +1,7 @@
 //! The RPC agent: listens on vsock, one thread per connection, requests
 //! on a connection served in order (see `proto::rpc`).
 
-use super::{archive, exec, files, log, patch_apply, shell, RpcError};
+use super::{archive, exec, files, log, patch_apply, service, shell, RpcError};
 use pyro_proto::rpc::{self, Event, Reply, Request};
 use std::io::{BufReader, BufWriter, Read, Write};
 use vsock::{VsockListener, VsockStream, VMADDR_CID_ANY};
@@ -170,6 +170,11 @@ fn handle(
         Request::ShellSignal { id, signal } => shell::signal(&id, signal),
         Request::ShellClose { id } => shell::close(&id),
         Request::ShellList => Ok(shell::list()),
+        Request::ServiceStart(req) => service::start(req),
+        Request::ServiceStatus { name } => service::status(&name),
+        Request::ServiceLogs { name, tail_lines } => service::logs(&name, tail_lines, out),
+        Request::ServiceStop { name, grace_ms } => service::stop(&name, grace_ms),
+        Request::ServiceList => Ok(service::list()),
         Request::Data => Err(RpcError::new(
             "bad_request",
             "a data frame outside a request body".into(),

@@ -12,7 +12,6 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 const CHUNK: usize = 64 * 1024;
 
 /// Runs `req`; `stdin` is the request body when `req.stdin` is set (it is
@@ -51,14 +50,9 @@ pub fn run<S: Write + AsFd>(
         }
     });
     let mut cmd = Command::new(program);
-    cmd.args(&argv[1..])
+    super::clean_env(&mut cmd, &req.env)
+        .args(&argv[1..])
         .current_dir(&cwd)
-        .env_clear()
-        .env("PATH", DEFAULT_PATH)
-        .env("HOME", "/root")
-        .env("LANG", "C.UTF-8")
-        .envs(std::env::vars().filter(|(k, _)| k == "GLIBC_TUNABLES"))
-        .envs(req.env.iter().cloned())
         .stdin(if stdin.is_some() {
             Stdio::piped()
         } else {

@@ -12,6 +12,8 @@ pub mod net;
 pub mod patch_apply;
 pub mod power;
 pub mod reaper;
+pub mod ring;
+pub mod service;
 pub mod shell;
 pub mod system;
 
@@ -41,6 +43,26 @@ pub fn copy_chunked(from: &mut impl Read, to: &mut impl Write) -> std::io::Resul
         to.write_all(&buf[..filled])?;
         total += filled as u64;
     }
+}
+
+/// Where commands the agent starts look for programs.
+pub const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Gives `cmd` the environment of every command the agent starts (exec,
+/// shells, services, probes): a minimal one, not the agent's, plus
+/// `extra` on top.
+pub fn clean_env<'a>(
+    cmd: &'a mut std::process::Command,
+    extra: &[(String, String)],
+) -> &'a mut std::process::Command {
+    cmd.env_clear()
+        .env("PATH", PATH)
+        .env("HOME", "/root")
+        .env("LANG", "C.UTF-8")
+        // glibc CPU features to avoid, from the kernel command line (see
+        // vmm/src/kernel_cmdline.rs).
+        .envs(std::env::vars().filter(|(k, _)| k == "GLIBC_TUNABLES"))
+        .envs(extra.iter().cloned())
 }
 
 /// Writes one line to the console (the VMM's serial log).

@@ -9,6 +9,7 @@ use super::store::{read_json, write_json, Lock, WsDir};
 use crate::detached::{DetachedVm, VmState};
 use crate::guest::{GuestClient, GuestError};
 use crate::{Error, Pyro};
+use pyro_proto::rpc::{Reply, Request};
 use pyro_vmm::control::ExitReason;
 use pyro_vmm::snapshot::STATE_FILE;
 use std::path::PathBuf;
@@ -162,6 +163,25 @@ impl WorkspaceHandle {
             }
             other => other.into(),
         }
+    }
+
+    /// One shell or service request on a new connection (so it never
+    /// waits behind an exec or a transfer), its reply bounded by
+    /// `timeout`: see [`GuestClient::call_collect`].
+    pub fn call_collect(
+        &self,
+        request: &Request,
+        input: &[u8],
+        max_output: usize,
+        timeout: Duration,
+    ) -> Result<(Reply, Vec<u8>), Error> {
+        let mut agent = self.agent()?;
+        agent
+            .set_reply_timeout(Some(timeout))
+            .map_err(GuestError::from)?;
+        agent
+            .call_collect(request, input, max_output)
+            .map_err(|e| self.late(e, "answer", timeout))
     }
 
     /// Records activity now, plus `f`'s change, under the lock (the held

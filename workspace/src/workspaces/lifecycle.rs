@@ -297,6 +297,9 @@ impl Pyro {
     /// Flushes /workspace and stops the VM; the disk keeps everything.
     pub fn workspace_stop(&self, id: &str) -> Result<Workspace, Error> {
         let ws = self.workspace_locked(id)?;
+        if matches!(ws.vm().state(), VmState::Running { .. }) {
+            super::services::stop_all(&ws);
+        }
         if let Ok(agent) = ws.agent() {
             let _ = ws.sync(agent);
         }

@@ -10,7 +10,8 @@
 //! `start` (starting its VM), `exec` (commands and their history),
 //! `files` (files, sync, patch, export, diff), `checkpoints` (checkpoints
 //! and reset), `network` (published ports, refusals), `shells` (PTY
-//! sessions the guest keeps); `store`, `disk` and `diff` below them.
+//! sessions the guest keeps), `services` (supervised commands); `store`,
+//! `disk` and `diff` below them.
 
 mod checkpoints;
 mod diff;
@@ -21,6 +22,7 @@ mod handle;
 mod lifecycle;
 mod network;
 mod records;
+mod services;
 mod shells;
 mod start;
 mod store;
@@ -34,6 +36,7 @@ pub use records::{
     FileWrite, PatchApply, Reset, StartKind, SyncPush, UpdateOptions, Workspace, WorkspaceRecord,
     WorkspaceState,
 };
+pub use services::*;
 pub use shells::*;
 pub(crate) use store::now_unix;
 

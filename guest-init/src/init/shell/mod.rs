@@ -7,13 +7,12 @@
 
 mod busy;
 mod prompt;
-mod ring;
 
+use super::ring::Ring;
 use super::{reaper, RpcError};
 use prompt::Markers;
 use pyro_proto::rpc::{self, workspace_absolute, workspace_relative, Event, Reply};
 use pyro_proto::shell::{self, Info, OpenRequest, ReadRequest, ReadResult, Signal, State};
-use ring::Ring;
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::process::{kill_process_group, Pid};
 use std::collections::HashMap;
@@ -31,7 +30,6 @@ use std::time::{Duration, Instant};
 /// run anything between fork and exec.
 pub const SESSION_ARG: &str = "--pyro-shell-session";
 
-const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 /// How long a write may wait for the terminal to take its input.
 const INPUT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a read that waits for quiet wants the shell quiet while a
@@ -142,19 +140,17 @@ pub fn open(req: OpenRequest) -> Result<Reply, RpcError> {
         ("/bin/sh", &["-i"])
     };
     let mut cmd = Command::new("/proc/self/exe");
-    cmd.arg(SESSION_ARG)
+    let mut env = vec![
+        ("TERM".to_string(), "xterm-256color".to_string()),
+        ("PS1".into(), "pyro$ ".into()),
+        ("PROMPT_COMMAND".into(), prompt::PROMPT_COMMAND.into()),
+    ];
+    env.extend(req.env.iter().cloned());
+    super::clean_env(&mut cmd, &env)
+        .arg(SESSION_ARG)
         .arg(program)
         .args(args)
         .current_dir(&cwd)
-        .env_clear()
-        .env("PATH", PATH)
-        .env("HOME", "/root")
-        .env("LANG", "C.UTF-8")
-        .env("TERM", "xterm-256color")
-        .env("PS1", "pyro$ ")
-        .env("PROMPT_COMMAND", prompt::PROMPT_COMMAND)
-        .envs(std::env::vars().filter(|(k, _)| k == "GLIBC_TUNABLES"))
-        .envs(req.env.iter().cloned())
         .stdin(Stdio::from(slave.try_clone().map_err(|e| fail("dup", e))?))
         .stdout(Stdio::from(slave.try_clone().map_err(|e| fail("dup", e))?))
         .stderr(Stdio::from(slave));

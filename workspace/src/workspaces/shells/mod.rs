@@ -7,7 +7,7 @@
 mod plain;
 
 use super::handle::WorkspaceHandle;
-use crate::guest::{GuestClient, GuestError};
+use crate::guest::GuestError;
 use crate::{Error, Pyro};
 use pyro_proto::rpc::{self, Reply, Request};
 use pyro_proto::shell::{self as wire, Info};
@@ -167,7 +167,7 @@ impl Pyro {
             cwd,
             env: opts.env.clone(),
         });
-        let info = shell_reply(call(&ws, &request, &[], 0, REPLY_TIMEOUT)?.0)?;
+        let info = shell_reply(ws.call_collect(&request, &[], 0, REPLY_TIMEOUT)?.0)?;
         ws.touch(|_| {})?;
         Ok(shell(&ws, info))
     }
@@ -192,13 +192,8 @@ impl Pyro {
         let wait = opts
             .wait_for_idle_ms
             .map_or(Duration::ZERO, |_| Duration::from_millis(WAIT_CAP_MS));
-        let (reply, bytes) = call(
-            &ws,
-            &request,
-            &[],
-            opts.max_bytes as usize,
-            REPLY_TIMEOUT + wait,
-        )?;
+        let (reply, bytes) =
+            ws.call_collect(&request, &[], opts.max_bytes as usize, REPLY_TIMEOUT + wait)?;
         let Reply::ShellRead(r) = reply else {
             return Err(unexpected(reply));
         };
@@ -241,7 +236,7 @@ impl Pyro {
         let request = Request::ShellWrite {
             id: shell_id.into(),
         };
-        let info = shell_reply(call(&ws, &request, &bytes, 0, REPLY_TIMEOUT)?.0)?;
+        let info = shell_reply(ws.call_collect(&request, &bytes, 0, REPLY_TIMEOUT)?.0)?;
         ws.touch(|_| {})?;
         Ok(ShellWrite {
             shell: shell(&ws, info),
@@ -266,7 +261,7 @@ impl Pyro {
             cols,
             rows,
         };
-        let info = shell_reply(call(&ws, &request, &[], 0, REPLY_TIMEOUT)?.0)?;
+        let info = shell_reply(ws.call_collect(&request, &[], 0, REPLY_TIMEOUT)?.0)?;
         Ok(shell(&ws, info))
     }
 
@@ -284,7 +279,7 @@ impl Pyro {
             id: shell_id.into(),
             signal,
         };
-        let info = shell_reply(call(&ws, &request, &[], 0, REPLY_TIMEOUT)?.0)?;
+        let info = shell_reply(ws.call_collect(&request, &[], 0, REPLY_TIMEOUT)?.0)?;
         ws.touch(|_| {})?;
         Ok(ShellSignalSent {
             shell: shell(&ws, info),
@@ -299,7 +294,7 @@ impl Pyro {
         let request = Request::ShellClose {
             id: shell_id.into(),
         };
-        let info = shell_reply(call(&ws, &request, &[], 0, REPLY_TIMEOUT)?.0)?;
+        let info = shell_reply(ws.call_collect(&request, &[], 0, REPLY_TIMEOUT)?.0)?;
         ws.touch(|_| {})?;
         Ok(ShellClosed {
             shell: shell(&ws, info),
@@ -311,7 +306,10 @@ impl Pyro {
     pub fn workspace_shell_list(&self, id: &str) -> Result<ShellList, Error> {
         let ws = self.workspace(id)?;
         let shells = if matches!(ws.vm().state(), crate::VmState::Running { .. }) {
-            match call(&ws, &Request::ShellList, &[], 0, REPLY_TIMEOUT)?.0 {
+            match ws
+                .call_collect(&Request::ShellList, &[], 0, REPLY_TIMEOUT)?
+                .0
+            {
                 Reply::Shells { shells } => shells.into_iter().map(|i| shell(&ws, i)).collect(),
                 other => return Err(unexpected(other)),
             }
@@ -323,24 +321,6 @@ impl Pyro {
             shells,
         })
     }
-}
-
-/// One shell request on a new connection (so it never waits behind an
-/// exec or a transfer), its reply bounded by `timeout`.
-fn call(
-    ws: &WorkspaceHandle,
-    request: &Request,
-    input: &[u8],
-    max_output: usize,
-    timeout: Duration,
-) -> Result<(Reply, Vec<u8>), Error> {
-    let mut agent: GuestClient = ws.agent()?;
-    agent
-        .set_reply_timeout(Some(timeout))
-        .map_err(GuestError::from)?;
-    agent
-        .shell(request, input, max_output)
-        .map_err(|e| ws.late(e, "answer the shell request", timeout))
 }
 
 fn shell_reply(reply: Reply) -> Result<Info, Error> {

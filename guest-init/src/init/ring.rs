@@ -1,4 +1,4 @@
-//! A shell's output ring: the last [`pyro_proto::shell::RING_BYTES`]
+//! An output ring (a shell's terminal, a service's stream): the last `cap`
 //! bytes, addressed by cursors that count every byte ever pushed.
 
 use std::collections::VecDeque;

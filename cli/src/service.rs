@@ -1,0 +1,115 @@
+//! Runs `pyro workspace service <verb>`: each verb one SDK call, its
+//! result handed to the [`Printer`] (`crate::printer::service`).
+
+use crate::args::service::{ServiceCommand, ServiceStartArgs};
+use crate::printer::service::{Logs, Verb};
+use crate::printer::Printer;
+use pyro_workspace::service_limits::{parse_tcp, Probe};
+use pyro_workspace::{Error, Pyro, ServiceOptions, ServiceState};
+use std::time::Duration;
+
+/// Returns the exit code: 1 for a start that did not end ready.
+pub fn run(pyro: &Pyro, out: Printer, cmd: ServiceCommand) -> Result<i32, Error> {
+    use ServiceCommand as S;
+    match cmd {
+        S::Start(a) => {
+            let opts = options(&a)?;
+            let service = pyro.workspace_service_start(&a.id, &a.name, &opts)?;
+            out.print(&Verb("start", &service));
+            return Ok(if service.state == ServiceState::Ready {
+                0
+            } else {
+                1
+            });
+        }
+        S::List(a) => out.print(&pyro.workspace_service_list(&a.id)?),
+        S::Status(a) => out.print(&Verb(
+            "status",
+            &pyro.workspace_service_status(&a.id, &a.name)?,
+        )),
+        S::Logs(a) => out.print(&Logs(&pyro.workspace_service_logs(
+            &a.id,
+            &a.name,
+            a.tail_lines,
+        )?)),
+        S::Stop(a) => out.print(&Verb(
+            "stop",
+            &pyro.workspace_service_stop(
+                &a.id,
+                &a.name,
+                Some(Duration::from_secs(a.grace_seconds)),
+            )?,
+        )),
+    }
+    Ok(0)
+}
+
+fn options(a: &ServiceStartArgs) -> Result<ServiceOptions, Error> {
+    let ready = if let Some(path) = &a.ready_file {
+        Some(Probe::File { path: path.clone() })
+    } else if let Some(spec) = &a.ready_tcp {
+        Some(parse_tcp(spec).map_err(Error::InvalidArgument)?)
+    } else if let Some(url) = &a.ready_http {
+        Some(Probe::Http { url: url.clone() })
+    } else {
+        a.ready_command.as_ref().map(|command| Probe::Command {
+            command: command.clone(),
+        })
+    };
+    let env = a
+        .env
+        .iter()
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) => Ok((k.to_string(), v.to_string())),
+            None => Err(Error::InvalidArgument(format!(
+                "--env {kv:?}: give NAME=VALUE"
+            ))),
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(ServiceOptions {
+        // One argument is the command line as given; several are joined
+        // as the shell would see them typed.
+        command: if a.command.len() == 1 {
+            a.command[0].clone()
+        } else {
+            a.command
+                .iter()
+                .map(|w| quote(w))
+                .collect::<Vec<_>>()
+                .join(" ")
+        },
+        cwd: Some(a.cwd.clone()),
+        env,
+        ready,
+        ready_timeout: Duration::from_secs(a.ready_timeout_seconds),
+        publish: a.publish.clone(),
+    })
+}
+
+/// `word` quoted for /bin/sh when it needs it.
+fn quote(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quote;
+
+    #[test]
+    fn words_are_quoted_only_when_the_shell_would_split_them() {
+        assert_eq!(quote("python3"), "python3");
+        assert_eq!(quote("-m"), "-m");
+        assert_eq!(quote("a b"), "'a b'");
+        assert_eq!(quote("it's"), r"'it'\''s'");
+        assert_eq!(quote(""), "''");
+        assert_eq!(quote("$HOME"), "'$HOME'");
+    }
+}
