@@ -2,7 +2,7 @@
 //! loopback only (names point at them with `--add-host`; nothing leaves
 //! the host): policies, allowlists and DNS in one-shot runs; a
 //! workspace's published port, policy changes, stop/start,
-//! suspend/resume and delete; two VMs with the same guest addresses at
+//! suspend/resume and delete; a service's port and HTTP probe; two VMs with the same guest addresses at
 //! once.
 
 mod common;
@@ -10,7 +10,7 @@ mod common;
 use common::pyro_with_own_data;
 use pyro::workspace::{
     CreateOptions, NetConfig, NetRules, NetworkPolicy, NoProgress, PortMapping, Pyro, RunOptions,
-    RunResult, UpdateOptions, WorkspaceState,
+    RunResult, ServiceOptions, ServiceProbe, ServiceState, UpdateOptions, WorkspaceState,
 };
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -347,6 +347,50 @@ fn a_workspace_publishes_a_port_changes_policy_and_keeps_its_network_across_star
     );
     let port = host_port(&pyro, &id).expect("published after start");
     assert!(listens_on_loopback_only(port));
+
+    eprintln!("step: A service with an HTTP probe and a port of its own:");
+    // A service's port lives as long as the service: published once the
+    // HTTP probe (in the guest) got an answer, still there after its logs
+    // were read (the reference product's `service logs` tore it down),
+    // gone after `service stop` (the reference left it running).
+    let web = pyro
+        .workspace_service_start(
+            &id,
+            "web",
+            &ServiceOptions {
+                cwd: Some("/workspace".into()),
+                ready: Some(ServiceProbe::Http {
+                    url: "http://127.0.0.1:8001/hello.txt".into(),
+                }),
+                ready_timeout: Duration::from_secs(180),
+                publish: vec![PortMapping {
+                    host: None,
+                    guest: 8001,
+                }],
+                ..ServiceOptions::new("exec python3 -u -m http.server 8001 --bind 0.0.0.0")
+            },
+        )
+        .expect("service start");
+    assert_eq!(web.state, ServiceState::Ready, "{web:?}");
+    let service_port = web.ports[0].host_port.expect("published once ready");
+    assert!(listens_on_loopback_only(service_port));
+    let got = http_get(service_port, Duration::from_secs(30)).expect("the service answers");
+    assert!(got.contains("hello-from-guest"), "{got}");
+    let logs = pyro.workspace_service_logs(&id, "web", None).unwrap();
+    assert!(logs.stderr.contains("GET /hello.txt"), "{logs:?}");
+    assert!(
+        http_get(service_port, Duration::from_secs(30)).is_some(),
+        "logs leave the port be"
+    );
+    let stopped = pyro.workspace_service_stop(&id, "web", None).unwrap();
+    assert_eq!(stopped.state, ServiceState::Stopped);
+    assert_eq!(stopped.ports[0].host_port, None);
+    assert!(TcpStream::connect(("127.0.0.1", service_port)).is_err());
+    assert_eq!(
+        pyro.workspace_port_list(&id).unwrap().ports.len(),
+        1,
+        "the record's own port stays"
+    );
 
     eprintln!("step: Unpublish:");
     // Unpublish: nothing listens there any more. Publish again, then

@@ -21,6 +21,8 @@ pub const MAX_READY_TIMEOUT_S: u64 = 3600;
 /// most, milliseconds.
 pub const DEFAULT_STOP_GRACE_MS: u64 = 5_000;
 pub const MAX_STOP_GRACE_MS: u64 = 60_000;
+/// Most ports one service publishes.
+pub const MAX_PUBLISH: usize = 16;
 /// Most lines a `logs` tail returns per stream.
 pub const MAX_TAIL_LINES: u64 = 100_000;
 
@@ -175,6 +177,9 @@ pub fn check_start(req: &StartRequest) -> Result<(), String> {
         ));
     }
     crate::shell::check_env(&req.env)?;
+    if req.publish.len() > MAX_PUBLISH {
+        return Err(format!("at most {MAX_PUBLISH} published ports per service"));
+    }
     if !(1..=MAX_READY_TIMEOUT_S * 1000).contains(&req.ready_timeout_ms) {
         return Err(format!(
             "ready timeout must be 1 ms to {MAX_READY_TIMEOUT_S} s"

@@ -178,20 +178,40 @@ pub fn start(req: StartRequest) -> Result<Reply, RpcError> {
         fail(&svc, format!("the agent could not start a thread: {e}"));
         return Ok(Reply::Service(Box::new(svc.info())));
     }
-    // Answer once it is ready, failed or gone (the probe thread ends
-    // `Starting` by its deadline; the margin only guards against a bug).
-    let deadline = Instant::now() + Duration::from_millis(req.ready_timeout_ms) + KILL_WAIT;
+    // Answer once it is ready, failed or gone. The deadline is enforced
+    // here too: one probe attempt can take longer than the time left (a
+    // first connect in a freshly restored guest took seconds), and the
+    // answer must not wait for it.
+    let timeout = Duration::from_millis(req.ready_timeout_ms);
+    let deadline = svc.started + timeout;
     let mut st = svc.lock();
-    while st.state == State::Starting && Instant::now() < deadline {
-        let left = deadline.saturating_duration_since(Instant::now());
+    let timed_out = loop {
+        let now = Instant::now();
+        if st.state != State::Starting {
+            break false;
+        }
+        if now >= deadline {
+            break true;
+        }
         st = svc
             .changed
-            .wait_timeout(st, left)
+            .wait_timeout(st, deadline - now)
             .unwrap_or_else(|p| p.into_inner())
             .0;
-    }
+    };
     drop(st);
+    if let (true, Some(probe)) = (timed_out, &svc.probe) {
+        fail(&svc, not_ready(probe, timeout));
+    }
     Ok(Reply::Service(Box::new(svc.info())))
+}
+
+fn not_ready(probe: &Probe, timeout: Duration) -> String {
+    format!(
+        "readiness probe {} did not succeed within {:.1} s",
+        probe.describe(),
+        timeout.as_secs_f64()
+    )
 }
 
 fn thread(name: &str, f: impl FnOnce() + Send + 'static) -> Result<(), std::io::Error> {
@@ -307,14 +327,7 @@ fn probe_until_ready(svc: &Service, timeout: Duration) {
         }
         drop(st);
         if Instant::now() >= deadline {
-            fail(
-                svc,
-                format!(
-                    "readiness probe {} did not succeed within {:.1} s",
-                    probe.describe(),
-                    timeout.as_secs_f64()
-                ),
-            );
+            fail(svc, not_ready(&probe, timeout));
             return;
         }
         let next = (tried + every).min(deadline);

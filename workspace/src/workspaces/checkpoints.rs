@@ -139,7 +139,10 @@ impl Pyro {
         std::fs::rename(&restored, ws.dir.disk()).map_err(|e| store::io_err(&ws.dir.disk(), e))?;
         std::fs::rename(&system, ws.dir.system_disk())
             .map_err(|e| store::io_err(&ws.dir.system_disk(), e))?;
-        let mut record = ws.touch(|_| {})?;
+        let mut record = ws.touch(|r| {
+            r.reset_count += 1;
+            r.last_reset_at = Some(r.last_activity_at.clone());
+        })?;
         progress.phase("reset", &format!("restored {checkpoint}; starting"));
         // The baseline's system image is the new-workspace snapshot's
         // template, unless that snapshot was taken again since.

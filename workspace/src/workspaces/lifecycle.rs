@@ -163,6 +163,8 @@ impl Pyro {
             ttl_seconds: opts.ttl_seconds,
             expires_unix: opts.ttl_seconds.map(|t| now + t),
             command_count: 0,
+            reset_count: 0,
+            last_reset_at: None,
             seed_path: opts.seed_path.clone(),
             seed_entry_count: packed.entries,
             last_start: None,

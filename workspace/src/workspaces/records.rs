@@ -161,6 +161,11 @@ pub struct WorkspaceRecord {
     pub ttl_seconds: Option<u64>,
     pub expires_unix: Option<u64>,
     pub command_count: u64,
+    /// Resets so far, and when the last one was (RFC 3339).
+    #[serde(default)]
+    pub reset_count: u64,
+    #[serde(default)]
+    pub last_reset_at: Option<String>,
     pub seed_path: Option<PathBuf>,
     pub seed_entry_count: u64,
     /// How the VM last started.

@@ -36,8 +36,8 @@ const INPUT_TIMEOUT: Duration = Duration::from_secs(5);
 /// command typed has not brought its prompt back (it may be starting up,
 /// or be an interactive program that prints no prompt marker).
 const BUSY_QUIET: Duration = Duration::from_millis(2000);
-/// How long open waits for the shell's first output (its prompt).
-const READY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long open waits for the shell's first prompt.
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long close waits after SIGHUP before SIGKILL.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
@@ -67,6 +67,10 @@ struct Status {
     exit: Option<(Option<i32>, Option<i32>)>,
     /// Every holder of the terminal closed it: no more output.
     eof: bool,
+    /// Prompt markers seen. The first is the shell's start-up prompt,
+    /// which answers no line typed (one typed before it came, while the
+    /// shell was still starting, is answered by the prompt after it).
+    prompts: u64,
     /// Lines typed (Enter) that the shell has not answered with a prompt
     /// marker yet: while not 0, a command is running. Counted, not a
     /// flag, so the prompt of a command answered late (after the next
@@ -134,7 +138,8 @@ pub fn open(req: OpenRequest) -> Result<Reply, RpcError> {
     let fail =
         |what: &str, e: std::io::Error| RpcError::new("shell_failed", format!("{what}: {e}"));
     let (master, slave) = pty(req.cols, req.rows).map_err(|e| fail("pseudo-terminal", e))?;
-    let (program, args): (&str, &[&str]) = if std::path::Path::new("/bin/bash").exists() {
+    let bash = std::path::Path::new("/bin/bash").exists();
+    let (program, args): (&str, &[&str]) = if bash {
         ("/bin/bash", &["--noprofile", "--norc", "-i"])
     } else {
         ("/bin/sh", &["-i"])
@@ -178,6 +183,7 @@ pub fn open(req: OpenRequest) -> Result<Reply, RpcError> {
             last_activity: Instant::now(),
             exit: None,
             eof: false,
+            prompts: 0,
             pending_lines: 0,
         }),
         changed: Condvar::new(),
@@ -205,11 +211,20 @@ pub fn open(req: OpenRequest) -> Result<Reply, RpcError> {
         end(&shell);
         return Err(fail("thread", e));
     }
-    // Ready once it has printed its prompt: input typed before the shell
-    // set up its terminal can sit unseen in the line discipline.
+    // Ready once it has printed its prompt (bash: its first prompt
+    // marker; sh has none: any output): input typed before the shell set
+    // up its terminal can sit unseen in the line discipline. On a loaded
+    // PVM host bash can take over 10 s to get there (the host waits 30).
     let deadline = Instant::now() + READY_TIMEOUT;
     let mut st = shell.lock();
-    while st.ring.end() == 0 && !st.eof && st.exit.is_none() {
+    let started = |st: &Status| {
+        if bash {
+            st.prompts > 0
+        } else {
+            st.ring.end() > 0
+        }
+    };
+    while !started(&st) && !st.eof && st.exit.is_none() {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             break;
@@ -305,7 +320,12 @@ fn pump(shell: &Shell, stop: File) {
                 let (output, prompts) = markers.strip(&buf[..n]);
                 let mut st = shell.lock();
                 st.ring.push(&output);
-                st.pending_lines = st.pending_lines.saturating_sub(prompts as u64);
+                let answers = match st.prompts {
+                    0 => (prompts as u64).saturating_sub(1),
+                    _ => prompts as u64,
+                };
+                st.prompts += prompts as u64;
+                st.pending_lines = st.pending_lines.saturating_sub(answers);
                 st.last_activity = Instant::now();
                 drop(st);
                 shell.changed.notify_all();
