@@ -3,24 +3,15 @@
 //! (one agent round trip: the probe runs in the guest). Each sample also
 //! stops the service, outside the timed part.
 
+mod common;
+
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
-use pyro::images::Paths;
-use pyro::workspace::{
-    CreateOptions, NoProgress, Pyro, ServiceOptions, ServiceProbe, ServiceState,
-};
+use pyro::workspace::{ServiceOptions, ServiceProbe, ServiceState};
 use std::time::Duration;
 
 fn service_start_ready(c: &mut Criterion) {
     let data = tempfile::tempdir().expect("temp dir");
-    let pyro = Pyro::with_paths(Paths {
-        cache: Paths::from_env().cache,
-        data: data.path().to_path_buf(),
-    });
-    let ws = pyro
-        .workspace_create(&CreateOptions::default(), &NoProgress)
-        .expect("create")
-        .record
-        .workspace_id;
+    let (pyro, ws) = common::pyro_with_workspace(data.path());
     // Each start makes a ready file of its own (so no clean-up between
     // samples), with the shell's builtins only: `: > file` needs no other
     // process (a spawn is ~0.6 s in a PVM guest). Between samples, the

@@ -2,22 +2,15 @@
 //! until its echo is back (two agent connections at least: the write,
 //! then reads that wait for the echo in the guest).
 
+mod common;
+
 use criterion::{criterion_group, criterion_main, Criterion};
-use pyro::images::Paths;
-use pyro::workspace::{CreateOptions, NoProgress, Pyro, ShellOptions, ShellReadOptions};
+use pyro::workspace::{ShellOptions, ShellReadOptions};
 use std::time::Duration;
 
 fn shell_roundtrip(c: &mut Criterion) {
     let data = tempfile::tempdir().expect("temp dir");
-    let pyro = Pyro::with_paths(Paths {
-        cache: Paths::from_env().cache,
-        data: data.path().to_path_buf(),
-    });
-    let ws = pyro
-        .workspace_create(&CreateOptions::default(), &NoProgress)
-        .expect("create")
-        .record
-        .workspace_id;
+    let (pyro, ws) = common::pyro_with_workspace(data.path());
     let shell = pyro
         .workspace_shell_open(&ws, &ShellOptions::default())
         .expect("open")

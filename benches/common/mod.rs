@@ -1,4 +1,5 @@
-//! Shared bench set-up: the default environment's VM config, with the
+//! Shared bench set-up: the default environment's VM config (and a
+//! workspace for the workspace benches), with the
 //! kernel and image built first if missing.
 
 #![allow(dead_code)]
@@ -39,4 +40,22 @@ pub fn serving_vm(dir: &Path, mem_mib: u32) -> (Vm, PathBuf) {
     vm.wait_for_init(Duration::from_secs(120)).expect("init");
     GuestClient::wait_ready(&uds, Duration::from_secs(60)).expect("agent");
     (vm, uds)
+}
+
+/// A `Pyro` with the shared image cache and the data dir `data`, and a
+/// new workspace in it (its id).
+pub fn pyro_with_workspace(data: &Path) -> (pyro::workspace::Pyro, String) {
+    let pyro = pyro::workspace::Pyro::with_paths(pyro::images::Paths {
+        cache: pyro::images::Paths::from_env().cache,
+        data: data.to_path_buf(),
+    });
+    let ws = pyro
+        .workspace_create(
+            &pyro::workspace::CreateOptions::default(),
+            &pyro::workspace::NoProgress,
+        )
+        .expect("create")
+        .record
+        .workspace_id;
+    (pyro, ws)
 }
