@@ -4,8 +4,8 @@
 use crate::args::service::{ServiceCommand, ServiceStartArgs};
 use crate::printer::service::{Logs, Verb};
 use crate::printer::Printer;
-use pyro_workspace::service_limits::{parse_tcp, Probe};
-use pyro_workspace::{Error, Pyro, ServiceOptions, ServiceState};
+use pyro_workspace::service_limits::one_probe;
+use pyro_workspace::{shell_join, Error, Pyro, ServiceOptions, ServiceState};
 use std::time::Duration;
 
 /// Returns the exit code: 1 for a start that did not end ready.
@@ -45,17 +45,13 @@ pub fn run(pyro: &Pyro, out: Printer, cmd: ServiceCommand) -> Result<i32, Error>
 }
 
 fn options(a: &ServiceStartArgs) -> Result<ServiceOptions, Error> {
-    let ready = if let Some(path) = &a.ready_file {
-        Some(Probe::File { path: path.clone() })
-    } else if let Some(spec) = &a.ready_tcp {
-        Some(parse_tcp(spec).map_err(Error::InvalidArgument)?)
-    } else if let Some(url) = &a.ready_http {
-        Some(Probe::Http { url: url.clone() })
-    } else {
-        a.ready_command.as_ref().map(|command| Probe::Command {
-            command: command.clone(),
-        })
-    };
+    let ready = one_probe(
+        a.ready_file.as_deref(),
+        a.ready_tcp.as_deref(),
+        a.ready_http.as_deref(),
+        a.ready_command.as_deref(),
+    )
+    .map_err(Error::InvalidArgument)?;
     let env = a
         .env
         .iter()
@@ -72,11 +68,7 @@ fn options(a: &ServiceStartArgs) -> Result<ServiceOptions, Error> {
         command: if a.command.len() == 1 {
             a.command[0].clone()
         } else {
-            a.command
-                .iter()
-                .map(|w| quote(w))
-                .collect::<Vec<_>>()
-                .join(" ")
+            shell_join(&a.command)
         },
         cwd: Some(a.cwd.clone()),
         env,
@@ -84,32 +76,4 @@ fn options(a: &ServiceStartArgs) -> Result<ServiceOptions, Error> {
         ready_timeout: Duration::from_secs(a.ready_timeout_seconds),
         publish: a.publish.clone(),
     })
-}
-
-/// `word` quoted for /bin/sh when it needs it.
-fn quote(word: &str) -> String {
-    let plain = !word.is_empty()
-        && word
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b));
-    if plain {
-        word.to_string()
-    } else {
-        format!("'{}'", word.replace('\'', r"'\''"))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::quote;
-
-    #[test]
-    fn words_are_quoted_only_when_the_shell_would_split_them() {
-        assert_eq!(quote("python3"), "python3");
-        assert_eq!(quote("-m"), "-m");
-        assert_eq!(quote("a b"), "'a b'");
-        assert_eq!(quote("it's"), r"'it'\''s'");
-        assert_eq!(quote(""), "''");
-        assert_eq!(quote("$HOME"), "'$HOME'");
-    }
 }

@@ -15,6 +15,7 @@
 //! `<file>.bak-<unix time>`, then replaces it atomically.
 
 use crate::Profile;
+use pyro_workspace::shell_join;
 use std::ffi::OsStr;
 use std::fmt;
 use std::io::{Error, ErrorKind, Result};
@@ -99,11 +100,7 @@ const OPENCODE_SCHEMA: &str = "https://opencode.ai/config.json";
 pub fn snippet(host: Host, pyro: &Path, profile: Profile) -> String {
     match host {
         Host::Claude => {
-            let words: Vec<String> = claude_argv(pyro, profile)
-                .iter()
-                .map(|w| shell_quote(w))
-                .collect();
-            format!("{}\n", words.join(" "))
+            format!("{}\n", shell_join(&claude_argv(pyro, profile)))
         }
         Host::Codex => codex_document(pyro, profile).to_string(),
         Host::Opencode => {
@@ -128,19 +125,6 @@ pub fn describe(host: Host) -> &'static str {
             "merge this into opencode.json (or `pyro mcp config opencode --install`, which \
              writes ~/.config/opencode/opencode.json)"
         }
-    }
-}
-
-/// `word` as one POSIX shell word.
-fn shell_quote(word: &str) -> String {
-    let plain = !word.is_empty()
-        && word
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "/._-+:@%=,".contains(c));
-    if plain {
-        word.to_string()
-    } else {
-        format!("'{}'", word.replace('\'', r"'\''"))
     }
 }
 

@@ -23,6 +23,12 @@ pub const DEFAULT_STOP_GRACE_MS: u64 = 5_000;
 pub const MAX_STOP_GRACE_MS: u64 = 60_000;
 /// Most ports one service publishes.
 pub const MAX_PUBLISH: usize = 16;
+/// How long a failed service gets after SIGTERM before SIGKILL, ms.
+pub const FAIL_GRACE_MS: u64 = 2_000;
+/// How long the agent waits for a main process after SIGKILL, ms: it
+/// cannot refuse, but the kernel may be slow (D state on a slow disk).
+/// Host reply deadlines add it to the waits they ask for.
+pub const KILL_WAIT_MS: u64 = 10_000;
 /// Most lines a `logs` tail returns per stream.
 pub const MAX_TAIL_LINES: u64 = 100_000;
 
@@ -164,6 +170,28 @@ pub fn check_name(name: &str) -> Result<(), String> {
     }
 }
 
+/// Why a logs request's `tail_lines` is refused, if it is.
+pub fn check_tail_lines(tail_lines: Option<u64>) -> Result<(), String> {
+    match tail_lines {
+        Some(n) if !(1..=MAX_TAIL_LINES).contains(&n) => {
+            Err(format!("tail_lines must be 1-{MAX_TAIL_LINES} (got {n})"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Why a stop's grace is refused, if it is.
+pub fn check_grace_ms(grace_ms: u64) -> Result<(), String> {
+    if grace_ms > MAX_STOP_GRACE_MS {
+        Err(format!(
+            "grace must be at most {} s",
+            MAX_STOP_GRACE_MS / 1000
+        ))
+    } else {
+        Ok(())
+    }
+}
+
 /// Why a start request is refused, if it is (the path in a file probe
 /// and the cwd are checked where they are resolved).
 pub fn check_start(req: &StartRequest) -> Result<(), String> {
@@ -195,6 +223,31 @@ pub fn check_start(req: &StartRequest) -> Result<(), String> {
         }
         _ => Ok(()),
     }
+}
+
+/// The one probe a caller asked for, from the four ways to ask (CLI
+/// flags, MCP parameters): `--ready-file`, `--ready-tcp` (parsed with
+/// [`parse_tcp`]), `--ready-http`, `--ready-command`. More than one is
+/// refused; none is `None`.
+pub fn one_probe(
+    file: Option<&str>,
+    tcp: Option<&str>,
+    http: Option<&str>,
+    command: Option<&str>,
+) -> Result<Option<Probe>, String> {
+    let given = [&file, &tcp, &http, &command];
+    if given.iter().filter(|g| g.is_some()).count() > 1 {
+        return Err("give at most one readiness probe (file, tcp, http or command)".into());
+    }
+    Ok(match (file, tcp, http, command) {
+        (Some(path), ..) => Some(Probe::File { path: path.into() }),
+        (_, Some(spec), ..) => Some(parse_tcp(spec)?),
+        (_, _, Some(url), _) => Some(Probe::Http { url: url.into() }),
+        (.., Some(command)) => Some(Probe::Command {
+            command: command.into(),
+        }),
+        _ => None,
+    })
 }
 
 /// `host:port` as a TCP probe (host defaults to 127.0.0.1: `:8080`
@@ -314,6 +367,24 @@ mod tests {
         assert!(parse_http_url("http://x:99999/").is_err());
         assert!(parse_http_url("http:///x").is_err());
         assert!(parse_http_url("http://x/a b").is_err());
+    }
+
+    #[test]
+    fn one_probe_at_most() {
+        assert_eq!(one_probe(None, None, None, None), Ok(None));
+        assert_eq!(
+            one_probe(None, Some("8000"), None, None),
+            Ok(Some(parse_tcp("8000").unwrap()))
+        );
+        assert_eq!(
+            one_probe(None, None, None, Some("true")),
+            Ok(Some(Probe::Command {
+                command: "true".into()
+            }))
+        );
+        assert!(one_probe(Some("f"), None, Some("http://x/"), None)
+            .unwrap_err()
+            .contains("at most one"));
     }
 
     #[test]

@@ -17,6 +17,7 @@ mod environments;
 mod error;
 mod guest;
 mod run;
+mod shell_words;
 #[doc(hidden)]
 pub mod testing;
 mod transfer;
@@ -50,6 +51,7 @@ pub use pyro_vmm::net::stack::{NetStatus, PublishedPort, RefusalRecord, RefusalS
 pub use pyro_vmm::NetConfig;
 pub use pyro_vmm::{HostKind, VmExit};
 pub use run::{abandon_runs, RunOptions, RunResult, RunTimings};
+pub use shell_words::{shell_join, shell_quote};
 pub use transfer::{pack_dir, unpack_untrusted, PackStats};
 pub use workspaces::{
     Checkpoint, CheckpointKind, CommandRecord, CreateOptions, Deleted, DiffEntry, DiffResult,

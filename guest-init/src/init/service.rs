@@ -3,8 +3,8 @@
 //! of its own, so stop and failure reach everything it started. Three
 //! threads per service: two copy stdout and stderr into rings of
 //! [`service::LOG_BYTES`] (bounded: the oldest bytes drop), one waits for
-//! the exit status; a fourth polls the readiness probe until ready, gone
-//! or out of time. Probes run here, in the guest: a start is one round
+//! the exit status; a fourth polls the readiness probe while the service
+//! is starting (the start request owns the deadline). Probes run here, in the guest: a start is one round
 //! trip, not a host poll loop over vsock.
 
 use super::ring::Ring;
@@ -27,11 +27,8 @@ const PROBE_EVERY: Duration = Duration::from_millis(100);
 const COMMAND_PROBE_EVERY: Duration = Duration::from_millis(500);
 /// One TCP or HTTP probe's connect and answer.
 const NET_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long a failed service gets after SIGTERM before SIGKILL.
-const FAIL_GRACE: Duration = Duration::from_secs(2);
-/// How long to wait for the main process after SIGKILL: it cannot
-/// refuse, but the kernel may be slow (D state on a slow disk).
-const KILL_WAIT: Duration = Duration::from_secs(10);
+const FAIL_GRACE: Duration = Duration::from_millis(service::FAIL_GRACE_MS);
+const KILL_WAIT: Duration = Duration::from_millis(service::KILL_WAIT_MS);
 
 struct Service {
     name: String,
@@ -44,7 +41,7 @@ struct Service {
     started_at: u64,
     started: Instant,
     status: Mutex<Status>,
-    /// Signalled on every change of state and on output.
+    /// Signalled on every change of state and on the main process's exit.
     changed: Condvar,
 }
 
@@ -178,10 +175,10 @@ pub fn start(req: StartRequest) -> Result<Reply, RpcError> {
         fail(&svc, format!("the agent could not start a thread: {e}"));
         return Ok(Reply::Service(Box::new(svc.info())));
     }
-    // Answer once it is ready, failed or gone. The deadline is enforced
-    // here too: one probe attempt can take longer than the time left (a
-    // first connect in a freshly restored guest took seconds), and the
-    // answer must not wait for it.
+    // Answer once it is ready, failed or gone. The deadline is this
+    // request's, not the probe thread's: one probe attempt can take
+    // longer than the time left (a first connect in a freshly restored
+    // guest took seconds), and the answer must not wait for it.
     let timeout = Duration::from_millis(req.ready_timeout_ms);
     let deadline = svc.started + timeout;
     let mut st = svc.lock();
@@ -193,11 +190,7 @@ pub fn start(req: StartRequest) -> Result<Reply, RpcError> {
         if now >= deadline {
             break true;
         }
-        st = svc
-            .changed
-            .wait_timeout(st, deadline - now)
-            .unwrap_or_else(|p| p.into_inner())
-            .0;
+        st = svc.wait_until(st, deadline);
     };
     drop(st);
     if let (true, Some(probe)) = (timed_out, &svc.probe) {
@@ -293,11 +286,13 @@ fn wait(svc: &Service, exited: Receiver<rustix::process::WaitStatus>) {
     svc.changed.notify_all();
 }
 
-/// Polls the probe until it succeeds, the service ends, or `timeout`.
+/// Polls the probe while the service is starting: until it succeeds, or
+/// the service ended or was failed (by `start`, at the deadline).
 fn probe_until_ready(svc: &Service, timeout: Duration) {
     let Some(probe) = svc.probe.clone() else {
         return;
     };
+    // Bounds a command probe's run.
     let deadline = svc.started + timeout;
     let every = match probe {
         Probe::Command { .. } => COMMAND_PROBE_EVERY,
@@ -325,13 +320,8 @@ fn probe_until_ready(svc: &Service, timeout: Duration) {
             svc.changed.notify_all();
             return;
         }
-        drop(st);
-        if Instant::now() >= deadline {
-            fail(svc, not_ready(&probe, timeout));
-            return;
-        }
-        let next = (tried + every).min(deadline);
-        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        // Until the next try, or until it is no longer starting.
+        let _ = svc.wait_until(st, tried + every);
     }
 }
 
@@ -443,11 +433,7 @@ fn terminate(svc: &Service, grace: Duration) -> bool {
             deadline = now + KILL_WAIT;
             continue;
         }
-        st = svc
-            .changed
-            .wait_timeout(st, deadline - now)
-            .unwrap_or_else(|p| p.into_inner())
-            .0;
+        st = svc.wait_until(st, deadline);
     }
     drop(st);
     // Children that outlived the main process (or ignored SIGTERM) go too.
@@ -456,12 +442,7 @@ fn terminate(svc: &Service, grace: Duration) -> bool {
 }
 
 pub fn stop(name: &str, grace_ms: u64) -> Result<Reply, RpcError> {
-    if grace_ms > service::MAX_STOP_GRACE_MS {
-        return Err(invalid(format!(
-            "grace must be at most {} ms",
-            service::MAX_STOP_GRACE_MS
-        )));
-    }
+    service::check_grace_ms(grace_ms).map_err(invalid)?;
     let svc = get(name)?;
     let mut st = svc.lock();
     if !st.state.running() {
@@ -501,25 +482,20 @@ pub fn list() -> Reply {
 }
 
 pub fn logs(name: &str, tail: Option<u64>, out: &mut impl Write) -> Result<Reply, RpcError> {
-    if tail.is_some_and(|n| n > service::MAX_TAIL_LINES) {
-        return Err(invalid(format!(
-            "tail_lines must be at most {}",
-            service::MAX_TAIL_LINES
-        )));
-    }
+    service::check_tail_lines(tail).map_err(invalid)?;
     let svc = get(name)?;
     let st = svc.lock();
     let all = |ring: &Ring| -> (Vec<u8>, u64) {
-        let bytes = ring
+        let mut bytes = ring
             .read(ring.start(), service::LOG_BYTES)
             .map(|s| s.bytes)
             .unwrap_or_default();
-        let kept = match tail {
-            Some(n) => service::tail_lines(&bytes, n).to_vec(),
-            None => bytes,
-        };
-        let omitted = ring.end() - kept.len() as u64;
-        (kept, omitted)
+        if let Some(n) = tail {
+            let cut = bytes.len() - service::tail_lines(&bytes, n).len();
+            bytes.drain(..cut);
+        }
+        let omitted = ring.end() - bytes.len() as u64;
+        (bytes, omitted)
     };
     let (stdout, stdout_omitted) = all(&st.stdout);
     let (stderr, stderr_omitted) = all(&st.stderr);
@@ -543,6 +519,19 @@ impl Service {
 
     fn info(&self) -> Info {
         self.info_of(&self.lock())
+    }
+
+    /// Waits on `st` for a change, until `deadline` at the latest.
+    fn wait_until<'a>(
+        &self,
+        st: MutexGuard<'a, Status>,
+        deadline: Instant,
+    ) -> MutexGuard<'a, Status> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        self.changed
+            .wait_timeout(st, left)
+            .unwrap_or_else(|p| p.into_inner())
+            .0
     }
 
     fn info_of(&self, st: &Status) -> Info {

@@ -5,8 +5,7 @@
 
 use crate::server::PyroServer;
 use pyro_workspace::service_limits::{
-    parse_tcp, Probe, DEFAULT_READY_TIMEOUT_S, MAX_READY_TIMEOUT_S, MAX_STOP_GRACE_MS,
-    MAX_TAIL_LINES,
+    one_probe, DEFAULT_READY_TIMEOUT_S, MAX_READY_TIMEOUT_S, MAX_STOP_GRACE_MS, MAX_TAIL_LINES,
 };
 use pyro_workspace::{Error, ServiceOptions};
 use rmcp::handler::server::wrapper::Parameters;
@@ -131,7 +130,13 @@ impl PyroServer {
                 1,
                 MAX_READY_TIMEOUT_S,
             )?;
-            let ready = probe(&p)?;
+            let ready = one_probe(
+                p.ready_file.as_deref(),
+                p.ready_tcp.as_deref(),
+                p.ready_http.as_deref(),
+                p.ready_command.as_deref(),
+            )
+            .map_err(Error::InvalidArgument)?;
             let publish = super::network::parse_all("publish", &p.publish)?;
             let opts = ServiceOptions {
                 command: p.command,
@@ -223,30 +228,4 @@ impl PyroServer {
         })
         .await
     }
-}
-
-/// The one readiness probe asked for, if any.
-fn probe(p: &ServiceStartParams) -> Result<Option<Probe>, Error> {
-    let given = [
-        p.ready_file.is_some(),
-        p.ready_tcp.is_some(),
-        p.ready_http.is_some(),
-        p.ready_command.is_some(),
-    ];
-    if given.iter().filter(|g| **g).count() > 1 {
-        return Err(Error::InvalidArgument(
-            "give at most one of ready_file, ready_tcp, ready_http, ready_command".into(),
-        ));
-    }
-    Ok(if let Some(path) = &p.ready_file {
-        Some(Probe::File { path: path.clone() })
-    } else if let Some(spec) = &p.ready_tcp {
-        Some(parse_tcp(spec).map_err(Error::InvalidArgument)?)
-    } else if let Some(url) = &p.ready_http {
-        Some(Probe::Http { url: url.clone() })
-    } else {
-        p.ready_command
-            .as_ref()
-            .map(|c| Probe::Command { command: c.clone() })
-    })
 }

@@ -27,8 +27,9 @@ pub use pyro_proto::service::{Probe as ServiceProbe, State as ServiceState};
 /// Bound on a service request's reply beyond the waits it asked for
 /// (a start spawns a process, ~0.6 s on PVM hosts).
 const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
-/// The agent's own wait for a main process after SIGKILL.
-const KILL_WAIT: Duration = Duration::from_secs(10);
+/// The agent's own waits after SIGTERM (a failed start) and SIGKILL.
+const FAIL_GRACE: Duration = Duration::from_millis(wire::FAIL_GRACE_MS);
+const KILL_WAIT: Duration = Duration::from_millis(wire::KILL_WAIT_MS);
 
 /// How to start a service.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,7 +161,7 @@ impl Pyro {
         if !opts.publish.is_empty() {
             check_service_ports(&ws, &opts.publish)?;
         }
-        let timeout = REPLY_TIMEOUT + opts.ready_timeout + KILL_WAIT;
+        let timeout = REPLY_TIMEOUT + opts.ready_timeout + FAIL_GRACE + KILL_WAIT;
         let info = service_reply(
             ws.call_collect(&Request::ServiceStart(request), &[], 0, timeout)?
                 .0,
@@ -169,13 +170,13 @@ impl Pyro {
         if info.state == ServiceState::Ready && !info.publish.is_empty() {
             if let Err(e) = publish_all(&ws, &info.publish) {
                 let _ = stop_in_guest(&ws, name, wire::DEFAULT_STOP_GRACE_MS);
-                unpublish_all(&ws, &info.publish);
                 return Err(Error::Conflict(format!(
                     "service {name} was ready, but its ports could not be published, so it was stopped: {e}"
                 )));
             }
         }
-        Ok(service(&ws, info, &live_ports(&ws)))
+        let live = settle_ports(&ws, std::slice::from_ref(&info));
+        Ok(service(&ws, info, &live))
     }
 
     /// One service as it is now.
@@ -198,14 +199,7 @@ impl Pyro {
         tail_lines: Option<u64>,
     ) -> Result<ServiceLogs, Error> {
         check_name(name)?;
-        if let Some(n) = tail_lines {
-            if !(1..=wire::MAX_TAIL_LINES).contains(&n) {
-                return Err(Error::InvalidArgument(format!(
-                    "tail_lines must be 1-{} (got {n})",
-                    wire::MAX_TAIL_LINES
-                )));
-            }
-        }
+        wire::check_tail_lines(tail_lines).map_err(Error::InvalidArgument)?;
         let ws = self.workspace(id)?;
         let request = Request::ServiceLogs {
             name: name.into(),
@@ -249,17 +243,12 @@ impl Pyro {
     ) -> Result<Service, Error> {
         check_name(name)?;
         let grace_ms = grace.map_or(wire::DEFAULT_STOP_GRACE_MS, |g| g.as_millis() as u64);
-        if grace_ms > wire::MAX_STOP_GRACE_MS {
-            return Err(Error::InvalidArgument(format!(
-                "grace must be at most {} s",
-                wire::MAX_STOP_GRACE_MS / 1000
-            )));
-        }
+        wire::check_grace_ms(grace_ms).map_err(Error::InvalidArgument)?;
         let ws = self.workspace(id)?;
         let info = stop_in_guest(&ws, name, grace_ms)?;
-        unpublish_all(&ws, &info.publish);
+        let live = settle_ports(&ws, std::slice::from_ref(&info));
         ws.touch(|_| {})?;
-        Ok(service(&ws, info, &live_ports(&ws)))
+        Ok(service(&ws, info, &live))
     }
 
     /// The workspace's services in start order; none while it is stopped.
@@ -330,38 +319,44 @@ fn stop_in_guest(ws: &WorkspaceHandle, name: &str, grace_ms: u64) -> Result<Info
     service_reply(ws.call_collect(&request, &[], 0, timeout)?.0)
 }
 
+/// Publishes a service's ports, all or none (those published before a
+/// failure are unpublished again).
 fn publish_all(ws: &WorkspaceHandle, ports: &[Publish]) -> Result<(), Error> {
     let vm = ws.vm();
-    for p in ports {
-        vm.port_publish(PortMapping {
+    for (i, p) in ports.iter().enumerate() {
+        let mapping = PortMapping {
             host: p.host,
             guest: p.guest,
-        })?;
+        };
+        if let Err(e) = vm.port_publish(mapping) {
+            for done in &ports[..i] {
+                let _ = vm.port_unpublish(done.guest);
+            }
+            return Err(e);
+        }
     }
     Ok(())
 }
 
-/// Unpublishes a service's ports (those published: a port the record
-/// keeps is never a service's, see `check_service_ports`).
-fn unpublish_all(ws: &WorkspaceHandle, ports: &[Publish]) {
-    let live = live_ports(ws);
-    let vm = ws.vm();
-    for p in ports {
-        if live.iter().any(|&(_, guest)| guest == p.guest) {
-            let _ = vm.port_unpublish(p.guest);
-        }
-    }
-}
-
-/// Unpublishes the ports of services in `infos` that have ended, and
-/// returns the ports published now (host, guest).
+/// The ports published now (host, guest), after unpublishing those of
+/// the services in `infos` that have ended. The VMM is not asked when
+/// none of them has ports. (A port the record keeps is never a
+/// service's: see `check_service_ports`.)
 fn settle_ports(ws: &WorkspaceHandle, infos: &[Info]) -> Vec<(u16, u16)> {
+    if infos.iter().all(|i| i.publish.is_empty()) {
+        return Vec::new();
+    }
+    let mut live = live_ports(ws);
+    let vm = ws.vm();
     for info in infos.iter().filter(|i| !i.state.running()) {
-        if !info.publish.is_empty() {
-            unpublish_all(ws, &info.publish);
+        for p in &info.publish {
+            if live.iter().any(|&(_, guest)| guest == p.guest) {
+                let _ = vm.port_unpublish(p.guest);
+                live.retain(|&(_, guest)| guest != p.guest);
+            }
         }
     }
-    live_ports(ws)
+    live
 }
 
 /// Ports published now: (host, guest).
