@@ -12,8 +12,14 @@ use serde::{Deserialize, Serialize};
 pub const MAX_SERVICES: usize = 32;
 /// Output kept per stream of a service.
 pub const LOG_BYTES: usize = 256 << 10;
-/// Largest command line.
-pub const MAX_COMMAND_BYTES: usize = 64 << 10;
+/// Largest command line, probe argument (path, host, URL or command)
+/// and working directory. With control characters other than tab and
+/// newline refused, these keep a list of [`MAX_SERVICES`] services
+/// inside one reply header (`rpc::MAX_HEADER`), however they are
+/// escaped; a longer script belongs in a file.
+pub const MAX_COMMAND_BYTES: usize = 4096;
+pub const MAX_PROBE_BYTES: usize = 2048;
+pub const MAX_CWD_BYTES: usize = 1024;
 /// Readiness timeout: default and bounds, seconds.
 pub const DEFAULT_READY_TIMEOUT_S: u64 = 30;
 pub const MAX_READY_TIMEOUT_S: u64 = 3600;
@@ -199,10 +205,14 @@ pub fn check_start(req: &StartRequest) -> Result<(), String> {
     if req.command.trim().is_empty() {
         return Err("no command: give the service's command after --".into());
     }
-    if req.command.len() > MAX_COMMAND_BYTES || req.command.contains('\0') {
-        return Err(format!(
-            "command: at most {MAX_COMMAND_BYTES} bytes, no NUL"
-        ));
+    check_text("command", &req.command, MAX_COMMAND_BYTES)?;
+    check_text("cwd", &req.cwd, MAX_CWD_BYTES)?;
+    if let Some(probe) = &req.probe {
+        let (Probe::File { path: arg }
+        | Probe::Tcp { host: arg, .. }
+        | Probe::Http { url: arg }
+        | Probe::Command { command: arg }) = probe;
+        check_text("readiness probe", arg, MAX_PROBE_BYTES)?;
     }
     crate::shell::check_env(&req.env)?;
     if req.publish.len() > MAX_PUBLISH {
@@ -223,6 +233,23 @@ pub fn check_start(req: &StartRequest) -> Result<(), String> {
         }
         _ => Ok(()),
     }
+}
+
+/// `text` is at most `max` bytes, without control characters other than
+/// tab and newline.
+fn check_text(what: &str, text: &str, max: usize) -> Result<(), String> {
+    if text.len() > max {
+        return Err(format!("{what}: at most {max} bytes (got {})", text.len()));
+    }
+    if text
+        .chars()
+        .any(|c| c.is_control() && c != '\t' && c != '\n')
+    {
+        return Err(format!(
+            "{what}: no control characters other than tab and newline"
+        ));
+    }
+    Ok(())
 }
 
 /// The one probe a caller asked for, from the four ways to ask (CLI
@@ -404,6 +431,62 @@ mod tests {
         req.command = "x".into();
         req.ready_timeout_ms = 0;
         assert!(check_start(&req).is_err());
+    }
+
+    /// The most services with the longest fields, each escaped as much
+    /// as JSON can (a quote or backslash doubles; `describe` escapes a
+    /// command once more), list in one reply header.
+    #[test]
+    fn a_full_list_fits_one_reply_header() {
+        let worst = |n: usize| "\"".repeat(n);
+        let probe = Probe::Command {
+            command: worst(MAX_PROBE_BYTES),
+        };
+        let mut req = StartRequest {
+            name: "a".repeat(64),
+            command: worst(MAX_COMMAND_BYTES),
+            cwd: worst(MAX_CWD_BYTES),
+            env: vec![],
+            probe: Some(probe.clone()),
+            ready_timeout_ms: 1000,
+            publish: vec![
+                Publish {
+                    host: Some(65535),
+                    guest: 65535
+                };
+                MAX_PUBLISH
+            ],
+        };
+        assert!(check_start(&req).is_ok());
+        let info = Info {
+            name: req.name.clone(),
+            state: State::Failed,
+            command: req.command.clone(),
+            cwd: req.cwd.clone(),
+            pid: u32::MAX,
+            probe: Some(probe.clone()),
+            publish: req.publish.clone(),
+            started_at: u64::MAX,
+            ready_after_ms: Some(u64::MAX),
+            ended_at: Some(u64::MAX),
+            exit_code: Some(i32::MIN),
+            exit_signal: Some(i32::MIN),
+            reason: Some(format!(
+                "readiness probe {} did not succeed within 3600.0 s",
+                probe.describe()
+            )),
+            stdout_bytes: u64::MAX,
+            stderr_bytes: u64::MAX,
+        };
+        let reply = crate::rpc::Event::Done(crate::rpc::Reply::Services {
+            services: vec![info; MAX_SERVICES],
+        });
+        let len = serde_json::to_vec(&reply).unwrap().len();
+        assert!(len < crate::rpc::MAX_HEADER as usize, "{len}");
+        req.command.push('x');
+        assert!(check_start(&req).unwrap_err().contains("at most 4096"));
+        req.command = "echo \u{1b}[31m".into();
+        assert!(check_start(&req).unwrap_err().contains("control"));
     }
 
     #[test]
