@@ -17,6 +17,7 @@ mod environments;
 mod error;
 mod guest;
 mod run;
+pub mod secrets;
 mod shell_words;
 #[doc(hidden)]
 pub mod testing;
