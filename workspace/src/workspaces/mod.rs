@@ -22,6 +22,7 @@ mod handle;
 mod lifecycle;
 mod network;
 mod records;
+pub mod secret_store;
 mod services;
 mod shells;
 mod start;
