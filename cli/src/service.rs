@@ -72,6 +72,7 @@ fn options(a: &ServiceStartArgs) -> Result<ServiceOptions, Error> {
         },
         cwd: Some(a.cwd.clone()),
         env,
+        secret_env: a.secret_env.secret_env.clone(),
         ready,
         ready_timeout: Duration::from_secs(a.ready_timeout_seconds),
         publish: a.publish.clone(),

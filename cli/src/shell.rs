@@ -15,6 +15,7 @@ pub fn run(pyro: &Pyro, out: Printer, cmd: ShellCommand) -> Result<(), Error> {
                 rows: a.rows,
                 cwd: Some(a.cwd),
                 env: Vec::new(),
+                secret_env: a.secret_env.secret_env,
             };
             out.print(&Opened {
                 shell: &pyro.workspace_shell_open(&a.id, &opts)?,

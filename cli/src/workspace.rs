@@ -3,6 +3,7 @@
 //! into one SDK call and hands the result to the [`Printer`]
 //! (`crate::printer::workspace` says how it reads).
 
+use crate::args::secret::{CreateSecretArgs, SecretCommand};
 use crate::args::workspace::{
     FileCommand, PatchCommand, PortCommand, SnapshotCommand, SyncCommand, WorkspaceCommand,
 };
@@ -11,7 +12,11 @@ use crate::printer::workspace::{
     CheckpointCreated, CheckpointDeleted, Checkpoints, Logs, Read, Shown,
 };
 use crate::printer::Printer;
-use pyro_workspace::{CreateOptions, Error, NetConfig, Pyro, StderrProgress, UpdateOptions};
+use pyro_workspace::secrets::Secret;
+use pyro_workspace::{
+    secret_from_file, Cancel, CreateOptions, Error, ExecOptions, NetConfig, Pyro, SecretSource,
+    StderrProgress, UpdateOptions,
+};
 use std::path::Path;
 
 /// Runs a workspace verb; returns the exit code (the command's own for
@@ -36,6 +41,7 @@ pub fn run(pyro: &Pyro, out: Printer, cmd: WorkspaceCommand) -> Result<i32, Erro
                     rules: a.network.rules_publishing(!a.publish.is_empty()),
                     publish: a.publish,
                 },
+                secrets: create_secrets(&a.secrets)?,
             };
             let w = pyro.workspace_create(&opts, &progress)?;
             out.print(&Shown {
@@ -84,7 +90,11 @@ pub fn run(pyro: &Pyro, out: Printer, cmd: WorkspaceCommand) -> Result<i32, Erro
         }),
         W::Exec(a) => {
             let sink = out.guest_output();
-            let r = pyro.workspace_exec(&a.id, &a.cmd.command, a.cmd.timeout(), sink)?;
+            let opts = ExecOptions {
+                secret_env: a.secret_env.secret_env,
+                ..ExecOptions::new(&a.cmd.command, a.cmd.timeout())
+            };
+            let r = pyro.workspace_exec_with(&a.id, &opts, &Cancel::never(), sink)?;
             out.print(&r);
             return Ok(r.shell_exit_code());
         }
@@ -142,8 +152,46 @@ pub fn run(pyro: &Pyro, out: Printer, cmd: WorkspaceCommand) -> Result<i32, Erro
         }),
         W::Shell(cmd) => crate::shell::run(pyro, out, cmd)?,
         W::Service(cmd) => return crate::service::run(pyro, out, cmd),
+        W::Secret(SecretCommand::Set(a)) => {
+            let secret = match (&a.value, &a.value_file) {
+                (Some(v), _) => Secret::new(&a.name, v.as_bytes()).map_err(Error::InvalidArgument)?,
+                (None, Some(path)) => secret_from_file(&a.name, path)?,
+                (None, None) => secret_from_stdin(&a.name)?,
+            };
+            let source = if a.value_file.is_some() {
+                SecretSource::File
+            } else {
+                SecretSource::Literal
+            };
+            let w = pyro.workspace_secret_set(&a.id, &secret, source)?;
+            out.print(&Shown::new("secret-set", &w));
+        }
+        W::Secret(SecretCommand::Unset(a)) => {
+            let w = pyro.workspace_secret_unset(&a.id, &a.name)?;
+            out.print(&Shown::new("secret-unset", &w));
+        }
     }
     Ok(0)
+}
+
+/// `--secret NAME=VALUE` and `--secret-file NAME=PATH`, in that order.
+fn create_secrets(a: &CreateSecretArgs) -> Result<Vec<(Secret, SecretSource)>, Error> {
+    let literal = a.secrets.iter().map(|(name, value)| {
+        Secret::new(name, value.as_bytes())
+            .map(|s| (s, SecretSource::Literal))
+            .map_err(|e| Error::InvalidArgument(format!("--secret: {e}")))
+    });
+    let files = a
+        .secret_files
+        .iter()
+        .map(|(name, path)| secret_from_file(name, Path::new(path)).map(|s| (s, SecretSource::File)));
+    literal.chain(files).collect()
+}
+
+/// A secret's value from stdin (`secret set` without --value): what a
+/// pipe gives, or a line typed at a terminal.
+fn secret_from_stdin(name: &str) -> Result<Secret, Error> {
+    secret_from_file(name, Path::new("/dev/stdin"))
 }
 
 /// A host file's bytes, or stdin's for `-`.

@@ -64,6 +64,8 @@ const FULL_ONLY: &[&str] = &[
     "workspace_port_list",
     "workspace_port_publish",
     "workspace_port_unpublish",
+    "workspace_secret_set",
+    "workspace_secret_unset",
     "workspace_start",
     "workspace_stop",
 ];

@@ -78,6 +78,8 @@ const WORKSPACE_FULL: &[&str] = &[
     "service_status",
     "service_logs",
     "service_stop",
+    "workspace_secret_set",
+    "workspace_secret_unset",
 ];
 
 impl Profile {
@@ -148,7 +150,7 @@ mod tests {
     fn core_is_a_subset_of_full_and_counts_match_the_spec() {
         assert_eq!(Profile::VmRun.tools().len(), 1);
         assert_eq!(Profile::WorkspaceCore.tools().len(), 16);
-        assert_eq!(Profile::WorkspaceFull.tools().len(), 36);
+        assert_eq!(Profile::WorkspaceFull.tools().len(), 38);
         for t in Profile::WorkspaceCore.tools() {
             assert!(Profile::WorkspaceFull.tools().contains(t), "{t}");
         }

@@ -46,7 +46,8 @@ impl PyroServer {
             + Self::snapshot_tools()
             + Self::network_tools()
             + Self::shell_tools()
-            + Self::service_tools();
+            + Self::service_tools()
+            + Self::secret_tools();
         tools
             .map
             .retain(|name, _| profile.tools().contains(&name.as_ref()));

@@ -5,6 +5,7 @@
 //! - [`cmdline`]: kernel command-line keys guest-init reads.
 //! - [`rpc`]: the agent's RPC frames and types over vsock.
 //! - [`shell`]: shells (PTY sessions) the agent keeps, their bounds.
+//! - [`secrets`]: secrets: names, bounds, where the guest keeps them.
 //! - [`service`]: services (supervised commands) the agent keeps.
 //! - [`net`]: the guest's addresses on the VMM's user-space network.
 //!
@@ -18,5 +19,6 @@ pub mod cmdline;
 pub mod marker;
 pub mod net;
 pub mod rpc;
+pub mod secrets;
 pub mod service;
 pub mod shell;

@@ -126,6 +126,14 @@ pub enum Request {
     /// Apply the unified diff in the frame's data part (at most
     /// [`MAX_DATA`]) to /workspace, all or nothing (see the `pyro-patch` crate).
     PatchApply,
+    /// Make the guest's secrets ([`crate::secrets::DIR`]) exactly these:
+    /// the values are the frame's data part, back to back in the order
+    /// of `entries` (see [`crate::secrets::split`]); secrets not listed
+    /// are removed. Sent after every boot, restore and resume, and on
+    /// `secret set|unset`.
+    Secrets {
+        entries: Vec<crate::secrets::Entry>,
+    },
     /// Open a shell on a new pseudo-terminal ([`crate::shell`]).
     ShellOpen(shell::OpenRequest),
     /// A shell's output from a cursor, as [`Event::Data`] frames, then
@@ -236,6 +244,10 @@ pub enum Reply {
     Download(DownloadResult),
     Synced,
     Restored,
+    /// The guest holds this many secrets now.
+    Secrets {
+        count: u32,
+    },
     Patched(PatchResult),
     /// Shell open, write, resize, signal and close.
     Shell(shell::Info),

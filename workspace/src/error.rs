@@ -55,6 +55,28 @@ impl From<crate::GuestError> for Error {
 }
 
 impl Error {
+    /// This error with every secret value in its message replaced (see
+    /// [`crate::secrets::Redactor`]); its kind stays.
+    pub fn redacted(self, r: &crate::secrets::Redactor) -> Error {
+        let text = self.to_string();
+        let clean = r.redact(&text);
+        if clean == text {
+            return self;
+        }
+        match self {
+            Error::Io(_) => Error::Io(clean),
+            Error::Guest(_) => Error::Guest(clean),
+            Error::InvalidArgument(_) => Error::InvalidArgument(clean),
+            Error::NotFound(_) => Error::NotFound(clean),
+            Error::Conflict(_) => Error::Conflict(clean),
+            Error::Cancelled(_) => Error::Cancelled(clean),
+            other => Error::Agent {
+                kind: other.kind().to_string(),
+                message: clean,
+            },
+        }
+    }
+
     /// A short machine-readable name for the kind of failure.
     pub fn kind(&self) -> &str {
         match self {

@@ -325,6 +325,28 @@ impl GuestClient {
         }
     }
 
+    /// Makes the guest's secrets exactly `secrets`
+    /// ([`Request::Secrets`]); how many it holds.
+    pub fn secrets(&mut self, secrets: &[crate::secrets::Secret]) -> Result<u32, GuestError> {
+        let entries = secrets
+            .iter()
+            .map(|s| pyro_proto::secrets::Entry {
+                name: s.name().into(),
+                len: s.expose().len() as u32,
+            })
+            .collect();
+        let mut data: Vec<u8> = secrets.iter().flat_map(|s| s.expose().iter().copied()).collect();
+        let sent = rpc::write_frame(&mut self.writer, &Request::Secrets { entries }, &data)
+            .and_then(|()| self.writer.flush());
+        // The values leave this process's memory with the call.
+        data.fill(0);
+        sent?;
+        match self.finish(|_, _| {})? {
+            Reply::Secrets { count } => Ok(count),
+            other => Err(unexpected(other)),
+        }
+    }
+
     /// Facts about a path (symlinks are reported, not followed).
     pub fn stat(&mut self, path: &str) -> Result<FileInfo, GuestError> {
         match self.call(&Request::Stat { path: path.into() })? {

@@ -1,5 +1,4 @@
-//! Secrets and their redaction (groundwork for issue 16; not wired into
-//! any verb yet).
+//! Secrets and their redaction (docs/secrets.md).
 //!
 //! A [`Secret`] holds a value that must never leave pyro: its `Debug`
 //! and `Serialize` say `[REDACTED]`, so a record, a log line or an MCP
@@ -18,11 +17,7 @@ use std::fmt;
 /// What a secret value becomes in everything pyro returns or stores.
 pub const REDACTED: &str = "[REDACTED]";
 
-/// Longest secret name (`[A-Za-z_][A-Za-z0-9_]{0,63}`).
-pub const MAX_NAME: usize = 64;
-/// Largest secret value: enough for keys and tokens; a file of secrets
-/// is several secrets.
-pub const MAX_VALUE: usize = 64 << 10;
+pub use pyro_proto::secrets::{check_name, MAX_NAME, MAX_SECRETS, MAX_VALUE};
 
 /// A named secret value.
 #[derive(Clone, PartialEq, Eq)]
@@ -33,16 +28,11 @@ pub struct Secret {
 
 impl Secret {
     /// A secret, if `name` is a secret name and `value` is 1 to
-    /// [`MAX_VALUE`] bytes.
+    /// [`MAX_VALUE`] bytes of text ([`pyro_proto::secrets::check_value`]).
     pub fn new(name: &str, value: impl Into<Vec<u8>>) -> Result<Secret, String> {
         check_name(name)?;
         let value = value.into();
-        if value.is_empty() || value.len() > MAX_VALUE {
-            return Err(format!(
-                "secret {name}: the value must be 1 to {MAX_VALUE} bytes, not {}",
-                value.len()
-            ));
-        }
+        pyro_proto::secrets::check_value(name, &value)?;
         Ok(Secret {
             name: name.to_string(),
             value,
@@ -68,22 +58,6 @@ impl fmt::Debug for Secret {
 impl Serialize for Secret {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(REDACTED)
-    }
-}
-
-/// `[A-Za-z_][A-Za-z0-9_]{0,63}` (SPEC: secret names).
-pub fn check_name(name: &str) -> Result<(), String> {
-    let mut bytes = name.bytes();
-    let first_ok = bytes
-        .next()
-        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_');
-    let rest_ok = bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_');
-    if first_ok && rest_ok && name.len() <= MAX_NAME {
-        Ok(())
-    } else {
-        Err(format!(
-            "secret name {name:?}: a letter or _, then up to 63 letters, digits or _"
-        ))
     }
 }
 
@@ -114,6 +88,12 @@ impl Redactor {
         let mut data = std::mem::take(&mut self.held);
         data.extend_from_slice(piece);
         self.run(&data, false)
+    }
+
+    /// Bytes held back at the end of the input so far (they may begin
+    /// a value).
+    pub fn held(&self) -> usize {
+        self.held.len()
     }
 
     /// The rest: what was held back, with any value in it replaced.
@@ -238,14 +218,10 @@ mod tests {
     }
 
     #[test]
-    fn names_and_values_are_checked() {
-        for good in ["A", "_x", "API_KEY_2", &"a".repeat(64)] {
-            assert!(check_name(good).is_ok(), "{good}");
-        }
-        for bad in ["", "2A", "A-B", "A.B", "é", &"a".repeat(65)] {
-            assert!(check_name(bad).is_err(), "{bad}");
-        }
+    fn values_are_checked() {
+        assert!(Secret::new("1A", "x").is_err());
         assert!(Secret::new("A", "").is_err());
+        assert!(Secret::new("A", "a\0b").is_err());
         assert!(Secret::new("A", vec![b'x'; MAX_VALUE + 1]).is_err());
     }
 }

@@ -4,6 +4,7 @@
 //! workspace verbs in [`workspace`], the MCP ones in `crate::mcp`.
 
 pub mod network;
+pub mod secret;
 pub mod service;
 pub mod shape;
 pub mod shell;

@@ -64,6 +64,8 @@ pub struct ServiceStartArgs {
     /// An environment variable for it, NAME=VALUE (repeatable).
     #[arg(long, value_name = "NAME=VALUE")]
     pub env: Vec<String>,
+    #[command(flatten)]
+    pub secret_env: super::secret::SecretEnvArgs,
     /// Publish a guest port on the host's 127.0.0.1 while the service
     /// runs (repeatable): `GUEST`, `HOST:GUEST` or `127.0.0.1:HOST:GUEST`.
     /// Needs network policy egress+published-ports or published-ports.

@@ -47,6 +47,8 @@ pub struct ShellOpenArgs {
     /// Terminal height, 1-1000.
     #[arg(long, default_value_t = DEFAULT_ROWS, value_parser = size())]
     pub rows: u16,
+    #[command(flatten)]
+    pub secret_env: super::secret::SecretEnvArgs,
     /// Print only the new shell's id.
     #[arg(long, conflicts_with = "json")]
     pub id_only: bool,

@@ -59,6 +59,10 @@ pub enum WorkspaceCommand {
     /// status, logs, stop; ports published while they run.
     #[command(subcommand)]
     Service(super::service::ServiceCommand),
+    /// Secrets: set (or rotate) and unset; see also --secret on create
+    /// and --secret-env on exec, shell open and service start.
+    #[command(subcommand)]
+    Secret(super::secret::SecretCommand),
 }
 
 #[derive(Args)]
@@ -130,6 +134,8 @@ pub struct CreateArgs {
     /// egress+published-ports.
     #[arg(long, value_name = "[HOST:]GUEST")]
     pub publish: Vec<PortMapping>,
+    #[command(flatten)]
+    pub secrets: super::secret::CreateSecretArgs,
     /// Print only the new workspace's id.
     #[arg(long, conflicts_with = "json")]
     pub id_only: bool,
@@ -155,6 +161,8 @@ pub struct UpdateArgs {
 #[derive(Args)]
 pub struct ExecArgs {
     pub id: String,
+    #[command(flatten)]
+    pub secret_env: super::secret::SecretEnvArgs,
     #[command(flatten)]
     pub cmd: CommandArgs,
 }

@@ -64,12 +64,13 @@ impl Render for Shown<'_> {
 }
 
 /// A workspace on one line: id, state, name, environment, activity,
-/// labels and, if it stopped by itself, why.
+/// labels, secrets' names and, if it stopped by itself, why.
 fn line(w: &Workspace) -> String {
     let r = &w.record;
     let labels: Vec<String> = r.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let secrets: Vec<&str> = r.secrets.iter().map(|s| s.name.as_str()).collect();
     format!(
-        "{}  [{}]  {}  {}  last_activity={}{}{}",
+        "{}  [{}]  {}  {}  last_activity={}{}{}{}",
         r.workspace_id,
         w.state,
         r.name.as_deref().unwrap_or("-"),
@@ -79,6 +80,11 @@ fn line(w: &Workspace) -> String {
             String::new()
         } else {
             format!("  {}", labels.join(","))
+        },
+        if secrets.is_empty() {
+            String::new()
+        } else {
+            format!("  secrets={}", secrets.join(","))
         },
         w.last_error
             .as_deref()

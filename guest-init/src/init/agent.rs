@@ -1,7 +1,7 @@
 //! The RPC agent: listens on vsock, one thread per connection, requests
 //! on a connection served in order (see `proto::rpc`).
 
-use super::{archive, exec, files, log, patch_apply, service, shell, RpcError};
+use super::{archive, exec, files, log, patch_apply, secrets, service, shell, RpcError};
 use pyro_proto::rpc::{self, Event, Reply, Request};
 use std::io::{BufReader, BufWriter, Read, Write};
 use vsock::{VsockListener, VsockStream, VMADDR_CID_ANY};
@@ -163,6 +163,7 @@ fn handle(
         )
         .map(|_| Reply::Restored),
         Request::PatchApply => patch_apply::apply(&data),
+        Request::Secrets { entries } => secrets::install(&entries, &data),
         Request::ShellOpen(req) => shell::open(req),
         Request::ShellRead(req) => shell::read(req, out),
         Request::ShellWrite { id } => shell::write(&id, &data),

@@ -13,6 +13,7 @@ pub mod patch_apply;
 pub mod power;
 pub mod reaper;
 pub mod ring;
+pub mod secrets;
 pub mod service;
 pub mod shell;
 pub mod system;

@@ -6,6 +6,7 @@
 pub(crate) mod files;
 pub(crate) mod network;
 pub(crate) mod run;
+pub(crate) mod secrets;
 pub(crate) mod services;
 pub(crate) mod shells;
 pub(crate) mod snapshots;

@@ -42,6 +42,11 @@ pub struct ServiceStartParams {
     /// Extra environment variables, {"NAME": "value"}.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Secrets for its environment: {"SECRET_NAME": "VAR"} ("" for the
+    /// secret's own name; see workspace_secret_set). Their values are
+    /// replaced by [REDACTED] in its output.
+    #[serde(default)]
+    pub secret_env: BTreeMap<String, String>,
     /// Ready once this path exists (inside /workspace; relative paths
     /// resolve under it). At most one ready_* is allowed; with none, the
     /// service is ready once started.
@@ -142,6 +147,7 @@ impl PyroServer {
                 command: p.command,
                 cwd: p.cwd,
                 env: p.env.into_iter().collect(),
+                secret_env: super::secrets::secret_env(&p.secret_env)?,
                 ready,
                 ready_timeout: Duration::from_secs(p.ready_timeout_seconds),
                 publish,

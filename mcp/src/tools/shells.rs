@@ -15,6 +15,7 @@ use rmcp::service::RequestContext;
 use rmcp::{tool, tool_router, RoleServer};
 use schemars::JsonSchema;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 
 fn default_cols() -> u16 {
     DEFAULT_COLS
@@ -49,6 +50,11 @@ pub struct ShellOpenParams {
     #[serde(default = "default_rows")]
     #[schemars(range(min = 1, max = 1000))]
     pub rows: u16,
+    /// Secrets for its environment: {"SECRET_NAME": "VAR"} ("" for the
+    /// secret's own name; see workspace_secret_set). Their values are
+    /// replaced by [REDACTED] in its output.
+    #[serde(default)]
+    pub secret_env: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -171,6 +177,7 @@ impl PyroServer {
                 rows: p.rows,
                 cwd: p.cwd,
                 env: Vec::new(),
+                secret_env: super::secrets::secret_env(&p.secret_env)?,
             };
             job.pyro.workspace_shell_open(&p.workspace_id, &opts)
         })

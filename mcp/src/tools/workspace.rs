@@ -5,10 +5,11 @@ use super::{
     check_limit, check_vm_size, default_environment, default_mem_mib, default_timeout_seconds,
     default_vcpus, network, CommandLine, WorkspaceRef,
 };
+use super::secrets::{secret_env, SecretParam};
 use crate::call::listing;
 use crate::server::PyroServer;
 use pyro_vmm::limits::{DISK_MIB, MEM_MIB, TIMEOUT_SECONDS, TTL_SECONDS, VCPUS};
-use pyro_workspace::{CreateOptions, Error, NetConfig, PortMapping, UpdateOptions};
+use pyro_workspace::{CreateOptions, Error, ExecOptions, NetConfig, PortMapping, UpdateOptions};
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::CallToolResult;
 use rmcp::service::RequestContext;
@@ -104,6 +105,13 @@ pub struct CreateParams {
     /// "HOST:GUEST" (e.g. "8080:8000") or "127.0.0.1:HOST:GUEST".
     #[serde(default)]
     pub publish: Vec<String>,
+    /// Secrets: [{"name": "API_TOKEN", "value": "..."}] or [{"name":
+    /// "API_TOKEN", "file_path": "/host/path"}]. Kept 0600 on the host
+    /// and in /run/pyro-secrets/NAME in the guest (memory only), given to
+    /// a command with secret_env, and replaced by [REDACTED] in every
+    /// output. Results list their names only.
+    #[serde(default)]
+    pub secrets: Vec<SecretParam>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -171,6 +179,11 @@ pub struct ExecParams {
     #[serde(default = "default_timeout_seconds")]
     #[schemars(range(min = TIMEOUT_SECONDS.min, max = TIMEOUT_SECONDS.max))]
     pub timeout_seconds: u64,
+    /// Secrets for this command's environment: {"SECRET_NAME": "VAR"}
+    /// ("" for the secret's own name). Their values are replaced by
+    /// [REDACTED] in the output.
+    #[serde(default)]
+    pub secret_env: BTreeMap<String, String>,
 }
 
 #[tool_router(router = workspace_tools, vis = "pub(crate)")]
@@ -214,6 +227,11 @@ impl PyroServer {
                 system_disk_mib: p.system_disk_mib,
                 cold: false,
                 network: NetConfig { rules, publish },
+                secrets: p
+                    .secrets
+                    .iter()
+                    .map(SecretParam::secret)
+                    .collect::<Result<_, _>>()?,
             };
             let w = job.pyro.workspace_create(&opts, job.progress())?;
             if job.cancelled() {
@@ -395,13 +413,12 @@ impl PyroServer {
             check_limit(TIMEOUT_SECONDS, p.timeout_seconds)?;
             let argv = p.command.argv();
             job.say(format!("[exec] {argv:?}"));
-            job.pyro.workspace_exec_cancellable(
-                &p.workspace_id,
-                &argv,
-                Duration::from_secs(p.timeout_seconds),
-                job.cancel(),
-                |_, _| {},
-            )
+            let opts = ExecOptions {
+                secret_env: secret_env(&p.secret_env)?,
+                ..ExecOptions::new(&argv, Duration::from_secs(p.timeout_seconds))
+            };
+            job.pyro
+                .workspace_exec_with(&p.workspace_id, &opts, job.cancel(), |_, _| {})
         })
         .await
     }

@@ -1,15 +1,40 @@
 //! Commands in a workspace: exec (streamed, cancellable, several at once)
 //! and the history each one leaves (`logs`).
 
+use super::handle::WorkspaceHandle;
 use super::records::CommandRecord;
+use super::secrets::resolve_env;
 use super::store::{self, now_unix, read_json, rfc3339, write_json};
 use crate::guest::GuestError;
+use crate::secrets::Redactor;
 use crate::{Cancel, Error, Pyro};
 use pyro_proto::rpc::{self, ExecRequest, ExecResult, Stream};
 use std::time::{Duration, Instant};
 
 /// Output kept per stream in a command's history record.
 const HISTORY_OUTPUT_BYTES: usize = 1 << 20;
+
+/// How to run a command in a workspace ([`Pyro::workspace_exec_with`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecOptions {
+    /// Program and arguments, run in /workspace.
+    pub command: Vec<String>,
+    /// Past it, the command's process group is killed.
+    pub timeout: Duration,
+    /// `--secret-env`: (secret name, variable) pairs; each variable gets
+    /// the secret's value for this command only.
+    pub secret_env: Vec<(String, String)>,
+}
+
+impl ExecOptions {
+    pub fn new(command: &[String], timeout: Duration) -> Self {
+        ExecOptions {
+            command: command.to_vec(),
+            timeout,
+            secret_env: Vec::new(),
+        }
+    }
+}
 
 impl Pyro {
     /// Runs a command in /workspace, streaming output to `on_output`, and
@@ -21,94 +46,37 @@ impl Pyro {
         timeout: Duration,
         on_output: impl FnMut(Stream, &[u8]),
     ) -> Result<CommandRecord, Error> {
-        self.workspace_exec_cancellable(id, command, timeout, &Cancel::never(), on_output)
+        let opts = ExecOptions::new(command, timeout);
+        self.workspace_exec_with(id, &opts, &Cancel::never(), on_output)
     }
 
-    /// [`Pyro::workspace_exec`] that `cancel` can stop: the command's
-    /// process group is killed, the history records it as cancelled, and
-    /// the call fails with [`Error::Cancelled`].
-    pub fn workspace_exec_cancellable(
+    /// [`Pyro::workspace_exec`] with secrets in its environment, that
+    /// `cancel` can stop: the command's process group is killed, the
+    /// history records it as cancelled, and the call fails with
+    /// [`Error::Cancelled`]. Secret values are redacted from the output
+    /// as it streams (a value split across chunks included), from the
+    /// history, and from errors.
+    pub fn workspace_exec_with(
         &self,
         id: &str,
-        command: &[String],
-        timeout: Duration,
+        opts: &ExecOptions,
         cancel: &Cancel,
-        mut on_output: impl FnMut(Stream, &[u8]),
+        on_output: impl FnMut(Stream, &[u8]),
     ) -> Result<CommandRecord, Error> {
-        if command.is_empty() {
+        if opts.command.is_empty() {
             return Err(Error::InvalidArgument(
                 "command: give the command after `--`".into(),
             ));
         }
         // Not locked: the lock is taken only to count the command.
         let ws = self.workspace(id)?;
-        let mut agent = ws.agent()?;
-        let record = ws.touch(|r| r.command_count += 1)?;
-        let sequence = record.command_count;
-        let started = now_unix();
-        let clock = Instant::now();
-        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-        let outcome = agent.exec_cancellable(
-            ExecRequest {
-                argv: command.to_vec(),
-                cwd: Some(rpc::WORKSPACE.into()),
-                timeout_ms: Some(timeout.as_millis() as u64),
-                ..Default::default()
-            },
-            None,
-            cancel,
-            |stream, bytes| {
-                let keep = match stream {
-                    Stream::Stdout => &mut stdout,
-                    Stream::Stderr => &mut stderr,
-                };
-                let room = HISTORY_OUTPUT_BYTES.saturating_sub(keep.len());
-                keep.extend_from_slice(&bytes[..bytes.len().min(room)]);
-                on_output(stream, bytes);
-            },
-        );
-        let (result, cancelled) = match outcome {
-            Ok(result) => (result, false),
-            Err(GuestError::Cancelled(result)) => {
-                let result = result.unwrap_or_else(|| ExecResult {
-                    duration_ms: clock.elapsed().as_millis() as u64,
-                    ..Default::default()
-                });
-                (result, true)
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let entry = CommandRecord {
-            workspace_id: record.workspace_id.clone(),
-            sequence,
-            command: command.to_vec(),
-            started_at: rfc3339(started),
-            exit_code: result.exit_code,
-            signal: result.signal,
-            timed_out: result.timed_out,
-            duration_ms: result.duration_ms,
-            stdout_truncated: result.stdout_bytes > stdout.len() as u64,
-            stderr_truncated: result.stderr_bytes > stderr.len() as u64,
-            stdout,
-            stderr,
-            cancelled,
-        };
-        write_json(
-            &ws.dir.history().join(format!("{sequence:08}.json")),
-            &entry,
-        )?;
-        if cancelled {
-            return Err(Error::Cancelled(format!(
-                "workspace {id}: command #{sequence} was cancelled and its process group \
-                 killed (recorded in the history)"
-            )));
-        }
-        Ok(entry)
+        exec_in(&ws, opts, cancel, on_output).map_err(|e| ws.redact_err(e))
     }
 
     /// The workspace's command history, oldest first.
     pub fn workspace_logs(&self, id: &str) -> Result<Vec<CommandRecord>, Error> {
-        let history = self.workspace(id)?.dir.history();
+        let ws = self.workspace(id)?;
+        let history = ws.dir.history();
         let mut records: Vec<CommandRecord> = std::fs::read_dir(&history)
             .map_err(|e| store::io_err(&history, e))?
             .flatten()
@@ -116,6 +84,150 @@ impl Pyro {
             .filter_map(|e| read_json(&e.path()).ok())
             .collect();
         records.sort_by_key(|r| r.sequence);
-        Ok(records)
+        // Stored redacted; again with today's secrets, for commands that
+        // printed a value before it became a secret.
+        let r = ws.redactor()?;
+        Ok(records.into_iter().map(|c| redact_record(r, c)).collect())
     }
+}
+
+/// One output stream of a command: what the history keeps (redacted,
+/// bounded) and the stream's redactor.
+struct Captured {
+    keep: Vec<u8>,
+    /// Raw bytes that arrived.
+    received: u64,
+    /// Redacted output that did not fit the history.
+    cut: bool,
+    redactor: Redactor,
+}
+
+impl Captured {
+    fn new(redactor: &Redactor) -> Self {
+        Captured {
+            keep: Vec::new(),
+            received: 0,
+            cut: false,
+            redactor: redactor.clone(),
+        }
+    }
+
+    /// Raw `bytes` in; what may be shown of them (and of what was held
+    /// back before) out.
+    fn take(&mut self, bytes: &[u8]) -> Vec<u8> {
+        self.received += bytes.len() as u64;
+        let clean = self.redactor.push(bytes);
+        self.keep_some(&clean);
+        clean
+    }
+
+    /// The end of the stream: what was held back.
+    fn finish(&mut self) -> Vec<u8> {
+        let clean = self.redactor.finish();
+        self.keep_some(&clean);
+        clean
+    }
+
+    fn keep_some(&mut self, clean: &[u8]) {
+        let room = HISTORY_OUTPUT_BYTES.saturating_sub(self.keep.len());
+        self.cut |= clean.len() > room;
+        self.keep.extend_from_slice(&clean[..clean.len().min(room)]);
+    }
+
+    /// Whether the history lacks some of what the command wrote.
+    fn truncated(&self, produced: u64) -> bool {
+        self.cut || produced > self.received
+    }
+}
+
+fn exec_in(
+    ws: &WorkspaceHandle,
+    opts: &ExecOptions,
+    cancel: &Cancel,
+    mut on_output: impl FnMut(Stream, &[u8]),
+) -> Result<CommandRecord, Error> {
+    let env = resolve_env(ws, &opts.secret_env)?;
+    let redactor = ws.redactor()?;
+    let mut agent = ws.agent()?;
+    let record = ws.touch(|r| r.command_count += 1)?;
+    let sequence = record.command_count;
+    let started = now_unix();
+    let clock = Instant::now();
+    let (mut stdout, mut stderr) = (Captured::new(redactor), Captured::new(redactor));
+    let outcome = agent.exec_cancellable(
+        ExecRequest {
+            argv: opts.command.clone(),
+            cwd: Some(rpc::WORKSPACE.into()),
+            timeout_ms: Some(opts.timeout.as_millis() as u64),
+            env,
+            ..Default::default()
+        },
+        None,
+        cancel,
+        |stream, bytes| {
+            let clean = match stream {
+                Stream::Stdout => stdout.take(bytes),
+                Stream::Stderr => stderr.take(bytes),
+            };
+            if !clean.is_empty() {
+                on_output(stream, &clean);
+            }
+        },
+    );
+    for (stream, captured) in [(Stream::Stdout, &mut stdout), (Stream::Stderr, &mut stderr)] {
+        let rest = captured.finish();
+        if !rest.is_empty() {
+            on_output(stream, &rest);
+        }
+    }
+    let (result, cancelled) = match outcome {
+        Ok(result) => (result, false),
+        Err(GuestError::Cancelled(result)) => {
+            let result = result.unwrap_or_else(|| ExecResult {
+                duration_ms: clock.elapsed().as_millis() as u64,
+                ..Default::default()
+            });
+            (result, true)
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let entry = CommandRecord {
+        workspace_id: record.workspace_id.clone(),
+        sequence,
+        command: opts.command.iter().map(|a| redactor.redact(a)).collect(),
+        started_at: rfc3339(started),
+        exit_code: result.exit_code,
+        signal: result.signal,
+        timed_out: result.timed_out,
+        duration_ms: result.duration_ms,
+        stdout_truncated: stdout.truncated(result.stdout_bytes),
+        stderr_truncated: stderr.truncated(result.stderr_bytes),
+        stdout: stdout.keep,
+        stderr: stderr.keep,
+        cancelled,
+    };
+    write_json(
+        &ws.dir.history().join(format!("{sequence:08}.json")),
+        &entry,
+    )?;
+    if cancelled {
+        return Err(Error::Cancelled(format!(
+            "workspace {}: command #{sequence} was cancelled and its process group killed \
+             (recorded in the history)",
+            ws.given
+        )));
+    }
+    Ok(entry)
+}
+
+/// A history record with today's secret values replaced.
+fn redact_record(r: &Redactor, mut c: CommandRecord) -> CommandRecord {
+    c.command = c.command.iter().map(|a| r.redact(a)).collect();
+    for bytes in [&mut c.stdout, &mut c.stderr] {
+        let mut one = r.clone();
+        let mut clean = one.push(bytes);
+        clean.extend(one.finish());
+        *bytes = clean;
+    }
+    c
 }

@@ -12,6 +12,8 @@ use crate::{Error, Pyro};
 use pyro_proto::rpc::{Reply, Request};
 use pyro_vmm::control::ExitReason;
 use pyro_vmm::snapshot::STATE_FILE;
+use crate::secrets::Redactor;
+use std::cell::OnceCell;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -29,6 +31,8 @@ pub(super) struct WorkspaceHandle {
     pub given: String,
     /// Held, when the verb took it, until the handle is dropped.
     lock: Option<Lock>,
+    /// Made from its secrets on first need.
+    redactor: OnceCell<Redactor>,
 }
 
 impl Pyro {
@@ -61,6 +65,7 @@ impl Pyro {
             given: id.to_string(),
             dir,
             lock: None,
+            redactor: OnceCell::new(),
         })
     }
 
@@ -181,7 +186,32 @@ impl WorkspaceHandle {
             .map_err(GuestError::from)?;
         agent
             .call_collect(request, input, max_output)
-            .map_err(|e| self.late(e, "answer", timeout))
+            .map_err(|e| self.redact_err(self.late(e, "answer", timeout)))
+    }
+
+    /// What replaces this workspace's secret values in everything it
+    /// returns or stores (the secrets as of the first call). A store
+    /// that cannot be read fails the verb: output is never returned
+    /// unredacted.
+    pub fn redactor(&self) -> Result<&Redactor, Error> {
+        if let Some(r) = self.redactor.get() {
+            return Ok(r);
+        }
+        let made = super::secrets::redactor(&self.dir)?;
+        Ok(self.redactor.get_or_init(|| made))
+    }
+
+    /// `e` with the workspace's secret values replaced; if the secrets
+    /// cannot be read, an error that says so instead of `e`'s text.
+    pub fn redact_err(&self, e: Error) -> Error {
+        match self.redactor() {
+            Ok(r) => e.redacted(r),
+            Err(why) => Error::Io(format!(
+                "workspace {}: a call failed, and its error cannot be shown without the \
+                 secrets to redact it: {why}",
+                self.given
+            )),
+        }
     }
 
     /// Records activity now, plus `f`'s change, under the lock (the held

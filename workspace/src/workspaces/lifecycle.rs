@@ -4,12 +4,14 @@
 
 use super::handle::view;
 use super::records::{
-    Checkpoint, CheckpointKind, CreateOptions, Deleted, UpdateOptions, Workspace, WorkspaceRecord,
-    WorkspaceState,
+    Checkpoint, CheckpointKind, CreateOptions, Deleted, SecretInfo, SecretSource, UpdateOptions,
+    Workspace, WorkspaceRecord, WorkspaceState,
 };
+use super::secrets::SecretStore;
 use super::store::{self, check_labels, check_name, now_unix, rfc3339, write_json, WsDir};
 use super::{disk, BASELINE};
 use crate::detached::{DetachedVm, VmState};
+use crate::secrets::{Secret, MAX_SECRETS};
 use crate::transfer::unpack_untrusted;
 use crate::{Error, Progress, Pyro};
 
@@ -68,6 +70,7 @@ impl Pyro {
             }
         }
         check_ports(&opts.network)?;
+        check_secrets(&opts.secrets)?;
         if let Some(seed) = &opts.seed_path {
             if !seed.exists() {
                 return Err(Error::InvalidArgument(format!(
@@ -170,6 +173,7 @@ impl Pyro {
             last_start: None,
             last_start_ms: None,
             network: opts.network.clone(),
+            secrets: Vec::new(),
         };
         write_json(
             &dir.checkpoint_meta(BASELINE),
@@ -188,9 +192,19 @@ impl Pyro {
         if let Some(new) = &new {
             write_json(&dir.new_system(), new)?;
         }
+        let mut record = record;
+        // Before the first boot, which installs them in the guest.
+        let store = SecretStore::of(dir);
+        for (secret, source) in &opts.secrets {
+            store.set(secret)?;
+            record.secrets.push(SecretInfo {
+                name: secret.name().into(),
+                source_kind: *source,
+            });
+        }
+        record.secrets.sort_by(|a, b| a.name.cmp(&b.name));
         write_json(&dir.record(), &record)?;
         progress.phase("boot", &format!("starting workspace {id}"));
-        let mut record = record;
         self.boot(dir, &mut record, opts.cold, new.as_ref(), progress)?;
         Ok(view(dir, record))
     }
@@ -317,6 +331,18 @@ impl Pyro {
     /// leaves the workspace running as it was.
     pub fn workspace_suspend(&self, id: &str) -> Result<Workspace, Error> {
         let ws = self.workspace_locked(id)?;
+        let secrets = ws.record()?.secrets;
+        if !secrets.is_empty() {
+            // Kept memory is a VM snapshot on disk, and the processes of a
+            // workspace with secrets may hold their values (environments,
+            // buffers): secrets never go into one.
+            return Err(Error::Conflict(format!(
+                "workspace {} has secrets ({}), and kept memory would hold their values on \
+                 disk: stop it without --keep-memory, or unset them first",
+                ws.given,
+                secrets.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+            )));
+        }
         ws.sync(ws.agent()?)?;
         let vm = ws.vm();
         let (work, kept) = (ws.dir.0.join("suspended.tmp"), ws.dir.suspended());
@@ -360,6 +386,25 @@ impl Pyro {
             deleted: true,
         })
     }
+}
+
+/// The secrets a new workspace is given: distinct names, not too many.
+fn check_secrets(secrets: &[(Secret, SecretSource)]) -> Result<(), Error> {
+    if secrets.len() > MAX_SECRETS {
+        return Err(Error::InvalidArgument(format!(
+            "at most {MAX_SECRETS} secrets per workspace, not {}",
+            secrets.len()
+        )));
+    }
+    for (i, (s, _)) in secrets.iter().enumerate() {
+        if secrets[..i].iter().any(|(o, _)| o.name() == s.name()) {
+            return Err(Error::InvalidArgument(format!(
+                "secret {} is given twice",
+                s.name()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The ports a new workspace asks to publish: its policy must publish

@@ -10,7 +10,8 @@
 //! `start` (starting its VM), `exec` (commands and their history),
 //! `files` (files, sync, patch, export, diff), `checkpoints` (checkpoints
 //! and reset), `network` (published ports, refusals), `shells` (PTY
-//! sessions the guest keeps), `services` (supervised commands); `store`,
+//! sessions the guest keeps), `services` (supervised commands),
+//! `secrets` (the store, installing, `--secret-env`, redaction); `store`,
 //! `disk` and `diff` below them.
 
 mod checkpoints;
@@ -22,7 +23,7 @@ mod handle;
 mod lifecycle;
 mod network;
 mod records;
-pub mod secret_store;
+mod secrets;
 mod services;
 mod shells;
 mod start;
@@ -34,9 +35,11 @@ pub use files::{DEFAULT_FILE_READ_BYTES, MAX_FILE_READ_BYTES, MAX_FILE_WRITE_BYT
 pub use network::{Port, PortList};
 pub use records::{
     Checkpoint, CheckpointKind, CommandRecord, CreateOptions, Deleted, Export, FileList, FileRead,
-    FileWrite, PatchApply, Reset, StartKind, SyncPush, UpdateOptions, Workspace, WorkspaceRecord,
-    WorkspaceState,
+    FileWrite, PatchApply, Reset, SecretInfo, SecretSource, StartKind, SyncPush, UpdateOptions,
+    Workspace, WorkspaceRecord, WorkspaceState,
 };
+pub use exec::ExecOptions;
+pub use secrets::{parse_secret_env, secret_from_file};
 pub use services::*;
 pub use shells::*;
 pub(crate) use store::now_unix;

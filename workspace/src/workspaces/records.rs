@@ -81,6 +81,22 @@ words! {
     }
 }
 
+words! {
+    /// Where a secret's value came from (`--secret` or `--secret-file`).
+    pub enum SecretSource {
+        Literal = "literal",
+        File = "file",
+    }
+}
+
+/// A secret as a workspace reports it: its name and where its value came
+/// from, never the value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretInfo {
+    pub name: String,
+    pub source_kind: SecretSource,
+}
+
 #[derive(Debug, Clone)]
 pub struct CreateOptions {
     pub environment: String,
@@ -100,6 +116,8 @@ pub struct CreateOptions {
     /// Network policy, allowlist, static names and ports to publish
     /// (policy `off` by default).
     pub network: NetConfig,
+    /// Secrets the workspace starts with (docs/secrets.md).
+    pub secrets: Vec<(crate::secrets::Secret, SecretSource)>,
 }
 
 impl Default for CreateOptions {
@@ -116,6 +134,7 @@ impl Default for CreateOptions {
             system_disk_mib: super::DEFAULT_SYSTEM_DISK_MIB,
             cold: false,
             network: NetConfig::default(),
+            secrets: Vec::new(),
         }
     }
 }
@@ -178,6 +197,9 @@ pub struct WorkspaceRecord {
     /// publish whenever the VM starts.
     #[serde(default)]
     pub network: NetConfig,
+    /// Its secrets' names, sorted (values live in `secrets/`, 0600).
+    #[serde(default)]
+    pub secrets: Vec<SecretInfo>,
 }
 
 fn default_system_disk_mib() -> u64 {

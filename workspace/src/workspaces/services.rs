@@ -40,6 +40,9 @@ pub struct ServiceOptions {
     pub cwd: Option<String>,
     /// Extra environment variables.
     pub env: Vec<(String, String)>,
+    /// `--secret-env`: (secret name, variable) pairs; each variable gets
+    /// the secret's value in the service's environment.
+    pub secret_env: Vec<(String, String)>,
     /// When it counts as ready; `None`: as soon as it started.
     pub ready: Option<ServiceProbe>,
     /// How long readiness may take; past it the service is failed and
@@ -55,6 +58,7 @@ impl ServiceOptions {
             command: command.into(),
             cwd: None,
             env: Vec::new(),
+            secret_env: Vec::new(),
             ready: None,
             ready_timeout: Duration::from_secs(wire::DEFAULT_READY_TIMEOUT_S),
             publish: Vec::new(),
@@ -158,6 +162,10 @@ impl Pyro {
                 .map_err(|e| Error::InvalidArgument(format!("ready file: {e}")))?;
         }
         let ws = self.workspace(id)?;
+        let mut request = request;
+        request
+            .env
+            .extend(super::secrets::resolve_env(&ws, &opts.secret_env)?);
         if !opts.publish.is_empty() {
             check_service_ports(&ws, &opts.publish)?;
         }
@@ -176,7 +184,7 @@ impl Pyro {
             }
         }
         let live = settle_ports(&ws, std::slice::from_ref(&info));
-        Ok(service(&ws, info, &live))
+        service(&ws, info, &live)
     }
 
     /// One service as it is now.
@@ -186,7 +194,7 @@ impl Pyro {
         let request = Request::ServiceStatus { name: name.into() };
         let info = service_reply(ws.call_collect(&request, &[], 0, REPLY_TIMEOUT)?.0)?;
         let live = settle_ports(&ws, std::slice::from_ref(&info));
-        Ok(service(&ws, info, &live))
+        service(&ws, info, &live)
     }
 
     /// A service's output so far: the last `tail_lines` lines of each
@@ -220,12 +228,13 @@ impl Pyro {
                 )))
             })?;
         let (stdout, stderr) = bytes.split_at(split);
+        let redactor = ws.redactor()?;
         let live = settle_ports(&ws, std::slice::from_ref(&r.service));
         Ok(ServiceLogs {
-            service: service(&ws, r.service, &live),
+            service: service(&ws, r.service, &live)?,
             tail_lines,
-            stdout: String::from_utf8_lossy(stdout).into_owned(),
-            stderr: String::from_utf8_lossy(stderr).into_owned(),
+            stdout: redactor.redact(&String::from_utf8_lossy(stdout)),
+            stderr: redactor.redact(&String::from_utf8_lossy(stderr)),
             stdout_omitted: r.stdout_omitted,
             stderr_omitted: r.stderr_omitted,
         })
@@ -248,7 +257,7 @@ impl Pyro {
         let info = stop_in_guest(&ws, name, grace_ms)?;
         let live = settle_ports(&ws, std::slice::from_ref(&info));
         ws.touch(|_| {})?;
-        Ok(service(&ws, info, &live))
+        service(&ws, info, &live)
     }
 
     /// The workspace's services in start order; none while it is stopped.
@@ -257,7 +266,10 @@ impl Pyro {
         let services = if matches!(ws.vm().state(), VmState::Running { .. }) {
             let infos = list_in_guest(&ws)?;
             let live = settle_ports(&ws, &infos);
-            infos.into_iter().map(|i| service(&ws, i, &live)).collect()
+            infos
+                .into_iter()
+                .map(|i| service(&ws, i, &live))
+                .collect::<Result<_, _>>()?
         } else {
             Vec::new()
         };
@@ -378,7 +390,19 @@ fn unexpected(reply: Reply) -> Error {
     GuestError::Protocol(format!("{reply:?}")).into()
 }
 
-fn service(ws: &WorkspaceHandle, info: Info, live: &[(u16, u16)]) -> Service {
+fn service(ws: &WorkspaceHandle, info: Info, live: &[(u16, u16)]) -> Result<Service, Error> {
+    // A command, probe or reason may spell a secret's value out.
+    let r = ws.redactor()?;
+    let readiness = info.probe.map(|p| match p {
+        ServiceProbe::File { path } => ServiceProbe::File {
+            path: r.redact(&path),
+        },
+        ServiceProbe::Http { url } => ServiceProbe::Http { url: r.redact(&url) },
+        ServiceProbe::Command { command } => ServiceProbe::Command {
+            command: r.redact(&command),
+        },
+        tcp @ ServiceProbe::Tcp { .. } => tcp,
+    });
     let ports = info
         .publish
         .iter()
@@ -392,24 +416,24 @@ fn service(ws: &WorkspaceHandle, info: Info, live: &[(u16, u16)]) -> Service {
             requested_host_port: p.host,
         })
         .collect();
-    Service {
+    Ok(Service {
         workspace_id: ws.id.clone(),
         name: info.name,
         state: info.state,
-        command: info.command,
+        command: r.redact(&info.command),
         cwd: info.cwd,
         pid: info.pid,
-        readiness: info.probe,
+        readiness,
         ports,
         started_at: info.started_at,
         ready_after_ms: info.ready_after_ms,
         ended_at: info.ended_at,
         exit_code: info.exit_code,
         exit_signal: info.exit_signal,
-        reason: info.reason,
+        reason: info.reason.map(|why| r.redact(&why)),
         stdout_bytes: info.stdout_bytes,
         stderr_bytes: info.stderr_bytes,
-    }
+    })
 }
 
 fn check_name(name: &str) -> Result<(), Error> {

@@ -225,6 +225,7 @@ impl Pyro {
                 }
                 StartFrom::Resume(_) => client.resumed()?,
             }
+            super::secrets::install(&mut client, &super::secrets::SecretStore::of(dir), false)?;
             Ok(client)
         });
         if ready.is_err() {

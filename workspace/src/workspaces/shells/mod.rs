@@ -32,6 +32,9 @@ pub struct ShellOptions {
     pub cwd: Option<String>,
     /// Extra environment variables for the shell.
     pub env: Vec<(String, String)>,
+    /// `--secret-env`: (secret name, variable) pairs; each variable gets
+    /// the secret's value in the shell's environment.
+    pub secret_env: Vec<(String, String)>,
 }
 
 impl Default for ShellOptions {
@@ -41,6 +44,7 @@ impl Default for ShellOptions {
             rows: DEFAULT_ROWS,
             cwd: None,
             env: Vec::new(),
+            secret_env: Vec::new(),
         }
     }
 }
@@ -160,12 +164,14 @@ impl Pyro {
             .map_err(|e| Error::InvalidArgument(format!("cwd: {e}")))?;
         wire::check_env(&opts.env).map_err(Error::InvalidArgument)?;
         let ws = self.workspace(id)?;
+        let mut env = opts.env.clone();
+        env.extend(super::secrets::resolve_env(&ws, &opts.secret_env)?);
         let request = Request::ShellOpen(wire::OpenRequest {
             id: new_shell_id()?,
             cols: opts.cols,
             rows: opts.rows,
             cwd,
-            env: opts.env.clone(),
+            env,
         });
         let info = shell_reply(ws.call_collect(&request, &[], 0, REPLY_TIMEOUT)?.0)?;
         ws.touch(|_| {})?;
@@ -198,15 +204,30 @@ impl Pyro {
             return Err(unexpected(reply));
         };
         let shell = shell(&ws, r.shell);
+        // Secret values become [REDACTED]. Output that ends in what may
+        // be the start of a value is held back (the next read starts
+        // there) while the shell runs, so a value split across two reads
+        // is still found; unless holding it back would leave this read
+        // with nothing (`max_bytes` shorter than the value).
+        let redactor = ws.redactor()?;
+        let mut stream = redactor.clone();
+        let mut clean = stream.push(&bytes);
+        let held = stream.held();
+        let hold = held > 0 && shell.state == ShellState::Running && held < bytes.len();
+        if !hold {
+            clean.extend(stream.finish());
+        }
+        let next_cursor = r.next_cursor - if hold { held as u64 } else { 0 };
         let output = if opts.plain {
-            render_plain(&bytes, shell.cols, shell.rows)
+            // Again after rendering: a value drawn with cursor moves.
+            redactor.redact(&render_plain(&clean, shell.cols, shell.rows))
         } else {
-            String::from_utf8_lossy(&bytes).into_owned()
+            String::from_utf8_lossy(&clean).into_owned()
         };
         Ok(ShellRead {
             shell,
             cursor: r.cursor,
-            next_cursor: r.next_cursor,
+            next_cursor,
             truncated: r.truncated,
             more: r.more,
             plain: opts.plain,
