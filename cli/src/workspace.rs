@@ -154,7 +154,9 @@ pub fn run(pyro: &Pyro, out: Printer, cmd: WorkspaceCommand) -> Result<i32, Erro
         W::Service(cmd) => return crate::service::run(pyro, out, cmd),
         W::Secret(SecretCommand::Set(a)) => {
             let secret = match (&a.value, &a.value_file) {
-                (Some(v), _) => Secret::new(&a.name, v.as_bytes()).map_err(Error::InvalidArgument)?,
+                (Some(v), _) => {
+                    Secret::new(&a.name, v.as_bytes()).map_err(Error::InvalidArgument)?
+                }
                 (None, Some(path)) => secret_from_file(&a.name, path)?,
                 (None, None) => secret_from_stdin(&a.name)?,
             };
@@ -181,10 +183,9 @@ fn create_secrets(a: &CreateSecretArgs) -> Result<Vec<(Secret, SecretSource)>, E
             .map(|s| (s, SecretSource::Literal))
             .map_err(|e| Error::InvalidArgument(format!("--secret: {e}")))
     });
-    let files = a
-        .secret_files
-        .iter()
-        .map(|(name, path)| secret_from_file(name, Path::new(path)).map(|s| (s, SecretSource::File)));
+    let files = a.secret_files.iter().map(|(name, path)| {
+        secret_from_file(name, Path::new(path)).map(|s| (s, SecretSource::File))
+    });
     literal.chain(files).collect()
 }
 

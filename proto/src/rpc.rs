@@ -131,9 +131,7 @@ pub enum Request {
     /// of `entries` (see [`crate::secrets::split`]); secrets not listed
     /// are removed. Sent after every boot, restore and resume, and on
     /// `secret set|unset`.
-    Secrets {
-        entries: Vec<crate::secrets::Entry>,
-    },
+    Secrets { entries: Vec<crate::secrets::Entry> },
     /// Open a shell on a new pseudo-terminal ([`crate::shell`]).
     ShellOpen(shell::OpenRequest),
     /// A shell's output from a cursor, as [`Event::Data`] frames, then

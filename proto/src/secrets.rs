@@ -66,7 +66,10 @@ pub fn check_value(name: &str, value: &[u8]) -> Result<(), String> {
 /// [`MAX_SECRETS`], lengths adding up to `data`, each value valid.
 pub fn split<'a>(entries: &'a [Entry], data: &'a [u8]) -> Result<Vec<(&'a str, &'a [u8])>, String> {
     if entries.len() > MAX_SECRETS {
-        return Err(format!("at most {MAX_SECRETS} secrets, not {}", entries.len()));
+        return Err(format!(
+            "at most {MAX_SECRETS} secrets, not {}",
+            entries.len()
+        ));
     }
     let total: u64 = entries.iter().map(|e| u64::from(e.len)).sum();
     if total != data.len() as u64 {
@@ -116,7 +119,9 @@ mod tests {
         assert!(split(&[entry("A", 0)], b"").is_err());
         assert!(split(&[entry("A", 2)], b"x\0").is_err());
         assert!(split(&[entry("A", 1)], b"\xff").is_err());
-        let many: Vec<Entry> = (0..=MAX_SECRETS).map(|i| entry(&format!("S{i}"), 1)).collect();
+        let many: Vec<Entry> = (0..=MAX_SECRETS)
+            .map(|i| entry(&format!("S{i}"), 1))
+            .collect();
         assert!(split(&many, &vec![b'x'; many.len()]).is_err());
         // A whole set of the largest values fits one frame's data part.
         assert!(MAX_SECRETS * MAX_VALUE <= crate::rpc::MAX_DATA as usize);

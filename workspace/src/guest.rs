@@ -335,7 +335,10 @@ impl GuestClient {
                 len: s.expose().len() as u32,
             })
             .collect();
-        let mut data: Vec<u8> = secrets.iter().flat_map(|s| s.expose().iter().copied()).collect();
+        let mut data: Vec<u8> = secrets
+            .iter()
+            .flat_map(|s| s.expose().iter().copied())
+            .collect();
         let sent = rpc::write_frame(&mut self.writer, &Request::Secrets { entries }, &data)
             .and_then(|()| self.writer.flush());
         // The values leave this process's memory with the call.

@@ -54,16 +54,16 @@ pub use pyro_vmm::{HostKind, VmExit};
 pub use run::{abandon_runs, RunOptions, RunResult, RunTimings};
 pub use shell_words::{shell_join, shell_quote};
 pub use transfer::{pack_dir, unpack_untrusted, PackStats};
+pub use workspaces::{parse_secret_env, secret_from_file, ExecOptions};
 pub use workspaces::{
     Checkpoint, CheckpointKind, CommandRecord, CreateOptions, Deleted, DiffEntry, DiffResult,
     DiffStatus, DiffSummary, Export, FileList, FileRead, FileWrite, PatchApply, Port, PortList,
-    Reset, SecretInfo, SecretSource, Service, ServiceList, ServiceLogs, ServiceOptions, ServicePort, ServiceProbe,
-    ServiceState, Shell, ShellClosed, ShellList, ShellOptions, ShellRead, ShellReadOptions,
-    ShellSignal, ShellSignalSent, ShellState, ShellWrite, StartKind, SyncPush, UpdateOptions,
-    Workspace, WorkspaceRecord, WorkspaceState, DEFAULT_DISK_MIB, DEFAULT_FILE_READ_BYTES,
-    DEFAULT_SYSTEM_DISK_MIB, MAX_FILE_READ_BYTES, MAX_FILE_WRITE_BYTES,
+    Reset, SecretInfo, SecretSource, Service, ServiceList, ServiceLogs, ServiceOptions,
+    ServicePort, ServiceProbe, ServiceState, Shell, ShellClosed, ShellList, ShellOptions,
+    ShellRead, ShellReadOptions, ShellSignal, ShellSignalSent, ShellState, ShellWrite, StartKind,
+    SyncPush, UpdateOptions, Workspace, WorkspaceRecord, WorkspaceState, DEFAULT_DISK_MIB,
+    DEFAULT_FILE_READ_BYTES, DEFAULT_SYSTEM_DISK_MIB, MAX_FILE_READ_BYTES, MAX_FILE_WRITE_BYTES,
 };
-pub use workspaces::{parse_secret_env, secret_from_file, ExecOptions};
 
 use pyro_images::{Images, Paths};
 

@@ -23,9 +23,8 @@ static INSTALL: Mutex<()> = Mutex::new(());
 pub fn install(entries: &[Entry], data: &[u8]) -> Result<Reply, RpcError> {
     let set = secrets::split(entries, data).map_err(|e| RpcError::new("invalid_argument", e))?;
     let _one = INSTALL.lock().unwrap_or_else(|p| p.into_inner());
-    let fail = |what: &str, e: std::io::Error| {
-        RpcError::new("io_error", format!("secrets: {what}: {e}"))
-    };
+    let fail =
+        |what: &str, e: std::io::Error| RpcError::new("io_error", format!("secrets: {what}: {e}"));
     let dir = Path::new(DIR);
     // The guest is root everywhere: whatever a command left at the path
     // (a file, a symlink to /workspace) is replaced by the directory, so

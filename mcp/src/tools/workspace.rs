@@ -1,11 +1,11 @@
 //! Workspace lifecycle and commands: create, list, update, status, logs,
 //! stop, start, delete, exec.
 
+use super::secrets::{secret_env, SecretParam};
 use super::{
     check_limit, check_vm_size, default_environment, default_mem_mib, default_timeout_seconds,
     default_vcpus, network, CommandLine, WorkspaceRef,
 };
-use super::secrets::{secret_env, SecretParam};
 use crate::call::listing;
 use crate::server::PyroServer;
 use pyro_vmm::limits::{DISK_MIB, MEM_MIB, TIMEOUT_SECONDS, TTL_SECONDS, VCPUS};

@@ -31,22 +31,25 @@ impl Pyro {
     ) -> Result<SyncPush, Error> {
         let ws = self.workspace(id)?;
         let mut agent = ws.agent()?;
-        let upload = if source.is_dir() {
-            agent.upload_dir(source, dest)?
-        } else if source.is_file() {
-            let file = std::fs::File::open(source).map_err(|e| store::io_err(source, e))?;
-            let name = source.to_string_lossy();
-            if name.ends_with(".gz") || name.ends_with(".tgz") {
-                agent.upload(dest, &mut flate2::read::GzDecoder::new(file))?
+        let upload = (|| -> Result<_, Error> {
+            Ok(if source.is_dir() {
+                agent.upload_dir(source, dest)?
+            } else if source.is_file() {
+                let file = std::fs::File::open(source).map_err(|e| store::io_err(source, e))?;
+                let name = source.to_string_lossy();
+                if name.ends_with(".gz") || name.ends_with(".tgz") {
+                    agent.upload(dest, &mut flate2::read::GzDecoder::new(file))?
+                } else {
+                    agent.upload(dest, &mut std::io::BufReader::new(file))?
+                }
             } else {
-                agent.upload(dest, &mut std::io::BufReader::new(file))?
-            }
-        } else {
-            return Err(Error::InvalidArgument(format!(
-                "source {}: no such file or directory",
-                source.display()
-            )));
-        };
+                return Err(Error::InvalidArgument(format!(
+                    "source {}: no such file or directory",
+                    source.display()
+                )));
+            })
+        })()
+        .map_err(|e| ws.redact_err(e))?;
         let record = ws.touch(|_| {})?;
         Ok(SyncPush {
             workspace_id: record.workspace_id,
@@ -62,7 +65,10 @@ impl Pyro {
         recursive: bool,
     ) -> Result<FileList, Error> {
         let ws = self.workspace(id)?;
-        let list = ws.agent()?.list(path, recursive)?;
+        let list = ws
+            .agent()?
+            .list(path, recursive)
+            .map_err(|e| ws.redact_err(e.into()))?;
         Ok(FileList {
             workspace_id: ws.id,
             path: absolute(path),
@@ -84,7 +90,10 @@ impl Pyro {
             )));
         }
         let ws = self.workspace(id)?;
-        let (content, r) = ws.agent()?.read_to_vec(path, Some(max_bytes))?;
+        let (content, r) = ws
+            .agent()?
+            .read_to_vec(path, Some(max_bytes))
+            .map_err(|e| ws.redact_err(e.into()))?;
         Ok(FileRead {
             workspace_id: ws.id,
             path: absolute(path),
@@ -114,7 +123,10 @@ impl Pyro {
             message: e.to_string(),
         })?;
         let ws = self.workspace(id)?;
-        let w = ws.agent()?.write(path, None, true, &mut &content[..])?;
+        let w = ws
+            .agent()?
+            .write(path, None, true, &mut &content[..])
+            .map_err(|e| ws.redact_err(e.into()))?;
         let record = ws.touch(|_| {})?;
         Ok(FileWrite {
             workspace_id: record.workspace_id,
@@ -126,7 +138,11 @@ impl Pyro {
 
     pub fn workspace_patch_apply(&self, id: &str, patch: &str) -> Result<PatchApply, Error> {
         let ws = self.workspace(id)?;
-        let result = ws.agent()?.patch_apply(patch)?;
+        // A failed hunk's message quotes the file's lines.
+        let result = ws
+            .agent()?
+            .patch_apply(patch)
+            .map_err(|e| ws.redact_err(e.into()))?;
         let record = ws.touch(|_| {})?;
         Ok(PatchApply {
             workspace_id: record.workspace_id,
@@ -145,7 +161,10 @@ impl Pyro {
             artifact_type,
             entry_count,
             bytes_read,
-        } = ws.agent()?.export(path, output)?;
+        } = ws
+            .agent()?
+            .export(path, output)
+            .map_err(|e| ws.redact_err(e.into()))?;
         Ok(Export {
             workspace_id: ws.id,
             workspace_path,
@@ -160,6 +179,6 @@ impl Pyro {
     /// `git apply` takes on a copy of the seed.
     pub fn workspace_diff(&self, id: &str) -> Result<DiffResult, Error> {
         let ws = self.workspace(id)?;
-        diff::diff(&ws.id, &ws.dir.baseline_tar(), &mut ws.agent()?)
+        diff::diff(&ws.id, &ws.dir.baseline_tar(), &mut ws.agent()?).map_err(|e| ws.redact_err(e))
     }
 }

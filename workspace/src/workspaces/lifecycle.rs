@@ -340,7 +340,11 @@ impl Pyro {
                 "workspace {} has secrets ({}), and kept memory would hold their values on \
                  disk: stop it without --keep-memory, or unset them first",
                 ws.given,
-                secrets.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+                secrets
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )));
         }
         ws.sync(ws.agent()?)?;

@@ -31,6 +31,7 @@ mod store;
 
 pub use diff::{DiffEntry, DiffResult, DiffStatus, DiffSummary};
 pub(crate) use disk::make_system as make_system_disk;
+pub use exec::ExecOptions;
 pub use files::{DEFAULT_FILE_READ_BYTES, MAX_FILE_READ_BYTES, MAX_FILE_WRITE_BYTES};
 pub use network::{Port, PortList};
 pub use records::{
@@ -38,7 +39,6 @@ pub use records::{
     FileWrite, PatchApply, Reset, SecretInfo, SecretSource, StartKind, SyncPush, UpdateOptions,
     Workspace, WorkspaceRecord, WorkspaceState,
 };
-pub use exec::ExecOptions;
 pub use secrets::{parse_secret_env, secret_from_file};
 pub use services::*;
 pub use shells::*;

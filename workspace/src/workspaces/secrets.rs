@@ -202,7 +202,11 @@ pub(super) fn resolve_env(
                     "workspace {}: no secret {name:?} (it has: {}); set one with \
                      `pyro workspace secret set`",
                     ws.given,
-                    if names.is_empty() { "none".to_string() } else { names.join(", ") }
+                    if names.is_empty() {
+                        "none".to_string()
+                    } else {
+                        names.join(", ")
+                    }
                 ))
             })?;
             // Values are checked UTF-8 when stored (`Secret::new`).
@@ -223,7 +227,9 @@ pub fn parse_secret_env(spec: &str) -> Result<(String, String), String> {
     let (name, var) = spec.split_once('=').unwrap_or((spec, spec));
     check_name(name)?;
     check_name(var).map_err(|_| {
-        format!("--secret-env {spec}: {var:?} is not a variable name ([A-Za-z_][A-Za-z0-9_]{{0,63}})")
+        format!(
+            "--secret-env {spec}: {var:?} is not a variable name ([A-Za-z_][A-Za-z0-9_]{{0,63}})"
+        )
     })?;
     Ok((name.to_string(), var.to_string()))
 }

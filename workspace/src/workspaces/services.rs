@@ -397,7 +397,9 @@ fn service(ws: &WorkspaceHandle, info: Info, live: &[(u16, u16)]) -> Result<Serv
         ServiceProbe::File { path } => ServiceProbe::File {
             path: r.redact(&path),
         },
-        ServiceProbe::Http { url } => ServiceProbe::Http { url: r.redact(&url) },
+        ServiceProbe::Http { url } => ServiceProbe::Http {
+            url: r.redact(&url),
+        },
         ServiceProbe::Command { command } => ServiceProbe::Command {
             command: r.redact(&command),
         },
