@@ -2,10 +2,11 @@
 //! hosts need to start it (`config`). Both live in `pyro-mcp`; this file
 //! parses and runs them, `crate::printer::mcp` prints.
 
+use crate::args::shape;
 use crate::printer::mcp as printer;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Subcommand};
-use pyro_mcp::config::{self, Host};
+use pyro_mcp::config::{self, Host, Server, TOOL_TIMEOUT_SECONDS};
 use pyro_mcp::Profile;
 use pyro_workspace::{Error, Pyro};
 use std::path::PathBuf;
@@ -42,7 +43,18 @@ pub struct ConfigArgs {
     /// The tool profile the host's server gets.
     #[arg(long, default_value = "workspace-core", value_parser = profile_parser())]
     profile: Profile,
-    /// Write it for the user: run `claude mcp add`, or merge into
+    #[arg(
+        long,
+        default_value_t = TOOL_TIMEOUT_SECONDS.default,
+        value_parser = shape::large(TOOL_TIMEOUT_SECONDS),
+        help = shape::help(
+            "How long the host lets one pyro tool call run, in seconds (Codex's \
+             tool_timeout_sec, Claude Code's and OpenCode's timeout)",
+            TOOL_TIMEOUT_SECONDS
+        )
+    )]
+    tool_timeout_seconds: u64,
+    /// Write it for the user: run `claude mcp add-json`, or merge into
     /// ~/.codex/config.toml or ~/.config/opencode/opencode.json (the old
     /// file is kept as <file>.bak-<unix time>).
     #[arg(long)]
@@ -64,9 +76,13 @@ fn configure(a: &ConfigArgs) -> Result<i32, Error> {
     let pyro = std::env::current_exe()
         .and_then(|p| p.canonicalize())
         .map_err(|e| Error::Io(format!("cannot find the pyro binary's path: {e}")))?;
-    let snippet = config::snippet(a.host, &pyro, a.profile);
+    let server = Server {
+        tool_timeout_seconds: a.tool_timeout_seconds,
+        ..Server::new(&pyro, a.profile)
+    };
+    let snippet = config::snippet(a.host, &server);
     if !a.install {
-        printer::snippet(a.host, a.profile, &snippet);
+        printer::snippet(a.host, &server, &snippet);
         return Ok(0);
     }
     let home = std::env::var_os("HOME")
@@ -75,13 +91,13 @@ fn configure(a: &ConfigArgs) -> Result<i32, Error> {
     let installed = match a.host {
         Host::Claude => {
             let path = std::env::var_os("PATH").unwrap_or_default();
-            return match config::install_claude(&pyro, a.profile, &path) {
+            return match config::install_claude(&server, &path) {
                 Ok(claude) => {
-                    printer::claude_added(&claude, a.profile);
+                    printer::claude_added(&claude, &server);
                     Ok(0)
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    printer::claude_missing(&snippet, &e);
+                    printer::claude_missing(&snippet, &e, &server);
                     Ok(1)
                 }
                 Err(e) => Err(io(e)),
@@ -89,15 +105,15 @@ fn configure(a: &ConfigArgs) -> Result<i32, Error> {
         }
         Host::Codex => {
             let path = config::codex_config_path(&home, std::env::var_os("CODEX_HOME").as_deref());
-            config::install_codex(&path, &pyro, a.profile, now_unix()).map_err(io)?
+            config::install_codex(&path, &server, now_unix()).map_err(io)?
         }
         Host::Opencode => {
             let xdg = std::env::var_os("XDG_CONFIG_HOME");
             let path = config::opencode_config_path(&home, xdg.as_deref());
-            config::install_opencode(&path, &pyro, a.profile, now_unix()).map_err(io)?
+            config::install_opencode(&path, &server, now_unix()).map_err(io)?
         }
     };
-    printer::installed(a.host, a.profile, &installed);
+    printer::installed(a.host, &server, &installed);
     Ok(0)
 }
 

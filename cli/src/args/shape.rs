@@ -77,7 +77,7 @@ pub fn ttl_seconds_help() -> String {
 }
 
 /// `what, MIN to MAX`; a limit without an upper bound says `at least MIN`.
-fn help<T: Copy + std::fmt::Display + PartialEq + TryFrom<u64>>(
+pub fn help<T: Copy + std::fmt::Display + PartialEq + TryFrom<u64>>(
     what: &str,
     limit: Limit<T>,
 ) -> String {
@@ -98,7 +98,7 @@ where
 }
 
 /// The parser of a `u64` limit.
-fn large(limit: Limit<u64>) -> RangedU64ValueParser<u64> {
+pub fn large(limit: Limit<u64>) -> RangedU64ValueParser<u64> {
     RangedU64ValueParser::<u64>::new().range(limit.min..=limit.max)
 }
 

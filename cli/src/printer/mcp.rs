@@ -1,46 +1,69 @@
 //! How `pyro mcp config` reads: the host's snippet, or what `--install`
-//! changed. (`mcp` has no `--json`; `mcp serve` prints nothing.)
+//! changed. (`mcp` has no `--json`; `mcp serve` prints nothing.) What the
+//! user has to do by hand comes last, as `hint:` lines on stderr, so that
+//! stdout stays exactly what to run or paste.
 
-use pyro_mcp::config::{self, Host, Installed};
-use pyro_mcp::Profile;
+use pyro_mcp::config::{self, Host, Installed, Server};
 use std::path::Path;
 
 /// The snippet or command that makes `host` start `pyro mcp serve`.
-pub fn snippet(host: Host, profile: Profile, snippet: &str) {
+pub fn snippet(host: Host, server: &Server, snippet: &str) {
     print!("{snippet}");
-    eprintln!(
-        "[mcp-config] host={host} profile={profile}: {}",
-        config::describe(host)
-    );
+    eprintln!("{}: {}", summary(host, server), config::describe(host));
+    hints(host, server);
 }
 
-/// `claude mcp add` ran.
-pub fn claude_added(claude: &Path, profile: Profile) {
-    println!("Added pyro to Claude Code ({}).", claude.display());
-    eprintln!("[mcp-config] host=claude profile={profile} installed=true");
+/// `claude mcp add-json` ran.
+pub fn claude_added(claude: &Path, server: &Server) {
+    println!(
+        "Added pyro to Claude Code ({}); a tool call may run {} s.",
+        claude.display(),
+        server.tool_timeout_seconds
+    );
+    eprintln!("{} installed=true", summary(Host::Claude, server));
+    hints(Host::Claude, server);
 }
 
 /// `claude` is not installed: the command to run once it is.
-pub fn claude_missing(snippet: &str, err: &std::io::Error) {
+pub fn claude_missing(snippet: &str, err: &std::io::Error, server: &Server) {
     print!("{snippet}");
     eprintln!("[error] {err}; run the command above once Claude Code is installed");
+    hints(Host::Claude, server);
 }
 
 /// A host's config file, written.
-pub fn installed(host: Host, profile: Profile, installed: &Installed) {
+pub fn installed(host: Host, server: &Server, installed: &Installed) {
     println!(
-        "Wrote the pyro MCP server into {}.",
-        installed.path.display()
+        "Wrote the pyro MCP server into {}; a tool call may run {} s.",
+        installed.path.display(),
+        server.tool_timeout_seconds
     );
     if let Some(b) = &installed.backup {
         println!("The previous version is in {}.", b.display());
     }
     eprintln!(
-        "[mcp-config] host={host} profile={profile} path={} backup={}",
+        "{} path={} backup={}",
+        summary(host, server),
         installed.path.display(),
         installed
             .backup
             .as_deref()
             .map_or("none".into(), |b| b.display().to_string())
     );
+    hints(host, server);
+}
+
+fn summary(host: Host, server: &Server) -> String {
+    format!(
+        "[mcp-config] host={host} profile={} tool_timeout_seconds={}",
+        server.profile, server.tool_timeout_seconds
+    )
+}
+
+/// The limits the entry could not set, and `env pull` before first use.
+fn hints(host: Host, server: &Server) {
+    let pull = config::pull_hint(server.pyro);
+    for line in config::notes(host, server).into_iter().chain([pull]) {
+        eprintln!("hint: {line}");
+    }
 }
