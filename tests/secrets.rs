@@ -97,7 +97,10 @@ fn secrets_reach_commands_and_never_come_back() {
         .collect();
     assert_eq!(
         names,
-        [("KEY", SecretSource::File), ("TOKEN", SecretSource::Literal)]
+        [
+            ("KEY", SecretSource::File),
+            ("TOKEN", SecretSource::Literal)
+        ]
     );
     assert_clean("the create result", &serde_json::to_string(&ws).unwrap());
     std::fs::remove_file(&key_file).unwrap();
@@ -128,7 +131,11 @@ fn secrets_reach_commands_and_never_come_back() {
         format!("tmpfs\n700\n600\nsame\ntoken={REDACTED} api=unset\n")
     );
     assert_eq!(String::from_utf8_lossy(&r.stderr), format!("{REDACTED}\n"));
-    assert!(r.command[2].ends_with(&format!(": {REDACTED}")), "{:?}", r.command);
+    assert!(
+        r.command[2].ends_with(&format!(": {REDACTED}")),
+        "{:?}",
+        r.command
+    );
     // A value split across two chunks of output (two writes a second
     // apart) is still found.
     let half = TOKEN.len() / 2;
@@ -176,8 +183,13 @@ fn secrets_reach_commands_and_never_come_back() {
             },
         )
         .expect("shell open");
-    pyro.workspace_shell_write(&id, &shell.shell_id, "echo \"[$TOKEN]\"; echo done-echo", true)
-        .unwrap();
+    pyro.workspace_shell_write(
+        &id,
+        &shell.shell_id,
+        "echo \"[$TOKEN]\"; echo done-echo",
+        true,
+    )
+    .unwrap();
     let mut screen = String::new();
     let mut cursor = 0;
     for _ in 0..200 {
@@ -211,7 +223,11 @@ fn secrets_reach_commands_and_never_come_back() {
             },
         )
         .unwrap();
-    assert!(plain.output.contains(&format!("[{REDACTED}]")), "{}", plain.output);
+    assert!(
+        plain.output.contains(&format!("[{REDACTED}]")),
+        "{}",
+        plain.output
+    );
     assert_clean("a plain shell read", &plain.output);
     pyro.workspace_shell_close(&id, &shell.shell_id).unwrap();
 
@@ -251,8 +267,12 @@ fn secrets_reach_commands_and_never_come_back() {
 
     // Rotation: a running workspace gets the new value at once, and the
     // new value is redacted as well.
-    pyro.workspace_secret_set(&id, &Secret::new("TOKEN", ROTATED).unwrap(), SecretSource::Literal)
-        .unwrap();
+    pyro.workspace_secret_set(
+        &id,
+        &Secret::new("TOKEN", ROTATED).unwrap(),
+        SecretSource::Literal,
+    )
+    .unwrap();
     let (out, _) = exec(
         &pyro,
         &id,
@@ -288,17 +308,21 @@ fn secrets_reach_commands_and_never_come_back() {
 
     // The data dir: only the host store holds a value, 0600.
     let holders = files_containing(data.path(), &[TOKEN, KEY, ROTATED]);
-    let store = data
-        .path()
-        .join("workspaces")
-        .join(&id)
-        .join("secrets");
+    let store = data.path().join("workspaces").join(&id).join("secrets");
     for path in &holders {
-        assert!(path.starts_with(&store), "{} holds a secret value", path.display());
+        assert!(
+            path.starts_with(&store),
+            "{} holds a secret value",
+            path.display()
+        );
         let mode = std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "{}", path.display());
     }
-    assert_eq!(holders.len(), 1, "the store holds TOKEN only now: {holders:?}");
+    assert_eq!(
+        holders.len(),
+        1,
+        "the store holds TOKEN only now: {holders:?}"
+    );
 }
 
 /// Every file under `dir` that contains one of `values` (disk images

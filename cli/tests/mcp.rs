@@ -807,6 +807,34 @@ async fn the_repro_fix_loop_through_tools_and_cancelled_execs_are_killed() {
     assert_eq!(states, [&json!("ready"), &json!("failed")], "{listed}");
     let stopped = ws.ok("service_stop", json!({"service_name": "app"})).await;
     assert_eq!(stopped["state"], "stopped", "{stopped}");
+
+    // A secret through the tools: set, given to a service as its
+    // environment, redacted from its logs, and unset again (kept memory,
+    // below, is refused while a workspace has secrets).
+    let set = json!({"name": "API_TOKEN", "value": "mcp-s3cret-value-99"});
+    let set = ws.ok("workspace_secret_set", set).await;
+    assert_eq!(
+        set["secrets"],
+        json!([{"name": "API_TOKEN", "source_kind": "literal"}]),
+        "{set}"
+    );
+    let leaky = json!({
+        "service_name": "leaky",
+        "command": "echo \"token=$TOKEN\"; touch .leaky; exec sleep 300",
+        "ready_file": ".leaky",
+        "secret_env": {"API_TOKEN": "TOKEN"},
+    });
+    let started = ws.ok("service_start", leaky).await;
+    assert_eq!(started["state"], "ready", "{started}");
+    let logs = ws
+        .ok("service_logs", json!({"service_name": "leaky"}))
+        .await;
+    assert_eq!(logs["stdout"], "token=[REDACTED]\n", "{logs}");
+    ws.ok("service_stop", json!({"service_name": "leaky"}))
+        .await;
+    let unset = json!({"name": "API_TOKEN"});
+    let unset = ws.ok("workspace_secret_unset", unset).await;
+    assert_eq!(unset["secrets"], json!([]), "{unset}");
     let (kind, _) = ws
         .fails("service_status", json!({"service_name": "nope"}))
         .await;

@@ -158,7 +158,14 @@ fn repro_fix_loop() {
     let home = Home::new();
     let seed = home.path("seed");
     repro_seed(&seed);
-    let id = home.create(&["--seed-path", seed.to_str().unwrap(), "--name", "repro"]);
+    let id = home.create(&[
+        "--seed-path",
+        seed.to_str().unwrap(),
+        "--name",
+        "repro",
+        "--secret",
+        "TOK=cli-s3cret-4711",
+    ]);
 
     // Read the file; the check fails.
     assert_eq!(home.read(&id, "message.txt"), "broken\n");
@@ -248,6 +255,29 @@ fn repro_fix_loop() {
         .map(|e| e["path"].as_str().unwrap())
         .collect();
     assert_eq!(paths, ["/workspace/docs/empty", "/workspace/docs/notes.md"]);
+
+    // The secret given at create reaches a command as asked (after the
+    // reset's fresh VM too) and comes back redacted; status names it.
+    let out = home.pyro(&[
+        "workspace",
+        "exec",
+        &id,
+        "--secret-env",
+        "TOK=MY_TOK",
+        "--",
+        "sh",
+        "-c",
+        "echo \"$MY_TOK\"; cat /run/pyro-secrets/TOK",
+    ]);
+    assert_eq!(
+        (out.status.code(), text(&out.stdout)),
+        (Some(0), "[REDACTED]\n[REDACTED]".to_string())
+    );
+    let status = home.json(&["workspace", "status", &id]);
+    assert_eq!(
+        status["secrets"],
+        serde_json::json!([{"name": "TOK", "source_kind": "literal"}])
+    );
 
     home.ok(&["workspace", "delete", &id]);
     assert_eq!(

@@ -14,7 +14,7 @@ pub enum ServiceCommand {
     /// Start a service (`/bin/sh -c COMMAND` in its own process group)
     /// and wait until it is ready, failed or exited; exits 1 unless it
     /// is ready.
-    Start(ServiceStartArgs),
+    Start(Box<ServiceStartArgs>),
     /// List a workspace's services (none while it is stopped).
     List(super::workspace::IdArgs),
     /// One service's state, exit status and ports.
