@@ -5,11 +5,12 @@
 
 use crate::args::secret::{CreateSecretArgs, SecretCommand};
 use crate::args::workspace::{
-    FileCommand, PatchCommand, PortCommand, SnapshotCommand, SyncCommand, WorkspaceCommand,
+    DiskCommand, FileCommand, PatchCommand, PortCommand, SnapshotCommand, SyncCommand,
+    WorkspaceCommand,
 };
 use crate::printer::network::PortChanged;
 use crate::printer::workspace::{
-    CheckpointCreated, CheckpointDeleted, Checkpoints, Logs, Read, Shown,
+    CheckpointCreated, CheckpointDeleted, Checkpoints, DiskList, Logs, Read, Shown,
 };
 use crate::printer::Printer;
 use pyro_workspace::secrets::Secret;
@@ -108,6 +109,18 @@ pub fn run(pyro: &Pyro, out: Printer, cmd: WorkspaceCommand) -> Result<i32, Erro
             read: &pyro.workspace_file_read(&a.id, &a.path, a.max_bytes)?,
             content_only: a.content_only,
         }),
+        W::Disk(DiskCommand::List(a)) => out.print(&DiskList(&pyro.workspace_disk_list(
+            &a.id,
+            &a.path,
+            a.recursive,
+        )?)),
+        W::Disk(DiskCommand::Read(a)) => out.print(&Read {
+            read: &pyro.workspace_disk_read(&a.id, &a.path, a.max_bytes)?,
+            content_only: a.content_only,
+        }),
+        W::Disk(DiskCommand::Export(a)) => {
+            out.print(&pyro.workspace_disk_export(&a.id, &a.output)?);
+        }
         W::File(FileCommand::Write(a)) => {
             let content = match (a.text, &a.text_file) {
                 (Some(t), _) => t.into_bytes(),

@@ -347,7 +347,37 @@ fn warm_workspaces_get_their_own_disk_and_identity() {
 
     // Written, stopped, started warm again: the data is there.
     sh(&home, b, "echo kept > /workspace/b.txt");
+    let (kind, _) = home.fails(1, &["workspace", "disk", "list", b]);
+    assert_eq!(kind, "conflict", "the disk tools read stopped workspaces");
     home.ok(&["workspace", "stop", b]);
+    // The disk tools read it on the host, stopped: what the guest wrote.
+    let listed = home.json(&["workspace", "disk", "list", b, "--recursive"]);
+    let paths: Vec<&str> = listed["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    assert!(paths.contains(&"/workspace/b.txt"), "{listed}");
+    assert_eq!(
+        home.ok(&["workspace", "disk", "read", b, "b.txt", "--content-only"]),
+        "kept\n"
+    );
+    let image = home.path("b.ext4");
+    let exported = home.json(&[
+        "workspace",
+        "disk",
+        "export",
+        b,
+        "--output",
+        image.to_str().unwrap(),
+    ]);
+    assert_eq!(exported["disk_format"], "ext4", "{exported}");
+    assert_eq!(
+        std::fs::metadata(&image).unwrap().len(),
+        4096 << 20,
+        "the whole image, sparse"
+    );
     let started = home.json(&["workspace", "start", b]);
     assert_eq!(started["last_start"], "warm", "{started}");
     assert_eq!(home.read(b, "b.txt"), "kept\n");

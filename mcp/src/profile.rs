@@ -80,6 +80,9 @@ const WORKSPACE_FULL: &[&str] = &[
     "service_stop",
     "workspace_secret_set",
     "workspace_secret_unset",
+    "workspace_disk_list",
+    "workspace_disk_read",
+    "workspace_disk_export",
 ];
 
 impl Profile {
@@ -150,7 +153,7 @@ mod tests {
     fn core_is_a_subset_of_full_and_counts_match_the_spec() {
         assert_eq!(Profile::VmRun.tools().len(), 1);
         assert_eq!(Profile::WorkspaceCore.tools().len(), 16);
-        assert_eq!(Profile::WorkspaceFull.tools().len(), 38);
+        assert_eq!(Profile::WorkspaceFull.tools().len(), 41);
         for t in Profile::WorkspaceCore.tools() {
             assert!(Profile::WorkspaceFull.tools().contains(t), "{t}");
         }

@@ -47,7 +47,8 @@ impl PyroServer {
             + Self::network_tools()
             + Self::shell_tools()
             + Self::service_tools()
-            + Self::secret_tools();
+            + Self::secret_tools()
+            + Self::disk_tools();
         tools
             .map
             .retain(|name, _| profile.tools().contains(&name.as_ref()));

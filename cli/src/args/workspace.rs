@@ -59,6 +59,10 @@ pub enum WorkspaceCommand {
     /// status, logs, stop; ports published while they run.
     #[command(subcommand)]
     Service(super::service::ServiceCommand),
+    /// A stopped workspace's /workspace disk, read on the host without
+    /// starting it: list, read, export the ext4 image.
+    #[command(subcommand)]
+    Disk(DiskCommand),
     /// Secrets: set (or rotate) and unset; see also --secret on create
     /// and --secret-env on exec, shell open and service start.
     #[command(subcommand)]
@@ -251,6 +255,25 @@ pub struct PatchApplyArgs {
     /// Take the patch from this host file (`-` for stdin).
     #[arg(long)]
     pub patch_file: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+pub enum DiskCommand {
+    /// List a directory (or show a file) of a stopped workspace's disk.
+    List(FileListArgs),
+    /// Print a file of a stopped workspace's disk.
+    Read(FileReadArgs),
+    /// Copy a stopped workspace's /workspace disk image (ext4, sparse)
+    /// to a host file.
+    Export(DiskExportArgs),
+}
+
+#[derive(Args)]
+pub struct DiskExportArgs {
+    pub id: String,
+    /// Host path to create (must not exist).
+    #[arg(long)]
+    pub output: PathBuf,
 }
 
 #[derive(Args)]

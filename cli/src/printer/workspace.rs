@@ -6,8 +6,8 @@
 use super::network::{self, write_network};
 use super::Render;
 use pyro_workspace::{
-    Checkpoint, CommandRecord, Deleted, DiffResult, Export, FileList, FileRead, FileWrite,
-    PatchApply, RefusalRecord, Reset, SyncPush, Workspace,
+    Checkpoint, CommandRecord, Deleted, DiffResult, DiskExport, Export, FileList, FileRead,
+    FileWrite, PatchApply, RefusalRecord, Reset, SyncPush, Workspace,
 };
 use std::io::{self, Write};
 
@@ -224,29 +224,79 @@ impl Render for FileList {
         self
     }
     fn human(&self, out: &mut dyn Write) -> io::Result<()> {
+        write_listing(self, "Workspace path", out)
+    }
+    fn summary(&self) -> Option<String> {
+        Some(listing_summary(self, "file-list"))
+    }
+}
+
+/// `disk list`: a listing of a stopped workspace's disk.
+pub struct DiskList<'a>(pub &'a FileList);
+
+impl Render for DiskList<'_> {
+    type Json = FileList;
+    fn json(&self) -> &FileList {
+        self.0
+    }
+    fn human(&self, out: &mut dyn Write) -> io::Result<()> {
+        write_listing(self.0, "Workspace disk path", out)
+    }
+    fn summary(&self) -> Option<String> {
+        Some(listing_summary(self.0, "disk-list"))
+    }
+}
+
+/// A header naming the path, then one line per entry.
+fn write_listing(list: &FileList, header: &str, out: &mut dyn Write) -> io::Result<()> {
+    writeln!(
+        out,
+        "{header}: {} (recursive={})",
+        list.path,
+        if list.recursive { "yes" } else { "no" }
+    )?;
+    for e in &list.entries {
+        let kind = format!("{:?}", e.artifact_type).to_lowercase();
+        let link = e
+            .link_target
+            .as_deref()
+            .map_or(String::new(), |t| format!(" -> {t}"));
+        writeln!(out, "{} [{kind}] size={}{link}", e.path, e.size_bytes)?;
+    }
+    Ok(())
+}
+
+fn listing_summary(list: &FileList, verb: &str) -> String {
+    format!(
+        "[workspace-{verb}] workspace_id={} path={} count={} truncated={}",
+        list.workspace_id,
+        list.path,
+        list.entries.len(),
+        list.truncated
+    )
+}
+
+/// `disk export`.
+impl Render for DiskExport {
+    type Json = DiskExport;
+    fn json(&self) -> &DiskExport {
+        self
+    }
+    fn human(&self, out: &mut dyn Write) -> io::Result<()> {
         writeln!(
             out,
-            "Workspace path: {} (recursive={})",
-            self.path,
-            if self.recursive { "yes" } else { "no" }
-        )?;
-        for e in &self.entries {
-            let kind = format!("{:?}", e.artifact_type).to_lowercase();
-            let link = e
-                .link_target
-                .as_deref()
-                .map_or(String::new(), |t| format!(" -> {t}"));
-            writeln!(out, "{} [{kind}] size={}{link}", e.path, e.size_bytes)?;
-        }
-        Ok(())
+            "Exported the /workspace disk of {} to {}",
+            self.workspace_id,
+            self.output_path.display()
+        )
     }
     fn summary(&self) -> Option<String> {
         Some(format!(
-            "[workspace-file-list] workspace_id={} path={} count={} truncated={}",
+            "[workspace-disk-export] workspace_id={} output_path={} disk_format={} bytes_written={}",
             self.workspace_id,
-            self.path,
-            self.entries.len(),
-            self.truncated
+            self.output_path.display(),
+            self.disk_format,
+            self.bytes_written
         ))
     }
 }

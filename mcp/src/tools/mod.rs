@@ -3,6 +3,7 @@
 //! result is the JSON `pyro ... --json` prints (lists wrapped in an object
 //! with a `count`).
 
+pub(crate) mod disk;
 pub(crate) mod files;
 pub(crate) mod network;
 pub(crate) mod run;

@@ -412,7 +412,11 @@ impl PyroServer {
         self.call("workspace_exec", ctx, move |job| {
             check_limit(TIMEOUT_SECONDS, p.timeout_seconds)?;
             let argv = p.command.argv();
-            job.say(format!("[exec] {argv:?}"));
+            // The command line may spell a secret out.
+            let shown = job
+                .pyro
+                .workspace_redact(&p.workspace_id, &format!("{argv:?}"))?;
+            job.say(format!("[exec] {shown}"));
             let opts = ExecOptions {
                 secret_env: secret_env(&p.secret_env)?,
                 ..ExecOptions::new(&argv, Duration::from_secs(p.timeout_seconds))

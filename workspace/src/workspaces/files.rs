@@ -20,6 +20,17 @@ fn absolute(path: &str) -> String {
     rpc::workspace_absolute(&rpc::workspace_relative(path).unwrap_or_default())
 }
 
+/// `max_bytes` of a file read (1 to [`MAX_FILE_READ_BYTES`]).
+pub(super) fn check_read_bytes(max_bytes: u64) -> Result<(), Error> {
+    if (1..=MAX_FILE_READ_BYTES).contains(&max_bytes) {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument(format!(
+            "max_bytes must be between 1 and {MAX_FILE_READ_BYTES}"
+        )))
+    }
+}
+
 impl Pyro {
     /// Copies a host directory or tar (`.tar`, `.tar.gz`, `.tgz`) into
     /// the workspace at `dest`, all or nothing.
@@ -84,11 +95,7 @@ impl Pyro {
         path: &str,
         max_bytes: u64,
     ) -> Result<FileRead, Error> {
-        if !(1..=MAX_FILE_READ_BYTES).contains(&max_bytes) {
-            return Err(Error::InvalidArgument(format!(
-                "max_bytes must be between 1 and {MAX_FILE_READ_BYTES}"
-            )));
-        }
+        check_read_bytes(max_bytes)?;
         let ws = self.workspace(id)?;
         let (content, r) = ws
             .agent()?

@@ -8,7 +8,8 @@
 //! By subject: `records` (what is stored and returned), `handle` (finding
 //! a workspace, its lock and agent), `lifecycle` (create to delete),
 //! `start` (starting its VM), `exec` (commands and their history),
-//! `files` (files, sync, patch, export, diff), `checkpoints` (checkpoints
+//! `files` (files, sync, patch, export, diff), `disk_tools` (a stopped
+//! workspace's disk read on the host), `checkpoints` (checkpoints
 //! and reset), `network` (published ports, refusals), `shells` (PTY
 //! sessions the guest keeps), `services` (supervised commands),
 //! `secrets` (the store, installing, `--secret-env`, redaction); `store`,
@@ -17,6 +18,7 @@
 mod checkpoints;
 mod diff;
 mod disk;
+mod disk_tools;
 mod exec;
 mod files;
 mod handle;
@@ -31,6 +33,7 @@ mod store;
 
 pub use diff::{DiffEntry, DiffResult, DiffStatus, DiffSummary};
 pub(crate) use disk::make_system as make_system_disk;
+pub use disk_tools::DiskExport;
 pub use exec::ExecOptions;
 pub use files::{DEFAULT_FILE_READ_BYTES, MAX_FILE_READ_BYTES, MAX_FILE_WRITE_BYTES};
 pub use network::{Port, PortList};

@@ -129,6 +129,14 @@ impl Pyro {
         Ok(view(&ws.dir, record))
     }
 
+    /// `text` with workspace `id`'s secret values replaced: for callers
+    /// that echo what they were given (the MCP server's progress line of
+    /// an exec names its command).
+    pub fn workspace_redact(&self, id: &str, text: &str) -> Result<String, Error> {
+        let ws = self.workspace(id)?;
+        Ok(ws.redactor()?.redact(text))
+    }
+
     /// Removes secret `name`, from the host and, if the workspace runs,
     /// from the guest.
     pub fn workspace_secret_unset(&self, id: &str, name: &str) -> Result<Workspace, Error> {

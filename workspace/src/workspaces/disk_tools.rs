@@ -1,0 +1,389 @@
+//! Disk tools (`pyro workspace disk list|read|export`): a stopped
+//! workspace's /workspace disk, read on the host without starting its
+//! VM (the reference product's offline surface).
+//!
+//! `list` and `read` parse the ext4 image with `ext4-view` (pure Rust,
+//! read-only). The image is untrusted: the guest was root on it and could
+//! write anything to its block device. So every result is bounded
+//! (entries as `file list`'s, bytes by `max_bytes`, directory depth),
+//! symlinks are reported and never followed (inside the image `/x` would
+//! be `/workspace/x`, not the guest's `/x`), and a reader panic on a
+//! damaged image becomes an error. It runs in the calling process; a
+//! sandboxed reader is the hardening issue's. `export` copies the image
+//! itself (sparse), as the reference does. Only /workspace's disk is
+//! read: the system layer is an overlay upper, meaningless without the
+//! environment's image under it.
+//!
+//! The workspace's lock is held throughout, so it cannot start meanwhile;
+//! a stop syncs /workspace first, and the reader replays the journal, so
+//! what it shows is what the guest had written.
+
+use super::handle::WorkspaceHandle;
+use super::records::{FileList, FileRead};
+use crate::detached::VmState;
+use crate::{Error, Pyro};
+use ext4_view::{Ext4, FileType, Metadata};
+use pyro_proto::rpc::{self, ArtifactType, FileInfo, MAX_LIST_ENTRIES};
+use serde::Serialize;
+use std::io::Read;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+
+/// Deeper directories than this are not walked (a damaged image can
+/// make a directory its own descendant).
+const MAX_DEPTH: usize = 256;
+
+/// What `disk export` returns.
+#[derive(Debug, Clone, Serialize)]
+pub struct DiskExport {
+    pub workspace_id: String,
+    pub output_path: PathBuf,
+    /// Always `ext4`: the image is /workspace's file system.
+    pub disk_format: &'static str,
+    /// The image's size (it is copied sparse: holes stay holes).
+    pub bytes_written: u64,
+}
+
+impl Pyro {
+    /// Lists `path` (relative to /workspace, or absolute inside it) on
+    /// the stopped workspace's disk; `recursive` walks directories.
+    pub fn workspace_disk_list(
+        &self,
+        id: &str,
+        path: &str,
+        recursive: bool,
+    ) -> Result<FileList, Error> {
+        let rel = relative(path)?;
+        let ws = self.stopped(id)?;
+        let (entries, truncated) = with_image(&ws, |fs| list(fs, &rel, recursive))?;
+        Ok(FileList {
+            workspace_id: ws.id,
+            path: rpc::workspace_absolute(&rel),
+            recursive,
+            entries,
+            truncated,
+        })
+    }
+
+    /// The first `max_bytes` of a regular file on the stopped workspace's
+    /// disk.
+    pub fn workspace_disk_read(
+        &self,
+        id: &str,
+        path: &str,
+        max_bytes: u64,
+    ) -> Result<FileRead, Error> {
+        super::files::check_read_bytes(max_bytes)?;
+        let rel = relative(path)?;
+        let ws = self.stopped(id)?;
+        let (content, size_bytes) = with_image(&ws, |fs| read(fs, &rel, max_bytes))?;
+        Ok(FileRead {
+            workspace_id: ws.id,
+            path: rpc::workspace_absolute(&rel),
+            size_bytes,
+            max_bytes,
+            truncated: size_bytes > content.len() as u64,
+            content,
+        })
+    }
+
+    /// Copies the stopped workspace's /workspace disk image (ext4) to
+    /// `output`, which must not exist.
+    pub fn workspace_disk_export(&self, id: &str, output: &Path) -> Result<DiskExport, Error> {
+        let ws = self.stopped(id)?;
+        if output.symlink_metadata().is_ok() {
+            return Err(Error::InvalidArgument(format!(
+                "output {}: exists already; give a new path",
+                output.display()
+            )));
+        }
+        let bytes_written = super::disk::sparse_copy(&ws.dir.disk(), output)?;
+        Ok(DiskExport {
+            workspace_id: ws.id,
+            output_path: output.to_path_buf(),
+            disk_format: "ext4",
+            bytes_written,
+        })
+    }
+
+    /// Workspace `id`, locked, if its VM does not run.
+    fn stopped(&self, id: &str) -> Result<WorkspaceHandle, Error> {
+        let ws = self.workspace_locked(id)?;
+        if matches!(ws.vm().state(), VmState::Running { .. }) {
+            return Err(Error::Conflict(format!(
+                "workspace {} is running: the disk tools read a stopped workspace's disk \
+                 (`pyro workspace stop {}` first); while it runs, use `file list|read` and \
+                 `export`",
+                ws.given, ws.given
+            )));
+        }
+        Ok(ws)
+    }
+}
+
+/// `path` relative to /workspace (`..` and paths outside refused).
+fn relative(path: &str) -> Result<String, Error> {
+    rpc::workspace_relative(path).map_err(|e| Error::Agent {
+        kind: "invalid_path".into(),
+        message: e.to_string(),
+    })
+}
+
+/// Runs `f` on the workspace's disk image; a damaged image (an error or
+/// a panic in the reader) is an error that says so.
+fn with_image<T>(
+    ws: &WorkspaceHandle,
+    f: impl FnOnce(&Ext4) -> Result<T, Error>,
+) -> Result<T, Error> {
+    with_image_at(&ws.dir.disk(), &ws.given, f)
+}
+
+fn with_image_at<T>(
+    disk: &Path,
+    given: &str,
+    f: impl FnOnce(&Ext4) -> Result<T, Error>,
+) -> Result<T, Error> {
+    let damaged = |why: String| {
+        Error::Io(format!(
+            "workspace {given}: its disk {} cannot be read ({why}); `pyro workspace start` \
+             lets the guest check it",
+            disk.display()
+        ))
+    };
+    catch_unwind(AssertUnwindSafe(|| {
+        let fs = Ext4::load_from_path(disk).map_err(|e| damaged(e.to_string()))?;
+        f(&fs)
+    }))
+    .unwrap_or_else(|panic| {
+        let why = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "the reader failed".into());
+        Err(damaged(why))
+    })
+}
+
+/// The image path of `rel` (the image's root is /workspace).
+fn image_path(rel: &str) -> String {
+    format!("/{rel}")
+}
+
+fn reader_err(rel: &str, e: ext4_view::Ext4Error) -> Error {
+    let path = rpc::workspace_absolute(rel);
+    match e {
+        ext4_view::Ext4Error::NotFound => Error::Agent {
+            kind: "not_found".into(),
+            message: format!("{path}: no such file or directory (on the stopped workspace's disk)"),
+        },
+        other => Error::Io(format!(
+            "{path}: the disk cannot be read there ({other}); the image may be damaged"
+        )),
+    }
+}
+
+/// The metadata of `rel`, refusing a symlink on the way (the last
+/// component may be one, reported as itself).
+fn lstat_beneath(fs: &Ext4, rel: &str) -> Result<Metadata, Error> {
+    let mut prefix = String::new();
+    let parts: Vec<&str> = rel.split('/').filter(|p| !p.is_empty()).collect();
+    for (i, part) in parts.iter().enumerate() {
+        prefix = if prefix.is_empty() {
+            part.to_string()
+        } else {
+            format!("{prefix}/{part}")
+        };
+        let md = fs
+            .symlink_metadata(image_path(&prefix).as_str())
+            .map_err(|e| reader_err(&prefix, e))?;
+        if md.is_symlink() && i + 1 < parts.len() {
+            return Err(Error::Agent {
+                kind: "invalid_path".into(),
+                message: format!(
+                    "{}: a symlink; the disk tools do not follow symlinks",
+                    rpc::workspace_absolute(&prefix)
+                ),
+            });
+        }
+        if i + 1 == parts.len() {
+            return Ok(md);
+        }
+    }
+    fs.symlink_metadata("/").map_err(|e| reader_err(rel, e))
+}
+
+fn info(fs: &Ext4, rel: &str, md: &Metadata) -> FileInfo {
+    let artifact_type = match md.file_type() {
+        FileType::Regular => ArtifactType::File,
+        FileType::Directory => ArtifactType::Directory,
+        FileType::Symlink => ArtifactType::Symlink,
+        _ => ArtifactType::Other,
+    };
+    let link_target = md.is_symlink().then(|| {
+        fs.read_link(image_path(rel).as_str())
+            .map(|t| String::from_utf8_lossy(t.as_ref()).into_owned())
+            .unwrap_or_default()
+    });
+    FileInfo {
+        path: rpc::workspace_absolute(rel),
+        artifact_type,
+        size_bytes: if md.is_dir() { 0 } else { md.len() },
+        mode: u32::from(md.mode()) & 0o7777,
+        // The reader does not expose timestamps.
+        mtime: 0,
+        link_target,
+    }
+}
+
+/// `rel` as `file list` gives it: a file as itself, a directory's
+/// entries (all below it if `recursive`), sorted, at most
+/// [`MAX_LIST_ENTRIES`] (then `truncated`).
+pub(super) fn list(fs: &Ext4, rel: &str, recursive: bool) -> Result<(Vec<FileInfo>, bool), Error> {
+    let md = lstat_beneath(fs, rel)?;
+    if !md.is_dir() {
+        return Ok((vec![info(fs, rel, &md)], false));
+    }
+    let mut entries = Vec::new();
+    let mut truncated = false;
+    let mut dirs = vec![(rel.to_string(), 0usize)];
+    'walk: while let Some((dir, depth)) = dirs.pop() {
+        let read = fs
+            .read_dir(image_path(&dir).as_str())
+            .map_err(|e| reader_err(&dir, e))?;
+        for entry in read {
+            let entry = entry.map_err(|e| reader_err(&dir, e))?;
+            let name = entry.file_name();
+            let name = String::from_utf8_lossy(name.as_ref()).into_owned();
+            if name == "." || name == ".." || name.contains('/') {
+                continue;
+            }
+            if entries.len() >= MAX_LIST_ENTRIES {
+                truncated = true;
+                break 'walk;
+            }
+            let child = if dir.is_empty() {
+                name
+            } else {
+                format!("{dir}/{name}")
+            };
+            let md = entry.metadata().map_err(|e| reader_err(&child, e))?;
+            if recursive && md.is_dir() && depth < MAX_DEPTH {
+                dirs.push((child.clone(), depth + 1));
+            }
+            entries.push(info(fs, &child, &md));
+        }
+    }
+    entries.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok((entries, truncated))
+}
+
+/// The first `max_bytes` of regular file `rel`, and its size.
+pub(super) fn read(fs: &Ext4, rel: &str, max_bytes: u64) -> Result<(Vec<u8>, u64), Error> {
+    let md = lstat_beneath(fs, rel)?;
+    if md.file_type() != FileType::Regular {
+        return Err(Error::Agent {
+            kind: "invalid_path".into(),
+            message: format!(
+                "{}: not a regular file (a {:?}); disk read reads files",
+                rpc::workspace_absolute(rel),
+                md.file_type()
+            ),
+        });
+    }
+    let file = fs
+        .open(image_path(rel).as_str())
+        .map_err(|e| reader_err(rel, e))?;
+    let mut content = Vec::new();
+    file.take(max_bytes)
+        .read_to_end(&mut content)
+        .map_err(|e| Error::Io(format!("{}: {e}", rpc::workspace_absolute(rel))))?;
+    Ok((content, md.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(tree: &Path, disk: &Path) -> Ext4 {
+        super::super::disk::make(disk, 64, tree).unwrap();
+        Ext4::load_from_path(disk).unwrap()
+    }
+
+    #[test]
+    fn a_disk_lists_and_reads_like_the_guest_and_never_follows_symlinks() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path().join("tree");
+        std::fs::create_dir_all(tree.join("src/deep")).unwrap();
+        std::fs::write(tree.join("README"), "hello\n").unwrap();
+        std::fs::write(tree.join("src/deep/big.bin"), vec![7u8; 100_000]).unwrap();
+        std::os::unix::fs::symlink("/etc", tree.join("etc-link")).unwrap();
+        let fs = image(&tree, &dir.path().join("disk.ext4"));
+
+        let (top, truncated) = list(&fs, "", false).unwrap();
+        let paths: Vec<&str> = top.iter().map(|e| e.path.as_str()).collect();
+        assert!(!truncated);
+        assert!(paths.contains(&"/workspace/README"), "{paths:?}");
+        assert!(paths.contains(&"/workspace/etc-link"), "{paths:?}");
+        assert!(!paths.contains(&"/workspace/src/deep"), "not recursive");
+        let link = top.iter().find(|e| e.path.ends_with("etc-link")).unwrap();
+        assert_eq!(link.artifact_type, ArtifactType::Symlink);
+        assert_eq!(link.link_target.as_deref(), Some("/etc"));
+        let (all, _) = list(&fs, "src", true).unwrap();
+        let big = all.iter().find(|e| e.path.ends_with("big.bin")).unwrap();
+        assert_eq!(big.size_bytes, 100_000);
+        assert_eq!(big.artifact_type, ArtifactType::File);
+
+        assert_eq!(read(&fs, "README", 100).unwrap(), (b"hello\n".to_vec(), 6));
+        let (head, size) = read(&fs, "src/deep/big.bin", 10).unwrap();
+        assert_eq!((head, size), (vec![7u8; 10], 100_000));
+        // A file lists as itself.
+        assert_eq!(list(&fs, "README", false).unwrap().0.len(), 1);
+        // Through a symlink, a directory, a missing path: refused.
+        let e = read(&fs, "etc-link/passwd", 10).unwrap_err();
+        assert_eq!(e.kind(), "invalid_path", "{e}");
+        assert_eq!(read(&fs, "src", 10).unwrap_err().kind(), "invalid_path");
+        assert_eq!(read(&fs, "nope", 10).unwrap_err().kind(), "not_found");
+    }
+
+    #[test]
+    fn a_damaged_image_is_an_error_not_a_crash() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path().join("tree");
+        std::fs::create_dir_all(tree.join("a/b")).unwrap();
+        for i in 0..50 {
+            std::fs::write(tree.join(format!("a/b/f{i}")), format!("{i}\n")).unwrap();
+        }
+        let disk = dir.path().join("disk.ext4");
+        drop(image(&tree, &disk));
+        let good = std::fs::read(&disk).unwrap();
+        // Garbage over the start of 4 KiB blocks (all but the first), in
+        // a few patterns: each load, list and read ends in a result or an
+        // error (a reader panic comes back as one), never a crash or a
+        // hang; and the damage is noticed.
+        let mut errors = 0;
+        for seed in 0..8u64 {
+            let mut bad = good.clone();
+            let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+            for block in (1..bad.len() / 4096).step_by(1 + seed as usize) {
+                for byte in &mut bad[block * 4096..block * 4096 + 64] {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    *byte = x as u8;
+                }
+            }
+            let path = dir.path().join(format!("bad{seed}.ext4"));
+            std::fs::write(&path, &bad).unwrap();
+            let outcome = with_image_at(&path, "t", |fs| {
+                list(fs, "", true)?;
+                read(fs, "a/b/f1", 100)
+            });
+            errors += usize::from(outcome.is_err());
+        }
+        assert!(errors > 0, "no damage noticed");
+        // Truncated to its first 8 KiB: an error.
+        std::fs::write(&disk, &good[..8192]).unwrap();
+        let e = with_image_at(&disk, "t", |fs| list(fs, "", true)).unwrap_err();
+        assert!(e.to_string().contains("cannot be read"), "{e}");
+    }
+}
