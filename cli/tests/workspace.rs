@@ -248,12 +248,7 @@ fn repro_fix_loop() {
     );
     assert_eq!(home.read(&id, "message.txt"), "broken\n");
     let listed = home.json(&["workspace", "file", "list", &id, "docs", "--recursive"]);
-    let paths: Vec<&str> = listed["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["path"].as_str().unwrap())
-        .collect();
+    let paths = entry_paths(&listed);
     assert_eq!(paths, ["/workspace/docs/empty", "/workspace/docs/notes.md"]);
 
     // The secret given at create reaches a command as asked (after the
@@ -284,6 +279,16 @@ fn repro_fix_loop() {
         home.json(&["workspace", "list"]).as_array().unwrap().len(),
         0
     );
+}
+
+/// The paths of a `file list` or `disk list` result.
+fn entry_paths(listed: &Value) -> Vec<&str> {
+    listed["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect()
 }
 
 /// Runs `script` with `sh -c` in workspace `id`; returns its stdout.
@@ -352,12 +357,7 @@ fn warm_workspaces_get_their_own_disk_and_identity() {
     home.ok(&["workspace", "stop", b]);
     // The disk tools read it on the host, stopped: what the guest wrote.
     let listed = home.json(&["workspace", "disk", "list", b, "--recursive"]);
-    let paths: Vec<&str> = listed["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["path"].as_str().unwrap())
-        .collect();
+    let paths = entry_paths(&listed);
     assert!(paths.contains(&"/workspace/b.txt"), "{listed}");
     assert_eq!(
         home.ok(&["workspace", "disk", "read", b, "b.txt", "--content-only"]),
