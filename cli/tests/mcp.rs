@@ -906,6 +906,22 @@ async fn the_repro_fix_loop_through_tools_and_cancelled_execs_are_killed() {
         "nothing new was left"
     );
 
+    // An exec that outlives its wait_seconds returns in time, naming its
+    // sequence; it runs on, and workspace_logs has its output and exit
+    // code once it ends. One that ends in time returns its record.
+    let called = Instant::now();
+    let long = json!({"command": "sleep 5; echo finished; exit 3", "wait_seconds": 1});
+    let waiting = ws.ok("workspace_exec", long).await;
+    assert!(called.elapsed() < Duration::from_secs(5), "{waiting}");
+    assert_eq!(waiting["state"], "running", "{waiting}");
+    assert_eq!(waiting["sequence"], 6, "{waiting}");
+    let logs = ws.logs_until(6).await;
+    assert_eq!(logs["entries"][5]["stdout"], "finished\n", "{logs}");
+    assert_eq!(logs["entries"][5]["exit_code"], 3, "{logs}");
+    let quick = json!({"command": "echo quick", "wait_seconds": 60});
+    let quick = ws.ok("workspace_exec", quick).await;
+    assert_eq!(quick["stdout"], "quick\n", "{quick}");
+
     let reset = ws.ok("workspace_reset", json!({})).await;
     assert_eq!(reset["snapshot"], "baseline");
     assert_eq!(reset["workspace"]["state"], "running", "{reset}");

@@ -42,6 +42,29 @@ pub(crate) struct Job {
     pub pyro: Pyro,
     progress: ChannelProgress,
     cancel: Cancel,
+    in_flight: Arc<AtomicUsize>,
+    session_closed: Arc<AtomicBool>,
+}
+
+/// Work that goes on after its call returned (an exec past its
+/// `wait_seconds`): counted in flight while it lives, so the server
+/// exits only after it; cancelled when the session ends (the client went
+/// away or the server got SIGTERM), or by [`Detached::cancel_now`].
+pub(crate) struct Detached {
+    _counted: InFlight,
+    cancel: Cancel,
+    now: Arc<AtomicBool>,
+}
+
+impl Detached {
+    pub fn cancel(&self) -> &Cancel {
+        &self.cancel
+    }
+
+    /// Cancels it (its call was cancelled before it returned).
+    pub fn cancel_now(&self) {
+        self.now.store(true, Ordering::SeqCst);
+    }
 }
 
 impl Job {
@@ -68,6 +91,20 @@ impl Job {
     /// once it fires.
     pub fn cancel(&self) -> &Cancel {
         &self.cancel
+    }
+
+    /// What work that outlives this call holds (see [`Detached`]).
+    pub fn detach(&self) -> Detached {
+        let closed = self.session_closed.clone();
+        let now = Arc::new(AtomicBool::new(false));
+        let fired = now.clone();
+        Detached {
+            _counted: InFlight::enter(&self.in_flight),
+            cancel: Cancel::when(move || {
+                closed.load(Ordering::SeqCst) || fired.load(Ordering::SeqCst)
+            }),
+            now,
+        }
     }
 }
 
@@ -179,6 +216,8 @@ impl PyroServer {
             cancel: Cancel::when(move || {
                 ct.is_cancelled() || closed.load(Ordering::SeqCst) || dropped.load(Ordering::SeqCst)
             }),
+            in_flight: self.in_flight.clone(),
+            session_closed: self.session_closed.clone(),
         };
         let outcome = tokio::task::spawn_blocking(move || {
             let _counted = counted;

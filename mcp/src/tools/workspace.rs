@@ -6,16 +6,18 @@ use super::{
     check_limit, check_vm_size, default_environment, default_mem_mib, default_timeout_seconds,
     default_vcpus, network, CommandLine, WorkspaceRef,
 };
-use crate::call::listing;
+use crate::call::{listing, Job};
 use crate::server::PyroServer;
 use pyro_vmm::limits::{DISK_MIB, MEM_MIB, TIMEOUT_SECONDS, TTL_SECONDS, VCPUS};
-use pyro_workspace::{CreateOptions, Error, ExecOptions, NetConfig, PortMapping, UpdateOptions};
+use pyro_workspace::{
+    CommandRecord, CreateOptions, Error, ExecOptions, NetConfig, PortMapping, UpdateOptions,
+};
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::CallToolResult;
 use rmcp::service::RequestContext;
 use rmcp::{tool, tool_router, RoleServer};
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -184,6 +186,110 @@ pub struct ExecParams {
     /// [REDACTED] in the output.
     #[serde(default)]
     pub secret_env: BTreeMap<String, String>,
+    /// Return after this many seconds (1 to 86400) even if the command
+    /// still runs, with {state: "running", sequence}: it runs on (until
+    /// timeout_seconds), and workspace_logs has its output and exit code
+    /// once it ends. For commands that may outlive the host's tool-call
+    /// limit. Absent: wait for the end.
+    #[serde(default)]
+    #[schemars(range(min = 1, max = 86400))]
+    pub wait_seconds: Option<u64>,
+}
+
+/// What workspace_exec returns: the command's record, or, past
+/// `wait_seconds`, where to find it later.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum ExecOutcome {
+    Done(Box<CommandRecord>),
+    Running(RunningExec),
+}
+
+#[derive(Serialize)]
+struct RunningExec {
+    workspace_id: String,
+    sequence: u64,
+    state: &'static str,
+    waited_seconds: u64,
+    hint: String,
+}
+
+/// What the exec's thread tells the call waiting for it.
+enum ExecEvent {
+    Started(u64),
+    Done(Result<CommandRecord, Error>),
+}
+
+/// Runs the exec on a thread of its own and waits `wait` for it: its
+/// record if it ends in time, else where to find it (it runs on,
+/// counted in flight, cancelled if the session ends). Cancelling the
+/// call while it waits kills the command, as a plain exec's does.
+fn exec_waiting(
+    job: &Job,
+    id: String,
+    opts: ExecOptions,
+    wait: Duration,
+) -> Result<ExecOutcome, Error> {
+    let detached = job.detach();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let pyro = job.pyro.clone();
+    let thread_id = id.clone();
+    let (cancel, started_tx) = (detached.cancel().clone(), tx.clone());
+    let worker = std::thread::Builder::new()
+        .name("mcp-exec".into())
+        .spawn(move || {
+            let done = pyro.workspace_exec_observed(
+                &thread_id,
+                &opts,
+                &cancel,
+                |seq| {
+                    let _ = started_tx.send(ExecEvent::Started(seq));
+                },
+                |_, _| {},
+            );
+            let _ = tx.send(ExecEvent::Done(done));
+        })
+        .map_err(|e| Error::Io(format!("cannot start the exec's thread: {e}")))?;
+    // The thread owns its in-flight count from here.
+    let detached = std::sync::Arc::new(detached);
+    let deadline = std::time::Instant::now() + wait;
+    let mut sequence = None;
+    loop {
+        if job.cancelled() {
+            detached.cancel_now();
+        }
+        let slice = Duration::from_millis(100);
+        match rx.recv_timeout(slice) {
+            Ok(ExecEvent::Started(seq)) => sequence = Some(seq),
+            Ok(ExecEvent::Done(done)) => {
+                let _ = worker.join();
+                return done.map(|r| ExecOutcome::Done(Box::new(r)));
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(Error::Io("the exec's thread ended without a result".into()));
+            }
+        }
+        // Past the wait, once it has a number (it gets one as soon as
+        // the agent answers, before the command runs).
+        if let (Some(sequence), true) = (sequence, std::time::Instant::now() >= deadline) {
+            // Keep the count and the cancel alive with the thread.
+            std::thread::spawn(move || {
+                let _held = detached;
+                let _ = worker.join();
+            });
+            return Ok(ExecOutcome::Running(RunningExec {
+                hint: format!(
+                    "command #{sequence} still runs; workspace_logs lists it (output, exit_code) \
+                     once it ends"
+                ),
+                workspace_id: id,
+                sequence,
+                state: "running",
+                waited_seconds: wait.as_secs(),
+            }));
+        }
+    }
 }
 
 #[tool_router(router = workspace_tools, vis = "pub(crate)")]
@@ -400,8 +506,12 @@ impl PyroServer {
     /// output and exit code; it is recorded in workspace_logs. A non-zero
     /// exit_code is a normal result (e.g. a failing test), not a tool
     /// error. Several may run at once. Cancelling the request kills the
-    /// command (its whole process group). Result: {workspace_id, sequence,
-    /// command, exit_code, signal, timed_out, stdout, stderr,
+    /// command (its whole process group). With wait_seconds, a command
+    /// still running then is left running and the call returns
+    /// {workspace_id, sequence, state: "running", hint}; workspace_logs
+    /// has its record once it ends (use this for commands that may take
+    /// longer than your tool-call limit). Result: {workspace_id,
+    /// sequence, command, exit_code, signal, timed_out, stdout, stderr,
     /// duration_ms, ...}.
     #[tool(annotations(destructive_hint = true, open_world_hint = false))]
     async fn workspace_exec(
@@ -421,8 +531,16 @@ impl PyroServer {
                 secret_env: secret_env(&p.secret_env)?,
                 ..ExecOptions::new(&argv, Duration::from_secs(p.timeout_seconds))
             };
-            job.pyro
-                .workspace_exec_with(&p.workspace_id, &opts, job.cancel(), |_, _| {})
+            match p.wait_seconds {
+                None => job
+                    .pyro
+                    .workspace_exec_with(&p.workspace_id, &opts, job.cancel(), |_, _| {})
+                    .map(|r| ExecOutcome::Done(Box::new(r))),
+                Some(wait) => {
+                    super::check_range("wait_seconds", wait, 1, TIMEOUT_SECONDS.max)?;
+                    exec_waiting(job, p.workspace_id, opts, Duration::from_secs(wait))
+                }
+            }
         })
         .await
     }

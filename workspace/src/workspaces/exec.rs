@@ -63,6 +63,21 @@ impl Pyro {
         cancel: &Cancel,
         on_output: impl FnMut(Stream, &[u8]),
     ) -> Result<CommandRecord, Error> {
+        self.workspace_exec_observed(id, opts, cancel, |_| {}, on_output)
+    }
+
+    /// [`Pyro::workspace_exec_with`] that tells `on_start` the command's
+    /// sequence number in the history as soon as it has one (before the
+    /// command runs): a caller that stops waiting can name the command
+    /// whose record `workspace_logs` will hold.
+    pub fn workspace_exec_observed(
+        &self,
+        id: &str,
+        opts: &ExecOptions,
+        cancel: &Cancel,
+        on_start: impl FnOnce(u64),
+        on_output: impl FnMut(Stream, &[u8]),
+    ) -> Result<CommandRecord, Error> {
         if opts.command.is_empty() {
             return Err(Error::InvalidArgument(
                 "command: give the command after `--`".into(),
@@ -70,7 +85,7 @@ impl Pyro {
         }
         // Not locked: the lock is taken only to count the command.
         let ws = self.workspace(id)?;
-        exec_in(&ws, opts, cancel, on_output).map_err(|e| ws.redact_err(e))
+        exec_in(&ws, opts, cancel, on_start, on_output).map_err(|e| ws.redact_err(e))
     }
 
     /// The workspace's command history, oldest first.
@@ -144,6 +159,7 @@ fn exec_in(
     ws: &WorkspaceHandle,
     opts: &ExecOptions,
     cancel: &Cancel,
+    on_start: impl FnOnce(u64),
     mut on_output: impl FnMut(Stream, &[u8]),
 ) -> Result<CommandRecord, Error> {
     let env = resolve_env(ws, &opts.secret_env)?;
@@ -151,6 +167,7 @@ fn exec_in(
     let mut agent = ws.agent()?;
     let record = ws.touch(|r| r.command_count += 1)?;
     let sequence = record.command_count;
+    on_start(sequence);
     let started = now_unix();
     let clock = Instant::now();
     let (mut stdout, mut stderr) = (Captured::new(redactor), Captured::new(redactor));
