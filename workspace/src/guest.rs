@@ -40,6 +40,9 @@ pub enum GuestError {
 /// disk attached at restore, then sets up the writable system and
 /// /workspace; far more than that is a guest that will not answer.
 const RESTORED_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the agent may take to install the secrets (a few small
+/// files on tmpfs).
+const SECRETS_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A connection to the agent. Requests on one connection run in order.
 pub struct GuestClient {
@@ -344,7 +347,13 @@ impl GuestClient {
         // The values leave this process's memory with the call.
         data.fill(0);
         sent?;
-        match self.finish(|_, _| {})? {
+        // Bounded: a guest that never answers fails the start or the
+        // `secret set` (which hold the workspace's lock) instead of
+        // holding them.
+        self.set_reply_timeout(Some(SECRETS_TIMEOUT))?;
+        let reply = self.finish(|_, _| {});
+        self.set_reply_timeout(None)?;
+        match reply? {
             Reply::Secrets { count } => Ok(count),
             other => Err(unexpected(other)),
         }
