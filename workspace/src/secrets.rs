@@ -102,26 +102,38 @@ impl Redactor {
         self.run(&data, true)
     }
 
-    /// `text` with every value replaced, whole (not a stream).
-    pub fn redact(&self, text: &str) -> String {
+    /// `bytes` with every value replaced, whole (not a stream).
+    pub fn redact_bytes(&self, bytes: &[u8]) -> Vec<u8> {
         let mut one = Redactor {
             values: self.values.clone(),
             held: Vec::new(),
         };
-        let mut out = one.push(text.as_bytes());
+        let mut out = one.push(bytes);
         out.extend(one.finish());
+        out
+    }
+
+    /// `text` with every value replaced, whole (not a stream).
+    pub fn redact(&self, text: &str) -> String {
         // Values replaced whole never split a UTF-8 character of `text`
         // unless a value itself does; lossy keeps the result valid.
-        String::from_utf8_lossy(&out).into_owned()
+        String::from_utf8_lossy(&self.redact_bytes(text.as_bytes())).into_owned()
     }
 
     fn run(&mut self, data: &[u8], last: bool) -> Vec<u8> {
+        // Every exec's output passes here: a workspace without secrets
+        // pays one copy, not a scan.
+        let Some(longest) = self.values.first().map(Vec::len) else {
+            return data.to_vec();
+        };
         let mut out = Vec::with_capacity(data.len());
         let mut i = 0;
         while i < data.len() {
             let rest = &data[i..];
-            // A longer value this may still become: decide with more input.
+            // A longer value this may still become: decide with more input
+            // (only near the end, where a value no longer fits).
             if !last
+                && rest.len() < longest
                 && self
                     .values
                     .iter()

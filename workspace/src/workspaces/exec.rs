@@ -241,10 +241,7 @@ fn exec_in(
 fn redact_record(r: &Redactor, mut c: CommandRecord) -> CommandRecord {
     c.command = c.command.iter().map(|a| r.redact(a)).collect();
     for bytes in [&mut c.stdout, &mut c.stderr] {
-        let mut one = r.clone();
-        let mut clean = one.push(bytes);
-        clean.extend(one.finish());
-        *bytes = clean;
+        *bytes = r.redact_bytes(bytes);
     }
     c
 }
