@@ -76,10 +76,7 @@ impl Pyro {
         recursive: bool,
     ) -> Result<FileList, Error> {
         let ws = self.workspace(id)?;
-        let list = ws
-            .agent()?
-            .list(path, recursive)
-            .map_err(|e| ws.redact_err(e.into()))?;
+        let list = ws.guest(|a| a.list(path, recursive))?;
         Ok(FileList {
             workspace_id: ws.id,
             path: absolute(path),
@@ -97,10 +94,7 @@ impl Pyro {
     ) -> Result<FileRead, Error> {
         check_read_bytes(max_bytes)?;
         let ws = self.workspace(id)?;
-        let (content, r) = ws
-            .agent()?
-            .read_to_vec(path, Some(max_bytes))
-            .map_err(|e| ws.redact_err(e.into()))?;
+        let (content, r) = ws.guest(|a| a.read_to_vec(path, Some(max_bytes)))?;
         Ok(FileRead {
             workspace_id: ws.id,
             path: absolute(path),
@@ -130,10 +124,7 @@ impl Pyro {
             message: e.to_string(),
         })?;
         let ws = self.workspace(id)?;
-        let w = ws
-            .agent()?
-            .write(path, None, true, &mut &content[..])
-            .map_err(|e| ws.redact_err(e.into()))?;
+        let w = ws.guest(|a| a.write(path, None, true, &mut &content[..]))?;
         let record = ws.touch(|_| {})?;
         Ok(FileWrite {
             workspace_id: record.workspace_id,
@@ -146,10 +137,7 @@ impl Pyro {
     pub fn workspace_patch_apply(&self, id: &str, patch: &str) -> Result<PatchApply, Error> {
         let ws = self.workspace(id)?;
         // A failed hunk's message quotes the file's lines.
-        let result = ws
-            .agent()?
-            .patch_apply(patch)
-            .map_err(|e| ws.redact_err(e.into()))?;
+        let result = ws.guest(|a| a.patch_apply(patch))?;
         let record = ws.touch(|_| {})?;
         Ok(PatchApply {
             workspace_id: record.workspace_id,
@@ -168,10 +156,7 @@ impl Pyro {
             artifact_type,
             entry_count,
             bytes_read,
-        } = ws
-            .agent()?
-            .export(path, output)
-            .map_err(|e| ws.redact_err(e.into()))?;
+        } = ws.guest(|a| a.export(path, output))?;
         Ok(Export {
             workspace_id: ws.id,
             workspace_path,

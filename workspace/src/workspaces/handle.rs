@@ -189,6 +189,16 @@ impl WorkspaceHandle {
             .map_err(|e| self.redact_err(self.late(e, "answer", timeout)))
     }
 
+    /// `f` on a new connection to its agent, the guest's error redacted
+    /// (a path, or a patch's quoted lines, can spell a secret out).
+    pub fn guest<T>(
+        &self,
+        f: impl FnOnce(&mut GuestClient) -> Result<T, GuestError>,
+    ) -> Result<T, Error> {
+        let mut agent = self.agent()?;
+        f(&mut agent).map_err(|e| self.redact_err(e.into()))
+    }
+
     /// What replaces this workspace's secret values in everything it
     /// returns or stores (the secrets as of the first call). A store
     /// that cannot be read fails the verb: output is never returned
