@@ -54,7 +54,9 @@ pub use pyro_vmm::{HostKind, VmExit};
 pub use run::{abandon_runs, RunOptions, RunResult, RunTimings};
 pub use shell_words::{shell_join, shell_quote};
 pub use transfer::{pack_dir, unpack_untrusted, PackStats};
-pub use workspaces::{parse_secret_env, secret_from_file, DiskExport, ExecOptions};
+pub use workspaces::{
+    parse_secret_env, secret_env_pair, secret_from_file, DiskExport, ExecOptions,
+};
 pub use workspaces::{
     Checkpoint, CheckpointKind, CommandRecord, CreateOptions, Deleted, DiffEntry, DiffResult,
     DiffStatus, DiffSummary, Export, FileList, FileRead, FileWrite, PatchApply, Port, PortList,

@@ -52,12 +52,8 @@ impl SecretParam {
 pub fn secret_env(map: &BTreeMap<String, String>) -> Result<Vec<(String, String)>, Error> {
     map.iter()
         .map(|(secret, var)| {
-            let spec = if var.is_empty() {
-                secret.clone()
-            } else {
-                format!("{secret}={var}")
-            };
-            pyro_workspace::parse_secret_env(&spec).map_err(Error::InvalidArgument)
+            let var = if var.is_empty() { secret } else { var };
+            pyro_workspace::secret_env_pair(secret, var).map_err(Error::InvalidArgument)
         })
         .collect()
 }

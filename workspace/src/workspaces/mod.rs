@@ -42,7 +42,7 @@ pub use records::{
     FileWrite, PatchApply, Reset, SecretInfo, SecretSource, StartKind, SyncPush, UpdateOptions,
     Workspace, WorkspaceRecord, WorkspaceState,
 };
-pub use secrets::{parse_secret_env, secret_from_file};
+pub use secrets::{parse_secret_env, secret_env_pair, secret_from_file};
 pub use services::*;
 pub use shells::*;
 pub(crate) use store::now_unix;

@@ -198,12 +198,7 @@ pub(super) fn resolve_env(
     pairs
         .iter()
         .map(|(name, var)| {
-            check_name(var).map_err(|_| {
-                Error::InvalidArgument(format!(
-                    "--secret-env {name}={var}: {var:?} is not a variable name \
-                     ([A-Za-z_][A-Za-z0-9_]{{0,63}})"
-                ))
-            })?;
+            secret_env_pair(name, var).map_err(Error::InvalidArgument)?;
             let secret = all.iter().find(|s| s.name() == name).ok_or_else(|| {
                 let names: Vec<&str> = all.iter().map(Secret::name).collect();
                 Error::InvalidArgument(format!(
@@ -233,10 +228,16 @@ pub(super) fn redactor(dir: &WsDir) -> Result<Redactor, Error> {
 /// (the secret's own name when no `=VAR`).
 pub fn parse_secret_env(spec: &str) -> Result<(String, String), String> {
     let (name, var) = spec.split_once('=').unwrap_or((spec, spec));
+    secret_env_pair(name, var)
+}
+
+/// A `--secret-env` pair, checked: secret `name` into variable `var`.
+pub fn secret_env_pair(name: &str, var: &str) -> Result<(String, String), String> {
     check_name(name)?;
     check_name(var).map_err(|_| {
         format!(
-            "--secret-env {spec}: {var:?} is not a variable name ([A-Za-z_][A-Za-z0-9_]{{0,63}})"
+            "--secret-env {name}={var}: {var:?} is not a variable name \
+             ([A-Za-z_][A-Za-z0-9_]{{0,63}})"
         )
     })?;
     Ok((name.to_string(), var.to_string()))
