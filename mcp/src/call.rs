@@ -49,7 +49,7 @@ pub(crate) struct Job {
 /// Work that goes on after its call returned (an exec past its
 /// `wait_seconds`): counted in flight while it lives, so the server
 /// exits only after it; cancelled when the session ends (the client went
-/// away or the server got SIGTERM), or by [`Detached::cancel_now`].
+/// away or the server got SIGTERM), or by its [`Stopper`].
 pub(crate) struct Detached {
     _counted: InFlight,
     cancel: Cancel,
@@ -61,9 +61,18 @@ impl Detached {
         &self.cancel
     }
 
-    /// Cancels it (its call was cancelled before it returned).
-    pub fn cancel_now(&self) {
-        self.now.store(true, Ordering::SeqCst);
+    /// What cancels it from elsewhere (its call, cancelled before it
+    /// returned), while the work itself owns the [`Detached`].
+    pub fn stopper(&self) -> Stopper {
+        Stopper(self.now.clone())
+    }
+}
+
+pub(crate) struct Stopper(Arc<AtomicBool>);
+
+impl Stopper {
+    pub fn stop(&self) {
+        self.0.store(true, Ordering::SeqCst);
     }
 }
 

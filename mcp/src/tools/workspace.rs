@@ -231,17 +231,19 @@ fn exec_waiting(
     wait: Duration,
 ) -> Result<ExecOutcome, Error> {
     let detached = job.detach();
+    let stopper = detached.stopper();
     let (tx, rx) = std::sync::mpsc::channel();
     let pyro = job.pyro.clone();
     let thread_id = id.clone();
-    let (cancel, started_tx) = (detached.cancel().clone(), tx.clone());
+    let started_tx = tx.clone();
+    // The thread owns the in-flight count: it ends with the command.
     let worker = std::thread::Builder::new()
         .name("mcp-exec".into())
         .spawn(move || {
             let done = pyro.workspace_exec_observed(
                 &thread_id,
                 &opts,
-                &cancel,
+                detached.cancel(),
                 |seq| {
                     let _ = started_tx.send(ExecEvent::Started(seq));
                 },
@@ -250,13 +252,11 @@ fn exec_waiting(
             let _ = tx.send(ExecEvent::Done(done));
         })
         .map_err(|e| Error::Io(format!("cannot start the exec's thread: {e}")))?;
-    // The thread owns its in-flight count from here.
-    let detached = std::sync::Arc::new(detached);
     let deadline = std::time::Instant::now() + wait;
     let mut sequence = None;
     loop {
         if job.cancelled() {
-            detached.cancel_now();
+            stopper.stop();
         }
         let slice = Duration::from_millis(100);
         match rx.recv_timeout(slice) {
@@ -273,11 +273,8 @@ fn exec_waiting(
         // Past the wait, once it has a number (it gets one as soon as
         // the agent answers, before the command runs).
         if let (Some(sequence), true) = (sequence, std::time::Instant::now() >= deadline) {
-            // Keep the count and the cancel alive with the thread.
-            std::thread::spawn(move || {
-                let _held = detached;
-                let _ = worker.join();
-            });
+            // Left running: the thread ends with the command.
+            drop(worker);
             return Ok(ExecOutcome::Running(RunningExec {
                 hint: format!(
                     "command #{sequence} still runs; workspace_logs lists it (output, exit_code) \
