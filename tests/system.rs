@@ -106,8 +106,18 @@ fn a_workspace_system_persists_is_checkpointed_and_stays_its_own() {
     );
     assert_eq!(a.record.last_start, Some(StartKind::Warm));
     let (a, b) = (a.record.workspace_id, b.record.workspace_id);
+    // A mount of a disk copied from one that was mounted (a template, a
+    // checkpoint) replays its journal, and the kernel says so: neither
+    // disk of a new workspace with no seed is mounted at create, both are
+    // copies of the snapshot's mounted ones.
     let mounted = "dmesg | grep -c 'vdc): recovery' || true";
+    let mounted_ws = "dmesg | grep -c 'vdb): recovery' || true";
     assert_eq!(exec(&pyro, &b, mounted), "0\n", "no system mount at create");
+    assert_eq!(
+        exec(&pyro, &b, mounted_ws),
+        "0\n",
+        "no /workspace mount at create"
+    );
     let _cleanup = (
         common::delete_on_drop(&pyro, &a),
         common::delete_on_drop(&pyro, &b),
@@ -130,6 +140,11 @@ fn a_workspace_system_persists_is_checkpointed_and_stays_its_own() {
         ),
         "2\nclean\n",
         "another workspace sees none of it"
+    );
+    assert_eq!(
+        exec(&pyro, &b, "ls -A /workspace"),
+        "lost+found\n",
+        "nor its /workspace, copied from the same template"
     );
 
     pyro.checkpoint_create(&a, "one").unwrap();
@@ -167,6 +182,7 @@ fn a_workspace_system_persists_is_checkpointed_and_stays_its_own() {
     // That one mounted its system disk after the restore (the sign the
     // check below looks for is there when it should be).
     assert_eq!(exec(&pyro, &a, mounted), "1\n");
+    assert_eq!(exec(&pyro, &a, mounted_ws), "1\n");
     pyro.workspace_reset(&a, "baseline", &NoProgress).unwrap();
     assert_eq!(
         exec(
@@ -180,12 +196,14 @@ fn a_workspace_system_persists_is_checkpointed_and_stays_its_own() {
     // The reset restored the new-workspace snapshot, as create did: the
     // guest never mounted the system disk (a copy of a disk mounted when
     // copied, so a mount would have replayed its journal).
-    assert_eq!(
-        exec(&pyro, &a, mounted),
-        "0\n",
-        "{}",
-        exec(&pyro, &a, "dmesg | grep EXT4")
-    );
+    for sign in [mounted, mounted_ws] {
+        assert_eq!(
+            exec(&pyro, &a, sign),
+            "0\n",
+            "{}",
+            exec(&pyro, &a, "dmesg | grep EXT4")
+        );
+    }
     assert_eq!(
         digest(&image),
         image_before,

@@ -200,10 +200,40 @@ const PLACEHOLDER: &str = "placeholder.img";
 /// [`Mounts::SystemAtBoot`] snapshot) a new upper layer the VM mounted.
 const PLACEHOLDER_SYSTEM: &str = "placeholder-system.img";
 
-/// In a [`Mounts::SystemAtBoot`] snapshot's directory: its system disk as
+/// In the directory of a snapshot for new workspaces: its system disk as
 /// it was when the snapshot was taken, which a new workspace's system
 /// disk is copied from.
 pub(crate) const SYSTEM_TEMPLATE: &str = "system.ext4";
+
+/// In the directory of a snapshot for new workspaces with an empty
+/// /workspace ([`NewDisks::workspace_mib`]): its /workspace disk as it
+/// was when the snapshot was taken, which such a workspace's disk is
+/// copied from.
+pub(crate) const WORKSPACE_TEMPLATE: &str = "workspace.ext4";
+
+/// The new, empty disks a snapshot for new workspaces boots with and
+/// mounts, so that restoring it skips their mounts (see
+/// [`Pyro::workspace_snapshot`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct NewDisks {
+    /// The system disk's size (MiB).
+    pub system_mib: u64,
+    /// The /workspace disk's size (MiB), for workspaces with no seed: the
+    /// snapshot then has /workspace mounted too. `None`: /workspace is
+    /// attached and mounted after the restore ([`Mounts::SystemAtBoot`]).
+    pub workspace_mib: Option<u64>,
+}
+
+impl NewDisks {
+    /// The templates a disk must be copied from to be attached to a VM
+    /// restored from such a snapshot.
+    pub(crate) fn templates(&self) -> &'static [&'static str] {
+        match self.workspace_mib {
+            Some(_) => &[SYSTEM_TEMPLATE, WORKSPACE_TEMPLATE],
+            None => &[SYSTEM_TEMPLATE],
+        }
+    }
+}
 
 /// The device a workspace's disk appears as in the guest (the second
 /// disk, after the root image).
@@ -214,7 +244,9 @@ pub(crate) const SYSTEM_DEVICE: &str = "/dev/vdc";
 /// When a workspace VM's guest mounts its two disks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Mounts {
-    /// Both at boot (a cold boot).
+    /// Both at boot: a cold boot, and the snapshot for new workspaces
+    /// with an empty /workspace. Only disks copied from such a
+    /// snapshot's templates may be attached to a VM restored from it.
     AtBoot,
     /// Both on `Restored`, after a restore (the workspace snapshot).
     OnRestore,
@@ -273,25 +305,31 @@ impl Pyro {
     /// holds no workspace data, and one serves every workspace of the
     /// shape.
     ///
-    /// `new_system` (a size in MiB) asks for the snapshot new workspaces
-    /// start from instead ([`Mounts::SystemAtBoot`]): its VM booted with a
-    /// new, empty system disk of that size, so the snapshot has the
-    /// writable system already made (an ext4 mount, the overlay and the
-    /// pivot: seconds of emulated guest-kernel work on PVM hosts), and
-    /// keeps that disk as [`SYSTEM_TEMPLATE`] for new workspaces to copy.
-    /// The guest is synced, then paused before the snapshot and stopped
-    /// after it, so the template is the disk as the snapshot's memory
-    /// knows it.
+    /// `new` asks for the snapshot new workspaces start from instead: its
+    /// VM booted with a new, empty system disk of that size
+    /// ([`Mounts::SystemAtBoot`]), and, for workspaces with no seed, an
+    /// empty /workspace disk too ([`Mounts::AtBoot`]). So the snapshot
+    /// has the writable system already made (an ext4 mount, the overlay
+    /// and the pivot) and, with the second, /workspace mounted: each is
+    /// about a second of emulated guest-kernel work on PVM hosts. It keeps
+    /// those disks as [`SYSTEM_TEMPLATE`] and [`WORKSPACE_TEMPLATE`] for
+    /// new workspaces to copy. The guest is synced, then paused before
+    /// the snapshot and stopped after it, so each template is the disk as
+    /// the snapshot's memory knows it.
     pub(crate) fn workspace_snapshot(
         &self,
         environment: &str,
         base: &VmConfig,
-        new_system: Option<u64>,
+        new: Option<NewDisks>,
         timeout: Duration,
         progress: &dyn Progress,
     ) -> Result<PathBuf, Error> {
         let vmm = pyro_vmm::snapshot::vmm_build_id_of(&vmm_program()?);
-        let mounts = match new_system {
+        let mounts = match new {
+            Some(NewDisks {
+                workspace_mib: Some(_),
+                ..
+            }) => Mounts::AtBoot,
             Some(_) => Mounts::SystemAtBoot,
             None => Mounts::OnRestore,
         };
@@ -304,12 +342,17 @@ impl Pyro {
                 work,
             )
         };
-        let kind = match new_system {
-            Some(mib) => format!("new{mib}m-"),
+        let kind = match new {
+            Some(NewDisks {
+                system_mib,
+                workspace_mib: Some(ws),
+            }) => format!("new{system_mib}m-ws{ws}m-"),
+            Some(NewDisks { system_mib, .. }) => format!("new{system_mib}m-"),
             None => "ws-".to_string(),
         };
         let snap = self.snapshot_dir(environment, &shape(Path::new("")), &vmm, &kind);
-        let template_missing = new_system.is_some() && !snap.join(SYSTEM_TEMPLATE).is_file();
+        let templates = new.as_ref().map_or(&[][..], NewDisks::templates);
+        let template_missing = templates.iter().any(|t| !snap.join(t).is_file());
         if snap.join(STATE_FILE).exists() && !template_missing {
             return Ok(snap);
         }
@@ -323,10 +366,13 @@ impl Pyro {
             config.set_net(snapshot_network());
             // The second and third disks `shape` gave the VM.
             let placeholder = work.join(PLACEHOLDER);
-            std::fs::File::create(&placeholder).map_err(|e| io(&placeholder, e))?;
+            match new.and_then(|n| n.workspace_mib) {
+                Some(mib) => crate::workspaces::make_empty_workspace_disk(&placeholder, mib)?,
+                None => drop(std::fs::File::create(&placeholder).map_err(|e| io(&placeholder, e))?),
+            }
             let system = work.join(PLACEHOLDER_SYSTEM);
-            match new_system {
-                Some(mib) => crate::workspaces::make_system_disk(&system, mib)?,
+            match new {
+                Some(n) => crate::workspaces::make_system_disk(&system, n.system_mib)?,
                 None => drop(std::fs::File::create(&system).map_err(|e| io(&system, e))?),
             }
             // A deadline, so the VMM (its own process group) ends even if
@@ -342,7 +388,7 @@ impl Pyro {
             })?;
             let taken = vm.wait_ready(timeout).and_then(|mut client| {
                 warm_page_cache(&mut client)?;
-                if new_system.is_some() {
+                if new.is_some() {
                     client.sync()?;
                     vm.pause()?;
                 }
@@ -351,11 +397,19 @@ impl Pyro {
             });
             let stopped = vm.stop();
             taken?;
-            if new_system.is_some() {
-                // Only once the VMM is gone: nothing writes the disk now.
+            if new.is_some() {
+                // Only once the VMM is gone: nothing writes the disks now.
                 stopped?;
-                let template = state.join(SYSTEM_TEMPLATE);
-                std::fs::rename(&system, &template).map_err(|e| io(&template, e))?;
+                for (disk, template) in [
+                    (&system, SYSTEM_TEMPLATE),
+                    (&placeholder, WORKSPACE_TEMPLATE),
+                ]
+                .into_iter()
+                .filter(|(_, t)| templates.contains(t))
+                {
+                    let template = state.join(template);
+                    std::fs::rename(disk, &template).map_err(|e| io(&template, e))?;
+                }
             }
             Ok(())
         })?;

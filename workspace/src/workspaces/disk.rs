@@ -13,6 +13,18 @@ pub fn make(disk: &Path, size_mib: u64, seed: &Path) -> Result<(), Error> {
     mkfs(disk, size_mib, "workspace", Some(seed))
 }
 
+/// Makes `disk` (sparse, `size_mib`) with an empty /workspace, as
+/// [`make`] does from an empty seed: the template new workspaces with no
+/// seed copy (see `NewDisks` in `warm.rs`).
+pub fn make_empty(disk: &Path, size_mib: u64) -> Result<(), Error> {
+    let seed = disk.with_extension("empty-seed");
+    let _ = std::fs::remove_dir_all(&seed);
+    std::fs::create_dir(&seed).map_err(|e| Error::Io(format!("{}: {e}", seed.display())))?;
+    let made = make(disk, size_mib, &seed);
+    let _ = std::fs::remove_dir(&seed);
+    made
+}
+
 /// Makes the empty system disk `disk` (sparse, `size_mib`): the guest
 /// makes its `upper` and `work` directories on first use.
 pub fn make_system(disk: &Path, size_mib: u64) -> Result<(), Error> {

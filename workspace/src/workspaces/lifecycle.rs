@@ -142,12 +142,9 @@ impl Pyro {
             "disk",
             &format!("{} MiB ext4 from {} entries", opts.disk_mib, packed.entries),
         );
-        disk::make(&dir.disk(), opts.disk_mib, &seed_dir)?;
-        let _ = std::fs::remove_dir_all(&staged);
         std::fs::create_dir_all(dir.checkpoints())
             .map_err(|e| store::io_err(&dir.checkpoints(), e))?;
         std::fs::create_dir_all(dir.history()).map_err(|e| store::io_err(&dir.history(), e))?;
-        let bytes = disk::sparse_copy(&dir.disk(), &dir.checkpoint_image(BASELINE))?;
 
         let now = now_unix();
         let record = WorkspaceRecord {
@@ -175,6 +172,17 @@ impl Pyro {
             network: opts.network.clone(),
             secrets: Vec::new(),
         };
+        // Both disks, copies of a snapshot's templates where they can be
+        // (see `new_disks`); the clean environment (an empty upper layer)
+        // and the seed are kept as the baseline.
+        let seed = opts.seed_path.is_some().then_some(seed_dir.as_path());
+        let new = self.new_disks(dir, &record, seed, opts.cold, progress)?;
+        let _ = std::fs::remove_dir_all(&staged);
+        let bytes = disk::sparse_copy(&dir.disk(), &dir.checkpoint_image(BASELINE))?;
+        disk::sparse_copy(&dir.system_disk(), &dir.checkpoint_system_image(BASELINE))?;
+        if let Some(new) = &new {
+            write_json(&dir.new_system(), new)?;
+        }
         write_json(
             &dir.checkpoint_meta(BASELINE),
             &Checkpoint {
@@ -186,12 +194,6 @@ impl Pyro {
                 deletable: false,
             },
         )?;
-        // The clean environment: an empty upper layer, kept as baseline too.
-        let new = self.new_system_disk(&dir.system_disk(), &record, opts.cold, progress)?;
-        disk::sparse_copy(&dir.system_disk(), &dir.checkpoint_system_image(BASELINE))?;
-        if let Some(new) = &new {
-            write_json(&dir.new_system(), new)?;
-        }
         let mut record = record;
         // Before the first boot, which installs them in the guest.
         let store = SecretStore::of(dir);

@@ -32,6 +32,7 @@ mod start;
 mod store;
 
 pub use diff::{DiffEntry, DiffResult, DiffStatus, DiffSummary};
+pub(crate) use disk::make_empty as make_empty_workspace_disk;
 pub(crate) use disk::make_system as make_system_disk;
 pub use disk_tools::DiskExport;
 pub use exec::ExecOptions;

@@ -6,7 +6,9 @@ use super::records::{StartKind, WorkspaceRecord};
 use super::store::{self, write_json, WsDir};
 use crate::detached::{DetachedVm, VmState};
 use crate::guest::GuestClient;
-use crate::warm::{Mounts, SYSTEM_DEVICE, SYSTEM_TEMPLATE, WORKSPACE_DEVICE};
+use crate::warm::{
+    Mounts, NewDisks, SYSTEM_DEVICE, SYSTEM_TEMPLATE, WORKSPACE_DEVICE, WORKSPACE_TEMPLATE,
+};
 use crate::{Error, Progress, Pyro};
 use pyro_vmm::control::{ExitReason, VmmSpec};
 use pyro_vmm::snapshot::{file_id, STATE_FILE};
@@ -24,47 +26,73 @@ enum StartFrom<'a> {
     /// mounted after the restore.
     Warm(&'a Path),
     /// The environment's snapshot for new workspaces, its writable system
-    /// already made: only for a system disk just copied from its template
-    /// (see [`NewSystem`]); /workspace is mounted after the restore.
+    /// already made: only for disks just copied from its templates (see
+    /// [`NewSystem`]); /workspace is mounted after the restore, unless it
+    /// is a copy of the snapshot's empty one, mounted already.
     New(&'a NewSystem),
     /// The workspace's own suspended VM (`stop --keep-memory`): the same
     /// machine, its processes and page cache included.
     Resume(&'a Path),
 }
 
-/// A new workspace's system disk, copied from the template of the
-/// snapshot new workspaces restore ([`Mounts::SystemAtBoot`]). Kept with
-/// the workspace ([`WsDir::new_system`]): its baseline system image is
-/// such a copy too.
+/// A new workspace's disks, copied from the templates of the snapshot
+/// new workspaces restore (see `NewDisks` in `warm.rs`): its system disk,
+/// and with no seed its /workspace disk too. Kept with the workspace
+/// ([`WsDir::new_system`]): its baseline images are such copies too.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub(super) struct NewSystem {
     snap: PathBuf,
-    /// The template's identity when it was copied: a restore from a
-    /// snapshot rebuilt since (another template) must not happen.
+    /// The system template's identity when it was copied: a restore from
+    /// a snapshot rebuilt since (another template) must not happen.
     template_id: String,
+    /// The /workspace template's identity when it was copied, if the
+    /// disk is such a copy (the snapshot has /workspace mounted).
+    #[serde(default)]
+    workspace_template_id: Option<String>,
 }
 
 impl NewSystem {
-    /// The snapshot still has the template the disk was copied from (it
-    /// was not taken again since).
+    /// The snapshot still has the templates the disks were copied from
+    /// (it was not taken again since).
     fn template_unchanged(&self) -> bool {
-        file_id(&self.snap.join(SYSTEM_TEMPLATE)) == self.template_id
+        let same = |template: &str, id: &str| file_id(&self.snap.join(template)) == id;
+        same(SYSTEM_TEMPLATE, &self.template_id)
+            && self
+                .workspace_template_id
+                .as_deref()
+                .is_none_or(|id| same(WORKSPACE_TEMPLATE, id))
+    }
+
+    /// How a VM restored from the snapshot has its disks mounted.
+    fn mounts(&self) -> Mounts {
+        match self.workspace_template_id {
+            Some(_) => Mounts::AtBoot,
+            None => Mounts::SystemAtBoot,
+        }
     }
 }
 
 impl Pyro {
-    /// Makes a new workspace's empty system disk at `disk`: a copy of the
-    /// template of the environment's snapshot for new workspaces (built
-    /// first if missing), so the start can restore it with the writable
-    /// system already made; or, for a cold start or if that snapshot
-    /// cannot be had, a new ext4.
-    pub(super) fn new_system_disk(
+    /// Makes a new workspace's disks: /workspace holding the tree of
+    /// `seed` (`None`: empty) and an empty system disk. Unless `cold`,
+    /// they are copies of the templates of the environment's snapshot for
+    /// new workspaces (built first if missing), so the start can restore
+    /// it with the writable system already made and, with no seed,
+    /// /workspace already mounted. A seed is never in a template: its
+    /// /workspace is made on the host and mounted after the restore. For
+    /// a cold start, or if that snapshot cannot be had, new ext4s.
+    pub(super) fn new_disks(
         &self,
-        disk: &Path,
+        dir: &WsDir,
         record: &WorkspaceRecord,
+        seed: Option<&Path>,
         cold: bool,
         progress: &dyn Progress,
     ) -> Result<Option<NewSystem>, Error> {
+        let disks = NewDisks {
+            system_mib: record.system_disk_mib,
+            workspace_mib: seed.is_none().then_some(record.disk_mib),
+        };
         if !cold {
             let new = self
                 .environment_vm(&record.environment, record.mem_mib, record.vcpus, progress)
@@ -72,23 +100,44 @@ impl Pyro {
                     self.workspace_snapshot(
                         &record.environment,
                         &base,
-                        Some(record.system_disk_mib),
+                        Some(disks),
                         BOOT_TIMEOUT,
                         progress,
                     )
                 })
                 .and_then(|snap| {
-                    let template = snap.join(SYSTEM_TEMPLATE);
-                    let template_id = file_id(&template);
-                    super::disk::sparse_copy(&template, disk)?;
-                    Ok(NewSystem { snap, template_id })
+                    let copy = |template: &str, disk: &Path| -> Result<String, Error> {
+                        let template = snap.join(template);
+                        let id = file_id(&template);
+                        super::disk::sparse_copy(&template, disk)?;
+                        Ok(id)
+                    };
+                    let template_id = copy(SYSTEM_TEMPLATE, &dir.system_disk())?;
+                    let workspace_template_id = match disks.workspace_mib {
+                        Some(_) => Some(copy(WORKSPACE_TEMPLATE, &dir.disk())?),
+                        None => None,
+                    };
+                    Ok(NewSystem {
+                        snap,
+                        template_id,
+                        workspace_template_id,
+                    })
                 });
             match new {
-                Ok(new) => return Ok(Some(new)),
+                Ok(new) => {
+                    if let Some(seed) = seed {
+                        super::disk::make(&dir.disk(), record.disk_mib, seed)?;
+                    }
+                    return Ok(Some(new));
+                }
                 Err(e) => progress.phase("boot", &format!("no snapshot for new workspaces ({e})")),
             }
         }
-        super::disk::make_system(disk, record.system_disk_mib)?;
+        match seed {
+            Some(seed) => super::disk::make(&dir.disk(), record.disk_mib, seed)?,
+            None => super::disk::make_empty(&dir.disk(), record.disk_mib)?,
+        }
+        super::disk::make_system(&dir.system_disk(), record.system_disk_mib)?;
         Ok(None)
     }
 
@@ -104,7 +153,7 @@ impl Pyro {
     /// its kept memory if `stop --keep-memory` left one, else restored
     /// from the environment's warm workspace snapshot unless `cold`, else
     /// booted. `new`: the system disk was just made by
-    /// [`Pyro::new_system_disk`] from a snapshot's template, and that
+    /// [`Pyro::new_disks`] from a snapshot's templates, and that
     /// snapshot is the warm start. A failed resume or restore falls
     /// through to the next (the user still gets the workspace). How it
     /// started goes into the record, which is written.
@@ -194,7 +243,7 @@ impl Pyro {
         let (snapshot, mounts) = match from {
             StartFrom::Boot => (None, Mounts::AtBoot),
             StartFrom::Warm(p) | StartFrom::Resume(p) => (Some(p), Mounts::OnRestore),
-            StartFrom::New(new) => (Some(new.snap.as_path()), Mounts::SystemAtBoot),
+            StartFrom::New(new) => (Some(new.snap.as_path()), new.mounts()),
         };
         if matches!(from, StartFrom::New(new) if !new.template_unchanged()) {
             return Err(Error::Io(
@@ -220,8 +269,9 @@ impl Pyro {
                 StartFrom::Warm(_) => {
                     client.restored(Some(WORKSPACE_DEVICE), Some(SYSTEM_DEVICE))?;
                 }
-                StartFrom::New(_) => {
-                    client.restored(Some(WORKSPACE_DEVICE), None)?;
+                StartFrom::New(new) => {
+                    let attached = new.mounts() == Mounts::SystemAtBoot;
+                    client.restored(attached.then_some(WORKSPACE_DEVICE), None)?;
                 }
                 StartFrom::Resume(_) => client.resumed()?,
             }
