@@ -1,11 +1,102 @@
-//! A guest that misbehaves costs only itself: a guest printing to its
-//! console without end cannot grow the host's log past its cap.
+//! A guest that misbehaves costs only itself: a request that panics in
+//! guest-init's agent gets an error and the VM serves on, and a guest
+//! printing to its console without end cannot grow the host's log past
+//! its cap.
 
 mod common;
 
 use common::{delete_on_drop, pyro_with_own_data};
-use pyro::workspace::{CreateOptions, NoProgress};
+use pyro::workspace::{CreateOptions, ExecRequest, GuestClient, GuestError, NoProgress, Stream};
 use std::time::Duration;
+
+/// The exec argv that panics in the agent of a guest booted with
+/// `pyro.test_panic=` it (`proto::cmdline::TEST_PANIC_KEY`).
+const PANIC_WORD: &str = "pyro-test-panic";
+
+fn exec(
+    client: &mut GuestClient,
+    argv: &[&str],
+    stdin: Option<&[u8]>,
+) -> Result<String, GuestError> {
+    let req = ExecRequest {
+        argv: argv.iter().map(|s| s.to_string()).collect(),
+        timeout_ms: Some(30_000),
+        ..Default::default()
+    };
+    let mut out = Vec::new();
+    let keep = |stream: Stream, bytes: &[u8]| {
+        if stream == Stream::Stdout {
+            out.extend_from_slice(bytes);
+        }
+    };
+    let mut body = stdin;
+    let body = body.as_mut().map(|b| b as &mut (dyn std::io::Read + Send));
+    client.exec_with_stdin(req, body, keep)?;
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+#[test]
+fn a_panicking_request_gets_an_error_and_the_vm_serves_on() {
+    if !pyro::workspace::testing::guests_available() {
+        return;
+    }
+    let dir = common::scratch();
+    let trigger = format!("{}={PANIC_WORD}", pyro_proto::cmdline::TEST_PANIC_KEY);
+    let (_vm, uds) = common::serving_vm_with("debian:12", dir.path(), &[&trigger]);
+    let mut client = GuestClient::connect(&uds).expect("connect");
+    client
+        .set_reply_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    // Another connection, open across the panic.
+    let mut other = GuestClient::connect(&uds).expect("connect");
+    other
+        .set_reply_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+
+    match exec(&mut client, &[PANIC_WORD], None) {
+        Err(GuestError::Remote { kind, message }) => {
+            assert_eq!(kind, "agent_panic", "{message}");
+            assert!(message.contains("test panic"), "{message}");
+        }
+        other => panic!("expected agent_panic, got {other:?}"),
+    }
+    // The same connection is still in step, also after a panicking
+    // request whose body the agent had to drain.
+    assert_eq!(
+        exec(&mut client, &["echo", "after"], None).unwrap(),
+        "after\n"
+    );
+    let body = vec![b'x'; 300_000];
+    let err = exec(&mut client, &[PANIC_WORD], Some(&body)).unwrap_err();
+    assert!(
+        matches!(&err, GuestError::Remote { kind, .. } if kind == "agent_panic"),
+        "{err:?}"
+    );
+    assert_eq!(
+        exec(&mut client, &["cat"], Some(b"in step")).unwrap(),
+        "in step"
+    );
+    // Other connections, old and new, and PID 1 itself are untouched.
+    assert_eq!(
+        exec(&mut other, &["echo", "other"], None).unwrap(),
+        "other\n"
+    );
+    let mut fresh = GuestClient::connect(&uds).expect("connect after the panics");
+    fresh
+        .set_reply_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    fresh.ping().expect("ping");
+    assert_eq!(
+        exec(&mut fresh, &["cat", "/proc/1/comm"], None).unwrap(),
+        "pyro-init\n"
+    );
+    // The console says what panicked and where.
+    let console = std::fs::read_to_string(dir.path().join("console.log")).unwrap();
+    assert!(
+        console.contains("panic in thread rpc") && console.contains("agent.rs"),
+        "{console}"
+    );
+}
 
 #[test]
 fn a_guest_flooding_its_console_cannot_grow_the_host_log_past_its_cap() {
