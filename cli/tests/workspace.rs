@@ -868,6 +868,59 @@ fn bad_input_is_refused_clearly_and_changes_nothing() {
 }
 
 #[test]
+fn a_name_can_never_be_taken_for_an_id() {
+    if !pyro_workspace::testing::guests_available() {
+        return;
+    }
+    let home = Home::new();
+    let id = home.create(&["--name", "first"]);
+    let listed = |home: &Home| {
+        let list = home.json(&["workspace", "list"]);
+        let mut names: Vec<(String, String)> = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| {
+                let name = w["name"].as_str().unwrap_or("").to_string();
+                (w["workspace_id"].as_str().unwrap().to_string(), name)
+            })
+            .collect();
+        names.sort();
+        names
+    };
+    let before = listed(&home);
+    assert_eq!(before, [(id.clone(), "first".to_string())]);
+
+    // Another workspace's id, and anything of an id's form (12 hex
+    // digits, either case), is refused on create and on update: a usage
+    // error that says why, and nothing changes.
+    let upper = id.to_uppercase();
+    for name in [id.as_str(), "0123456789ab", upper.as_str()] {
+        for args in [
+            &["workspace", "create", "--name", name][..],
+            &["workspace", "update", "first", "--name", name][..],
+            &["workspace", "update", &id, "--name", name][..],
+        ] {
+            let (kind, msg) = home.fails(2, args);
+            assert_eq!(kind, "invalid_argument", "{args:?}: {msg}");
+            assert!(
+                msg.contains(&format!("name {name:?}")) && msg.contains("form of workspace ids"),
+                "{args:?}: {msg}"
+            );
+        }
+    }
+    assert_eq!(listed(&home), before);
+
+    // Names near the form are fine, and commands given them act on the
+    // named workspace.
+    home.ok(&["workspace", "update", "first", "--name", "0123456789abc"]);
+    let status = home.json(&["workspace", "status", "0123456789abc"]);
+    assert_eq!(status["workspace_id"], id.as_str());
+    home.ok(&["workspace", "delete", "0123456789abc"]);
+    assert!(listed(&home).is_empty());
+}
+
+#[test]
 fn a_full_workspace_disk_is_a_clear_error_and_loses_nothing() {
     if !pyro_workspace::testing::guests_available() {
         return;

@@ -1,13 +1,14 @@
 //! The 8250 UART at 0x3f8 (the guest's `console=ttyS0`), on vm-superio.
 //!
-//! Output goes to a log file and, optionally, the host terminal. The last
+//! Output goes to a log file (capped and rotated: `console_log`) and,
+//! optionally, the host terminal. The last
 //! lines are kept in memory so VMM errors can quote what the guest said
 //! last, and a kernel panic line is remembered so a panic-triggered reset
 //! is reported as a panic, not as a clean reboot.
 
+use crate::console_log::ConsoleLog;
 use crate::BusDevice;
 use std::collections::VecDeque;
-use std::fs::File;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use vm_superio::{Serial as Uart, Trigger};
@@ -70,13 +71,13 @@ impl ConsoleTail {
 
 /// Where console bytes go.
 pub struct ConsoleSink {
-    log: Option<File>,
+    log: Option<ConsoleLog>,
     echo: bool,
     tail: Arc<Mutex<ConsoleTail>>,
 }
 
 impl ConsoleSink {
-    pub fn new(log: Option<File>, echo: bool) -> Self {
+    pub fn new(log: Option<ConsoleLog>, echo: bool) -> Self {
         Self {
             log,
             echo,
@@ -92,9 +93,8 @@ impl ConsoleSink {
 
 impl Write for ConsoleSink {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        // Errors writing the log must not stop the guest: drop the bytes.
         if let Some(log) = self.log.as_mut() {
-            let _ = log.write_all(buf);
+            log.write(buf);
         }
         if self.echo {
             let _ = std::io::stderr().write_all(buf);

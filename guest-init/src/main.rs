@@ -21,11 +21,23 @@ fn main() {
     // A shell's session helper, started by the agent: not PID 1.
     init::shell::run_session_if_asked();
     let started_us = init::clock::monotonic_us();
-    std::panic::set_hook(Box::new(|info| {
-        init::log(&format!("panic: {info}"));
-        // PID 1 must not exit: the kernel would panic with a less useful
-        // message. Power off with a status the host reports as a crash.
-        init::power::power_off(101);
+    let main_thread = std::thread::current().id();
+    std::panic::set_hook(Box::new(move |info| {
+        let thread = std::thread::current();
+        init::log(&format!(
+            "panic in thread {}: {info}",
+            thread.name().unwrap_or("unnamed")
+        ));
+        // PID 1's main thread mounts, then reaps orphans for as long as
+        // the VM runs: if it unwound, PID 1 would exit and the kernel
+        // panic with a less useful message, and nothing would reap. So
+        // that one powers off, with a status the host reports as a crash.
+        // Any other thread just ends: the agent answers the request whose
+        // handler panicked with an error (`agent::isolated`) and serves
+        // on; PID 1 and every other connection are untouched.
+        if thread.id() == main_thread {
+            init::power::power_off(101);
+        }
     }));
 
     // The kernel has mounted devtmpfs already, so /dev/mem is there: tell
@@ -71,6 +83,9 @@ fn serve(args: &init::cmdline::Args) -> ! {
                 init::log(&e);
             }
         }
+    }
+    if let Some(word) = args.get(cmdline::TEST_PANIC_KEY) {
+        init::agent::arm_test_panic(word);
     }
     match init::agent::listen() {
         Ok(listener) => {

@@ -26,3 +26,9 @@ pub const SYSTEM_TMPFS: &str = "tmpfs";
 /// `pyro.system=later`: nothing at start-up; the host names the upper in
 /// its `Restored` request (warm snapshots are taken this way).
 pub const SYSTEM_LATER: &str = "later";
+/// `pyro.test_panic=<word>`: for tests of guest-init's panic isolation
+/// only. An exec whose argv is exactly `[<word>]` panics in the agent's
+/// handler instead of running. Only tests set it (through
+/// `VmConfig::cmdline_extra`); no front end passes kernel parameters
+/// from its callers, so it cannot be reached in normal use.
+pub const TEST_PANIC_KEY: &str = "pyro.test_panic";

@@ -45,8 +45,16 @@ pub fn scratch() -> tempfile::TempDir {
 /// Boots `env` with vsock and waits for its agent; the sockets and the
 /// console log go in `dir`. Returns the VM and its vsock socket.
 pub fn serving_vm(env: &str, dir: &Path) -> (Vm, PathBuf) {
+    serving_vm_with(env, dir, &[])
+}
+
+/// [`serving_vm`] with `cmdline_extra` appended to the kernel command line.
+pub fn serving_vm_with(env: &str, dir: &Path, cmdline_extra: &[&str]) -> (Vm, PathBuf) {
     let uds = dir.join("vsock.sock");
     let mut config = VmConfig::new(kernel());
+    config
+        .cmdline_extra
+        .extend(cmdline_extra.iter().map(|w| w.to_string()));
     config.add_disk(Disk {
         path: rootfs(env),
         read_only: true,

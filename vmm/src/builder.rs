@@ -21,6 +21,7 @@ use crate::vm::{Vm, VmParts};
 use event_manager::EventManager;
 use kvm_bindings::{kvm_pit_config, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY};
 use kvm_ioctls::{Kvm, VmFd};
+use pyro_devices::console_log::ConsoleLog;
 use pyro_devices::i8042::I8042;
 use pyro_devices::serial::{ConsoleSink, ConsoleTail, Serial, SerialSnapshot};
 use pyro_devices::signal::SignalRegs;
@@ -173,9 +174,11 @@ fn legacy_devices(
 ) -> Result<Legacy, Error> {
     let log = match &config.serial_log {
         Some(path) => Some(
-            std::fs::File::create(path).map_err(|source| Error::SerialLog {
-                path: path.clone(),
-                source,
+            ConsoleLog::create(path, config.serial_log_max_bytes).map_err(|source| {
+                Error::SerialLog {
+                    path: path.clone(),
+                    source,
+                }
             })?,
         ),
         None => None,

@@ -66,9 +66,19 @@ pub struct VmConfig {
     pub cmdline_extra: Vec<String>,
     /// Serial console log file (created or truncated).
     pub serial_log: Option<PathBuf>,
+    /// The most the console log holds before it rotates to `<log>.1`
+    /// (one old file kept): a guest printing without end costs the host
+    /// two files of this size at most ([`limits::CONSOLE_LOG_BYTES`]).
+    #[serde(default = "default_serial_log_max_bytes")]
+    pub serial_log_max_bytes: u64,
     /// Also copy the console to our stderr.
     pub serial_echo: bool,
     pub host: HostKind,
+}
+
+/// Configs saved before the cap existed (snapshots) get the default.
+fn default_serial_log_max_bytes() -> u64 {
+    limits::CONSOLE_LOG_BYTES.default
 }
 
 impl VmConfig {
@@ -83,6 +93,7 @@ impl VmConfig {
             devices: Vec::new(),
             cmdline_extra: Vec::new(),
             serial_log: None,
+            serial_log_max_bytes: limits::CONSOLE_LOG_BYTES.default,
             serial_echo: false,
             host: HostKind::detect(),
         }
@@ -161,6 +172,9 @@ impl VmConfig {
     pub(crate) fn validate(&self) -> Result<(), Error> {
         limits::MEM_MIB.check(self.mem_mib).map_err(Error::Config)?;
         limits::VCPUS.check(self.vcpus).map_err(Error::Config)?;
+        limits::CONSOLE_LOG_BYTES
+            .check(self.serial_log_max_bytes)
+            .map_err(Error::Config)?;
         for device in &self.devices {
             if let DeviceConfig::Vsock(v) = device {
                 if v.cid < 3 {

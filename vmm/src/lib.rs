@@ -45,6 +45,8 @@ pub use error::{console_tail_text, Error, GuestFailure};
 pub use freeze::{DeviceGuards, Frozen};
 pub use host::{kvm_api_version, HostKind};
 pub use kernel_cmdline::KernelCmdline;
+/// The console log's cap and rotation (`VmConfig::serial_log_max_bytes`).
+pub use pyro_devices::console_log;
 /// The user-space network behind the net device (policy, DNS, stack).
 pub use pyro_net as net;
 pub use vm::{BootTimes, Vm, VmExit};

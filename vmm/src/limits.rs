@@ -75,6 +75,15 @@ pub const TTL_SECONDS: Limit<u64> = Limit {
     default: u64::MAX,
 };
 
+/// The console log's cap in bytes (`VmConfig::serial_log_max_bytes`);
+/// a full log rotates to `console.log.1` (`pyro_devices::console_log`).
+pub const CONSOLE_LOG_BYTES: Limit<u64> = Limit {
+    name: "serial_log_max_bytes",
+    min: 4096,
+    max: 1 << 30,
+    default: pyro_devices::console_log::ConsoleLog::DEFAULT_MAX_BYTES,
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -271,8 +271,16 @@ impl DetachedVm {
         Ok(())
     }
 
+    /// The last console lines, from `console.log.1` too when the log
+    /// rotated a moment ago (both are capped: `VmConfig::serial_log_max_bytes`).
     fn console_tail_text(&self) -> String {
-        let text = std::fs::read_to_string(self.console_log()).unwrap_or_default();
+        let log = self.console_log();
+        let read =
+            |p: &Path| String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default()).into_owned();
+        let mut text = read(&log);
+        if text.lines().count() < 15 {
+            text = read(&pyro_vmm::console_log::rotated(&log)) + &text;
+        }
         let lines: Vec<String> = text.lines().map(String::from).collect();
         pyro_vmm::console_tail_text(&lines[lines.len().saturating_sub(15)..])
     }

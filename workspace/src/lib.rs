@@ -114,6 +114,9 @@ impl Pyro {
         let mut config = pyro_vmm::VmConfig::new(&kernel.path);
         config.mem_mib = mem_mib;
         config.vcpus = vcpus;
+        if let Some(max) = console_log_max_from_env() {
+            config.serial_log_max_bytes = max;
+        }
         config.add_disk(pyro_vmm::Disk {
             path: env.rootfs.clone(),
             read_only: true,
@@ -123,4 +126,14 @@ impl Pyro {
         config.set_net(pyro_vmm::NetConfig::default());
         Ok((config, env))
     }
+}
+
+/// Sets the console log's cap of the VMs this process starts, in bytes
+/// (default 4 MiB, at least 4096; `console.log` rotates to
+/// `console.log.1` when full). Tests set it small; a value that is not a
+/// number is ignored.
+pub const CONSOLE_LOG_MAX_ENV: &str = "PYRO_CONSOLE_LOG_MAX_BYTES";
+
+fn console_log_max_from_env() -> Option<u64> {
+    std::env::var(CONSOLE_LOG_MAX_ENV).ok()?.trim().parse().ok()
 }

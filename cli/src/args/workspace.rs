@@ -97,7 +97,8 @@ pub struct CreateArgs {
     /// Environment (see `pyro env list`).
     #[arg(default_value = pyro_workspace::DEFAULT_ENV)]
     pub env: String,
-    /// A name, unique among workspaces: [A-Za-z0-9][A-Za-z0-9._-]{0,63}.
+    /// A name, unique among workspaces: [A-Za-z0-9][A-Za-z0-9._-]{0,63},
+    /// and not 12 hex digits (the form of ids).
     #[arg(long)]
     pub name: Option<String>,
     /// A label KEY=VALUE (repeatable).
@@ -148,6 +149,7 @@ pub struct CreateArgs {
 #[derive(Args)]
 pub struct UpdateArgs {
     pub id: String,
+    /// A new unique name: the rule of `create --name`.
     #[arg(long, conflicts_with = "clear_name")]
     pub name: Option<String>,
     #[arg(long)]

@@ -1,10 +1,27 @@
 //! The RPC agent: listens on vsock, one thread per connection, requests
 //! on a connection served in order (see `proto::rpc`).
+//!
+//! A request whose handler panics is answered with an `agent_panic`
+//! error and the connection goes on: one bad request must not take the
+//! VM down (`isolated`; the panic hook in `main.rs` logs the panic to the
+//! console and powers off only for PID 1's main thread).
 
 use super::{archive, exec, files, log, patch_apply, secrets, service, shell, RpcError};
 use pyro_proto::rpc::{self, Event, Reply, Request};
 use std::io::{BufReader, BufWriter, Read, Write};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::OnceLock;
 use vsock::{VsockListener, VsockStream, VMADDR_CID_ANY};
+
+/// The exec argv (one word) that panics instead of running, from
+/// `proto::cmdline::TEST_PANIC_KEY`: set only by tests of the isolation.
+static TEST_PANIC: OnceLock<String> = OnceLock::new();
+
+/// Arms the test-only panic trigger (see [`TEST_PANIC`]).
+pub fn arm_test_panic(word: &str) {
+    log(&format!("test: an exec of {word:?} panics in the agent"));
+    let _ = TEST_PANIC.set(word.to_string());
+}
 
 /// Binds the agent port; failure is fatal for a serving guest.
 pub fn listen() -> std::io::Result<VsockListener> {
@@ -45,7 +62,12 @@ fn connection(stream: VsockStream) {
         let (request, data) = request;
         let mut body = Body::new(&mut reader, has_body(&request));
         let durable = changes_files(&request);
-        let mut done = handle(request, data, &mut body, &mut writer);
+        // Whatever the handler left half done is dropped; the body is
+        // drained below and replies are whole frames, so the connection
+        // stays in step after a panic.
+        let mut done = isolated(AssertUnwindSafe(|| {
+            handle(request, data, &mut body, &mut writer)
+        }));
         // Acknowledged work must survive a VMM killed right after: flush
         // /workspace (journal included) before answering. A command's own
         // writes count too: an agent that saw "exit 0" relies on them.
@@ -85,6 +107,28 @@ fn connection(stream: VsockStream) {
     }
 }
 
+/// Runs one request's handler; a panic in it becomes an `agent_panic`
+/// error for that request. The panic hook has already written the panic
+/// and where it happened to the console.
+fn isolated<T>(
+    handler: AssertUnwindSafe<impl FnOnce() -> Result<T, RpcError>>,
+) -> Result<T, RpcError> {
+    catch_unwind(handler).unwrap_or_else(|payload| {
+        let what = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("no message");
+        Err(RpcError::new(
+            "agent_panic",
+            format!(
+                "the guest agent failed on this request ({what}); it goes on serving, \
+                 and the VM's console log says where"
+            ),
+        ))
+    })
+}
+
 /// Says why a frame was refused and closes the connection: after a bad
 /// frame we cannot know where the next one starts.
 fn bad_frame(writer: &mut impl Write, message: String) {
@@ -122,6 +166,11 @@ fn handle(
     body: &mut Body<'_>,
     out: &mut BufWriter<VsockStream>,
 ) -> Result<Reply, RpcError> {
+    if let (Some(word), Request::Exec(req)) = (TEST_PANIC.get(), &request) {
+        if req.argv == [word.as_str()] {
+            panic!("test panic for an exec of {word:?}");
+        }
+    }
     match request {
         Request::Ping => Ok(Reply::Pong {
             uptime_ms: super::clock::monotonic_us() / 1000,
@@ -294,4 +343,32 @@ fn hostname() -> String {
         .nodename()
         .to_string_lossy()
         .into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_handler_becomes_an_error_for_its_request() {
+        let done: Result<u8, RpcError> = isolated(AssertUnwindSafe(|| panic!("boom")));
+        let e = done.unwrap_err();
+        assert_eq!(e.kind, "agent_panic");
+        assert!(e.message.contains("(boom)"), "{}", e.message);
+
+        let n = 7;
+        let done: Result<u8, RpcError> = isolated(AssertUnwindSafe(|| panic!("index {n}")));
+        assert!(done.unwrap_err().message.contains("(index 7)"));
+
+        // Results pass through untouched, errors included.
+        assert_eq!(
+            isolated(AssertUnwindSafe(|| Ok::<_, RpcError>(3))).unwrap(),
+            3
+        );
+        let e = isolated(AssertUnwindSafe(|| {
+            Err::<u8, _>(RpcError::new("not_found", "x".into()))
+        }))
+        .unwrap_err();
+        assert_eq!(e.kind, "not_found");
+    }
 }

@@ -46,7 +46,8 @@ pub struct CreateParams {
     #[serde(default)]
     pub seed_path: Option<PathBuf>,
     /// A name, unique among workspaces, usable instead of the id:
-    /// [A-Za-z0-9][A-Za-z0-9._-]{0,63}.
+    /// [A-Za-z0-9][A-Za-z0-9._-]{0,63}, and not 12 hex digits (the form
+    /// of ids).
     #[serde(default)]
     pub name: Option<String>,
     /// Labels, e.g. {"task": "fix-login"}; keys match
@@ -132,7 +133,8 @@ pub struct StopParams {
 pub struct UpdateParams {
     /// The workspace: its id or unique name.
     pub workspace_id: String,
-    /// A new unique name: [A-Za-z0-9][A-Za-z0-9._-]{0,63}.
+    /// A new unique name: [A-Za-z0-9][A-Za-z0-9._-]{0,63}, and not 12 hex
+    /// digits (the form of ids).
     #[serde(default)]
     pub name: Option<String>,
     /// Remove the name (not together with `name`).

@@ -40,7 +40,7 @@ impl Pyro {
         progress: &dyn Progress,
     ) -> Result<Workspace, Error> {
         if let Some(name) = &opts.name {
-            check_name("name", name)?;
+            store::check_workspace_name(name)?;
             if self
                 .records()
                 .iter()
@@ -249,7 +249,7 @@ impl Pyro {
             self.workspace(id)?
         };
         if let Some(name) = &opts.name {
-            check_name("name", name)?;
+            store::check_workspace_name(name)?;
             if self
                 .records()
                 .iter()

@@ -102,9 +102,12 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, Error> {
     serde_json::from_slice(&bytes).map_err(|e| io_err(path, e.into()))
 }
 
-/// A short random id: 12 hex digits from the kernel's generator.
+/// How many hex digits a workspace id has.
+const ID_DIGITS: usize = 12;
+
+/// A short random id: [`ID_DIGITS`] hex digits from the kernel's generator.
 pub fn new_id() -> Result<String, Error> {
-    let mut bytes = [0u8; 6];
+    let mut bytes = [0u8; ID_DIGITS / 2];
     rustix::rand::getrandom(&mut bytes, rustix::rand::GetRandomFlags::empty())
         .map_err(|e| Error::Io(format!("getrandom: {e}")))?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
@@ -134,6 +137,26 @@ pub fn check_name(field: &str, value: &str) -> Result<(), Error> {
              starting with a letter or digit"
         )))
     }
+}
+
+/// Workspace names: [`check_name`], and not of an id's form (12 hex
+/// digits, in either case). Ids are looked up before names, so a name
+/// that is (or becomes) another workspace's id would make commands given
+/// that name act on the other workspace: refusing the whole form, not
+/// only the ids in use, also covers ids made later.
+pub fn check_workspace_name(value: &str) -> Result<(), Error> {
+    check_name("name", value)?;
+    if looks_like_id(value) {
+        return Err(Error::InvalidArgument(format!(
+            "name {value:?} is not allowed: {ID_DIGITS} hex digits is the form of workspace \
+             ids; add a letter outside a-f or change the length"
+        )));
+    }
+    Ok(())
+}
+
+fn looks_like_id(value: &str) -> bool {
+    value.len() == ID_DIGITS && value.chars().all(|c| c.is_ascii_hexdigit())
 }
 
 /// Label values: any text without control characters, up to 256 bytes.
@@ -168,6 +191,27 @@ mod tests {
         for bad in ["", "-a", ".hidden", "a b", "a/b", "é", &"a".repeat(65)] {
             let e = check_name("name", bad).unwrap_err();
             assert_eq!(e.kind(), "invalid_argument", "{bad}");
+        }
+    }
+
+    #[test]
+    fn workspace_names_cannot_have_the_form_of_ids() {
+        let id = new_id().unwrap();
+        assert!(looks_like_id(&id), "{id}");
+        for bad in [id.as_str(), "0123456789ab", "ABCDEF012345", "-a"] {
+            let e = check_workspace_name(bad).unwrap_err();
+            assert_eq!(e.kind(), "invalid_argument", "{bad}");
+        }
+        let e = check_workspace_name("deadbeef0000").unwrap_err();
+        assert!(e.to_string().contains("form of workspace ids"), "{e}");
+        for ok in [
+            "demo",
+            "0123456789a",
+            "0123456789abc",
+            "0123456789ag",
+            "cafe",
+        ] {
+            check_workspace_name(ok).unwrap();
         }
     }
 }
