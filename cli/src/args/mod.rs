@@ -322,6 +322,11 @@ mod tests {
             e.to_string(),
             "invalid value '99' for '--vcpus <VCPUS>': 99 is out of range; it must be 1 to 32"
         );
+        let e = usage_error(&parse(&["--json", "workspace"]).err().unwrap());
+        assert_eq!(
+            e.to_string(),
+            "a subcommand is required: pyro workspace <COMMAND> (see --help for the list)"
+        );
         let e = usage_error(&parse(&["--json", "run"]).err().unwrap());
         assert!(
             e.to_string()

@@ -196,8 +196,12 @@ mod tests {
     fn negative_and_other_numbers_name_the_flag_and_the_rule() {
         let refused = |args: &[&str]| probe(args).unwrap_err().to_string();
         let err = refused(&["--timeout-seconds", "-5"]);
+        let rule = format!(
+            "-5 is negative; it must be positive, 1 to {}",
+            TIMEOUT_SECONDS.max
+        );
         assert!(
-            err.contains("'--timeout-seconds <TIMEOUT_SECONDS>': -5 is negative; it must be positive, 1 to 3600"),
+            err.contains(&format!("'--timeout-seconds <TIMEOUT_SECONDS>': {rule}")),
             "{err}"
         );
         assert!(!err.contains("tip"), "{err}");

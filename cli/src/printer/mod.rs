@@ -96,12 +96,32 @@ pub fn json<T: Serialize + ?Sized>(value: &T) {
 /// ends at once, quietly, with exit code 0, as ripgrep and fd do: the
 /// reader took what it wanted, so there is nothing to report (no panic,
 /// no error line, no summary). Any other failure of stdout is ignored:
-/// there is nowhere better to say it.
+/// there is nowhere better to say it. A result that prints nothing
+/// (`exec`, whose output streamed) does not touch stdout, so an `exec`
+/// whose reader left keeps its command's exit code.
 pub fn stdout(write: impl FnOnce(&mut dyn Write) -> io::Result<()>) {
-    let mut out = io::stdout().lock();
+    let mut out = Stdout(None);
     let written = write(&mut out).and_then(|_| out.flush());
     if written.is_err_and(|e| e.kind() == io::ErrorKind::BrokenPipe) {
         std::process::exit(0);
+    }
+}
+
+/// Stdout, locked at the first byte written (see [`stdout`]).
+struct Stdout(Option<io::StdoutLock<'static>>);
+
+impl Write for Stdout {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        if bytes.is_empty() {
+            return Ok(0);
+        }
+        self.0
+            .get_or_insert_with(|| io::stdout().lock())
+            .write(bytes)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.as_mut().map_or(Ok(()), |out| out.flush())
     }
 }
 
