@@ -325,7 +325,7 @@ mod tests {
         let e = usage_error(&parse(&["--json", "workspace"]).err().unwrap());
         assert_eq!(
             e.to_string(),
-            "a subcommand is required: pyro workspace <COMMAND> (see --help for the list)"
+            "a subcommand is required: pyro workspace [OPTIONS] <COMMAND> (see --help for the list)"
         );
         let e = usage_error(&parse(&["--json", "run"]).err().unwrap());
         assert!(
