@@ -366,6 +366,7 @@ fn bad_input_is_refused_by_name_and_rule_and_changes_nothing() {
     std::fs::write(seed.join("src/keep.txt"), "kept\n").unwrap();
     let created = json(&data, &["workspace", "create", "--seed-path", path(&seed)]);
     let id = created["workspace_id"].as_str().unwrap().to_string();
+    let _gone = Deleted(&data, &id);
     let before = json(&data, &["workspace", "list"]);
 
     // Archives and patches with hostile or broken bytes.
@@ -547,6 +548,16 @@ fn bad_input_is_refused_by_name_and_rule_and_changes_nothing() {
     assert!(!out.exists() && !gone.exists());
 
     a_closed_stdout_ends_pyro_quietly(&data, id);
+}
+
+/// Deletes the workspace when the test ends, passed or not (its VM is a
+/// process of its own and would outlive the test).
+struct Deleted<'a>(&'a tempfile::TempDir, &'a str);
+
+impl Drop for Deleted<'_> {
+    fn drop(&mut self) {
+        let _ = common::pyro(self.0, &["workspace", "delete", self.1]);
+    }
 }
 
 /// `pyro ... | head -1`: pyro's exit code and stderr, through `sh -c`.
