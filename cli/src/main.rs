@@ -33,7 +33,7 @@ fn main() {
     let serving_mcp =
         argv.get(1).is_some_and(|a| a == "mcp") && argv.get(2).is_some_and(|a| a == "serve");
     if !serving_mcp {
-        clean_up_on_signals();
+        clean_up_on_signals(interrupted(&cli.command));
     }
     let json = cli.json;
     let code = match commands::run(cli) {
@@ -43,10 +43,35 @@ fn main() {
     std::process::exit(code);
 }
 
+/// What a signal that ends `command` leaves behind, as it really is.
+/// Only `run` (and `doctor --boot`) have their VM in this process; a
+/// workspace's VM is a process of its own and keeps running.
+fn interrupted(command: &args::Command) -> &'static str {
+    use args::workspace::WorkspaceCommand as W;
+    use args::Command as C;
+    match command {
+        C::Run(_) | C::Doctor(_) => "stopped the VM and removed its files",
+        // The agent kills a command's process group when its caller
+        // goes away.
+        C::Workspace(W::Exec(_)) => {
+            "the command was killed in the guest; the workspace keeps running"
+        }
+        C::Workspace(W::Create(_)) => {
+            "the workspace may be left half made: see `pyro workspace list`, and delete it"
+        }
+        C::Workspace(_) => {
+            "the workspace keeps running; the call may not have finished: see `pyro workspace status`"
+        }
+        C::Env(_) => "an unfinished build, if any, is left for `pyro env prune`",
+        // `mcp serve` handles signals itself; `mcp config` writes one file.
+        C::Mcp(_) => "the MCP config may not have been written",
+    }
+}
+
 /// On Ctrl-C, SIGTERM or SIGHUP: remove the files of runs in progress,
-/// then exit 128 + signal as a shell would. The VMs run in this process
-/// and stop with it.
-fn clean_up_on_signals() {
+/// say what the signal left (`left`), then exit 128 + signal as a shell
+/// would. The VMs of runs are in this process and stop with it.
+fn clean_up_on_signals(left: &'static str) {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) else {
         return; // without the handler a signal still stops everything
@@ -54,7 +79,7 @@ fn clean_up_on_signals() {
     std::thread::spawn(move || {
         if let Some(signal) = signals.forever().next() {
             pyro_workspace::abandon_runs();
-            eprintln!("pyro: interrupted (signal {signal}); stopped the VM and removed its files");
+            eprintln!("pyro: interrupted (signal {signal}); {left}");
             std::process::exit(128 + signal);
         }
     });

@@ -46,7 +46,7 @@ pub struct ConfigArgs {
     #[arg(
         long,
         default_value_t = TOOL_TIMEOUT_SECONDS.default,
-        value_parser = shape::large(TOOL_TIMEOUT_SECONDS),
+        value_parser = shape::limited(TOOL_TIMEOUT_SECONDS),
         help = shape::help(
             "How long the host lets one pyro tool call run, in seconds (Codex's \
              tool_timeout_sec, Claude Code's and OpenCode's timeout)",

@@ -64,13 +64,13 @@ fn usage_errors_in_json_mode_are_the_json_error_with_exit_2() {
     let out = pyro(&data, &["--json", "workspace", "create", "--vcpus", "99"]);
     assert_eq!(
         document(&out)["error"]["message"],
-        "invalid value '99' for '--vcpus <VCPUS>': 99 is not in 1..=32"
+        "invalid value '99' for '--vcpus <VCPUS>': 99 is out of range; it must be 1 to 32"
     );
     // Without --json, clap's own report, exit 2.
     let out = pyro(&data, &["workspace", "create", "--vcpus", "99"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(out.stdout.is_empty());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("99 is not in 1..=32"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("99 is out of range; it must be 1 to 32"));
 }
 
 #[test]

@@ -94,7 +94,7 @@ fn usage_errors_exit_2_and_unknown_environments_say_what_exists() {
     }
     assert_eq!(pyro(&["run"]).status.code(), Some(2), "no command");
     let out = pyro(&["run", "debian:9", "--", "true"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     assert!(
         text(&out.stderr).contains("valid names are debian:12-base, debian:12, debian:12-build")
     );

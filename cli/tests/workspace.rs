@@ -712,13 +712,13 @@ fn bad_input_is_refused_clearly_and_changes_nothing() {
         "etc-link",
     ]);
     for path in ["../etc/passwd", "/etc/passwd", "etc-link/passwd"] {
-        let (kind, msg) = home.fails(1, &["workspace", "file", "read", &id, path]);
+        let (kind, msg) = home.fails(2, &["workspace", "file", "read", &id, path]);
         assert_eq!(kind, "invalid_path", "{path}: {msg}");
-        let (kind, _) = home.fails(1, &["workspace", "file", "write", &id, path, "--text", "x"]);
+        let (kind, _) = home.fails(2, &["workspace", "file", "write", &id, path, "--text", "x"]);
         assert_eq!(kind, "invalid_path", "{path}");
     }
     let (kind, _) = home.fails(
-        1,
+        2,
         &[
             "workspace",
             "export",
@@ -753,7 +753,7 @@ fn bad_input_is_refused_clearly_and_changes_nothing() {
     // Malformed and non-applying patches change nothing, and say where.
     let before = home.json(&["workspace", "diff", &id])["summary"].clone();
     let (kind, _) = home.fails(
-        1,
+        2,
         &[
             "workspace",
             "patch",

@@ -320,6 +320,11 @@ fn hint(kind: &str, message: &str) -> Option<&'static str> {
             "use a path relative to /workspace (or absolute under it); `..`, other absolute \
              paths and symlinks that lead out are refused"
         }
+        "invalid_patch" => {
+            "send a unified diff: `--- a/PATH` and `+++ b/PATH` lines, then `@@` hunks \
+             (workspace_diff's patch is one)"
+        }
+        "invalid_archive" => "push a directory, or a tar archive (.tar, .tar.gz or .tgz)",
         "patch_failed" => {
             "read the file with workspace_file_read and make the unified diff against its \
              current content (context lines must match exactly)"

@@ -77,6 +77,13 @@ impl Error {
         }
     }
 
+    /// Whether the caller's input was refused on its face (a usage error:
+    /// exit code 2 in the CLI): its kind is one of [`BAD_INPUT_KINDS`].
+    /// Nothing was changed.
+    pub fn is_bad_input(&self) -> bool {
+        BAD_INPUT_KINDS.contains(&self.kind())
+    }
+
     /// A short machine-readable name for the kind of failure.
     pub fn kind(&self) -> &str {
         match self {
@@ -97,6 +104,38 @@ impl Error {
             Error::Agent { kind, .. } => kind,
         }
     }
+}
+
+/// The kinds of bad input (see [`Error::is_bad_input`]): a value outside
+/// its rule, an unknown environment, a path with `..` or outside
+/// /workspace, a malformed patch or archive, a request over a size limit
+/// (a patch over [`pyro_proto::rpc::MAX_DATA`], a write over its limit, a
+/// file too large to patch). A patch
+/// that is well formed but does not apply (`patch_failed`), a missing
+/// file (`not_found`) and a full disk (`no_space`) are not: they depend
+/// on the workspace's content.
+pub const BAD_INPUT_KINDS: [&str; 6] = [
+    "invalid_argument",
+    "unknown_environment",
+    "invalid_path",
+    "invalid_patch",
+    "invalid_archive",
+    "too_large",
+];
+
+/// `text` with its control characters escaped `{:?}`-style (`\n`,
+/// `\u{1b}`): text that comes from a guest or an archive is printed as
+/// data and never drives the terminal.
+pub(crate) fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_debug().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -123,5 +162,29 @@ mod tests {
         let message = lost.to_string();
         let e = Error::from(lost);
         assert_eq!((e.kind(), e.to_string()), ("guest", message));
+    }
+
+    #[test]
+    fn bad_input_is_known_by_its_kind() {
+        let agent = |kind: &str| Error::Agent {
+            kind: kind.into(),
+            message: String::new(),
+        };
+        for bad in ["invalid_path", "invalid_patch", "too_large"] {
+            assert!(agent(bad).is_bad_input(), "{bad}");
+        }
+        for state in ["patch_failed", "not_found", "no_space"] {
+            assert!(!agent(state).is_bad_input(), "{state}");
+        }
+        assert!(Error::InvalidArgument(String::new()).is_bad_input());
+        assert!(!Error::NotFound(String::new()).is_bad_input());
+    }
+
+    #[test]
+    fn printable_escapes_control_characters_only() {
+        assert_eq!(
+            printable("entry \u{1b}[31mred\n\0é \"q\""),
+            "entry \\u{1b}[31mred\\n\\0é \"q\""
+        );
     }
 }

@@ -142,7 +142,14 @@ impl GuestClient {
                         None => Ok(reply),
                     }
                 }
-                Event::Error { kind, message } => return Err(GuestError::Remote { kind, message }),
+                // The guest's words are data: they may quote an archive's
+                // or a file's bytes.
+                Event::Error { kind, message } => {
+                    return Err(GuestError::Remote {
+                        kind: crate::error::printable(&kind),
+                        message: crate::error::printable(&message),
+                    })
+                }
             }
         }
     }
@@ -314,7 +321,8 @@ impl GuestClient {
             return Err(GuestError::Remote {
                 kind: "too_large".into(),
                 message: format!(
-                    "the patch is {} bytes; at most {} are accepted",
+                    "patch: {} bytes; a patch may be at most {} bytes (1 MiB): split it, \
+                     or send the files with `sync push`",
                     text.len(),
                     rpc::MAX_DATA
                 ),

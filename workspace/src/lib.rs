@@ -30,7 +30,7 @@ pub use cancel::Cancel;
 pub use detached::{vmm_program, DetachedVm, VmState, VMM_BIN_ENV};
 pub use doctor::{DoctorReport, KvmStatus};
 pub use environments::{EnvDeleted, EnvDetail, EnvSummary, PruneReport};
-pub use error::Error;
+pub use error::{Error, BAD_INPUT_KINDS};
 pub use guest::{GuestClient, GuestError};
 pub use pyro_images::{
     CustomEnv, CustomRequest, NoProgress, Progress, StderrProgress, DEFAULT_ENV, MAX_SETUP_SCRIPT,

@@ -174,6 +174,21 @@ fn ms(d: Duration) -> u64 {
     d.as_millis() as u64
 }
 
+/// A command to run (`run`, `workspace exec`): a program and its
+/// arguments; refused before any VM or guest is asked.
+pub(crate) fn check_argv(argv: &[String]) -> Result<(), Error> {
+    match argv.first() {
+        None => Err(Error::InvalidArgument(
+            "command: none given; pass the program and its arguments after `--`".into(),
+        )),
+        Some(program) if program.trim().is_empty() => Err(Error::InvalidArgument(format!(
+            "command: the program name is empty ({program:?}); it must name a program \
+             (e.g. `-- sh -c '...'`)"
+        ))),
+        Some(_) => Ok(()),
+    }
+}
+
 impl Pyro {
     /// Boots `opts.environment`, runs `argv` (no shell), streams its
     /// output to `on_output`, and removes the VM and its files whatever
@@ -185,9 +200,7 @@ impl Pyro {
         progress: &dyn Progress,
         mut on_output: impl FnMut(Stream, &[u8]),
     ) -> Result<RunResult, Error> {
-        if argv.is_empty() {
-            return Err(Error::Io("no command given: pass it after `--`".into()));
-        }
+        check_argv(argv)?;
         let started = Instant::now();
         let (mut config, env) =
             self.environment_vm(&opts.environment, opts.mem_mib, opts.vcpus, progress)?;

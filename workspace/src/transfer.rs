@@ -176,7 +176,7 @@ fn clean_name(raw: &[u8]) -> io::Result<PathBuf> {
             Component::CurDir => {}
             _ => {
                 return Err(refuse(format!(
-                    "archive entry {text:?} leaves its directory"
+                    "its name {text:?} leaves its directory (absolute, or `..`)"
                 )))
             }
         }
@@ -208,75 +208,97 @@ fn link_inside(name: &Path, target: &Path) -> bool {
 /// hard links, devices and fifos, symlinks pointing outside, and any
 /// entry whose parent is a symlink (that is how an archive writes through
 /// a link it planted).
+///
+/// An error names the entry it met (`archive entry 3 "src/a.rs"`, or the
+/// entry after the last good one when a header does not read), and the
+/// archive's bytes it quotes are escaped (`\u{1b}`, `\n`).
 pub fn unpack_untrusted(tar: impl Read, dest: &Path) -> io::Result<PackStats> {
     let mut archive = tar::Archive::new(tar);
     let mut stats = PackStats::default();
-    for entry in archive.entries()? {
-        let mut entry = entry?;
-        let name = clean_name(&entry.path_bytes())?;
-        if name.as_os_str().is_empty() {
-            continue;
-        }
-        // Every ancestor must be a real directory (or not exist yet).
-        let mut at = dest.to_path_buf();
-        for part in name.parent().into_iter().flat_map(|p| p.components()) {
-            at.push(part);
-            match std::fs::symlink_metadata(&at) {
-                Ok(m) if m.is_dir() => {}
-                Ok(_) => {
-                    return Err(refuse(format!(
-                        "archive entry {} goes through a non-directory",
-                        name.display()
-                    )))
-                }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    std::fs::create_dir(&at).map_err(|e| with_path(e, &at))?
-                }
-                Err(e) => return Err(with_path(e, &at)),
-            }
-        }
-        let path = dest.join(&name);
-        let mode = entry.header().mode().unwrap_or(0o644) & 0o7777;
-        use std::os::unix::fs::PermissionsExt;
-        match entry.header().entry_type() {
-            tar::EntryType::Regular | tar::EntryType::Continuous => {
-                let mut file = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .open(&path)
-                    .map_err(|e| with_path(e, &path))?;
-                stats.bytes += io::copy(&mut entry, &mut file)?;
-                file.set_permissions(std::fs::Permissions::from_mode(mode))?;
-            }
-            tar::EntryType::Directory => match std::fs::create_dir(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && path.is_dir() => {}
-                Err(e) => return Err(with_path(e, &path)),
-            },
-            tar::EntryType::Symlink => {
-                let target = entry
-                    .link_name()?
-                    .map(|t| t.into_owned())
-                    .unwrap_or_default();
-                if !link_inside(&name, &target) {
-                    return Err(refuse(format!(
-                        "archive symlink {} -> {} points outside it",
-                        name.display(),
-                        target.display()
-                    )));
-                }
-                std::os::unix::fs::symlink(&target, &path).map_err(|e| with_path(e, &path))?;
-            }
-            other => {
-                return Err(refuse(format!(
-                    "archive entry {} has a type that is not copied out ({other:?})",
-                    name.display()
-                )))
-            }
-        }
-        stats.entries += 1;
+    // The last entry that read; its name as the archive spells it.
+    let mut last = String::new();
+    let fail = |which: String, e: io::Error| {
+        let why = crate::error::printable(&e.to_string());
+        io::Error::new(e.kind(), format!("{which}: {why}"))
+    };
+    let entries = archive
+        .entries()
+        .map_err(|e| fail("archive entry 1".into(), e))?;
+    for (i, entry) in entries.enumerate() {
+        let n = i + 1;
+        let mut entry = entry.map_err(|e| match last.as_str() {
+            "" => fail(format!("archive entry {n}"), e),
+            last => fail(format!("archive entry {n} (after {last:?})"), e),
+        })?;
+        last = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        unpack_entry(&mut entry, dest, &mut stats)
+            .map_err(|e| fail(format!("archive entry {n} {last:?}"), e))?;
     }
     Ok(stats)
+}
+
+/// One entry of [`unpack_untrusted`].
+fn unpack_entry<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+    dest: &Path,
+    stats: &mut PackStats,
+) -> io::Result<()> {
+    let name = clean_name(&entry.path_bytes())?;
+    if name.as_os_str().is_empty() {
+        return Ok(());
+    }
+    // Every ancestor must be a real directory (or not exist yet).
+    let mut at = dest.to_path_buf();
+    for part in name.parent().into_iter().flat_map(|p| p.components()) {
+        at.push(part);
+        match std::fs::symlink_metadata(&at) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Err(refuse("goes through a non-directory".into())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                std::fs::create_dir(&at).map_err(|e| with_path(e, &at))?
+            }
+            Err(e) => return Err(with_path(e, &at)),
+        }
+    }
+    let path = dest.join(&name);
+    let mode = entry.header().mode().unwrap_or(0o644) & 0o7777;
+    use std::os::unix::fs::PermissionsExt;
+    match entry.header().entry_type() {
+        tar::EntryType::Regular | tar::EntryType::Continuous => {
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+                .map_err(|e| with_path(e, &path))?;
+            stats.bytes += io::copy(entry, &mut file)?;
+            file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        }
+        tar::EntryType::Directory => match std::fs::create_dir(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && path.is_dir() => {}
+            Err(e) => return Err(with_path(e, &path)),
+        },
+        tar::EntryType::Symlink => {
+            let target = entry
+                .link_name()?
+                .map(|t| t.into_owned())
+                .unwrap_or_default();
+            if !link_inside(&name, &target) {
+                return Err(refuse(format!(
+                    "a symlink to {:?}, which points outside the archive",
+                    target.display().to_string()
+                )));
+            }
+            std::os::unix::fs::symlink(&target, &path).map_err(|e| with_path(e, &path))?;
+        }
+        other => {
+            return Err(refuse(format!(
+                "has a type that is not copied out ({other:?})"
+            )))
+        }
+    }
+    stats.entries += 1;
+    Ok(())
 }
 
 /// Runs `pump(writer)` on a thread and `consume(reader)` here.
@@ -507,6 +529,33 @@ mod tests {
         let err = unpack_untrusted(&tar[..], dst.path()).unwrap_err();
         assert!(err.to_string().contains("non-directory"), "{err}");
         assert!(!dst.path().join("f").exists());
+    }
+
+    #[test]
+    fn tar_errors_name_the_entry_and_escape_its_bytes() {
+        let mut tar = raw_tar("ok.txt", tar::EntryType::Regular, None, b"x");
+        tar.truncate(tar.len() - 1024);
+        // A second header of text with a terminal escape in it.
+        let mut junk = b"\x1b[31mred\nnot a header ".repeat(20);
+        junk.truncate(512);
+        tar.extend(junk);
+        let err = unpack_untrusted(&tar[..], tmp().path())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("archive entry 2 (after \"ok.txt\"): "),
+            "{err}"
+        );
+        assert!(!err.chars().any(char::is_control), "{err:?}");
+
+        let tar = raw_tar("bad\x1b]0;x\x07", tar::EntryType::Fifo, None, b"");
+        let err = unpack_untrusted(&tar[..], tmp().path())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("archive entry 1 \"bad\\u{1b}]0;x\\u{7}\": has a type"),
+            "{err}"
+        );
     }
 
     #[test]

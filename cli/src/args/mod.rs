@@ -140,7 +140,10 @@ impl Cli {
         I: IntoIterator<Item = T>,
         T: Into<OsString> + Clone,
     {
-        let cli = Cli::try_parse_from(argv)?;
+        use clap::{CommandFactory, FromArgMatches};
+        let mut cmd = negative_numbers_are_values(Cli::command());
+        let cli = Cli::from_arg_matches(&cmd.try_get_matches_from_mut(argv)?)
+            .map_err(|e| e.format(&mut cmd))?;
         // clap checks a conflict with a global flag only where the flag
         // is given, so `pyro --json workspace create --id-only` is
         // refused here.
@@ -157,10 +160,25 @@ impl Cli {
                 clap::error::ErrorKind::ArgumentConflict,
                 format!("the argument '{flag}' cannot be used with '--json'\n"),
             )
-            .with_cmd(&<Cli as clap::CommandFactory>::command())),
+            .with_cmd(&cmd)),
             _ => Ok(cli),
         }
     }
+}
+
+/// `cmd` and its subcommands with negative numbers taken as values: `-5`
+/// reaches its argument's parser, which refuses it by name and rule
+/// (`shape::number`), instead of being taken for an unknown flag.
+fn negative_numbers_are_values(cmd: clap::Command) -> clap::Command {
+    let names: Vec<String> = cmd
+        .get_subcommands()
+        .map(|c| c.get_name().to_string())
+        .collect();
+    names
+        .iter()
+        .fold(cmd.allow_negative_numbers(true), |cmd, name| {
+            cmd.mut_subcommand(name, negative_numbers_are_values)
+        })
 }
 
 /// Whether the command line asks for JSON: `--json` anywhere before a
@@ -177,6 +195,17 @@ pub fn wants_json(args: &[OsString]) -> bool {
 /// 2): clap's first paragraph, on one line, without its `error:`.
 pub fn usage_error(err: &clap::Error) -> Error {
     let text = err.render().to_string();
+    // `pyro workspace` alone: clap's text is the help, whose usage line
+    // is what says it.
+    if err.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        let usage = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Usage: "))
+            .unwrap_or("pyro <COMMAND>");
+        return Error::InvalidArgument(format!(
+            "a subcommand is required: {usage} (see --help for the list)"
+        ));
+    }
     let first = text.split("\n\n").next().unwrap_or_default();
     let message = first
         .lines()
@@ -291,7 +320,12 @@ mod tests {
         assert_eq!(e.kind(), "invalid_argument");
         assert_eq!(
             e.to_string(),
-            "invalid value '99' for '--vcpus <VCPUS>': 99 is not in 1..=32"
+            "invalid value '99' for '--vcpus <VCPUS>': 99 is out of range; it must be 1 to 32"
+        );
+        let e = usage_error(&parse(&["--json", "workspace"]).err().unwrap());
+        assert_eq!(
+            e.to_string(),
+            "a subcommand is required: pyro workspace [OPTIONS] <COMMAND> (see --help for the list)"
         );
         let e = usage_error(&parse(&["--json", "run"]).err().unwrap());
         assert!(

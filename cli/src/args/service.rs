@@ -2,7 +2,6 @@
 //! commands in a running workspace, with readiness probes and logs
 //! (docs/services.md).
 
-use clap::builder::RangedU64ValueParser;
 use clap::{ArgGroup, Args, Subcommand};
 use pyro_workspace::service_limits::{
     DEFAULT_READY_TIMEOUT_S, MAX_READY_TIMEOUT_S, MAX_STOP_GRACE_MS, MAX_TAIL_LINES,
@@ -55,7 +54,7 @@ pub struct ServiceStartArgs {
         long,
         value_name = "S",
         default_value_t = DEFAULT_READY_TIMEOUT_S,
-        value_parser = RangedU64ValueParser::<u64>::new().range(1..=MAX_READY_TIMEOUT_S)
+        value_parser = super::shape::number::<u64>(1, MAX_READY_TIMEOUT_S)
     )]
     pub ready_timeout_seconds: u64,
     /// Where it runs, inside /workspace.
@@ -94,7 +93,7 @@ pub struct ServiceLogsArgs {
     #[arg(
         long,
         value_name = "N",
-        value_parser = RangedU64ValueParser::<u64>::new().range(1..=MAX_TAIL_LINES)
+        value_parser = super::shape::number::<u64>(1, MAX_TAIL_LINES)
     )]
     pub tail_lines: Option<u64>,
 }
@@ -110,7 +109,7 @@ pub struct ServiceStopArgs {
         long,
         value_name = "S",
         default_value_t = 5,
-        value_parser = RangedU64ValueParser::<u64>::new().range(0..=MAX_STOP_GRACE_MS / 1000)
+        value_parser = super::shape::number::<u64>(0, MAX_STOP_GRACE_MS / 1000)
     )]
     pub grace_seconds: u64,
 }

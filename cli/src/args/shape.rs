@@ -1,11 +1,12 @@
 //! The argument groups several commands share, and the parsers of every
 //! limited value: the VM's shape (`--vcpus`, `--mem-mib`), a guest
 //! command with its `--timeout-seconds`, `--disk-mib` and
-//! `--ttl-seconds`. Ranges and defaults are [`pyro_vmm::limits`], the
-//! ones the SDK checks and the MCP schemas state, so they cannot drift;
-//! the help shows each range.
+//! `--ttl-seconds`, and [`number`], the one parser of every whole-number
+//! argument. Ranges and defaults are [`pyro_vmm::limits`], the ones the
+//! SDK checks and the MCP schemas state, so they cannot drift; the help
+//! shows each range.
 
-use clap::builder::{RangedI64ValueParser, RangedU64ValueParser};
+use clap::builder::{StringValueParser, TypedValueParser};
 use clap::Args;
 use pyro_vmm::limits::{Limit, DISK_MIB, MEM_MIB, TIMEOUT_SECONDS, TTL_SECONDS, VCPUS};
 
@@ -15,14 +16,14 @@ pub struct VmShape {
     #[arg(
         long,
         default_value_t = VCPUS.default,
-        value_parser = small(VCPUS),
+        value_parser = limited(VCPUS),
         help = help("vCPUs for the VM", VCPUS)
     )]
     pub vcpus: u8,
     #[arg(
         long,
         default_value_t = MEM_MIB.default,
-        value_parser = small(MEM_MIB),
+        value_parser = limited(MEM_MIB),
         help = help("Guest memory in MiB", MEM_MIB)
     )]
     pub mem_mib: u32,
@@ -34,7 +35,7 @@ pub struct CommandArgs {
     #[arg(
         long,
         default_value_t = TIMEOUT_SECONDS.default,
-        value_parser = large(TIMEOUT_SECONDS),
+        value_parser = limited(TIMEOUT_SECONDS),
         help = help(
             "Kill the command (its whole process group) after this many seconds",
             TIMEOUT_SECONDS
@@ -53,8 +54,8 @@ impl CommandArgs {
 }
 
 /// `--disk-mib` of `workspace create`.
-pub fn disk_mib() -> RangedU64ValueParser<u64> {
-    large(DISK_MIB)
+pub fn disk_mib() -> impl TypedValueParser<Value = u64> {
+    limited(DISK_MIB)
 }
 
 pub fn disk_mib_help() -> String {
@@ -65,8 +66,8 @@ pub fn disk_mib_help() -> String {
 }
 
 /// `--ttl-seconds` of `workspace create` (no default: no expiry).
-pub fn ttl_seconds() -> RangedU64ValueParser<u64> {
-    large(TTL_SECONDS)
+pub fn ttl_seconds() -> impl TypedValueParser<Value = u64> {
+    limited(TTL_SECONDS)
 }
 
 pub fn ttl_seconds_help() -> String {
@@ -88,18 +89,46 @@ pub fn help<T: Copy + std::fmt::Display + PartialEq + TryFrom<u64>>(
     }
 }
 
-/// The parser of a `u8` or `u32` limit.
-fn small<T>(limit: Limit<T>) -> RangedI64ValueParser<T>
+/// The parser of a limit's value.
+pub fn limited<T>(limit: Limit<T>) -> impl TypedValueParser<Value = T>
 where
-    T: Copy + Into<i64> + TryFrom<i64> + Clone + Send + Sync + 'static,
+    T: Copy + Into<u64> + TryFrom<u64> + Send + Sync + 'static,
 {
-    let (min, max): (i64, i64) = (limit.min.into(), limit.max.into());
-    RangedI64ValueParser::<T>::new().range(min..=max)
+    number(limit.min.into(), limit.max.into())
 }
 
-/// The parser of a `u64` limit.
-pub fn large(limit: Limit<u64>) -> RangedU64ValueParser<u64> {
-    RangedU64ValueParser::<u64>::new().range(limit.min..=limit.max)
+/// The parser of a whole number from `min` to `max` (`u64::MAX`: no upper
+/// bound). Its refusal names the argument (clap's `invalid value '-5' for
+/// '--timeout-seconds <TIMEOUT_SECONDS>'`) and says the rule; a negative
+/// number reaches it as a value, not as a flag, because the command tree
+/// allows negative numbers (`crate::args::Cli::parse_from_args`).
+pub fn number<T>(min: u64, max: u64) -> impl TypedValueParser<Value = T>
+where
+    T: TryFrom<u64> + Clone + Send + Sync + 'static,
+{
+    StringValueParser::new().try_map(move |text| {
+        let rule = if max == u64::MAX {
+            format!("at least {min}")
+        } else {
+            format!("{min} to {max}")
+        };
+        let sign = if min > 0 {
+            "positive"
+        } else {
+            "zero or positive"
+        };
+        match text.trim().parse::<i128>() {
+            Ok(n) if n < 0 => Err(format!("{n} is negative; it must be {sign}, {rule}")),
+            Ok(n) => u64::try_from(n)
+                .ok()
+                .filter(|v| (min..=max).contains(v))
+                .and_then(|v| T::try_from(v).ok())
+                .ok_or_else(|| format!("{n} is out of range; it must be {rule}")),
+            Err(_) => Err(format!(
+                "{text:?} is not a whole number; it must be {sign}, {rule}"
+            )),
+        }
+    })
 }
 
 #[cfg(test)]
@@ -107,7 +136,9 @@ mod tests {
     use super::*;
     use clap::Parser;
 
+    /// Negative numbers as values, as `Cli::parse_from_args` sets them.
     #[derive(Parser, Debug)]
+    #[command(allow_negative_numbers = true)]
     struct Probe {
         #[command(flatten)]
         shape: VmShape,
@@ -155,7 +186,32 @@ mod tests {
         edges("--ttl-seconds", TTL_SECONDS.min, None);
         assert!(probe(&["--ttl-seconds", &u64::MAX.to_string()]).is_ok());
         let err = probe(&["--vcpus", "99"]).unwrap_err().to_string();
-        assert!(err.contains("99 is not in 1..=32"), "{err}");
+        assert!(
+            err.contains("99 is out of range; it must be 1 to 32"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn negative_and_other_numbers_name_the_flag_and_the_rule() {
+        let refused = |args: &[&str]| probe(args).unwrap_err().to_string();
+        let err = refused(&["--timeout-seconds", "-5"]);
+        let rule = format!(
+            "-5 is negative; it must be positive, 1 to {}",
+            TIMEOUT_SECONDS.max
+        );
+        assert!(
+            err.contains(&format!("'--timeout-seconds <TIMEOUT_SECONDS>': {rule}")),
+            "{err}"
+        );
+        assert!(!err.contains("tip"), "{err}");
+        let err = refused(&["--ttl-seconds", "1.5"]);
+        assert!(
+            err.contains("\"1.5\" is not a whole number; it must be positive, at least 1"),
+            "{err}"
+        );
+        let big = "99999999999999999999999";
+        assert!(refused(&["--ttl-seconds", big]).contains("out of range"));
     }
 
     #[test]

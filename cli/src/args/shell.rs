@@ -1,7 +1,7 @@
 //! The arguments of `pyro workspace shell <verb>`: persistent shells on
 //! a pseudo-terminal in a running workspace (docs/shells.md).
 
-use clap::builder::RangedU64ValueParser;
+use clap::builder::TypedValueParser;
 use clap::{Args, Subcommand};
 use pyro_workspace::shell_limits::{
     DEFAULT_COLS, DEFAULT_READ_BYTES, DEFAULT_ROWS, MAX_IDLE_MS, MAX_READ_BYTES, MAX_SIZE,
@@ -29,8 +29,8 @@ pub enum ShellCommand {
     List(super::workspace::IdArgs),
 }
 
-fn size() -> RangedU64ValueParser<u16> {
-    RangedU64ValueParser::<u16>::new().range(1..=u64::from(MAX_SIZE))
+fn size() -> impl TypedValueParser<Value = u16> {
+    super::shape::number(1, u64::from(MAX_SIZE))
 }
 
 #[derive(Args)]
@@ -69,13 +69,13 @@ pub struct ShellReadArgs {
     /// The shell's id, as `shell open` printed it.
     pub shell_id: String,
     /// Read from this byte of the shell's output (0: everything kept).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = super::shape::number::<u64>(0, u64::MAX))]
     pub cursor: u64,
     /// At most this many bytes of raw output, 1-1048576.
     #[arg(
         long,
         default_value_t = DEFAULT_READ_BYTES,
-        value_parser = RangedU64ValueParser::<u64>::new().range(1..=MAX_READ_BYTES)
+        value_parser = super::shape::number::<u64>(1, MAX_READ_BYTES)
     )]
     pub max_chars: u64,
     /// The text as a terminal shows it (rendered by a terminal emulator),
@@ -88,7 +88,7 @@ pub struct ShellReadArgs {
     #[arg(
         long,
         value_name = "MS",
-        value_parser = RangedU64ValueParser::<u64>::new().range(1..=MAX_IDLE_MS)
+        value_parser = super::shape::number::<u64>(1, MAX_IDLE_MS)
     )]
     pub wait_for_idle_ms: Option<u64>,
 }

@@ -5,7 +5,7 @@ use super::network::{NetworkArgs, NetworkUpdateArgs};
 use super::shape::{self, CommandArgs, VmShape};
 use clap::{Args, Subcommand};
 use pyro_vmm::limits::DISK_MIB;
-use pyro_workspace::{PortMapping, DEFAULT_FILE_READ_BYTES};
+use pyro_workspace::{PortMapping, DEFAULT_FILE_READ_BYTES, MAX_FILE_READ_BYTES};
 use std::path::PathBuf;
 
 #[derive(Subcommand)]
@@ -213,7 +213,11 @@ pub struct FileReadArgs {
     pub id: String,
     pub path: String,
     /// Read at most this many bytes (1..=1048576).
-    #[arg(long, default_value_t = DEFAULT_FILE_READ_BYTES)]
+    #[arg(
+        long,
+        default_value_t = DEFAULT_FILE_READ_BYTES,
+        value_parser = shape::number::<u64>(1, MAX_FILE_READ_BYTES)
+    )]
     pub max_bytes: u64,
     /// Print only the content, byte for byte.
     #[arg(long, conflicts_with = "json")]
@@ -337,6 +341,6 @@ pub struct PortPublishArgs {
 pub struct PortUnpublishArgs {
     pub id: String,
     /// The guest port, as `port list` shows it.
-    #[arg(value_parser = clap::value_parser!(u16).range(1..))]
+    #[arg(value_parser = shape::number::<u16>(1, u16::MAX.into()))]
     pub guest_port: u16,
 }

@@ -53,8 +53,7 @@ impl Printer {
         if self.json {
             json(result.json());
         } else {
-            let mut out = io::stdout().lock();
-            let _ = result.human(&mut out).and_then(|_| out.flush());
+            stdout(|out| result.human(out));
         }
         if let Some(line) = result.summary() {
             eprintln!("{line}");
@@ -87,13 +86,47 @@ impl Printer {
 /// Prints `value` as pretty JSON on stdout.
 pub fn json<T: Serialize + ?Sized>(value: &T) {
     match serde_json::to_string_pretty(value) {
-        Ok(text) => println!("{text}"),
+        Ok(text) => stdout(|out| writeln!(out, "{text}")),
         Err(e) => eprintln!("[error] cannot encode result: {e}"),
     }
 }
 
+/// Writes to stdout, which every result goes through. When the reader
+/// has gone (`pyro workspace logs ID | head -1`: a broken pipe), pyro
+/// ends at once, quietly, with exit code 0, as ripgrep and fd do: the
+/// reader took what it wanted, so there is nothing to report (no panic,
+/// no error line, no summary). Any other failure of stdout is ignored:
+/// there is nowhere better to say it. A result that prints nothing
+/// (`exec`, whose output streamed) does not touch stdout, so an `exec`
+/// whose reader left keeps its command's exit code.
+pub fn stdout(write: impl FnOnce(&mut dyn Write) -> io::Result<()>) {
+    let mut out = Stdout(None);
+    let written = write(&mut out).and_then(|_| out.flush());
+    if written.is_err_and(|e| e.kind() == io::ErrorKind::BrokenPipe) {
+        std::process::exit(0);
+    }
+}
+
+/// Stdout, locked at the first byte written (see [`stdout`]).
+struct Stdout(Option<io::StdoutLock<'static>>);
+
+impl Write for Stdout {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        if bytes.is_empty() {
+            return Ok(0);
+        }
+        self.0
+            .get_or_insert_with(|| io::stdout().lock())
+            .write(bytes)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.as_mut().map_or(Ok(()), |out| out.flush())
+    }
+}
+
 /// Prints an error; returns the exit code: 2 for bad input (a usage
-/// error), 1 for everything else.
+/// error: [`Error::is_bad_input`]), 1 for everything else.
 pub fn error(as_json: bool, err: &Error) -> i32 {
     if as_json {
         json(&serde_json::json!({
@@ -103,7 +136,7 @@ pub fn error(as_json: bool, err: &Error) -> i32 {
     } else {
         eprintln!("[error] {err}");
     }
-    if matches!(err, Error::InvalidArgument(_)) {
+    if err.is_bad_input() {
         2
     } else {
         1

@@ -90,13 +90,8 @@ impl Pyro {
     /// Copies the stopped workspace's /workspace disk image (ext4) to
     /// `output`, which must not exist.
     pub fn workspace_disk_export(&self, id: &str, output: &Path) -> Result<DiskExport, Error> {
+        super::files::check_new_output(output)?;
         let ws = self.stopped(id)?;
-        if output.symlink_metadata().is_ok() {
-            return Err(Error::InvalidArgument(format!(
-                "output {}: exists already; give a new path",
-                output.display()
-            )));
-        }
         let bytes_written = super::disk::sparse_copy(&ws.dir.disk(), output)?;
         Ok(DiskExport {
             workspace_id: ws.id,

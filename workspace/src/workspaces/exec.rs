@@ -78,11 +78,7 @@ impl Pyro {
         on_start: impl FnOnce(u64),
         on_output: impl FnMut(Stream, &[u8]),
     ) -> Result<CommandRecord, Error> {
-        if opts.command.is_empty() {
-            return Err(Error::InvalidArgument(
-                "command: give the command after `--`".into(),
-            ));
-        }
+        crate::run::check_argv(&opts.command)?;
         // Not locked: the lock is taken only to count the command.
         let ws = self.workspace(id)?;
         exec_in(&ws, opts, cancel, on_start, on_output).map_err(|e| ws.redact_err(e))

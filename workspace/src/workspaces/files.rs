@@ -31,6 +31,34 @@ pub(super) fn check_read_bytes(max_bytes: u64) -> Result<(), Error> {
     }
 }
 
+/// `output` of an export: a new path in an existing host directory,
+/// checked before anything is read.
+pub(super) fn check_new_output(output: &Path) -> Result<(), Error> {
+    let refuse = |why: String| {
+        Err(Error::InvalidArgument(format!(
+            "output {}: {why}",
+            output.display()
+        )))
+    };
+    if output.symlink_metadata().is_ok() {
+        return refuse(
+            "exists already; an export writes a new path: give one that does not exist".into(),
+        );
+    }
+    let dir = match output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    match dir.metadata() {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => refuse(format!("{} is not a directory", dir.display())),
+        Err(_) => refuse(format!(
+            "the directory {} does not exist; an export writes into an existing directory",
+            dir.display()
+        )),
+    }
+}
+
 impl Pyro {
     /// Copies a host directory or tar (`.tar`, `.tar.gz`, `.tgz`) into
     /// the workspace at `dest`, all or nothing.
@@ -46,13 +74,8 @@ impl Pyro {
             Ok(if source.is_dir() {
                 agent.upload_dir(source, dest)?
             } else if source.is_file() {
-                let file = std::fs::File::open(source).map_err(|e| store::io_err(source, e))?;
-                let name = source.to_string_lossy();
-                if name.ends_with(".gz") || name.ends_with(".tgz") {
-                    agent.upload(dest, &mut flate2::read::GzDecoder::new(file))?
-                } else {
-                    agent.upload(dest, &mut std::io::BufReader::new(file))?
-                }
+                let mut tar = super::archive::open(source).map_err(|e| store::io_err(source, e))?;
+                agent.upload(dest, &mut tar)?
             } else {
                 return Err(Error::InvalidArgument(format!(
                     "source {}: no such file or directory",
@@ -150,6 +173,7 @@ impl Pyro {
     /// Copies a workspace path to the host path `output` (which must not
     /// exist).
     pub fn workspace_export(&self, id: &str, path: &str, output: &Path) -> Result<Export, Error> {
+        check_new_output(output)?;
         let ws = self.workspace(id)?;
         let DownloadResult {
             path: workspace_path,

@@ -72,12 +72,7 @@ impl Pyro {
         check_ports(&opts.network)?;
         check_secrets(&opts.secrets)?;
         if let Some(seed) = &opts.seed_path {
-            if !seed.exists() {
-                return Err(Error::InvalidArgument(format!(
-                    "seed_path {}: no such file or directory",
-                    seed.display()
-                )));
-            }
+            super::archive::check_seed(seed)?;
         }
         // Kernel and image first: a missing image is built before any
         // workspace state exists.
@@ -117,14 +112,8 @@ impl Pyro {
             Some(p) => {
                 progress.phase("seed", &format!("unpacking {}", p.display()));
                 std::fs::create_dir(&staged).map_err(|e| store::io_err(&staged, e))?;
-                let file = std::fs::File::open(p).map_err(|e| store::io_err(p, e))?;
-                let name = p.to_string_lossy();
-                let unpacked = if name.ends_with(".gz") || name.ends_with(".tgz") {
-                    unpack_untrusted(flate2::read::GzDecoder::new(file), &staged)
-                } else {
-                    unpack_untrusted(file, &staged)
-                };
-                unpacked.map_err(|e| {
+                let tar = super::archive::open(p).map_err(|e| store::io_err(p, e))?;
+                unpack_untrusted(tar, &staged).map_err(|e| {
                     Error::InvalidArgument(format!("seed_path {}: {e}", p.display()))
                 })?;
                 staged.clone()

@@ -15,6 +15,7 @@
 //! `secrets` (the store, installing, `--secret-env`, redaction); `store`,
 //! `disk` and `diff` below them.
 
+mod archive;
 mod checkpoints;
 mod diff;
 mod disk;
