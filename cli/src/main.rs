@@ -56,9 +56,9 @@ fn interrupted(command: &args::Command) -> &'static str {
         C::Workspace(W::Exec(_)) => {
             "the command was killed in the guest; the workspace keeps running"
         }
-        C::Workspace(W::Create(_)) => {
-            "the workspace may be left half made: see `pyro workspace list`, and delete it"
-        }
+        // A workspace appears only once its create has ended; the one
+        // being made is stopped and removed (`abandon_creates`).
+        C::Workspace(W::Create(_)) => "the workspace being made was stopped and removed",
         C::Workspace(_) => {
             "the workspace keeps running; the call may not have finished: see `pyro workspace status`"
         }
@@ -68,7 +68,8 @@ fn interrupted(command: &args::Command) -> &'static str {
     }
 }
 
-/// On Ctrl-C, SIGTERM or SIGHUP: remove the files of runs in progress,
+/// On Ctrl-C, SIGTERM or SIGHUP: remove the files of runs in progress
+/// and stop and remove a workspace being created,
 /// say what the signal left (`left`), then exit 128 + signal as a shell
 /// would. The VMs of runs are in this process and stop with it.
 fn clean_up_on_signals(left: &'static str) {
@@ -79,6 +80,7 @@ fn clean_up_on_signals(left: &'static str) {
     std::thread::spawn(move || {
         if let Some(signal) = signals.forever().next() {
             pyro_workspace::abandon_runs();
+            pyro_workspace::abandon_creates();
             eprintln!("pyro: interrupted (signal {signal}); {left}");
             std::process::exit(128 + signal);
         }

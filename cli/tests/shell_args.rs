@@ -13,15 +13,15 @@ fn bad_shell_flags_are_usage_errors_that_name_the_rule() {
     for (args, says) in [
         (
             &["workspace", "shell", "open", "w", "--cols", "0"][..],
-            "1..=1000",
+            "1 to 1000",
         ),
         (
             &["workspace", "shell", "open", "w", "--rows", "1001"],
-            "1..=1000",
+            "1 to 1000",
         ),
         (
             &["workspace", "shell", "read", "w", "s", "--max-chars", "0"],
-            "1..=1048576",
+            "1 to 1048576",
         ),
         (
             &[
@@ -33,7 +33,7 @@ fn bad_shell_flags_are_usage_errors_that_name_the_rule() {
                 "--wait-for-idle-ms",
                 "20000",
             ],
-            "1..=10000",
+            "1 to 10000",
         ),
         (
             &["workspace", "shell", "signal", "w", "s", "--signal", "STOP"],

@@ -5,6 +5,7 @@
 //! any later process can find it, ask it, or stop it. No daemon.
 
 use crate::guest::GuestClient;
+use crate::process::ProcessId;
 use crate::Error;
 use pyro_vmm::control::{self, ControlReply, ControlRequest, ExitReason, ExitRecord, VmmSpec};
 use pyro_vmm::net::policy::{NetRules, PortMapping};
@@ -84,7 +85,19 @@ impl DetachedVm {
     /// Starts a VMM process for `spec` (its `dir` must exist) and returns
     /// without waiting for the guest. The process runs in its own process
     /// group, so a Ctrl-C meant for the caller does not reach it.
+    ///
+    /// Its identity (pid and start time) goes into `vmm-pid.json`, so that
+    /// [`DetachedVm::stop`] can make sure of a VMM that does not answer.
+    /// Refused once [`close_spawns`] has been called.
     pub fn spawn(spec: &VmmSpec) -> Result<DetachedVm, Error> {
+        // Held until the identity is written: `close_spawns` then sees
+        // every VMM spawned before it.
+        let spawns = SPAWNS_CLOSED.lock().unwrap_or_else(|p| p.into_inner());
+        if *spawns {
+            return Err(Error::Io(
+                "this process is exiting: no new VM is started".into(),
+            ));
+        }
         let vm = DetachedVm::open(&spec.dir);
         let io = |e: std::io::Error| Error::Io(format!("{}: {e}", spec.dir.display()));
         let _ = std::fs::remove_file(VmmSpec::exit_record(&spec.dir));
@@ -105,6 +118,14 @@ impl DetachedVm {
             .process_group(0)
             .spawn()
             .map_err(|e| Error::Io(format!("starting the VM process: {e}")))?;
+        if let Some(id) = ProcessId::of(child.id()) {
+            if let Err(e) = crate::workspaces::write_json(&vm.pid_file(), &id) {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(e);
+            }
+        }
+        drop(spawns);
         // Reap it when it ends, so a long-lived caller collects no zombies.
         std::thread::spawn(move || {
             let _ = child.wait();
@@ -255,11 +276,25 @@ impl DetachedVm {
         }
     }
 
-    /// Stops the VM if it runs and waits until its process is gone.
+    /// Where [`DetachedVm::spawn`] keeps the VMM process's identity.
+    fn pid_file(&self) -> PathBuf {
+        self.dir.join("vmm-pid.json")
+    }
+
+    /// Stops the VM if it runs and waits until its process is gone. A
+    /// VMM that does not answer its control socket (still starting,
+    /// wedged, or its socket removed) but whose process still runs is
+    /// killed, so no caller removes the files of a VM that goes on.
     pub fn stop(&self) -> Result<(), Error> {
-        match control::request(&self.dir, &ControlRequest::Stop) {
-            Ok(_) => {}
-            Err(_) => return Ok(()), // not running
+        if control::request(&self.dir, &ControlRequest::Stop).is_err() {
+            let recorded: Option<ProcessId> = crate::workspaces::read_json(&self.pid_file()).ok();
+            return match recorded {
+                Some(vmm) if !vmm.kill_group(Duration::from_secs(10)) => Err(Error::Io(format!(
+                    "the VM process {} did not answer and did not die within 10 s of SIGKILL",
+                    vmm.pid
+                ))),
+                _ => Ok(()),
+            };
         }
         let started = Instant::now();
         while std::fs::symlink_metadata(VmmSpec::control_socket(&self.dir)).is_ok() {
@@ -284,6 +319,17 @@ impl DetachedVm {
         let lines: Vec<String> = text.lines().map(String::from).collect();
         pyro_vmm::console_tail_text(&lines[lines.len().saturating_sub(15)..])
     }
+}
+
+/// Set by [`close_spawns`]: [`DetachedVm::spawn`] refuses.
+static SPAWNS_CLOSED: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+
+/// Makes [`DetachedVm::spawn`] refuse from now on, waiting for one in
+/// progress to finish: for a process about to exit on a signal, which
+/// then stops the VMs it was making (see `abandon_creates`) and must not
+/// see another one start behind its back.
+pub(crate) fn close_spawns() {
+    *SPAWNS_CLOSED.lock().unwrap_or_else(|p| p.into_inner()) = true;
 }
 
 fn unexpected(reply: ControlReply) -> Error {

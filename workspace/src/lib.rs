@@ -16,6 +16,7 @@ mod doctor;
 mod environments;
 mod error;
 mod guest;
+mod process;
 mod run;
 pub mod secrets;
 mod shell_words;
@@ -55,7 +56,7 @@ pub use run::{abandon_runs, RunOptions, RunResult, RunTimings};
 pub use shell_words::{shell_join, shell_quote};
 pub use transfer::{pack_dir, unpack_untrusted, PackStats};
 pub use workspaces::{
-    parse_secret_env, secret_env_pair, secret_from_file, DiskExport, ExecOptions,
+    abandon_creates, parse_secret_env, secret_env_pair, secret_from_file, DiskExport, ExecOptions,
 };
 pub use workspaces::{
     Checkpoint, CheckpointKind, CommandRecord, CreateOptions, Deleted, DiffEntry, DiffResult,

@@ -11,6 +11,7 @@ use super::secrets::SecretStore;
 use super::store::{self, check_labels, check_name, now_unix, rfc3339, write_json, WsDir};
 use super::{disk, BASELINE};
 use crate::detached::{DetachedVm, VmState};
+use crate::process::ProcessId;
 use crate::secrets::{Secret, MAX_SECRETS};
 use crate::transfer::unpack_untrusted;
 use crate::{Error, Progress, Pyro};
@@ -20,6 +21,7 @@ impl Pyro {
     /// VMM stops its own VM at the deadline; this removes what is left,
     /// including stopped workspaces nobody started again).
     fn sweep_expired(&self) {
+        self.sweep_abandoned_creates();
         let now = now_unix();
         for (dir, record) in self.records() {
             if record.expires_unix.is_some_and(|t| t <= now) {
@@ -41,15 +43,6 @@ impl Pyro {
     ) -> Result<Workspace, Error> {
         if let Some(name) = &opts.name {
             store::check_workspace_name(name)?;
-            if self
-                .records()
-                .iter()
-                .any(|(_, r)| r.name.as_deref() == Some(name))
-            {
-                return Err(Error::Conflict(format!(
-                    "a workspace named {name:?} exists already; names are unique"
-                )));
-            }
         }
         check_labels(&opts.labels)?;
         if opts.ttl_seconds == Some(0) {
@@ -77,23 +70,158 @@ impl Pyro {
         // Kernel and image first: a missing image is built before any
         // workspace state exists.
         self.environment_vm(&opts.environment, opts.mem_mib, opts.vcpus, progress)?;
-        std::fs::create_dir_all(self.workspaces_root())
-            .map_err(|e| store::io_err(&self.workspaces_root(), e))?;
-        let (id, dir) = loop {
-            let id = store::new_id()?;
-            let dir = self.workspaces_root().join(&id);
-            match std::fs::create_dir(&dir) {
-                Ok(()) => break (id, WsDir(dir)),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(store::io_err(&dir, e)),
+        let root = self.workspaces_root();
+        std::fs::create_dir_all(&root).map_err(|e| store::io_err(&root, e))?;
+        self.sweep_abandoned_creates();
+        let creating = Creating {
+            by: ProcessId::current()
+                .ok_or_else(|| Error::Io("cannot read /proc/self/stat".into()))?,
+            name: opts.name.clone(),
+        };
+        // The directory appears with its `creating.json` in it (made
+        // aside, then renamed into place), and its name is taken under
+        // the names lock: two creates cannot both take one name.
+        let (id, dir) = {
+            let _names = self.names_lock()?;
+            if let Some(name) = &opts.name {
+                self.check_name_free(name, None)?;
+            }
+            loop {
+                let id = store::new_id()?;
+                let aside = root.join(format!("{NEW_PREFIX}{id}"));
+                match std::fs::create_dir(&aside) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                    Err(e) => return Err(store::io_err(&aside, e)),
+                }
+                let dir = WsDir(root.join(&id));
+                let placed =
+                    write_json(&WsDir(aside.clone()).creating(), &creating).and_then(|()| {
+                        rustix::fs::renameat_with(
+                            rustix::fs::CWD,
+                            &aside,
+                            rustix::fs::CWD,
+                            &dir.0,
+                            rustix::fs::RenameFlags::NOREPLACE,
+                        )
+                        .map_err(|e| store::io_err(&dir.0, e.into()))
+                    });
+                match placed {
+                    Ok(()) => break (id, dir),
+                    Err(e) => {
+                        let _ = std::fs::remove_dir_all(&aside);
+                        if !dir.0.exists() {
+                            return Err(e);
+                        }
+                    }
+                }
             }
         };
+        in_progress().push(dir.0.clone());
         let made = self.create_in(&id, &dir, opts, progress);
-        if made.is_err() {
-            let _ = DetachedVm::open(dir.vm()).stop();
-            let _ = std::fs::remove_dir_all(&dir.0);
+        match &made {
+            // Visible (its record written) since its first start ended.
+            Ok(_) => {
+                let _ = std::fs::remove_file(dir.creating());
+            }
+            Err(_) => {
+                let _ = DetachedVm::open(dir.vm()).stop();
+                let _ = std::fs::remove_dir_all(&dir.0);
+            }
         }
+        in_progress().retain(|d| d != &dir.0);
         made
+    }
+
+    /// Held while a name is checked and taken (create, update), so that
+    /// names stay unique under concurrent calls.
+    fn names_lock(&self) -> Result<store::Lock, Error> {
+        store::lock_file(&self.workspaces_root().join(".names.lock"))
+    }
+
+    /// Fails if a workspace other than `except` has `name`, or a create
+    /// in progress is taking it.
+    fn check_name_free(&self, name: &str, except: Option<&WsDir>) -> Result<(), Error> {
+        let other = |d: &WsDir| except.is_none_or(|e| e.0 != d.0);
+        let taken = self
+            .records()
+            .iter()
+            .any(|(d, r)| r.name.as_deref() == Some(name) && other(d))
+            || self
+                .creates_in_progress()
+                .iter()
+                .any(|(d, c)| c.name.as_deref() == Some(name) && other(d));
+        if taken {
+            return Err(Error::Conflict(format!(
+                "a workspace named {name:?} exists already; names are unique"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Creates whose process still runs: not yet workspaces (no record),
+    /// but their names are taken.
+    fn creates_in_progress(&self) -> Vec<(WsDir, Creating)> {
+        let Ok(entries) = std::fs::read_dir(self.workspaces_root()) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .map(|e| WsDir(e.path()))
+            .filter(|d| !d.record().exists())
+            .filter_map(|d| {
+                let c: Creating = store::read_json(&d.creating()).ok()?;
+                c.by.alive().then_some((d, c))
+            })
+            .collect()
+    }
+
+    /// Removes what creates whose process died (killed, or its machine
+    /// restarted) left: a workspace becomes visible only once its first
+    /// start has ended (its record is written then), so until then its
+    /// directory holds `creating.json` naming the process making it. If
+    /// that process is gone, its VM (if it started one) is stopped,
+    /// killed if it does not answer, and the directory removed. A
+    /// `creating.json` left beside a record (the process died between
+    /// the two) is just removed.
+    fn sweep_abandoned_creates(&self) {
+        let Ok(entries) = std::fs::read_dir(self.workspaces_root()) else {
+            return;
+        };
+        for dir in entries.flatten().map(|e| WsDir(e.path())) {
+            let creating: Option<Creating> = store::read_json(&dir.creating()).ok();
+            if creating.as_ref().is_some_and(|c| c.by.alive()) {
+                continue;
+            }
+            let aside = dir
+                .0
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(NEW_PREFIX));
+            if aside {
+                // Never had a VM. Without a marker it may be a moment
+                // old (made, the marker not yet written): leave it a
+                // minute.
+                let old = std::fs::metadata(&dir.0)
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t.elapsed().is_ok_and(|a| a.as_secs() > 60));
+                if creating.is_some() || old {
+                    let _ = std::fs::remove_dir_all(&dir.0);
+                }
+                continue;
+            }
+            if creating.is_none() {
+                continue; // a workspace (or something else): not ours
+            }
+            if dir.record().exists() {
+                let _ = std::fs::remove_file(dir.creating());
+                continue;
+            }
+            let Ok(_lock) = dir.lock() else { continue };
+            if DetachedVm::open(dir.vm()).stop().is_ok() {
+                let _ = std::fs::remove_dir_all(&dir.0);
+            }
+        }
     }
 
     fn create_in(
@@ -194,7 +322,8 @@ impl Pyro {
             });
         }
         record.secrets.sort_by(|a, b| a.name.cmp(&b.name));
-        write_json(&dir.record(), &record)?;
+        // No record yet: the start writes it once the agent answers, and
+        // only then is the workspace visible (see `workspace_create`).
         progress.phase("boot", &format!("starting workspace {id}"));
         self.boot(dir, &mut record, opts.cold, new.as_ref(), progress)?;
         Ok(view(dir, record))
@@ -237,18 +366,16 @@ impl Pyro {
         } else {
             self.workspace(id)?
         };
-        if let Some(name) = &opts.name {
-            store::check_workspace_name(name)?;
-            if self
-                .records()
-                .iter()
-                .any(|(d, r)| r.name.as_deref() == Some(name) && d.0 != ws.dir.0)
-            {
-                return Err(Error::Conflict(format!(
-                    "a workspace named {name:?} exists already"
-                )));
+        // Held until the record is written: names stay unique.
+        let _names = match &opts.name {
+            Some(name) => {
+                store::check_workspace_name(name)?;
+                let names = self.names_lock()?;
+                self.check_name_free(name, Some(&ws.dir))?;
+                Some(names)
             }
-        }
+            None => None,
+        };
         check_labels(&opts.set_labels)?;
         for key in &opts.clear_labels {
             check_name("label key", key)?;
@@ -418,4 +545,38 @@ fn check_ports(network: &pyro_vmm::NetConfig) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+/// How the directory of a workspace being created is named until it is
+/// renamed to its id (with its `creating.json` in it).
+const NEW_PREFIX: &str = ".new-";
+
+/// `creating.json`: in a workspace's directory from the moment it appears
+/// until its create has ended (see [`Pyro::workspace_create`]).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Creating {
+    /// The process making it; if it is gone, the create was abandoned.
+    by: ProcessId,
+    /// The name it takes.
+    name: Option<String>,
+}
+
+/// Directories of this process's creates in progress, for
+/// [`abandon_creates`].
+fn in_progress() -> std::sync::MutexGuard<'static, Vec<std::path::PathBuf>> {
+    static DIRS: std::sync::Mutex<Vec<std::path::PathBuf>> = std::sync::Mutex::new(Vec::new());
+    DIRS.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Stops the VMs of this process's creates in progress and removes their
+/// directories, after which no VM can start in this process. For a front
+/// end about to exit on a signal (Ctrl-C): the workspace it was making
+/// is gone rather than left for the next sweep.
+pub fn abandon_creates() {
+    crate::detached::close_spawns();
+    for dir in in_progress().drain(..) {
+        let ws = WsDir(dir);
+        let _ = DetachedVm::open(ws.vm()).stop();
+        let _ = std::fs::remove_dir_all(&ws.0);
+    }
 }

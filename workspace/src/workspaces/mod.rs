@@ -24,6 +24,7 @@ mod exec;
 mod files;
 mod handle;
 mod lifecycle;
+pub use lifecycle::abandon_creates;
 mod network;
 mod records;
 mod secrets;
@@ -47,7 +48,7 @@ pub use records::{
 pub use secrets::{parse_secret_env, secret_env_pair, secret_from_file};
 pub use services::*;
 pub use shells::*;
-pub(crate) use store::now_unix;
+pub(crate) use store::{now_unix, read_json, write_json};
 
 /// Size of a new /workspace disk (sparse: only what is used takes space).
 pub const DEFAULT_DISK_MIB: u64 = pyro_vmm::limits::DISK_MIB.default;

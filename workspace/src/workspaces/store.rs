@@ -20,6 +20,10 @@ impl WsDir {
     pub fn disk(&self) -> PathBuf {
         self.0.join("disk.ext4")
     }
+    /// Who is making the workspace, until its create ends.
+    pub fn creating(&self) -> PathBuf {
+        self.0.join("creating.json")
+    }
     /// The writable system's upper layer (everything outside /workspace).
     pub fn system_disk(&self) -> PathBuf {
         self.0.join("system.ext4")
@@ -62,17 +66,21 @@ impl WsDir {
 
     /// Takes the workspace's lock (blocking); released when dropped.
     pub fn lock(&self) -> Result<Lock, Error> {
-        let path = self.0.join("lock");
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| io_err(&path, e))?;
-        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
-            .map_err(|e| io_err(&path, e.into()))?;
-        Ok(Lock(file))
+        lock_file(&self.0.join("lock"))
     }
+}
+
+/// Takes the exclusive lock on `path` (made if missing), waiting for it.
+pub fn lock_file(path: &Path) -> Result<Lock, Error> {
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| io_err(path, e))?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
+        .map_err(|e| io_err(path, e.into()))?;
+    Ok(Lock(file))
 }
 
 /// A held workspace lock.
