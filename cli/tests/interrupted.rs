@@ -133,7 +133,6 @@ fn an_interrupted_create_leaves_nothing_or_a_working_workspace() {
             .map(|d| {
                 d.flatten()
                     .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .filter(|n| n != ".names.lock")
                     .collect()
             })
             .unwrap_or_default();

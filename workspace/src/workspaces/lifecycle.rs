@@ -134,9 +134,11 @@ impl Pyro {
     }
 
     /// Held while a name is checked and taken (create, update), so that
-    /// names stay unique under concurrent calls.
+    /// names stay unique under concurrent calls. Beside the workspaces'
+    /// directory (`<data>/workspaces.names.lock`), which holds
+    /// workspaces only.
     fn names_lock(&self) -> Result<store::Lock, Error> {
-        store::lock_file(&self.workspaces_root().join(".names.lock"))
+        store::lock_file(&self.workspaces_root().with_extension("names.lock"))
     }
 
     /// Fails if a workspace other than `except` has `name`, or a create
