@@ -225,6 +225,15 @@ pub(crate) struct NewDisks {
 }
 
 impl NewDisks {
+    /// How the snapshot's VM (and every VM restored from it) has its
+    /// disks mounted.
+    pub(crate) fn mounts(&self) -> Mounts {
+        match self.workspace_mib {
+            Some(_) => Mounts::AtBoot,
+            None => Mounts::SystemAtBoot,
+        }
+    }
+
     /// The templates a disk must be copied from to be attached to a VM
     /// restored from such a snapshot.
     pub(crate) fn templates(&self) -> &'static [&'static str] {
@@ -325,14 +334,7 @@ impl Pyro {
         progress: &dyn Progress,
     ) -> Result<PathBuf, Error> {
         let vmm = pyro_vmm::snapshot::vmm_build_id_of(&vmm_program()?);
-        let mounts = match new {
-            Some(NewDisks {
-                workspace_mib: Some(_),
-                ..
-            }) => Mounts::AtBoot,
-            Some(_) => Mounts::SystemAtBoot,
-            None => Mounts::OnRestore,
-        };
+        let mounts = new.as_ref().map_or(Mounts::OnRestore, NewDisks::mounts);
         let shape = |work: &Path| {
             Self::workspace_vm_config(
                 base,

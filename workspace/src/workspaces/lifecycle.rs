@@ -164,16 +164,25 @@ impl Pyro {
     /// Creates whose process still runs: not yet workspaces (no record),
     /// but their names are taken.
     fn creates_in_progress(&self) -> Vec<(WsDir, Creating)> {
+        self.creates()
+            .into_iter()
+            .filter(|(d, _)| !d.record().exists())
+            .filter_map(|(d, c)| c.filter(|c| c.by.alive()).map(|c| (d, c)))
+            .collect()
+    }
+
+    /// Every entry of the workspaces' directory with its `creating.json`,
+    /// if it has one.
+    fn creates(&self) -> Vec<(WsDir, Option<Creating>)> {
         let Ok(entries) = std::fs::read_dir(self.workspaces_root()) else {
             return Vec::new();
         };
         entries
             .flatten()
             .map(|e| WsDir(e.path()))
-            .filter(|d| !d.record().exists())
-            .filter_map(|d| {
-                let c: Creating = store::read_json(&d.creating()).ok()?;
-                c.by.alive().then_some((d, c))
+            .map(|d| {
+                let creating = store::read_json(&d.creating()).ok();
+                (d, creating)
             })
             .collect()
     }
@@ -187,11 +196,7 @@ impl Pyro {
     /// `creating.json` left beside a record (the process died between
     /// the two) is just removed.
     fn sweep_abandoned_creates(&self) {
-        let Ok(entries) = std::fs::read_dir(self.workspaces_root()) else {
-            return;
-        };
-        for dir in entries.flatten().map(|e| WsDir(e.path())) {
-            let creating: Option<Creating> = store::read_json(&dir.creating()).ok();
+        for (dir, creating) in self.creates() {
             if creating.as_ref().is_some_and(|c| c.by.alive()) {
                 continue;
             }
