@@ -92,7 +92,7 @@ fn atomic_writes_and_reads(g: &Guest) {
         ("/workspace/data/bin/blob", 3_000_000, 0o644)
     );
     let (back, r) = c
-        .read_to_vec("/workspace/data/bin/blob", None)
+        .read_to_vec("/workspace/data/bin/blob", 4 << 20)
         .expect("read");
     assert!(back == data, "read back differs");
     assert_eq!(
@@ -409,7 +409,7 @@ fn a_read_is_served_while_a_command_runs(g: &Guest) {
     let mut c = g.client();
     let started = Instant::now();
     write(&mut c, "concurrent.txt", b"meanwhile");
-    let (bytes, _) = c.read_to_vec("concurrent.txt", None).expect("read");
+    let (bytes, _) = c.read_to_vec("concurrent.txt", 1 << 20).expect("read");
     let quick = started.elapsed();
     let slow = long.join().unwrap();
     assert_eq!(bytes, b"meanwhile");

@@ -93,7 +93,7 @@ fn restored_vms_work_like_booted_ones_and_are_each_their_own() {
     client
         .write("a/b.txt", None, true, &mut &b"restored\n"[..])
         .expect("write");
-    let (bytes, _) = client.read_to_vec("a/b.txt", None).expect("read");
+    let (bytes, _) = client.read_to_vec("a/b.txt", 1 << 20).expect("read");
     assert_eq!(bytes, b"restored\n");
     let mut tar = Vec::new();
     client.download("a", &mut tar).expect("download");

@@ -98,6 +98,7 @@ fn run_command(pyro: &Pyro, out: Printer, args: &RunArgs) -> Result<i32, Error> 
         mem_mib: args.shape.mem_mib,
         timeout: args.cmd.timeout(),
         cold: args.cold,
+        max_output_bytes: args.max_output_bytes,
         network: pyro_vmm::NetConfig {
             rules: args.network.rules(),
             publish: Vec::new(),

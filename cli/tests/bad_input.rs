@@ -408,6 +408,19 @@ fn bad_input_is_refused_by_name_and_rule_and_changes_nothing() {
             &["/etc/passwd", "/workspace"],
         ),
         with(
+            &[
+                "workspace",
+                "file",
+                "write",
+                "ID",
+                ".pyro-staging/x",
+                "--text",
+                "x",
+            ],
+            "invalid_path",
+            &[".pyro-staging/x", "staging directory"],
+        ),
+        with(
             &["workspace", "file", "list", "ID", "/etc"],
             "invalid_path",
             &["/etc"],

@@ -577,20 +577,23 @@ async fn vm_run_runs_a_command_in_a_fresh_vm_and_reports_progress() {
     let server = home.serve("vm-run").await;
     let started = Instant::now();
     let run = server
-        .ok("vm_run", json!({"command": "uname -r && echo via-shell"}))
+        .ok(
+            "vm_run",
+            json!({"command": "echo via-shell && uname -r >&2", "max_output_bytes": 7}),
+        )
         .await;
     eprintln!("vm_run took {:?}", started.elapsed());
     assert_eq!(run["exit_code"], 0, "{run}");
     assert_eq!(run["timed_out"], false);
     assert_eq!(run["environment"], "debian:12");
-    let stdout = run["stdout"].as_str().unwrap();
-    assert!(
-        stdout.ends_with("via-shell\n") && stdout.len() > 12,
-        "{stdout:?}"
-    );
+    // Each stream kept up to max_output_bytes, and said so.
+    assert_eq!(run["stdout"], "via-she", "{run}");
+    assert_eq!(run["stdout_truncated"], true, "{run}");
+    let stderr = run["stderr"].as_str().unwrap();
+    assert!(stderr.starts_with("6.") && stderr.len() <= 7, "{run}");
     assert_eq!(
         run["command"],
-        json!(["/bin/sh", "-c", "uname -r && echo via-shell"])
+        json!(["/bin/sh", "-c", "echo via-shell && uname -r >&2"])
     );
 
     let progress = server.progress_until("vm_run: done").await;

@@ -35,7 +35,16 @@ fn exit_code_and_separate_streams_reach_the_caller() {
         return;
     }
     let child = Command::new(env!("CARGO_BIN_EXE_pyro"))
-        .args(["run", "--", "sh", "-c", "echo out; echo err >&2; exit 7"])
+        // The cap is on what --json keeps; the terminal gets everything.
+        .args([
+            "run",
+            "--max-output-bytes",
+            "1",
+            "--",
+            "sh",
+            "-c",
+            "echo out; echo err >&2; exit 7",
+        ])
         .output()
         .unwrap();
     assert_eq!(
@@ -59,7 +68,17 @@ fn json_is_one_document_and_nothing_is_left_behind() {
         return;
     }
     let child = Command::new(env!("CARGO_BIN_EXE_pyro"))
-        .args(["run", "--json", "debian:12", "--", "git", "--version"])
+        .args([
+            "run",
+            "--json",
+            "--max-output-bytes",
+            "8",
+            "debian:12",
+            "--",
+            "sh",
+            "-c",
+            "git --version; echo tiny >&2",
+        ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -69,10 +88,11 @@ fn json_is_one_document_and_nothing_is_left_behind() {
     assert_eq!(out.status.code(), Some(0));
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
     assert_eq!(doc["exit_code"], 0);
-    assert!(
-        doc["stdout"].as_str().unwrap().starts_with("git version"),
-        "{doc}"
-    );
+    // Kept up to --max-output-bytes, and said so.
+    assert_eq!(doc["stdout"], "git vers", "{doc}");
+    assert_eq!(doc["stdout_truncated"], true, "{doc}");
+    assert_eq!(doc["stderr"], "tiny\n", "{doc}");
+    assert_eq!(doc["stderr_truncated"], false, "{doc}");
     assert!(doc["timings"]["boot_ms"].as_u64().unwrap() > 0);
     assert!(leftover_run_dirs(&[pid]).is_empty());
 }

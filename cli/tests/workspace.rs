@@ -38,7 +38,8 @@ impl Home {
         Home(dir, Some(own))
     }
 
-    fn pyro(&self, args: &[&str]) -> Output {
+    /// `pyro ARGS` in this home, to run or spawn.
+    fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_pyro"));
         cmd.args(args)
             .env("XDG_DATA_HOME", self.0.path().join("data"))
@@ -46,7 +47,36 @@ impl Home {
         if let Some(cache) = &self.1 {
             cmd.env("XDG_CACHE_HOME", cache);
         }
-        cmd.output().expect("run pyro")
+        cmd
+    }
+
+    fn pyro(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run pyro")
+    }
+
+    /// The pid of workspace `id`'s VMM process.
+    fn vmm_pid(&self, id: &str) -> String {
+        let vm_dir = self.path("data/pyro/workspaces").join(id).join("vm");
+        let pid = Command::new("pgrep")
+            .args([
+                "-f",
+                &format!("__vmm {}", vm_dir.join("vmm.json").display()),
+            ])
+            .output()
+            .unwrap();
+        let pid = text(&pid.stdout).trim().to_string();
+        assert!(!pid.is_empty(), "no VMM process found for {id}");
+        pid
+    }
+
+    /// Kills workspace `id`'s VMM with SIGKILL.
+    fn kill_vmm(&self, id: &str) {
+        let pid = self.vmm_pid(id);
+        assert!(Command::new("kill")
+            .args(["-9", &pid])
+            .status()
+            .unwrap()
+            .success());
     }
 
     /// Runs a command that must succeed; returns its stdout.
@@ -835,22 +865,7 @@ fn bad_input_is_refused_clearly_and_changes_nothing() {
         "--text",
         "survives\n",
     ]);
-    let vm_dir = home.path("data/pyro/workspaces").join(&id).join("vm");
-    let spec = std::fs::read_to_string(vm_dir.join("vmm.json")).unwrap();
-    let pid = Command::new("pgrep")
-        .args([
-            "-f",
-            &format!("__vmm {}", vm_dir.join("vmm.json").display()),
-        ])
-        .output()
-        .unwrap();
-    let pid = text(&pid.stdout).trim().to_string();
-    assert!(!pid.is_empty() && !spec.is_empty(), "no VMM process found");
-    assert!(Command::new("kill")
-        .args(["-9", &pid])
-        .status()
-        .unwrap()
-        .success());
+    home.kill_vmm(&id);
     std::thread::sleep(std::time::Duration::from_millis(500));
     let status = home.json(&["workspace", "status", &id]);
     assert_eq!(status["state"], "stopped");
@@ -918,6 +933,161 @@ fn a_name_can_never_be_taken_for_an_id() {
     assert_eq!(status["workspace_id"], id.as_str());
     home.ok(&["workspace", "delete", "0123456789abc"]);
     assert!(listed(&home).is_empty());
+}
+
+/// The history records of workspace `id`: (sequence, status) each.
+fn statuses(home: &Home, id: &str) -> Vec<(u64, String)> {
+    home.json(&["workspace", "logs", id])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let status = r["status"].as_str().unwrap().to_string();
+            (r["sequence"].as_u64().unwrap(), status)
+        })
+        .collect()
+}
+
+/// Waits (bounded) until command `sequence` shows in the history as
+/// running.
+fn wait_running(home: &Home, id: &str, sequence: u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !statuses(home, id).contains(&(sequence, "running".into())) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "command #{sequence} never showed as running: {:?}",
+            statuses(home, id)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// Callers and VMs killed mid-call: each command stays in the history
+/// (running while it runs, interrupted once its caller or VM is gone,
+/// never a gap), and a push cut short leaves all of its files or none,
+/// with no staging anywhere in /workspace after the next start.
+#[test]
+fn a_killed_caller_or_vm_leaves_no_staging_and_no_gap_in_the_history() {
+    if !pyro_workspace::testing::guests_available() {
+        return;
+    }
+    use std::process::Stdio;
+    let home = Home::new();
+    let id = home.create(&[]);
+
+    // #1: a program the guest cannot start.
+    let out = home.pyro(&["workspace", "exec", &id, "--", "/no/such/program"]);
+    assert!(!out.status.success());
+    let logs = home.json(&["workspace", "logs", &id]);
+    assert_eq!(logs[0]["status"], "not_started", "{logs}");
+    assert!(
+        logs[0]["stderr"]
+            .as_str()
+            .unwrap()
+            .contains("/no/such/program"),
+        "{logs}"
+    );
+
+    // #2: its CLI killed while the command runs.
+    let mut waiter = home
+        .command(&["workspace", "exec", &id, "--", "sleep", "600"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_running(&home, &id, 2);
+    waiter.kill().unwrap();
+    waiter.wait().unwrap();
+    assert_eq!(
+        statuses(&home, &id),
+        [(1, "not_started".into()), (2, "interrupted".into())]
+    );
+
+    // A push of 16 MiB (far more than a PVM guest unpacks in the seconds
+    // before the kill) and #3, a command, both cut by a killed VMM.
+    let src = home.path("push");
+    std::fs::create_dir_all(&src).unwrap();
+    for i in 0..256u32 {
+        let body: Vec<u8> = (0..65536u32).map(|b| (b * 7 + i) as u8).collect();
+        std::fs::write(src.join(format!("f{i:03}.bin")), body).unwrap();
+    }
+    let push = home
+        .command(&[
+            "workspace",
+            "sync",
+            "push",
+            &id,
+            src.to_str().unwrap(),
+            "--dest",
+            "/workspace/pushed",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let exec = home
+        .command(&["workspace", "exec", &id, "--", "sleep", "600"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_running(&home, &id, 3);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    home.kill_vmm(&id);
+    let push = push.wait_with_output().unwrap();
+    assert!(
+        !push.status.success(),
+        "the push ended before the VMM was killed; push more to test a cut one: {}",
+        text(&push.stdout)
+    );
+    assert!(!exec.wait_with_output().unwrap().status.success());
+    assert_eq!(statuses(&home, &id)[2], (3, "interrupted".into()));
+
+    home.ok(&["workspace", "start", &id]);
+    let seen = sh(
+        &home,
+        &id,
+        "ls -A /workspace; find /workspace -name '*pyro-tmp*'; \
+         echo pushed=$(ls /workspace/pushed 2>/dev/null | wc -l)",
+    );
+    assert!(
+        !seen.contains(".pyro-staging") && !seen.contains("pyro-tmp"),
+        "staging left in /workspace after a crash: {seen}"
+    );
+    assert!(
+        seen.contains("pushed=0") || seen.contains("pushed=256"),
+        "a cut push left part of its files: {seen}"
+    );
+    let diff = home.json(&["workspace", "diff", &id]);
+    let paths: Vec<&str> = diff["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    assert!(
+        paths.iter().all(|p| p.starts_with("pushed/")),
+        "diff after a cut push: {paths:?}"
+    );
+    // The history goes on from #4 (this test's `sh`), without a gap.
+    let seqs: Vec<u64> = statuses(&home, &id).iter().map(|(n, _)| *n).collect();
+    assert_eq!(seqs, [1, 2, 3, 4]);
+
+    // A text file past diff's content bound (8 MiB) is listed, not read
+    // into memory, and has no patch.
+    sh(&home, &id, "yes pyro | head -c 9437184 > big.txt");
+    let diff = home.json(&["workspace", "diff", &id]);
+    let big = diff["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["path"] == "big.txt")
+        .unwrap_or_else(|| panic!("big.txt not in the diff: {diff}"));
+    assert_eq!(big["status"], "added");
+    assert!(
+        big["text_patch"].is_null(),
+        "diff made a patch of a 9 MiB file"
+    );
 }
 
 #[test]

@@ -391,6 +391,25 @@ impl std::error::Error for PathError {}
 /// path names never depends on symlinks along it. The guest checks
 /// again, against the real tree (`RESOLVE_BENEATH`).
 pub fn workspace_relative(path: &str) -> Result<String, PathError> {
+    let clean = workspace_relative_any(path)?;
+    if clean.split('/').next() == Some(STAGING_DIR) {
+        return Err(PathError {
+            path: path.to_string(),
+            reason: "is pyro's staging directory (reserved: emptied at every start)",
+        });
+    }
+    Ok(clean)
+}
+
+/// The directory at the top of /workspace where the agent makes new
+/// files and unpacks archives before renaming them into place. A user
+/// may see it while such a request runs; every mount of /workspace
+/// empties it, so a VM killed mid-write leaves nothing half-made where
+/// the user's files are. Request paths may not name it.
+pub const STAGING_DIR: &str = ".pyro-staging";
+
+/// [`workspace_relative`] without the staging-directory rule.
+fn workspace_relative_any(path: &str) -> Result<String, PathError> {
     let refuse = |reason| {
         Err(PathError {
             path: path.to_string(),

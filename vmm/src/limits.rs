@@ -84,6 +84,17 @@ pub const CONSOLE_LOG_BYTES: Limit<u64> = Limit {
     default: pyro_devices::console_log::ConsoleLog::DEFAULT_MAX_BYTES,
 };
 
+/// What a one-shot run keeps of each output stream in its result, in
+/// bytes (`run --max-output-bytes`, `vm_run`'s `max_output_bytes`).
+/// Output handed on as it arrives (to the CLI's terminal) is not cut;
+/// the result says `stdout_truncated`/`stderr_truncated`.
+pub const OUTPUT_BYTES: Limit<u64> = Limit {
+    name: "max_output_bytes",
+    min: 0,
+    max: 256 << 20,
+    default: 1 << 20,
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;

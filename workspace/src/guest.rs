@@ -412,15 +412,24 @@ impl GuestClient {
         }
     }
 
-    /// Reads a whole file (up to `max_bytes`) into memory.
+    /// Reads a file, up to `max_bytes` of it, into memory. The guest is
+    /// untrusted: more than `max_bytes` is an error, not a bigger buffer.
     pub fn read_to_vec(
         &mut self,
         path: &str,
-        max_bytes: Option<u64>,
+        max_bytes: u64,
     ) -> Result<(Vec<u8>, ReadResult), GuestError> {
+        self.send(&Request::Read {
+            path: path.into(),
+            offset: 0,
+            max_bytes: Some(max_bytes),
+        })?;
         let mut bytes = Vec::new();
-        let result = self.read(path, 0, max_bytes, &mut bytes)?;
-        Ok((bytes, result))
+        let max = usize::try_from(max_bytes).unwrap_or(usize::MAX);
+        match self.finish_with(|_, _| {}, collect_at_most(&mut bytes, max))? {
+            Reply::Read(result) => Ok((bytes, result)),
+            other => Err(unexpected(other)),
+        }
     }
 
     /// Replaces a file atomically with `body`. `mode` defaults to the
@@ -507,19 +516,25 @@ impl GuestClient {
         rpc::write_frame(&mut self.writer, request, input)?;
         self.writer.flush()?;
         let mut output = Vec::new();
-        let reply = self.finish_with(
-            |_, _| {},
-            |data| {
-                if output.len() + data.len() > max_output {
-                    return Err(std::io::Error::other(format!(
-                        "the guest sent more than the {max_output} bytes of output asked for"
-                    )));
-                }
-                output.extend_from_slice(data);
-                Ok(())
-            },
-        )?;
+        let reply = self.finish_with(|_, _| {}, collect_at_most(&mut output, max_output))?;
         Ok((reply, output))
+    }
+}
+
+/// A sink for data frames that keeps them in `output` and fails once the
+/// guest sends more than `max` bytes in all.
+fn collect_at_most(
+    output: &mut Vec<u8>,
+    max: usize,
+) -> impl FnMut(&[u8]) -> std::io::Result<()> + '_ {
+    move |data| {
+        if output.len() + data.len() > max {
+            return Err(std::io::Error::other(format!(
+                "the guest sent more than the {max} bytes asked for"
+            )));
+        }
+        output.extend_from_slice(data);
+        Ok(())
     }
 }
 

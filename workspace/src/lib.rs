@@ -59,9 +59,9 @@ pub use workspaces::{
     abandon_creates, parse_secret_env, secret_env_pair, secret_from_file, DiskExport, ExecOptions,
 };
 pub use workspaces::{
-    Checkpoint, CheckpointKind, CommandRecord, CreateOptions, Deleted, DiffEntry, DiffResult,
-    DiffStatus, DiffSummary, Export, FileList, FileRead, FileWrite, PatchApply, Port, PortList,
-    Reset, SecretInfo, SecretSource, Service, ServiceList, ServiceLogs, ServiceOptions,
+    Checkpoint, CheckpointKind, CommandRecord, CommandStatus, CreateOptions, Deleted, DiffEntry,
+    DiffResult, DiffStatus, DiffSummary, Export, FileList, FileRead, FileWrite, PatchApply, Port,
+    PortList, Reset, SecretInfo, SecretSource, Service, ServiceList, ServiceLogs, ServiceOptions,
     ServicePort, ServiceProbe, ServiceState, Shell, ShellClosed, ShellList, ShellOptions,
     ShellRead, ShellReadOptions, ShellSignal, ShellSignalSent, ShellState, ShellWrite, StartKind,
     SyncPush, UpdateOptions, Workspace, WorkspaceRecord, WorkspaceState, DEFAULT_DISK_MIB,

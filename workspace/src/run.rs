@@ -4,6 +4,7 @@
 use crate::guest::GuestClient;
 use crate::{Cancel, Error, Progress, Pyro};
 use pyro_proto::rpc::{ExecRequest, Stream};
+use pyro_vmm::limits::OUTPUT_BYTES;
 use pyro_vmm::{Vm, VmConfig, VsockConfig};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -27,6 +28,9 @@ pub struct RunOptions {
     /// The VM's network: policy, allowlist, static names (policy `off`
     /// by default: no network).
     pub network: pyro_vmm::NetConfig,
+    /// What the result keeps of each output stream, in bytes
+    /// ([`pyro_vmm::limits::OUTPUT_BYTES`]); `on_output` still sees all.
+    pub max_output_bytes: u64,
 }
 
 impl Default for RunOptions {
@@ -40,6 +44,7 @@ impl Default for RunOptions {
             cold: false,
             cancel: Cancel::never(),
             network: pyro_vmm::NetConfig::default(),
+            max_output_bytes: OUTPUT_BYTES.default,
         }
     }
 }
@@ -60,8 +65,9 @@ pub struct RunTimings {
     pub total_ms: u64,
 }
 
-/// The result of `Pyro::run`. Output is captured in full (and also handed
-/// to the caller's callback as it arrives).
+/// The result of `Pyro::run`. Output is kept up to
+/// [`RunOptions::max_output_bytes`] a stream (and all of it is handed to
+/// the caller's callback as it arrives).
 #[derive(Debug, Clone, Serialize)]
 pub struct RunResult {
     pub environment: String,
@@ -73,6 +79,9 @@ pub struct RunResult {
     pub stdout: Vec<u8>,
     #[serde(serialize_with = "lossy")]
     pub stderr: Vec<u8>,
+    /// The command wrote more to stdout than `stdout` holds.
+    pub stdout_truncated: bool,
+    pub stderr_truncated: bool,
     pub duration_ms: u64,
     /// What the network policy refused during the run (the last
     /// [`pyro_vmm::net::stack::RECENT_REFUSALS`]): why a download failed.
@@ -170,6 +179,22 @@ fn sweep_stale(root: &Path) {
     }
 }
 
+/// One output stream as a run's result keeps it: at most a cap of it.
+#[derive(Default)]
+struct Kept {
+    bytes: Vec<u8>,
+    /// Some arrived past the cap.
+    cut: bool,
+}
+
+impl Kept {
+    fn keep(&mut self, more: &[u8], cap: usize) {
+        let room = cap.saturating_sub(self.bytes.len());
+        self.cut |= more.len() > room;
+        self.bytes.extend_from_slice(&more[..more.len().min(room)]);
+    }
+}
+
 fn ms(d: Duration) -> u64 {
     d.as_millis() as u64
 }
@@ -201,6 +226,9 @@ impl Pyro {
         mut on_output: impl FnMut(Stream, &[u8]),
     ) -> Result<RunResult, Error> {
         check_argv(argv)?;
+        OUTPUT_BYTES
+            .check(opts.max_output_bytes)
+            .map_err(Error::InvalidArgument)?;
         let started = Instant::now();
         let (mut config, env) =
             self.environment_vm(&opts.environment, opts.mem_mib, opts.vcpus, progress)?;
@@ -255,12 +283,13 @@ impl Pyro {
             timeout_ms: Some(ms(opts.timeout)),
             ..Default::default()
         };
-        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+        let cap = usize::try_from(opts.max_output_bytes).unwrap_or(usize::MAX);
+        let (mut stdout, mut stderr) = (Kept::default(), Kept::default());
         let result = client
             .exec_cancellable(request, None, &opts.cancel, |stream, bytes| {
                 match stream {
-                    Stream::Stdout => stdout.extend_from_slice(bytes),
-                    Stream::Stderr => stderr.extend_from_slice(bytes),
+                    Stream::Stdout => stdout.keep(bytes, cap),
+                    Stream::Stderr => stderr.keep(bytes, cap),
                 }
                 on_output(stream, bytes);
             })
@@ -280,8 +309,10 @@ impl Pyro {
             exit_code: result.exit_code,
             signal: result.signal,
             timed_out: result.timed_out,
-            stdout,
-            stderr,
+            stdout_truncated: stdout.cut || result.stdout_truncated,
+            stderr_truncated: stderr.cut || result.stderr_truncated,
+            stdout: stdout.bytes,
+            stderr: stderr.bytes,
             duration_ms: result.duration_ms,
             network_refusals,
             timings: RunTimings {

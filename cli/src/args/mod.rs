@@ -65,6 +65,16 @@ pub struct RunArgs {
     /// snapshot (made on first use; slower, but nothing is reused).
     #[arg(long)]
     pub cold: bool,
+    #[arg(
+        long,
+        default_value_t = pyro_vmm::limits::OUTPUT_BYTES.default,
+        value_parser = shape::limited(pyro_vmm::limits::OUTPUT_BYTES),
+        help = shape::help(
+            "What --json keeps of each output stream, in bytes (the terminal gets it all)",
+            pyro_vmm::limits::OUTPUT_BYTES
+        )
+    )]
+    pub max_output_bytes: u64,
     #[command(flatten)]
     pub network: NetworkArgs,
     #[command(flatten)]

@@ -281,6 +281,8 @@ mod tests {
             timed_out: false,
             stdout: vec![],
             stderr: vec![],
+            stdout_truncated: false,
+            stderr_truncated: false,
             duration_ms: 1,
             network_refusals: vec![r],
             timings: pyro_workspace::RunTimings::default(),

@@ -6,8 +6,8 @@
 use super::network::{self, write_network};
 use super::Render;
 use pyro_workspace::{
-    Checkpoint, CommandRecord, Deleted, DiffResult, DiskExport, Export, FileList, FileRead,
-    FileWrite, PatchApply, RefusalRecord, Reset, SyncPush, Workspace,
+    Checkpoint, CommandRecord, CommandStatus, Deleted, DiffResult, DiskExport, Export, FileList,
+    FileRead, FileWrite, PatchApply, RefusalRecord, Reset, SyncPush, Workspace,
 };
 use std::io::{self, Write};
 
@@ -142,13 +142,19 @@ impl Render for Logs<'_> {
     }
     fn human(&self, out: &mut dyn Write) -> io::Result<()> {
         for r in self.records {
+            let how = match r.status {
+                CommandStatus::Finished => format!(
+                    "exit={}{}",
+                    r.shell_exit_code(),
+                    if r.cancelled { " cancelled" } else { "" }
+                ),
+                other => other.to_string(),
+            };
             writeln!(
                 out,
-                "#{} {} exit={}{} duration_ms={} $ {}",
+                "#{} {} {how} duration_ms={} $ {}",
                 r.sequence,
                 r.started_at,
-                r.shell_exit_code(),
-                if r.cancelled { " cancelled" } else { "" },
                 r.duration_ms,
                 r.command.join(" ")
             )?;

@@ -2,8 +2,10 @@
 //! and pack a path as a tar stream. Both stream: neither holds more than a
 //! chunk of the archive in guest memory.
 //!
-//! Upload unpacks into a staging directory inside the destination, so a
-//! broken or refused archive leaves the destination as it was, then moves
+//! Upload unpacks into a directory of its own in /workspace's staging
+//! directory ([`files::STAGING`], swept at every mount, so a VM killed
+//! mid-upload leaves nothing in the destination), so a broken or refused
+//! archive leaves the destination as it was, then moves
 //! the staged entries into place with `rename` (directories merge,
 //! files replace). Every entry is created beneath the staging directory
 //! with `openat2(RESOLVE_BENEATH)`, so even a symlink planted by an
@@ -81,25 +83,23 @@ pub fn upload(dest: &str, body: &mut impl Read) -> Result<Reply, RpcError> {
     let root = files::root()?;
     let dest_fd = files::mkdir_all(&root, &rel)?;
     let dest_fd = open_beneath(&dest_fd, "", OFlags::RDONLY | OFlags::DIRECTORY, 0)?;
+    let stage_dir = files::staging_for(&root, &dest_fd)?;
     let staging = files::temp_name("upload");
-    mkdirat(&dest_fd, staging.as_str(), Mode::from_raw_mode(0o700))
+    mkdirat(&stage_dir, staging.as_str(), Mode::from_raw_mode(0o700))
         .map_err(|e| fs_error(e, &rel))?;
-    let staging_rel = if rel.is_empty() {
-        staging.clone()
-    } else {
-        format!("{rel}/{staging}")
-    };
     let result = (|| {
-        let stage = open_beneath(&dest_fd, &staging, OFlags::PATH | OFlags::DIRECTORY, 0)?;
+        let stage = open_beneath(&stage_dir, &staging, OFlags::PATH | OFlags::DIRECTORY, 0)?;
         let tally = unpack(&stage, body)?;
         // Check every clash before moving anything, then move.
         merge(&stage, &dest_fd, &rel, true)?;
         merge(&stage, &dest_fd, &rel, false)?;
         Ok(tally)
     })();
-    let cleaned = remove_tree(dest_fd.as_fd(), &staging, &staging_rel);
+    let cleaned = remove_tree(stage_dir.as_fd(), &staging, files::STAGING);
     let tally = result?;
     cleaned?;
+    // Unpacked without a sync per file; one for all before the reply.
+    files::sync_workspace()?;
     Ok(Reply::Upload(UploadResult {
         dest: workspace_absolute(&rel),
         entry_count: tally.entries,
@@ -237,6 +237,15 @@ fn merge(from: &OwnedFd, to: &OwnedFd, rel: &str, check: bool) -> Result<(), Rpc
         }
         let child = format!("{rel}/{}", name.to_string_lossy());
         let child = child.trim_start_matches('/');
+        if check && child == rpc::STAGING_DIR {
+            return Err(RpcError::new(
+                "invalid_archive",
+                format!(
+                    "entry {child:?}: /workspace/{child} is pyro's staging directory, \
+                     emptied at every start; nothing was changed"
+                ),
+            ));
+        }
         let src_dir = entry.file_type() == FileType::Directory;
         let existing = match statat(to, name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) => Some(FileType::from_raw_mode(st.st_mode)),

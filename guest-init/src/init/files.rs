@@ -9,8 +9,13 @@
 //!
 //! Syscalls cost ~160 us each in a PVM guest, so the code avoids the
 //! convenient extra ones: `d_type` from `getdents` decides recursion, a
-//! file's mode is set only when the umask would have changed it, and
-//! write's temporary file is created beside its target in one `openat`.
+//! file's mode is set only when the umask would have changed it.
+//!
+//! Writes, patches and uploads are made in [`STAGING`] and renamed into
+//! place, never beside their target: a VM killed mid-write leaves its
+//! half-made files there, and the next mount of /workspace sweeps them
+//! ([`sweep_staging`]), so a crash never leaves staging where the user's
+//! files are.
 
 use super::RpcError;
 use pyro_proto::rpc::{
@@ -19,8 +24,8 @@ use pyro_proto::rpc::{
 };
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{
-    fchmod, fdatasync, fstat, mkdirat, openat, openat2, readlinkat, renameat, statat, unlinkat,
-    AtFlags, Dir, FileType, Mode, OFlags, ResolveFlags, Stat,
+    fchmod, fdatasync, fstat, fsync, mkdirat, openat, openat2, readlinkat, renameat, statat,
+    unlinkat, AtFlags, Dir, FileType, Mode, OFlags, ResolveFlags, Stat,
 };
 use rustix::io::Errno;
 use std::ffi::OsStr;
@@ -329,7 +334,42 @@ pub fn read(
     }))
 }
 
-/// A name for a temporary sibling of `name`, unique within this guest.
+/// The directory at the top of /workspace where new content is made
+/// before it is renamed into place ([`rpc::STAGING_DIR`]).
+pub const STAGING: &str = rpc::STAGING_DIR;
+
+/// Where to make something that will be renamed into `dest_dir`: the
+/// staging directory, or `dest_dir` itself where a rename from staging
+/// cannot work (another file system mounted below /workspace) or the
+/// staging name is taken by something that is not a directory.
+pub fn staging_for(root: &OwnedFd, dest_dir: &OwnedFd) -> Result<OwnedFd, RpcError> {
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let stage = match openat(root, STAGING, flags, Mode::empty()) {
+        Err(Errno::NOENT) => match mkdirat(root, STAGING, Mode::from_raw_mode(0o700)) {
+            Ok(()) | Err(Errno::EXIST) => openat(root, STAGING, flags, Mode::empty()),
+            Err(e) => Err(e),
+        },
+        other => other,
+    };
+    let same_fs = |stage: &OwnedFd| matches!((fstat(stage), fstat(dest_dir)), (Ok(a), Ok(b)) if a.st_dev == b.st_dev);
+    match stage {
+        Ok(stage) if same_fs(&stage) => Ok(stage),
+        Err(Errno::NOSPC) | Err(Errno::DQUOT) => Err(fs_error(Errno::NOSPC, STAGING)),
+        _ => open_beneath(dest_dir, "", OFlags::PATH | OFlags::DIRECTORY, 0),
+    }
+}
+
+/// Removes [`STAGING`] and whatever a killed VM left in it. Run when
+/// /workspace is mounted, before any request can use it.
+pub fn sweep_staging() -> Result<(), RpcError> {
+    let root = root()?;
+    match remove_tree(root.as_fd(), STAGING, STAGING) {
+        Err(e) if e.kind == "not_found" => Ok(()),
+        other => other,
+    }
+}
+
+/// A name for a temporary copy of `name`, unique within this guest.
 pub fn temp_name(name: &str) -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
@@ -374,18 +414,22 @@ pub fn write(
         .or(existing.map(|st| st.st_mode & 0o7777))
         .unwrap_or(0o644)
         & 0o7777;
+    let stage = staging_for(&root, &dir)?;
     let tmp = temp_name(name);
     let fd = openat(
-        &dir,
+        &stage,
         tmp.as_str(),
         OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         Mode::from_raw_mode(mode),
     )
     .map_err(|e| fs_error(e, &rel))?;
     let result = fill(fd, mode, body, &rel).and_then(|n| {
-        renameat(&dir, tmp.as_str(), &dir, name)
-            .map_err(|e| fs_error(e, &rel))
-            .map(|_| n)
+        renameat(&stage, tmp.as_str(), &dir, name).map_err(|e| fs_error(e, &rel))?;
+        // The rename is durable only once its directory is: a reply
+        // means the write survives a VM killed right after it.
+        let parent = open_beneath(&dir, "", OFlags::RDONLY | OFlags::DIRECTORY, 0)?;
+        fsync(&parent).map_err(|e| fs_error(e, &rel))?;
+        Ok(n)
     });
     match result {
         Ok(bytes_written) => Ok(Reply::Written(WriteResult {
@@ -394,7 +438,7 @@ pub fn write(
             mode,
         })),
         Err(e) => {
-            let _ = unlinkat(&dir, tmp.as_str(), AtFlags::empty());
+            let _ = unlinkat(&stage, tmp.as_str(), AtFlags::empty());
             Err(e)
         }
     }
@@ -509,10 +553,16 @@ fn is_dir(dir: BorrowedFd<'_>, name: &std::ffi::CStr, d_type: FileType) -> bool 
 
 /// Flushes the file system under /workspace to its disk, and the
 /// writable system's upper layer to its own when that is a disk.
-pub fn sync() -> Result<(), RpcError> {
+/// Flushes /workspace's file system to its disk (`syncfs`): what a
+/// request changed survives a VM killed once it has answered.
+pub fn sync_workspace() -> Result<(), RpcError> {
     let root = root()?;
     let dir = open_beneath(&root, "", OFlags::RDONLY | OFlags::DIRECTORY, 0)?;
-    rustix::fs::syncfs(&dir).map_err(|e| fs_error(e, ""))?;
+    rustix::fs::syncfs(&dir).map_err(|e| fs_error(e, ""))
+}
+
+pub fn sync() -> Result<(), RpcError> {
+    sync_workspace()?;
     // On the overlay, syncfs syncs its upper file system.
     match super::system::upper_on_disk() {
         Some(system) => rustix::fs::syncfs(system).map_err(|e| fs_error(e, "/")),

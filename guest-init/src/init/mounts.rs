@@ -92,7 +92,19 @@ pub fn mount_workspace(device: Option<&str>) -> Result<(), String> {
             Some(c"mode=0755"),
         ),
     };
-    result.map_err(|e| format!("mount {target} ({}): {e}", device.unwrap_or("tmpfs")))
+    result.map_err(|e| format!("mount {target} ({}): {e}", device.unwrap_or("tmpfs")))?;
+    if device.is_some() {
+        // What a VM killed mid-write left half-made; before any request.
+        // A failure is logged, not fatal: the disk is mounted and usable.
+        if let Err(e) = super::files::sweep_staging() {
+            log(&format!(
+                "{target}: emptying {}: {}",
+                super::files::STAGING,
+                e.message
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Whether [`mount_attached_workspace`] has mounted its disk.

@@ -102,6 +102,8 @@ pub fn apply(text: &[u8]) -> Result<Reply, RpcError> {
     let changes =
         outcome.map_err(|e| RpcError::new("patch_failed", format!("{e}; nothing was changed")))?;
     commit(&root, &changes)?;
+    // The renames and deletes, durable before the reply.
+    files::sync_workspace()?;
 
     let mut result = PatchResult::default();
     let mut entry = |path: &str, status: &str| {
@@ -138,6 +140,8 @@ pub fn apply(text: &[u8]) -> Result<Reply, RpcError> {
 
 /// A new file content written beside its final name.
 struct Staged {
+    /// Where the new file is made ([`files::staging_for`]).
+    stage: OwnedFd,
     dir: OwnedFd,
     tmp: String,
     name: String,
@@ -154,15 +158,17 @@ fn commit(root: &OwnedFd, changes: &[Change]) -> Result<(), RpcError> {
             let rel = files::relative(path)?;
             let (parent, name) = rel.rsplit_once('/').unwrap_or(("", &rel));
             let dir = files::mkdir_all(root, parent)?;
+            let stage = files::staging_for(root, &dir)?;
             let tmp = files::temp_name(name);
             let fd = openat(
-                &dir,
+                &stage,
                 tmp.as_str(),
                 OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                 Mode::from_raw_mode(*mode),
             )
             .map_err(|e| fs_error(e, &rel))?;
             staged.push(Staged {
+                stage,
                 dir,
                 tmp,
                 name: name.to_string(),
@@ -175,31 +181,34 @@ fn commit(root: &OwnedFd, changes: &[Change]) -> Result<(), RpcError> {
         }
         Ok(())
     })();
-    if let Err(e) = staging {
-        for s in &staged {
-            let _ = unlinkat(&s.dir, s.tmp.as_str(), AtFlags::empty());
-        }
-        return Err(e);
-    }
     // Everything new is on disk; now the quick part.
-    for change in changes {
-        if let Change::Delete { path } = change {
-            let rel = files::relative(path)?;
-            let (dir, name) = files::open_parent(root, &rel, false)?;
-            match unlinkat(&dir, name, AtFlags::empty()) {
-                Ok(()) | Err(Errno::NOENT) => {}
-                Err(e) => return Err(fs_error(e, &rel)),
+    let result = staging.and_then(|()| {
+        for change in changes {
+            if let Change::Delete { path } = change {
+                let rel = files::relative(path)?;
+                let (dir, name) = files::open_parent(root, &rel, false)?;
+                match unlinkat(&dir, name, AtFlags::empty()) {
+                    Ok(()) | Err(Errno::NOENT) => {}
+                    Err(e) => return Err(fs_error(e, &rel)),
+                }
             }
         }
+        for s in &staged {
+            renameat(
+                s.stage.as_fd(),
+                s.tmp.as_str(),
+                s.dir.as_fd(),
+                s.name.as_str(),
+            )
+            .map_err(|e| fs_error(e, &s.rel))?;
+        }
+        Ok(())
+    });
+    if result.is_err() {
+        // Those already renamed are gone from staging (ENOENT here).
+        for s in &staged {
+            let _ = unlinkat(&s.stage, s.tmp.as_str(), AtFlags::empty());
+        }
     }
-    for s in &staged {
-        renameat(
-            s.dir.as_fd(),
-            s.tmp.as_str(),
-            s.dir.as_fd(),
-            s.name.as_str(),
-        )
-        .map_err(|e| fs_error(e, &s.rel))?;
-    }
-    Ok(())
+    result
 }

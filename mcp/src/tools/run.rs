@@ -5,7 +5,7 @@ use super::{
     default_vcpus, network, CommandLine,
 };
 use crate::server::PyroServer;
-use pyro_vmm::limits::{MEM_MIB, TIMEOUT_SECONDS, VCPUS};
+use pyro_vmm::limits::{MEM_MIB, OUTPUT_BYTES, TIMEOUT_SECONDS, VCPUS};
 use pyro_workspace::{NetConfig, RunOptions};
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::CallToolResult;
@@ -62,6 +62,16 @@ pub struct VmRunParams {
     /// allow_hosts is given.
     #[serde(default)]
     pub add_hosts: Vec<String>,
+    /// Keep at most this many bytes of each of stdout and stderr, 0 to
+    /// 268435456 (default 1048576); stdout_truncated/stderr_truncated
+    /// say when the command wrote more.
+    #[serde(default = "default_max_output_bytes")]
+    #[schemars(range(min = OUTPUT_BYTES.min, max = OUTPUT_BYTES.max))]
+    pub max_output_bytes: u64,
+}
+
+fn default_max_output_bytes() -> u64 {
+    OUTPUT_BYTES.default
 }
 
 #[tool_router(router = run_tools, vis = "pub(crate)")]
@@ -77,7 +87,7 @@ impl PyroServer {
     /// A non-zero exit_code is a normal result, not a tool error.
     /// Cancelling the request kills the command and removes the VM. Result:
     /// {environment, command, exit_code, signal, timed_out, stdout, stderr,
-    /// duration_ms, network_refusals: [{source, target, reason, at_ms}],
+    /// stdout_truncated, stderr_truncated, duration_ms, network_refusals: [{source, target, reason, at_ms}],
     /// timings}.
     #[tool(annotations(destructive_hint = false, open_world_hint = false))]
     async fn vm_run(
@@ -87,6 +97,7 @@ impl PyroServer {
     ) -> CallToolResult {
         self.call("vm_run", ctx, move |job| {
             check_limit(TIMEOUT_SECONDS, p.timeout_seconds)?;
+            check_limit(OUTPUT_BYTES, p.max_output_bytes)?;
             check_vm_size(p.vcpus, p.mem_mib)?;
             let rules = network::new_rules(
                 p.network_policy.as_deref(),
@@ -100,6 +111,7 @@ impl PyroServer {
                 mem_mib: p.mem_mib,
                 timeout: Duration::from_secs(p.timeout_seconds),
                 cancel: job.cancel().clone(),
+                max_output_bytes: p.max_output_bytes,
                 network: NetConfig {
                     rules,
                     publish: Vec::new(),

@@ -422,11 +422,13 @@ impl PyroServer {
     }
 
     /// The commands run with workspace_exec, oldest first, with exit codes
-    /// and output (up to 1 MiB per stream kept), and the connections and
+    /// and output (up to 1 MiB per stream kept); status is "running",
+    /// "finished", "interrupted" (its caller or the VM died while it ran)
+    /// or "not_started". Also the connections and
     /// DNS queries the network policy refused lately while it runs (why a
     /// download failed). Result: {workspace_id, count, entries:
-    /// [{sequence, command, started_at, exit_code, timed_out, duration_ms,
-    /// stdout, stderr, ...}], network_refusals: [{source (dns|connect|
+    /// [{sequence, status, command, started_at, exit_code, timed_out,
+    /// duration_ms, stdout, stderr, ...}], network_refusals: [{source (dns|connect|
     /// inbound), target, reason, at_ms}]}.
     #[tool(annotations(read_only_hint = true, open_world_hint = false))]
     async fn workspace_logs(

@@ -42,6 +42,8 @@ fn workspace_paths_resolve_inside_or_are_refused() {
         ("src/main.rs", "src/main.rs"),
         ("./src//main.rs/", "src/main.rs"),
         ("/workspace/a/./b", "a/b"),
+        ("a/.pyro-staging", "a/.pyro-staging"),
+        (".pyro-staging-not", ".pyro-staging-not"),
     ] {
         assert_eq!(workspace_relative(given).as_deref(), Ok(rel), "{given}");
     }
@@ -53,10 +55,17 @@ fn workspace_paths_resolve_inside_or_are_refused() {
         "a/../b",
         "/workspace/../etc",
         "a\0b",
+        ".pyro-staging",
+        "/workspace/.pyro-staging/x",
+        "./.pyro-staging/",
     ] {
         let err = workspace_relative(bad).unwrap_err();
         assert_eq!(err.path, bad);
     }
+    assert!(workspace_relative(".pyro-staging")
+        .unwrap_err()
+        .to_string()
+        .contains("staging directory"));
     assert_eq!(workspace_absolute(""), "/workspace");
     assert_eq!(workspace_absolute("a/b"), "/workspace/a/b");
 }

@@ -7,6 +7,11 @@
 //! differ from the baseline (git's stat check;
 //! contents are then compared byte for byte, so a touched but unchanged
 //! file is not reported). Directories are not entries, as in git.
+//!
+//! Contents are compared only up to [`DIFF_CONTENT_BYTES`] a file (both
+//! sides are held in host memory, and the live side comes from an
+//! untrusted guest): a bigger file whose metadata changed is reported
+//! modified, without a patch.
 
 use crate::guest::GuestClient;
 use crate::Error;
@@ -16,6 +21,9 @@ use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::path::Path;
+
+/// The largest file whose contents diff compares and patches.
+pub const DIFF_CONTENT_BYTES: u64 = 8 << 20;
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct DiffSummary {
@@ -121,7 +129,10 @@ fn load_baseline(
             link,
             content: None,
         };
-        if kind == ArtifactType::File && live.get(&name).is_none_or(|l| base.differs(l)) {
+        if kind == ArtifactType::File
+            && base.size <= DIFF_CONTENT_BYTES
+            && live.get(&name).is_none_or(|l| base.differs(l))
+        {
             let mut bytes = Vec::new();
             entry.read_to_end(&mut bytes).map_err(tar_error)?;
             base.content = Some(bytes);
@@ -146,7 +157,8 @@ pub fn diff(
     let live: BTreeMap<String, FileInfo> = listing
         .entries
         .into_iter()
-        .map(|e| (workspace_relative(&e.path).unwrap_or_default(), e))
+        // Skips the staging directory of a write running now.
+        .filter_map(|e| Some((workspace_relative(&e.path).ok()?, e)))
         .collect();
     let base = load_baseline(baseline, &live)?;
 
@@ -186,14 +198,20 @@ pub fn diff(
         let l = live.get(&path);
         let file = |t: Option<ArtifactType>| t == Some(ArtifactType::File);
         let old = b.and_then(|b| b.content.clone());
-        let new = if file(l.map(|l| l.artifact_type)) {
-            Some(agent.read_to_vec(&path, None)?.0)
+        // Too big on either side to hold: reported without comparing.
+        let mut too_big = b.is_some_and(|b| file(Some(b.kind)) && b.size > DIFF_CONTENT_BYTES)
+            || l.is_some_and(|l| file(Some(l.artifact_type)) && l.size_bytes > DIFF_CONTENT_BYTES);
+        let new = if file(l.map(|l| l.artifact_type)) && !too_big {
+            let (bytes, read) = agent.read_to_vec(&path, DIFF_CONTENT_BYTES)?;
+            too_big |= read.truncated; // it grew since the listing
+            Some(bytes)
         } else {
             None
         };
         let old_mode = b.map_or(0o644, |b| b.mode);
         let new_mode = l.map_or(0o644, |l| l.mode);
         if status == DiffStatus::Modified
+            && !too_big
             && old == new
             && old_mode == new_mode
             && b.map(|b| &b.link) == l.map(|l| &l.link_target)
@@ -208,7 +226,7 @@ pub fn diff(
             file(b.map(|b| b.kind)) || b.is_none(),
             file(l.map(|l| l.artifact_type)) || l.is_none(),
         ) {
-            (true, true) if status != DiffStatus::TypeChanged => {
+            (true, true) if status != DiffStatus::TypeChanged && !too_big => {
                 let d = unified_diff(
                     &path,
                     &path,

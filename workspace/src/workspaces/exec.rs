@@ -2,13 +2,15 @@
 //! and the history each one leaves (`logs`).
 
 use super::handle::WorkspaceHandle;
-use super::records::CommandRecord;
+use super::records::{CommandRecord, CommandStatus};
 use super::secrets::resolve_env;
 use super::store::{self, now_unix, read_json, rfc3339, write_json};
 use crate::guest::GuestError;
+use crate::process::ProcessId;
 use crate::secrets::Redactor;
 use crate::{Cancel, Error, Pyro};
 use pyro_proto::rpc::{self, ExecRequest, ExecResult, Stream};
+use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
 
 /// Output kept per stream in a command's history record.
@@ -92,7 +94,8 @@ impl Pyro {
             .map_err(|e| store::io_err(&history, e))?
             .flatten()
             .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
-            .filter_map(|e| read_json(&e.path()).ok())
+            .filter_map(|e| read_json::<Stored>(&e.path()).ok())
+            .map(Stored::seen_now)
             .collect();
         records.sort_by_key(|r| r.sequence);
         // Stored redacted; again with today's secrets, for commands that
@@ -151,6 +154,31 @@ impl Captured {
     }
 }
 
+/// A history record as stored: while the command runs, with the process
+/// that waits for it, so that a record whose waiter died reads as
+/// interrupted rather than running for ever.
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    #[serde(flatten)]
+    record: CommandRecord,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    runner: Option<ProcessId>,
+}
+
+impl Stored {
+    fn seen_now(self) -> CommandRecord {
+        let mut record = self.record;
+        if record.status == CommandStatus::Running && !self.runner.is_some_and(|p| p.alive()) {
+            record.status = CommandStatus::Interrupted;
+        }
+        record
+    }
+}
+
+fn history_file(ws: &WorkspaceHandle, sequence: u64) -> std::path::PathBuf {
+    ws.dir.history().join(format!("{sequence:08}.json"))
+}
+
 fn exec_in(
     ws: &WorkspaceHandle,
     opts: &ExecOptions,
@@ -161,10 +189,38 @@ fn exec_in(
     let env = resolve_env(ws, &opts.secret_env)?;
     let redactor = ws.redactor()?;
     let mut agent = ws.agent()?;
-    let record = ws.touch(|r| r.command_count += 1)?;
-    let sequence = record.command_count;
-    on_start(sequence);
     let started = now_unix();
+    let command: Vec<String> = opts.command.iter().map(|a| redactor.redact(a)).collect();
+    let base = |sequence, status| CommandRecord {
+        workspace_id: ws.id.clone(),
+        sequence,
+        status,
+        command: command.clone(),
+        started_at: rfc3339(started),
+        exit_code: None,
+        signal: None,
+        timed_out: false,
+        duration_ms: 0,
+        stdout: Vec::new(),
+        stderr: Vec::new(),
+        stdout_truncated: false,
+        stderr_truncated: false,
+        cancelled: false,
+    };
+    // Recorded as running before it runs, under the lock that numbers
+    // it: however its caller or VM dies, `logs` shows it (interrupted),
+    // and sequence numbers have no gaps.
+    let (_, sequence) = ws.touch_with(|r| {
+        let sequence = r.command_count + 1;
+        let stored = Stored {
+            record: base(sequence, CommandStatus::Running),
+            runner: ProcessId::current(),
+        };
+        write_json(&history_file(ws, sequence), &stored)?;
+        r.command_count = sequence;
+        Ok(sequence)
+    })?;
+    on_start(sequence);
     let clock = Instant::now();
     let (mut stdout, mut stderr) = (Captured::new(redactor), Captured::new(redactor));
     let outcome = agent.exec_cancellable(
@@ -202,13 +258,34 @@ fn exec_in(
             });
             (result, true)
         }
-        Err(e) => return Err(e.into()),
+        Err(GuestError::Remote { kind, message })
+            if stdout.received == 0 && stderr.received == 0 =>
+        {
+            let refused = CommandRecord {
+                stderr: redactor
+                    .redact(&format!("{kind}: {message}\n"))
+                    .into_bytes(),
+                duration_ms: clock.elapsed().as_millis() as u64,
+                ..base(sequence, CommandStatus::NotStarted)
+            };
+            let _ = write_json(&history_file(ws, sequence), &refused);
+            return Err(GuestError::Remote { kind, message }.into());
+        }
+        Err(e) => {
+            // The VM died or stopped answering: what arrived is kept.
+            let interrupted = CommandRecord {
+                duration_ms: clock.elapsed().as_millis() as u64,
+                stdout_truncated: true,
+                stderr_truncated: true,
+                stdout: stdout.keep,
+                stderr: stderr.keep,
+                ..base(sequence, CommandStatus::Interrupted)
+            };
+            let _ = write_json(&history_file(ws, sequence), &interrupted);
+            return Err(e.into());
+        }
     };
     let entry = CommandRecord {
-        workspace_id: record.workspace_id.clone(),
-        sequence,
-        command: opts.command.iter().map(|a| redactor.redact(a)).collect(),
-        started_at: rfc3339(started),
         exit_code: result.exit_code,
         signal: result.signal,
         timed_out: result.timed_out,
@@ -218,11 +295,9 @@ fn exec_in(
         stdout: stdout.keep,
         stderr: stderr.keep,
         cancelled,
+        ..base(sequence, CommandStatus::Finished)
     };
-    write_json(
-        &ws.dir.history().join(format!("{sequence:08}.json")),
-        &entry,
-    )?;
+    write_json(&history_file(ws, sequence), &entry)?;
     if cancelled {
         return Err(Error::Cancelled(format!(
             "workspace {}: command #{sequence} was cancelled and its process group killed \

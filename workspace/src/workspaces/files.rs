@@ -117,7 +117,7 @@ impl Pyro {
     ) -> Result<FileRead, Error> {
         check_read_bytes(max_bytes)?;
         let ws = self.workspace(id)?;
-        let (content, r) = ws.guest(|a| a.read_to_vec(path, Some(max_bytes)))?;
+        let (content, r) = ws.guest(|a| a.read_to_vec(path, max_bytes))?;
         Ok(FileRead {
             workspace_id: ws.id,
             path: absolute(path),

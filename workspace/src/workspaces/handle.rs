@@ -227,15 +227,29 @@ impl WorkspaceHandle {
     /// Records activity now, plus `f`'s change, under the lock (the held
     /// one, else taken for the write).
     pub fn touch(&self, f: impl FnOnce(&mut WorkspaceRecord)) -> Result<WorkspaceRecord, Error> {
+        self.touch_with(|r| {
+            f(r);
+            Ok(())
+        })
+        .map(|(record, ())| record)
+    }
+
+    /// [`WorkspaceHandle::touch`] with a change that may fail, and does
+    /// its own writes under the same lock first: if `f` fails, the
+    /// record is left as it was.
+    pub fn touch_with<T>(
+        &self,
+        f: impl FnOnce(&mut WorkspaceRecord) -> Result<T, Error>,
+    ) -> Result<(WorkspaceRecord, T), Error> {
         let _lock = match self.lock {
             Some(_) => None,
             None => Some(self.dir.lock()?),
         };
         let mut record = self.record()?;
         record.mark_activity();
-        f(&mut record);
+        let made = f(&mut record)?;
         write_json(&self.dir.record(), &record)?;
-        Ok(record)
+        Ok((record, made))
     }
 }
 

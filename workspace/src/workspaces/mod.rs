@@ -41,9 +41,9 @@ pub use exec::ExecOptions;
 pub use files::{DEFAULT_FILE_READ_BYTES, MAX_FILE_READ_BYTES, MAX_FILE_WRITE_BYTES};
 pub use network::{Port, PortList};
 pub use records::{
-    Checkpoint, CheckpointKind, CommandRecord, CreateOptions, Deleted, Export, FileList, FileRead,
-    FileWrite, PatchApply, Reset, SecretInfo, SecretSource, StartKind, SyncPush, UpdateOptions,
-    Workspace, WorkspaceRecord, WorkspaceState,
+    Checkpoint, CheckpointKind, CommandRecord, CommandStatus, CreateOptions, Deleted, Export,
+    FileList, FileRead, FileWrite, PatchApply, Reset, SecretInfo, SecretSource, StartKind,
+    SyncPush, UpdateOptions, Workspace, WorkspaceRecord, WorkspaceState,
 };
 pub use secrets::{parse_secret_env, secret_env_pair, secret_from_file};
 pub use services::*;

@@ -227,11 +227,38 @@ pub struct Workspace {
     pub network_status: Option<NetStatus>,
 }
 
+words! {
+    /// Where a command in a workspace's history stands.
+    pub enum CommandStatus {
+        /// It runs now: recorded when it started, its caller still waits.
+        Running = "running",
+        /// It ended; `exit_code`, `signal`, `timed_out` and `cancelled`
+        /// say how.
+        Finished = "finished",
+        /// Its caller (CLI, MCP server, program) or its VM died while it
+        /// ran: how it ended is not known. `stdout`/`stderr` hold what
+        /// arrived before, if the caller lived to record it.
+        Interrupted = "interrupted",
+        /// It never ran: the guest could not start it (no such program,
+        /// say); `stderr` holds the guest's error.
+        NotStarted = "not_started",
+    }
+}
+
+impl Default for CommandStatus {
+    /// Records from before statuses were kept were written at the end.
+    fn default() -> Self {
+        CommandStatus::Finished
+    }
+}
+
 /// One command run in a workspace, as kept in its history.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CommandRecord {
     pub workspace_id: String,
     pub sequence: u64,
+    #[serde(default)]
+    pub status: CommandStatus,
     pub command: Vec<String>,
     pub started_at: String,
     pub exit_code: Option<i32>,
