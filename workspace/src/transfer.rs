@@ -207,7 +207,10 @@ fn link_inside(name: &Path, target: &Path) -> bool {
 /// just created and nobody else writes to. Refused: absolute names, `..`,
 /// hard links, devices and fifos, symlinks pointing outside, and any
 /// entry whose parent is a symlink (that is how an archive writes through
-/// a link it planted).
+/// a link it planted). Symlinks are checked twice: each as written
+/// ([`link_inside`]), then all of them at the end as they resolve in the
+/// finished tree, following the others ([`resolves_inside`]): `c ->
+/// a/b/..` stays inside as text but not when `a/b -> ..`.
 ///
 /// An error names the entry it met (`archive entry 3 "src/a.rs"`, or the
 /// entry after the last good one when a header does not read), and the
@@ -215,6 +218,9 @@ fn link_inside(name: &Path, target: &Path) -> bool {
 pub fn unpack_untrusted(tar: impl Read, dest: &Path) -> io::Result<PackStats> {
     let mut archive = tar::Archive::new(tar);
     let mut stats = PackStats::default();
+    // Each symlink made: (entry number, name as the archive spells it,
+    // path below `dest`), checked once the tree is whole.
+    let mut links = Vec::new();
     // The last entry that read; its name as the archive spells it.
     let mut last = String::new();
     let fail = |which: String, e: io::Error| {
@@ -231,21 +237,98 @@ pub fn unpack_untrusted(tar: impl Read, dest: &Path) -> io::Result<PackStats> {
             last => fail(format!("archive entry {n} (after {last:?})"), e),
         })?;
         last = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        unpack_entry(&mut entry, dest, &mut stats)
+        let link = unpack_entry(&mut entry, dest, &mut stats)
             .map_err(|e| fail(format!("archive entry {n} {last:?}"), e))?;
+        if let Some(link) = link {
+            links.push((n, last.clone(), link));
+        }
+    }
+    for (n, raw, link) in links {
+        if !resolves_inside(dest, &link)? {
+            return Err(fail(
+                format!("archive entry {n} {raw:?}"),
+                refuse("a symlink that leads outside the archive through other symlinks".into()),
+            ));
+        }
     }
     Ok(stats)
 }
 
-/// One entry of [`unpack_untrusted`].
+/// Hops through symlinks one resolution may take before it is refused
+/// (the kernel's own limit is 40).
+const MAX_LINK_HOPS: u32 = 40;
+
+/// Whether the symlink at `link` (relative to `dest`) resolves inside
+/// `dest`, following the symlinks of the tree it meets on the way, as
+/// the kernel would. Missing components count as directories (a link
+/// may dangle inside the tree). Reads only link metadata and targets
+/// under `dest`; never follows a link outside it.
+fn resolves_inside(dest: &Path, link: &Path) -> io::Result<bool> {
+    let mut at: Vec<std::ffi::OsString> = link
+        .parent()
+        .into_iter()
+        .flat_map(|p| p.components())
+        .map(|c| c.as_os_str().to_owned())
+        .collect();
+    let target = std::fs::read_link(dest.join(link))?;
+    let mut hops = 0;
+    walk(dest, &mut at, &target, &mut hops)
+}
+
+/// Moves `at` (components below `dest`) along `target`; false once it
+/// would leave `dest` or take more than [`MAX_LINK_HOPS`] hops.
+fn walk(
+    dest: &Path,
+    at: &mut Vec<std::ffi::OsString>,
+    target: &Path,
+    hops: &mut u32,
+) -> io::Result<bool> {
+    for c in target.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if at.pop().is_none() {
+                    return Ok(false);
+                }
+            }
+            Component::RootDir | Component::Prefix(_) => return Ok(false),
+            Component::Normal(part) => {
+                let here: PathBuf = dest
+                    .iter()
+                    .chain(at.iter().map(|p| p.as_os_str()))
+                    .collect();
+                let next = here.join(part);
+                match std::fs::symlink_metadata(&next) {
+                    Ok(m) if m.file_type().is_symlink() => {
+                        *hops += 1;
+                        if *hops > MAX_LINK_HOPS {
+                            return Ok(false);
+                        }
+                        let inner = std::fs::read_link(&next)?;
+                        if !walk(dest, at, &inner, hops)? {
+                            return Ok(false);
+                        }
+                    }
+                    Ok(_) => at.push(part.to_owned()),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => at.push(part.to_owned()),
+                    Err(e) => return Err(with_path(e, &next)),
+                }
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// One entry of [`unpack_untrusted`]; the path (below `dest`) of the
+/// symlink it made, if it made one.
 fn unpack_entry<R: Read>(
     entry: &mut tar::Entry<'_, R>,
     dest: &Path,
     stats: &mut PackStats,
-) -> io::Result<()> {
+) -> io::Result<Option<PathBuf>> {
     let name = clean_name(&entry.path_bytes())?;
     if name.as_os_str().is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     // Every ancestor must be a real directory (or not exist yet).
     let mut at = dest.to_path_buf();
@@ -290,6 +373,8 @@ fn unpack_entry<R: Read>(
                 )));
             }
             std::os::unix::fs::symlink(&target, &path).map_err(|e| with_path(e, &path))?;
+            stats.entries += 1;
+            return Ok(Some(name));
         }
         other => {
             return Err(refuse(format!(
@@ -298,7 +383,7 @@ fn unpack_entry<R: Read>(
         }
     }
     stats.entries += 1;
-    Ok(())
+    Ok(None)
 }
 
 /// Runs `pump(writer)` on a thread and `consume(reader)` here.
@@ -518,6 +603,53 @@ mod tests {
                 "{name}: left something behind"
             );
         }
+    }
+
+    /// D5: each link stays inside as text; `c` leaves through `a/b`.
+    #[test]
+    fn a_symlink_leaving_through_another_symlink_is_refused() {
+        use tar::EntryType as T;
+        let mut tar = Vec::new();
+        for (name, kind, link) in [
+            ("a/", T::Directory, None),
+            ("c", T::Symlink, Some("a/b/..")),
+            ("a/b", T::Symlink, Some("..")),
+        ] {
+            let mut one = raw_tar(name, kind, link, b"");
+            one.truncate(one.len() - 1024);
+            tar.extend(one);
+        }
+        tar.extend_from_slice(&[0u8; 1024]);
+        let dst = tmp();
+        let err = unpack_untrusted(&tar[..], dst.path()).unwrap_err();
+        assert!(err.to_string().contains("\"c\""), "{err}");
+        assert!(err.to_string().contains("through other symlinks"), "{err}");
+
+        // Links that stay inside through others, a dangling one, and a
+        // loop (refused: it never resolves).
+        let mut ok = Vec::new();
+        for (name, kind, link) in [
+            ("a/", T::Directory, None),
+            ("a/up", T::Symlink, Some("..")),
+            ("x", T::Symlink, Some("a/up/a")),
+            ("dangling", T::Symlink, Some("a/missing/file")),
+        ] {
+            let mut one = raw_tar(name, kind, link, b"");
+            one.truncate(one.len() - 1024);
+            ok.extend(one);
+        }
+        ok.extend_from_slice(&[0u8; 1024]);
+        let dst = tmp();
+        unpack_untrusted(&ok[..], dst.path()).expect("links inside");
+        let mut looped = Vec::new();
+        for (name, link) in [("p", "q/x"), ("q", "p/x")] {
+            let mut one = raw_tar(name, T::Symlink, Some(link), b"");
+            one.truncate(one.len() - 1024);
+            looped.extend(one);
+        }
+        looped.extend_from_slice(&[0u8; 1024]);
+        let dst = tmp();
+        assert!(unpack_untrusted(&looped[..], dst.path()).is_err());
     }
 
     #[test]
