@@ -1073,6 +1073,25 @@ fn a_killed_caller_or_vm_leaves_no_staging_and_no_gap_in_the_history() {
     let seqs: Vec<u64> = statuses(&home, &id).iter().map(|(n, _)| *n).collect();
     assert_eq!(seqs, [1, 2, 3, 4]);
 
+    // A guest that froze /workspace cannot wedge stop: the flush times
+    // out (3 s here), the VM stops all the same, and the result says so.
+    sh(&home, &id, "fsfreeze -f /workspace");
+    let out = home
+        .command(&["workspace", "stop", &id, "--json"])
+        .env("PYRO_GUEST_SYNC_TIMEOUT_SECONDS", "3")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stopped: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(stopped["state"], "stopped", "{stopped}");
+    assert!(
+        stopped["warnings"][0]
+            .as_str()
+            .is_some_and(|w| w.contains("not flushed") && w.contains("within 3 s")),
+        "{stopped}"
+    );
+    home.ok(&["workspace", "start", &id]);
+
     // A text file past diff's content bound (8 MiB) is listed, not read
     // into memory, and has no patch.
     sh(&home, &id, "yes pyro | head -c 9437184 > big.txt");

@@ -205,6 +205,7 @@ mod tests {
             },
         });
         Workspace {
+            warnings: Vec::new(),
             record: serde_json::from_value(record).unwrap(),
             state,
             last_error: None,

@@ -61,6 +61,14 @@ impl Render for Shown<'_> {
             r.workspace_id, w.state, r.environment, r.command_count
         ))
     }
+    fn notes(&self) -> Vec<String> {
+        let verb = self.verb;
+        let warnings = &self.workspace.warnings;
+        warnings
+            .iter()
+            .map(|w| format!("[workspace-{verb}] warning: {w}"))
+            .collect()
+    }
 }
 
 /// A workspace on one line: id, state, name, environment, activity,

@@ -18,8 +18,18 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// How long the agent may take to flush /workspace (`syncfs`) for a verb
-/// that holds the lock meanwhile (stop, suspend, checkpoint).
+/// that holds the lock meanwhile (stop, suspend, checkpoint), unless
+/// `PYRO_GUEST_SYNC_TIMEOUT_SECONDS` says otherwise: a guest's dirty
+/// pages (up to a fifth of its memory) take minutes to write where guest
+/// kernel work is emulated.
 const SYNC_TIMEOUT: Duration = Duration::from_secs(120);
+
+fn sync_timeout() -> Duration {
+    std::env::var("PYRO_GUEST_SYNC_TIMEOUT_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map_or(SYNC_TIMEOUT, Duration::from_secs)
+}
 
 /// One workspace, resolved: what a verb works through.
 pub(super) struct WorkspaceHandle {
@@ -141,12 +151,13 @@ impl WorkspaceHandle {
     /// within [`SYNC_TIMEOUT`]: a wedged agent fails the verb instead of
     /// holding the workspace's lock forever.
     pub fn sync(&self, mut agent: GuestClient) -> Result<(), Error> {
+        let timeout = sync_timeout();
         agent
-            .set_reply_timeout(Some(SYNC_TIMEOUT))
+            .set_reply_timeout(Some(timeout))
             .map_err(GuestError::from)?;
         agent
             .sync()
-            .map_err(|e| self.late(e, "flush /workspace", SYNC_TIMEOUT))
+            .map_err(|e| self.late(e, "flush /workspace", timeout))
     }
 
     /// `e` as the verb's error: a reply that did not come within
@@ -273,5 +284,6 @@ pub(super) fn view(dir: &WsDir, record: WorkspaceRecord) -> Workspace {
         state,
         last_error,
         network_status: None,
+        warnings: Vec::new(),
     }
 }

@@ -438,14 +438,28 @@ impl Pyro {
     /// Flushes /workspace and stops the VM; the disk keeps everything.
     pub fn workspace_stop(&self, id: &str) -> Result<Workspace, Error> {
         let ws = self.workspace_locked(id)?;
-        if matches!(ws.vm().state(), VmState::Running { .. }) {
+        let running = matches!(ws.vm().state(), VmState::Running { .. });
+        if running {
             super::services::stop_all(&ws);
         }
-        if let Ok(agent) = ws.agent() {
-            let _ = ws.sync(agent);
-        }
+        // A guest that does not answer, or cannot flush (a frozen file
+        // system), is stopped all the same, and the result says so.
+        let flushed = if running {
+            ws.agent()
+                .map_err(|e| e.to_string())
+                .and_then(|agent| ws.sync(agent).map_err(|e| e.to_string()))
+        } else {
+            Ok(())
+        };
         ws.vm().stop()?;
-        ws.view()
+        let mut view = ws.view()?;
+        if let Err(why) = flushed {
+            view.warnings.push(format!(
+                "/workspace was not flushed before the VM stopped ({why}); what the guest \
+                 had not yet written to its disk is lost"
+            ));
+        }
+        Ok(view)
     }
 
     /// Stops a running workspace keeping its memory (`stop

@@ -225,6 +225,10 @@ pub struct Workspace {
     /// The running VM's network (ports as bound, refusal counts and the
     /// last refusals); `status` fills it, null when stopped or listed.
     pub network_status: Option<NetStatus>,
+    /// What went wrong on the way that the verb got past (a stop whose
+    /// flush of /workspace failed); absent when nothing did.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 words! {
