@@ -1,7 +1,7 @@
 //! VMs in their own processes (the base of workspaces): they serve the
 //! agent, answer on their control socket from any later handle, stop on
-//! request with a record of why, and a VMM killed with SIGKILL shows as
-//! stopped (not running) with a reason. A running VM's writable disk can
+//! request with a record of why, and a VMM wedged (SIGSTOP) or killed
+//! with SIGKILL shows as stopped (not running) with the reason. A running VM's writable disk can
 //! be copied as it is at one instant.
 
 use pyro_vmm::control::VmmSpec;
@@ -77,6 +77,21 @@ fn a_detached_vm_serves_stops_and_reports_a_killed_vmm() {
             message: "stopped on request".into()
         }
     );
+
+    // Wedged (SIGSTOP: alive, silent): shown as stopped, and why, not
+    // as gone (the status request waits out its reply timeout first).
+    let stopped = std::process::Command::new("kill")
+        .args(["-STOP", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    match a.state() {
+        VmState::Stopped { reason, message } => {
+            assert_eq!(reason, ExitReason::VmmNotAnswering, "{message}");
+            assert!(message.contains(&pid.to_string()), "{message}");
+        }
+        other => panic!("a wedged VMM shows as {other:?}"),
+    }
 
     // Killed outright: no record, but never shown as running.
     let killed = std::process::Command::new("kill")

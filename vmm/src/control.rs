@@ -52,6 +52,10 @@ pub enum ExitReason {
     /// Never written by a VMM: what a reader concludes when the process
     /// is gone and left no record (killed with SIGKILL).
     VmmDied,
+    /// Never written by a VMM either: the process still runs but does
+    /// not answer its control socket (wedged). Its VM is treated as
+    /// stopped; `stop` and the next start kill the process first.
+    VmmNotAnswering,
 }
 
 impl ExitReason {
@@ -65,6 +69,7 @@ impl ExitReason {
             ExitReason::Failed => "failed",
             ExitReason::BadSnapshot => "bad_snapshot",
             ExitReason::VmmDied => "vmm_died",
+            ExitReason::VmmNotAnswering => "vmm_not_answering",
         }
     }
 

@@ -99,6 +99,17 @@ impl DetachedVm {
             ));
         }
         let vm = DetachedVm::open(&spec.dir);
+        // A VMM of this directory that still runs (wedged: callers saw
+        // it as stopped) must never share the disks with a new one.
+        if let Some(old) = vm.recorded_process() {
+            if !old.kill_group(Duration::from_secs(10)) {
+                return Err(Error::Io(format!(
+                    "the earlier VM process {} of {} does not die; not starting another on its disks",
+                    old.pid,
+                    spec.dir.display()
+                )));
+            }
+        }
         let io = |e: std::io::Error| Error::Io(format!("{}: {e}", spec.dir.display()));
         let _ = std::fs::remove_file(VmmSpec::exit_record(&spec.dir));
         let spec_path = spec.dir.join("vmm.json");
@@ -179,9 +190,19 @@ impl DetachedVm {
                 Some(ExitRecord {
                     reason, message, ..
                 }) => VmState::Stopped { reason, message },
-                None => VmState::Stopped {
-                    reason: ExitReason::VmmDied,
-                    message: "the VM process ended without saying why (killed?)".into(),
+                None => match self.recorded_process().filter(ProcessId::alive) {
+                    Some(vmm) => VmState::Stopped {
+                        reason: ExitReason::VmmNotAnswering,
+                        message: format!(
+                            "the VM process ({}) runs but does not answer its control socket; \
+                             stop or start kills it",
+                            vmm.pid
+                        ),
+                    },
+                    None => VmState::Stopped {
+                        reason: ExitReason::VmmDied,
+                        message: "the VM process ended without saying why (killed?)".into(),
+                    },
                 },
             },
         }
@@ -277,6 +298,11 @@ impl DetachedVm {
     }
 
     /// Where [`DetachedVm::spawn`] keeps the VMM process's identity.
+    /// The VMM process `vmm-pid.json` records, if any (maybe long gone).
+    fn recorded_process(&self) -> Option<ProcessId> {
+        crate::workspaces::read_json(&self.pid_file()).ok()
+    }
+
     fn pid_file(&self) -> PathBuf {
         self.dir.join("vmm-pid.json")
     }
@@ -287,8 +313,7 @@ impl DetachedVm {
     /// killed, so no caller removes the files of a VM that goes on.
     pub fn stop(&self) -> Result<(), Error> {
         if control::request(&self.dir, &ControlRequest::Stop).is_err() {
-            let recorded: Option<ProcessId> = crate::workspaces::read_json(&self.pid_file()).ok();
-            return match recorded {
+            return match self.recorded_process() {
                 Some(vmm) if !vmm.kill_group(Duration::from_secs(10)) => Err(Error::Io(format!(
                     "the VM process {} did not answer and did not die within 10 s of SIGKILL",
                     vmm.pid
