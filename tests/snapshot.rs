@@ -225,6 +225,18 @@ fn damaged_or_mismatched_snapshots_are_refused() {
     let text = text.replacen(&current, "\"version\":999", 1);
     std::fs::write(old.join("snapshot.json"), text).unwrap();
     expect_refusal(&config(&target), &old, "format version 999");
+    // The state of one take with the memory of another (same size, a
+    // copy: another file), as when a snapshot is taken again between a
+    // restore's two reads (review D7).
+    let swapped = root.path().join("swapped");
+    std::fs::create_dir_all(&swapped).unwrap();
+    std::fs::copy(snap.join("memory.bin"), swapped.join("memory.bin")).unwrap();
+    std::fs::copy(snap.join("snapshot.json"), swapped.join("snapshot.json")).unwrap();
+    expect_refusal(
+        &config(&target),
+        &swapped,
+        "not the memory file written with this state",
+    );
     // No snapshot at all.
     expect_refusal(&config(&target), &root.path().join("none"), "snapshot.json");
 }

@@ -96,9 +96,17 @@ pub(crate) fn restore(config: &VmConfig, dir: &Path) -> Result<Vm, Error> {
     let snap = Snapshot::load(dir, config)?;
     let memory_path = snapshot::memory_path(dir);
     let memory_file = std::fs::File::open(&memory_path).map_err(|e| Error::Snapshot {
-        path: memory_path,
+        path: memory_path.clone(),
         detail: e.to_string(),
     })?;
+    if snapshot::open_file_id(&memory_file) != snap.memory_id {
+        return Err(Error::Snapshot {
+            path: memory_path,
+            detail: "not the memory file written with this state (the snapshot was taken \
+                     again meanwhile); take it again"
+                .into(),
+        });
+    }
     let kvm = Kvm::new().map_err(Error::KvmOpen)?;
     let vm = create_vm(&kvm)?;
     let mem = memory::from_file(&vm, config.mem_bytes(), &memory_file)?;

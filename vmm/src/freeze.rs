@@ -178,6 +178,7 @@ impl Frozen<'_> {
             vm,
             serial,
             transports,
+            memory_id: snapshot::file_id(&snapshot::memory_path(dir)),
         }
         .write(dir)?;
         Ok(memory_bytes)

@@ -49,6 +49,12 @@ pub struct Snapshot {
     pub serial: SerialSnapshot,
     /// One per virtio-mmio slot, in slot order.
     pub transports: Vec<TransportSnapshot>,
+    /// [`file_id`] of the `memory.bin` written with this state: a
+    /// restore that opened another one (the snapshot was taken again
+    /// between its two reads) refuses instead of pairing one VM's state
+    /// with another's memory.
+    #[serde(default)]
+    pub memory_id: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,11 +129,17 @@ pub fn vmm_build_id_of(exe: &Path) -> String {
 /// A file's identity for cache keys: inode, size, mtime (empty if it
 /// cannot be read). Kernels and images are replaced, never edited.
 pub fn file_id(path: &Path) -> String {
+    std::fs::metadata(path).map_or(String::new(), |m| metadata_id(&m))
+}
+
+/// [`file_id`] of a file already open.
+pub fn open_file_id(file: &std::fs::File) -> String {
+    file.metadata().map_or(String::new(), |m| metadata_id(&m))
+}
+
+fn metadata_id(m: &std::fs::Metadata) -> String {
     use std::os::unix::fs::MetadataExt;
-    match std::fs::metadata(path) {
-        Ok(m) => format!("{}:{}:{}.{}", m.ino(), m.len(), m.mtime(), m.mtime_nsec()),
-        Err(_) => String::new(),
-    }
+    format!("{}:{}:{}.{}", m.ino(), m.len(), m.mtime(), m.mtime_nsec())
 }
 
 #[derive(Serialize, Deserialize)]
