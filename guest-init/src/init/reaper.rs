@@ -62,15 +62,19 @@ pub fn reap_forever() -> ! {
             }
             Ok(None) | Err(Errno::INTR) => {}
             Err(_) => {
-                // No children: sleep until one is spawned (or a second
-                // passes, for orphans that arrive by re-parenting).
+                // No children: sleep until one is spawned. With none,
+                // no other user process exists (every one descends from
+                // PID 1, and orphans come back to it), so none can be
+                // re-parented here meanwhile; the minute is only a safety
+                // net. An idle guest must not wake each second: on PVM
+                // hosts every wakeup is emulated kernel work (issue 20).
                 // A child registered since `wait` said ECHILD: go round at
                 // once (checked under the lock spawn() holds, so no race).
                 let registry = shared.registry.lock().unwrap_or_else(|p| p.into_inner());
                 if registry.waiting.is_empty() {
                     let _ = shared
                         .spawned
-                        .wait_timeout(registry, std::time::Duration::from_secs(1));
+                        .wait_timeout(registry, std::time::Duration::from_secs(60));
                 }
             }
         }
