@@ -194,7 +194,8 @@ impl Pyro {
     /// that process is gone, its VM (if it started one) is stopped,
     /// killed if it does not answer, and the directory removed. A
     /// `creating.json` left beside a record (the process died between
-    /// the two) is just removed.
+    /// the two) is just removed; a directory with neither is removed too
+    /// (no live process makes one: see the comment in the loop).
     fn sweep_abandoned_creates(&self) {
         for (dir, creating) in self.creates() {
             if creating.as_ref().is_some_and(|c| c.by.alive()) {
@@ -217,11 +218,19 @@ impl Pyro {
                 }
                 continue;
             }
-            if creating.is_none() {
-                continue; // a workspace (or something else): not ours
-            }
             if dir.record().exists() {
-                let _ = std::fs::remove_file(dir.creating());
+                if creating.is_some() {
+                    let _ = std::fs::remove_file(dir.creating());
+                }
+                continue;
+            }
+            // Neither a record nor a marker: nothing any live process is
+            // making (a create writes its marker before the directory
+            // appears, and the record before it removes the marker). It
+            // is what a create cut by Ctrl-C left while its main thread
+            // still wrote (the handler removed the directory, a last
+            // write made part of it again), or a delete cut short.
+            if !dir.0.is_dir() {
                 continue;
             }
             let Ok(_lock) = dir.lock() else { continue };
