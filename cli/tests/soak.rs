@@ -141,11 +141,13 @@ impl Soak {
         }
     }
 
-    /// What /workspace holds of `paths`, read in one command, and
-    /// whether any staging shows.
+    /// What /workspace holds of `paths`, read in one command, and what
+    /// staging shows: anything in the staging directory (which stays,
+    /// empty, between requests until the next mount empties it) or a
+    /// temporary file anywhere.
     fn read_back(&self, id: &str, paths: &[&String]) -> (BTreeMap<String, String>, String) {
         let mut script = String::from(
-            "ls -A /workspace | grep -x .pyro-staging; \
+            "ls -A /workspace/.pyro-staging 2>/dev/null; \
              find /workspace -name '*pyro-tmp*'; echo ==; ",
         );
         for p in paths {

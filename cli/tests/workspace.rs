@@ -1073,9 +1073,13 @@ fn a_killed_caller_or_vm_leaves_no_staging_and_no_gap_in_the_history() {
     let seqs: Vec<u64> = statuses(&home, &id).iter().map(|(n, _)| *n).collect();
     assert_eq!(seqs, [1, 2, 3, 4]);
 
-    // A guest that froze /workspace cannot wedge stop: the flush times
-    // out (3 s here), the VM stops all the same, and the result says so.
-    sh(&home, &id, "fsfreeze -f /workspace");
+    // A guest that does not answer (its vCPUs paused through the VMM's
+    // control socket) cannot wedge stop: the flush fails (the agent does
+    // not answer its connection, or not its flush within 3 s here), the
+    // VM stops all the same, and the result says so.
+    let vm_dir = home.path("data/pyro/workspaces").join(&id).join("vm");
+    let paused = pyro_vmm::control::request(&vm_dir, &pyro_vmm::control::ControlRequest::Pause);
+    assert!(paused.is_ok(), "{paused:?}");
     let out = home
         .command(&["workspace", "stop", &id, "--json"])
         .env("PYRO_GUEST_SYNC_TIMEOUT_SECONDS", "3")
@@ -1087,14 +1091,24 @@ fn a_killed_caller_or_vm_leaves_no_staging_and_no_gap_in_the_history() {
     assert!(
         stopped["warnings"][0]
             .as_str()
-            .is_some_and(|w| w.contains("not flushed") && w.contains("within 3 s")),
+            .is_some_and(|w| w.contains("not flushed")),
         "{stopped}"
     );
     home.ok(&["workspace", "start", &id]);
 
     // A text file past diff's content bound (8 MiB) is listed, not read
     // into memory, and has no patch.
-    sh(&home, &id, "yes pyro | head -c 9437184 > big.txt");
+    home.ok(&[
+        "workspace",
+        "exec",
+        &id,
+        "--timeout-seconds",
+        "300",
+        "--",
+        "sh",
+        "-c",
+        "perl -e 'print \"pyro\\n\" x 1887437' > big.txt",
+    ]);
     let diff = home.json(&["workspace", "diff", &id]);
     let big = diff["entries"]
         .as_array()

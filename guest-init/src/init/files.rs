@@ -251,12 +251,17 @@ pub type Visitor<'v> =
 /// Visits the entries below the open directory `dir` (whose path is
 /// `rel`), depth first, parents before children, never following a
 /// symlink. `visit(dir, name, rel, is_dir)` says whether to descend.
+/// The staging directory ([`STAGING`]) is pyro's, not the user's: walks
+/// (listings, downloads, exports) never show it.
 pub fn walk(dir: OwnedFd, rel: &str, visit: &mut Visitor<'_>) -> Result<bool, RpcError> {
     let mut entries = Dir::new(dir).map_err(|e| fs_error(e, rel))?;
     while let Some(entry) = entries.read() {
         let entry = entry.map_err(|e| fs_error(e, rel))?;
         let name = entry.file_name();
         if name == c"." || name == c".." {
+            continue;
+        }
+        if rel.is_empty() && name.to_bytes() == STAGING.as_bytes() {
             continue;
         }
         let name_str = name.to_string_lossy();
