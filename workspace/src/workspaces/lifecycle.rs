@@ -88,7 +88,7 @@ impl Pyro {
             }
             loop {
                 let id = store::new_id()?;
-                let aside = root.join(format!("{NEW_PREFIX}{id}"));
+                let aside = root.join(aside_name(&id, &creating.by));
                 match std::fs::create_dir(&aside) {
                     Ok(()) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
@@ -201,19 +201,21 @@ impl Pyro {
             if creating.as_ref().is_some_and(|c| c.by.alive()) {
                 continue;
             }
-            let aside = dir
-                .0
-                .file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with(NEW_PREFIX));
-            if aside {
-                // Never had a VM. Without a marker it may be a moment
-                // old (made, the marker not yet written): leave it a
-                // minute.
+            let name = dir.0.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if name.starts_with(NEW_PREFIX) {
+                // Never had a VM. Its name says who makes it, so a
+                // marker not yet written (the process killed between
+                // the two) leaves no doubt; a name of another form
+                // (an older pyro) is left a minute.
+                let maker = aside_maker(name);
                 let old = std::fs::metadata(&dir.0)
                     .and_then(|m| m.modified())
                     .is_ok_and(|t| t.elapsed().is_ok_and(|a| a.as_secs() > 60));
-                if creating.is_some() || old {
+                let abandoned = match maker {
+                    Some(by) => !by.alive(),
+                    None => creating.is_some() || old,
+                };
+                if abandoned {
                     let _ = std::fs::remove_dir_all(&dir.0);
                 }
                 continue;
@@ -578,8 +580,24 @@ fn check_ports(network: &pyro_vmm::NetConfig) -> Result<(), Error> {
 }
 
 /// How the directory of a workspace being created is named until it is
-/// renamed to its id (with its `creating.json` in it).
+/// renamed to its id (with its `creating.json` in it): see [`aside_name`].
 const NEW_PREFIX: &str = ".new-";
+
+/// `.new-<id>.<pid>.<start ticks>`: the directory's name itself says
+/// which process makes it, for the moment before its marker exists.
+fn aside_name(id: &str, by: &ProcessId) -> String {
+    format!("{NEW_PREFIX}{id}.{}.{}", by.pid, by.start_ticks)
+}
+
+/// The process an [`aside_name`] names.
+fn aside_maker(name: &str) -> Option<ProcessId> {
+    let mut parts = name.strip_prefix(NEW_PREFIX)?.split('.');
+    let (_id, pid, start_ticks) = (parts.next()?, parts.next()?, parts.next()?);
+    Some(ProcessId {
+        pid: pid.parse().ok()?,
+        start_ticks: start_ticks.parse().ok()?,
+    })
+}
 
 /// `creating.json`: in a workspace's directory from the moment it appears
 /// until its create has ended (see [`Pyro::workspace_create`]).
@@ -608,5 +626,23 @@ pub fn abandon_creates() {
         let ws = WsDir(dir);
         let _ = DetachedVm::open(ws.vm()).stop();
         let _ = std::fs::remove_dir_all(&ws.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_aside_name_says_who_makes_it() {
+        let me = ProcessId::current().unwrap();
+        let name = aside_name("0123456789ab", &me);
+        assert!(name.starts_with(".new-0123456789ab."), "{name}");
+        assert_eq!(aside_maker(&name), Some(me));
+        assert!(aside_maker(&name).unwrap().alive());
+        // An older pyro's form, and garbage: nobody known.
+        assert_eq!(aside_maker(".new-0123456789ab"), None);
+        assert_eq!(aside_maker(".new-x.y.z"), None);
+        assert_eq!(aside_maker("0123456789ab"), None);
     }
 }
