@@ -301,13 +301,15 @@ impl On<'_> {
         self.server.fails(tool, self.args(args)).await
     }
 
-    /// `workspace_logs` once it has `count` entries (a call given up on
-    /// ends on the server after the client stopped waiting).
+    /// `workspace_logs` once it has `count` entries, the last one ended
+    /// (a command is recorded as running when it starts; a call given up
+    /// on ends on the server after the client stopped waiting).
     async fn logs_until(&self, count: usize) -> Value {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let logs = self.ok("workspace_logs", json!({})).await;
-            if logs["count"] == count {
+            let last = &logs["entries"][count.saturating_sub(1)];
+            if logs["count"] == count && last["status"] != "running" {
                 return logs;
             }
             assert!(Instant::now() < deadline, "no entry {count}: {logs}");
