@@ -3,16 +3,20 @@
 //! environment's warm snapshot, agent connect, exec, teardown. Each
 //! prints its median `timings` split once (boot or restore vs the rest)
 //! and `run_warm` its ratio to `run_cold`.
+//!
+//! `PYRO_BENCH_VCPUS=2` measures 2-vCPU VMs instead (the SMP kernel; the
+//! benches are then named `run_cold_2vcpus`, `run_warm_2vcpus`).
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use pyro::workspace::{NoProgress, Pyro, RunOptions};
 use std::time::Duration;
 
 /// Median (boot_ms, total_ms) of `samples` runs measured as `name`.
-fn bench_run(c: &mut Criterion, name: &str, cold: bool) -> (u64, u64) {
+fn bench_run(c: &mut Criterion, name: &str, cold: bool, vcpus: u8) -> (u64, u64) {
     let pyro = Pyro::from_env();
     let opts = RunOptions {
         cold,
+        vcpus,
         ..RunOptions::default()
     };
     let argv = vec!["true".to_string()];
@@ -55,9 +59,23 @@ fn bench_run(c: &mut Criterion, name: &str, cold: bool) -> (u64, u64) {
     (b, t)
 }
 
+/// `PYRO_BENCH_VCPUS`, else 1.
+fn vcpus() -> u8 {
+    std::env::var("PYRO_BENCH_VCPUS")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(1)
+}
+
 fn runs(c: &mut Criterion) {
-    let (_, cold) = bench_run(c, "run_cold", true);
-    let (_, warm) = bench_run(c, "run_warm", false);
+    let vcpus = vcpus();
+    let suffix = if vcpus == 1 {
+        String::new()
+    } else {
+        format!("_{vcpus}vcpus")
+    };
+    let (_, cold) = bench_run(c, &format!("run_cold{suffix}"), true, vcpus);
+    let (_, warm) = bench_run(c, &format!("run_warm{suffix}"), false, vcpus);
     eprintln!(
         "run_warm vs run_cold: {warm} ms vs {cold} ms, {:.1}x faster",
         cold as f64 / warm as f64

@@ -2,16 +2,17 @@
 //! progress, then prints both as JSON.
 //!
 //! ```text
-//! cargo run -p pyro-images --example build -- [ENV] [--kernel-only | --env-only]
+//! cargo run -p pyro-images --example build -- [ENV] [--kernel-only | --env-only] [--smp]
 //! cargo run -p pyro-images --example build -- --prune
 //! ```
 //!
-//! `PYRO_HOME` moves the cache; `PYRO_GUEST_INIT` names a prebuilt static
+//! `--smp` builds the SMP kernel (the one VMs with more than one vCPU
+//! boot) instead of the uniprocessor one. `PYRO_HOME` moves the cache; `PYRO_GUEST_INIT` names a prebuilt static
 //! guest-init (otherwise it is built from this source tree).
 
 use std::time::Instant;
 
-use pyro_images::{Images, Paths, StderrProgress, DEFAULT_ENV};
+use pyro_images::{Images, KernelVariant, Paths, StderrProgress, DEFAULT_ENV};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -37,7 +38,12 @@ fn main() {
     let mut out = serde_json::Map::new();
     if !env_only {
         let t = Instant::now();
-        match images.kernel(&progress) {
+        let variant = if args.iter().any(|a| a == "--smp") {
+            KernelVariant::Smp
+        } else {
+            KernelVariant::Up
+        };
+        match images.kernel_variant(variant, &progress) {
             Ok(k) => {
                 eprintln!(
                     "kernel ready in {:.1}s: {}",

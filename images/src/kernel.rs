@@ -1,6 +1,13 @@
 //! The guest kernel: Debian's `linux-source-6.1` plus our patches and
 //! config fragment (embedded in the binary), built into
 //! `cache/kernels/<key>/vmlinux` with a manifest.
+//!
+//! Two variants from the same source and patches ([`KernelVariant`]): the
+//! uniprocessor kernel for 1-vCPU VMs (`microvm.config`) and an SMP
+//! kernel for VMs with more vCPUs (`microvm.config` with `smp.config`
+//! over it), each under its own key, each built on first use.
+
+use std::borrow::Cow;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -27,6 +34,71 @@ const FORMAT: u32 = 1;
 
 /// The Kconfig fragment (`images/kernel/microvm.config`).
 pub const CONFIG: &str = include_str!("../kernel/microvm.config");
+
+/// What the SMP variant sets over [`CONFIG`] (`images/kernel/smp.config`).
+pub const SMP_CONFIG: &str = include_str!("../kernel/smp.config");
+
+/// Which kernel a VM boots: the uniprocessor one unless it has more than
+/// one vCPU (a uniprocessor kernel uses only the boot CPU).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KernelVariant {
+    /// `CONFIG_SMP=n`: the default, the fastest to boot.
+    Up,
+    /// `CONFIG_SMP=y`: for VMs with 2 or more vCPUs.
+    Smp,
+}
+
+impl KernelVariant {
+    /// The variant a VM with `vcpus` vCPUs needs.
+    pub fn for_vcpus(vcpus: u8) -> Self {
+        if vcpus > 1 {
+            KernelVariant::Smp
+        } else {
+            KernelVariant::Up
+        }
+    }
+
+    /// The Kconfig fragment `make allnoconfig` gets: [`CONFIG`] for the
+    /// uniprocessor kernel (byte for byte, so its key never changes), or
+    /// [`CONFIG`] with [`SMP_CONFIG`]'s symbols replacing their lines.
+    pub fn config(self) -> Cow<'static, str> {
+        match self {
+            KernelVariant::Up => Cow::Borrowed(CONFIG),
+            KernelVariant::Smp => Cow::Owned(overlay(CONFIG, SMP_CONFIG)),
+        }
+    }
+
+    /// How progress and errors name it.
+    fn describe(self) -> &'static str {
+        match self {
+            KernelVariant::Up => "microvm.config",
+            KernelVariant::Smp => "microvm.config + smp.config",
+        }
+    }
+}
+
+/// `base` without the lines that set a symbol `over` sets, then `over`.
+fn overlay(base: &str, over: &str) -> String {
+    let symbol = |line: &str| -> Option<String> {
+        let line = line.trim();
+        let sym = match line.split_once('=') {
+            Some((sym, _)) => sym,
+            None => line.strip_prefix("# ")?.strip_suffix(" is not set")?,
+        };
+        sym.starts_with("CONFIG_").then(|| sym.to_string())
+    };
+    let replaced: std::collections::HashSet<String> = over.lines().filter_map(symbol).collect();
+    let mut out = String::with_capacity(base.len() + over.len());
+    for line in base.lines() {
+        if symbol(line).is_some_and(|s| replaced.contains(&s)) {
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out.push_str(over);
+    out
+}
 
 /// Patches applied with `patch -p1`, in order (`images/kernel/*.patch`).
 pub const PATCHES: &[(&str, &[u8])] = &[(
@@ -137,9 +209,9 @@ pub(crate) fn source_version() -> Option<String> {
     (!v.is_empty() && Path::new(SOURCE_TARBALL).is_file()).then(|| v.to_string())
 }
 
-/// The key of the kernel that [`ensure`] would build now.
-pub(crate) fn current_key() -> Option<String> {
-    source_version().map(|v| kernel_key(&v, CONFIG.as_bytes(), PATCHES))
+/// The key of the `variant` kernel that [`ensure`] would build now.
+pub(crate) fn current_key(variant: KernelVariant) -> Option<String> {
+    source_version().map(|v| kernel_key(&v, variant.config().as_bytes(), PATCHES))
 }
 
 /// A finished kernel in `dir`: manifest present, key matching the
@@ -162,14 +234,15 @@ fn embedded_patch_infos() -> Vec<PatchInfo> {
         .collect()
 }
 
-/// The kernel for the current key if built; otherwise the newest built
-/// kernel with the current config and patches (built from another version
-/// of the source package, e.g. before a Debian update). Never builds.
-pub(crate) fn installed(paths: &Paths) -> Option<Kernel> {
-    if let Some(k) = current_key().and_then(|key| load(&paths.kernels().join(key))) {
+/// The `variant` kernel for the current key if built; otherwise the
+/// newest built kernel with the current config and patches (built from
+/// another version of the source package, e.g. before a Debian update).
+/// Never builds.
+pub(crate) fn installed(paths: &Paths, variant: KernelVariant) -> Option<Kernel> {
+    if let Some(k) = current_key(variant).and_then(|key| load(&paths.kernels().join(key))) {
         return Some(k);
     }
-    let config_sha = sha256_hex(CONFIG.as_bytes());
+    let config_sha = sha256_hex(variant.config().as_bytes());
     let patches = embedded_patch_infos();
     all(paths)
         .into_iter()
@@ -185,12 +258,13 @@ pub(crate) fn all(paths: &Paths) -> Vec<Kernel> {
     rd.flatten().filter_map(|e| load(&e.path())).collect()
 }
 
-/// Returns the kernel for the current inputs, building it if needed.
-pub(crate) fn ensure(paths: &Paths, p: &dyn Progress) -> Result<Kernel> {
+/// Returns the `variant` kernel for the current inputs, building it if
+/// needed.
+pub(crate) fn ensure(paths: &Paths, variant: KernelVariant, p: &dyn Progress) -> Result<Kernel> {
     let Some(version) = source_version() else {
         // Without the source package the current key is unknown; a kernel
         // built from the same config and patches (any 6.1.x) will do.
-        if let Some(k) = installed(paths) {
+        if let Some(k) = installed(paths, variant) {
             return Ok(k);
         }
         // Report every missing tool at once, the source package included.
@@ -201,7 +275,8 @@ pub(crate) fn ensure(paths: &Paths, p: &dyn Progress) -> Result<Kernel> {
         });
         return Err(Error::MissingTools { missing });
     };
-    let key = kernel_key(&version, CONFIG.as_bytes(), PATCHES);
+    let config = variant.config();
+    let key = kernel_key(&version, config.as_bytes(), PATCHES);
     let dir = paths.kernels().join(&key);
     if let Some(k) = load(&dir) {
         return Ok(k);
@@ -215,11 +290,24 @@ pub(crate) fn ensure(paths: &Paths, p: &dyn Progress) -> Result<Kernel> {
         );
         return Ok(k);
     }
-    build(paths, &key, &version, p)
+    build(paths, &key, &version, variant, p)
 }
 
-fn build(paths: &Paths, key: &str, version: &str, p: &dyn Progress) -> Result<Kernel> {
+fn build(
+    paths: &Paths,
+    key: &str,
+    version: &str,
+    variant: KernelVariant,
+    p: &dyn Progress,
+) -> Result<Kernel> {
+    let config = variant.config();
     let started = Instant::now();
+    if variant == KernelVariant::Smp {
+        p.phase(
+            STEP,
+            "the SMP kernel for VMs with more than one vCPU: built once, like the first kernel",
+        );
+    }
     let build_dir = paths.build().join(format!("kernel-{key}"));
     remove_dir_if_exists(&build_dir)?;
     let src = build_dir.join("src");
@@ -261,16 +349,19 @@ fn build(paths: &Paths, key: &str, version: &str, p: &dyn Progress) -> Result<Ke
         run::run(cmd, &job("patch", "", no_status))?;
     }
 
-    p.phase(STEP, "configure: make allnoconfig with microvm.config");
+    p.phase(
+        STEP,
+        &format!("configure: make allnoconfig with {}", variant.describe()),
+    );
     let fragment = build_dir.join("microvm.config");
-    std::fs::write(&fragment, CONFIG).ctx(|| format!("write {}", fragment.display()))?;
+    std::fs::write(&fragment, config.as_bytes()).ctx(|| format!("write {}", fragment.display()))?;
     let mut cmd = make(&src);
     cmd.arg("allnoconfig").env("KCONFIG_ALLCONFIG", &fragment);
     run::run(cmd, &job("configure", "", no_status))?;
     let dotconfig_path = src.join(".config");
     let dotconfig = std::fs::read_to_string(&dotconfig_path)
         .ctx(|| format!("read {}", dotconfig_path.display()))?;
-    let mismatches = fragment_mismatches(CONFIG, &dotconfig);
+    let mismatches = fragment_mismatches(&config, &dotconfig);
     if !mismatches.is_empty() {
         p.phase(
             STEP,
@@ -308,7 +399,7 @@ fn build(paths: &Paths, key: &str, version: &str, p: &dyn Progress) -> Result<Ke
         key: key.to_string(),
         source_package: SOURCE_PACKAGE.to_string(),
         source_version: version.to_string(),
-        config_sha256: sha256_hex(CONFIG.as_bytes()),
+        config_sha256: sha256_hex(config.as_bytes()),
         patches: embedded_patch_infos(),
         config_mismatches: mismatches,
         vmlinux_sha256: sha256_file(&vmlinux)?,
@@ -462,6 +553,46 @@ mod tests {
             assert!(CONFIG.lines().any(|l| l == want), "{want}");
         }
         assert!(!CONFIG.contains("CONFIG_PVH=y"));
+    }
+
+    #[test]
+    fn variants_differ_only_in_smp_config() {
+        assert_eq!(KernelVariant::for_vcpus(1), KernelVariant::Up);
+        assert_eq!(KernelVariant::for_vcpus(2), KernelVariant::Smp);
+        // The uniprocessor kernel's fragment (and so its key and every
+        // warm snapshot made with it) is microvm.config as it is.
+        assert_eq!(KernelVariant::Up.config(), CONFIG);
+        let smp = KernelVariant::Smp.config();
+        let lines = |s: &str| -> Vec<String> {
+            s.lines()
+                .filter(|l| l.starts_with("CONFIG_"))
+                .map(String::from)
+                .collect()
+        };
+        let (up, smp) = (lines(CONFIG), lines(&smp));
+        assert!(smp.contains(&"CONFIG_SMP=y".to_string()));
+        assert!(!smp.contains(&"CONFIG_SMP=n".to_string()));
+        // NR_CPUS = the VMM's vCPU limit: checked in pyro-workspace,
+        // which sees both crates.
+        assert!(smp.iter().any(|l| l.starts_with("CONFIG_NR_CPUS=")));
+        let removed: Vec<_> = up.iter().filter(|l| !smp.contains(l)).collect();
+        assert_eq!(removed, ["CONFIG_SMP=n"]);
+        let mut seen = std::collections::HashSet::new();
+        for line in &smp {
+            assert!(
+                seen.insert(line.split('=').next().unwrap()),
+                "duplicate {line}"
+            );
+        }
+    }
+
+    #[test]
+    fn overlay_replaces_lines_of_the_same_symbol() {
+        let base = "# c\nCONFIG_A=y\n# CONFIG_B is not set\nCONFIG_C=n\n";
+        assert_eq!(
+            overlay(base, "CONFIG_B=y\nCONFIG_C=y\n"),
+            "# c\nCONFIG_A=y\nCONFIG_B=y\nCONFIG_C=y\n"
+        );
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //!
 //! - the guest **kernel**: Debian's `linux-source-6.1` plus the patches and
 //!   Kconfig fragment in `images/kernel/` (embedded in the binary), built to
-//!   an uncompressed ELF `vmlinux` (see `images/kernel/README.md`);
+//!   an uncompressed ELF `vmlinux` (see `images/kernel/README.md`), in two
+//!   variants ([`KernelVariant`]): uniprocessor for 1-vCPU VMs, SMP (built
+//!   on first use) for more;
 //! - **environments** from the [`Catalog`], and **custom environments**
 //!   (a catalog environment plus packages and a setup script, defined by
 //!   the user, [`CustomRequest`]): Debian package trees made by
@@ -58,7 +60,7 @@ pub use custom::{CustomEnv, CustomRequest, MAX_NAME_LEN, MAX_PACKAGES, MAX_SETUP
 pub use error::{Error, MissingTool, Result};
 pub use guest_init::{guest_init_binary, GUEST_INIT_ENV, GUEST_TARGET};
 pub use image::{EnvManifest, Environment, GUEST_INIT_PATH, ROOT_LABEL};
-pub use kernel::{Kernel, KernelManifest, PatchInfo, SOURCE_PACKAGE};
+pub use kernel::{Kernel, KernelManifest, KernelVariant, PatchInfo, SOURCE_PACKAGE};
 pub use manifest::rfc3339;
 pub use mirror::{debian_mirror, DEFAULT_MIRROR};
 pub use paths::Paths;
@@ -80,16 +82,33 @@ impl Images {
         &self.paths
     }
 
-    /// The guest kernel for the current source package, config and patches,
-    /// built if needed (minutes; progress goes to `p`).
+    /// The uniprocessor guest kernel (the one 1-vCPU VMs boot) for the
+    /// current source package, config and patches, built if needed
+    /// (minutes; progress goes to `p`).
     pub fn kernel(&self, p: &dyn Progress) -> Result<Kernel> {
-        kernel::ensure(&self.paths, p)
+        self.kernel_variant(KernelVariant::Up, p)
     }
 
-    /// The built kernel for the current inputs, or else the newest one with
-    /// the current config and patches; never builds.
+    /// The guest kernel a VM with `vcpus` vCPUs boots
+    /// ([`KernelVariant::for_vcpus`]), built if needed.
+    pub fn kernel_for_vcpus(&self, vcpus: u8, p: &dyn Progress) -> Result<Kernel> {
+        self.kernel_variant(KernelVariant::for_vcpus(vcpus), p)
+    }
+
+    /// The `variant` guest kernel, built if needed.
+    pub fn kernel_variant(&self, variant: KernelVariant, p: &dyn Progress) -> Result<Kernel> {
+        kernel::ensure(&self.paths, variant, p)
+    }
+
+    /// The built uniprocessor kernel for the current inputs, or else the
+    /// newest one with the current config and patches; never builds.
     pub fn installed_kernel(&self) -> Option<Kernel> {
-        kernel::installed(&self.paths)
+        self.installed_kernel_variant(KernelVariant::Up)
+    }
+
+    /// Like [`Images::installed_kernel`] for `variant`.
+    pub fn installed_kernel_variant(&self, variant: KernelVariant) -> Option<Kernel> {
+        kernel::installed(&self.paths, variant)
     }
 
     /// The environment called `name`: the catalog's, else a custom one.

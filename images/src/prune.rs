@@ -9,7 +9,7 @@ use crate::error::Result;
 use crate::fsutil::remove_dir_if_exists;
 use crate::hash::sha256_file;
 use crate::paths::Paths;
-use crate::{guest_init, image, kernel, lock, rootfs};
+use crate::{guest_init, image, kernel, lock, rootfs, KernelVariant};
 
 /// See [`crate::Images::prune`]. Anything a running build holds the lock
 /// for is left alone.
@@ -82,18 +82,22 @@ fn prune_build_dirs(paths: &Paths, removed: &mut Vec<PathBuf>) -> Result<()> {
 }
 
 fn prune_kernels(paths: &Paths, removed: &mut Vec<PathBuf>) -> Result<()> {
-    // The kernel in use: the current key's, or (source package gone) the
-    // newest with the current config. If neither exists and the current
-    // key is unknown, nothing could be rebuilt: keep everything.
-    let keep = kernel::installed(paths).map(|k| k.manifest.key);
-    let current = kernel::current_key();
-    if keep.is_none() && current.is_none() {
+    // The kernels in use, per variant: the current key's, or (source
+    // package gone) the newest with the current config. If none exists
+    // and the current keys are unknown, nothing could be rebuilt: keep
+    // everything.
+    let mut keep = HashSet::new();
+    for variant in [KernelVariant::Up, KernelVariant::Smp] {
+        keep.extend(kernel::installed(paths, variant).map(|k| k.manifest.key));
+        keep.extend(kernel::current_key(variant));
+    }
+    if keep.is_empty() {
         return Ok(());
     }
     for (name, path) in entries(&paths.kernels()) {
         if let Some(key) = partial_key(&name) {
             remove_unlocked(paths, &format!("kernel-{key}"), &path, removed)?;
-        } else if Some(&name) != keep.as_ref() && Some(&name) != current.as_ref() {
+        } else if !keep.contains(&name) {
             remove_unlocked(paths, &format!("kernel-{name}"), &path, removed)?;
         }
     }

@@ -24,6 +24,16 @@ pub struct KernelStatus {
     pub source_version: Option<String>,
 }
 
+impl KernelStatus {
+    fn of(kernel: Option<pyro_images::Kernel>) -> Self {
+        KernelStatus {
+            installed: kernel.is_some(),
+            path: kernel.as_ref().map(|k| k.path.clone()),
+            source_version: kernel.map(|k| k.manifest.source_version),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct DoctorReport {
     /// No issues found.
@@ -35,7 +45,10 @@ pub struct DoctorReport {
     pub host_note: String,
     pub cache_dir: PathBuf,
     pub data_dir: PathBuf,
+    /// The uniprocessor kernel (1-vCPU VMs).
     pub kernel: KernelStatus,
+    /// The SMP kernel (VMs with more vCPUs), built on first use.
+    pub smp_kernel: KernelStatus,
     pub environments: Vec<EnvSummary>,
     /// Present when a boot was asked for and succeeded.
     pub boot: Option<BootCheck>,
@@ -66,6 +79,9 @@ impl Pyro {
         let kvm = kvm_status(&mut issues);
         let host = HostKind::detect();
         let kernel = self.images().installed_kernel();
+        let smp_kernel = self
+            .images()
+            .installed_kernel_variant(pyro_images::KernelVariant::Smp);
         let mut report = DoctorReport {
             ok: false,
             platform: format!("{}-{}", std::env::consts::OS, std::env::consts::ARCH),
@@ -74,11 +90,8 @@ impl Pyro {
             host_note: host_note(host).to_string(),
             cache_dir: self.paths().cache.clone(),
             data_dir: self.paths().data.clone(),
-            kernel: KernelStatus {
-                installed: kernel.is_some(),
-                path: kernel.as_ref().map(|k| k.path.clone()),
-                source_version: kernel.map(|k| k.manifest.source_version),
-            },
+            kernel: KernelStatus::of(kernel),
+            smp_kernel: KernelStatus::of(smp_kernel),
             environments: self.env_list(),
             boot: None,
             network: host_network(&mut issues),

@@ -103,6 +103,11 @@ impl Pyro {
 
     /// A VM booting `environment` from its read-only root image, building
     /// the kernel and the image first if needed. Callers add devices.
+    ///
+    /// The kernel follows `vcpus`: the uniprocessor kernel for one vCPU,
+    /// the SMP kernel (built on first use, minutes) for more. The kernel
+    /// file is part of every warm snapshot's key and origin, so a VM
+    /// never restores a snapshot of the other kernel.
     pub(crate) fn environment_vm(
         &self,
         environment: &str,
@@ -110,7 +115,7 @@ impl Pyro {
         vcpus: u8,
         progress: &dyn Progress,
     ) -> Result<(pyro_vmm::VmConfig, pyro_images::Environment), Error> {
-        let kernel = self.images.kernel(progress)?;
+        let kernel = self.images.kernel_for_vcpus(vcpus, progress)?;
         let env = self.images.environment(environment, progress)?;
         let mut config = pyro_vmm::VmConfig::new(&kernel.path);
         config.mem_mib = mem_mib;
@@ -137,4 +142,20 @@ pub const CONSOLE_LOG_MAX_ENV: &str = "PYRO_CONSOLE_LOG_MAX_BYTES";
 
 fn console_log_max_from_env() -> Option<u64> {
     std::env::var(CONSOLE_LOG_MAX_ENV).ok()?.trim().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use pyro_images::KernelVariant;
+    use pyro_vmm::limits::VCPUS;
+
+    #[test]
+    fn the_smp_kernel_takes_as_many_cpus_as_a_vm_may_have() {
+        let want = format!("CONFIG_NR_CPUS={}", VCPUS.max);
+        assert!(
+            KernelVariant::Smp.config().lines().any(|l| l == want),
+            "images/kernel/smp.config must set {want} (pyro_vmm::limits::VCPUS.max)"
+        );
+        assert_eq!(KernelVariant::for_vcpus(VCPUS.default), KernelVariant::Up);
+    }
 }

@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     pub environment: String,
+    /// vCPUs ([`pyro_vmm::limits::VCPUS`]). More than one boots the SMP
+    /// guest kernel, built on first use (minutes, reported to the
+    /// progress), with a warm snapshot of its own.
     pub vcpus: u8,
     pub mem_mib: u32,
     /// Bound on the command itself (its process group is killed after).

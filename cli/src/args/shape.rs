@@ -17,7 +17,7 @@ pub struct VmShape {
         long,
         default_value_t = VCPUS.default,
         value_parser = limited(VCPUS),
-        help = help("vCPUs for the VM", VCPUS)
+        help = help("vCPUs for the VM (more than 1: the SMP guest kernel, built on first use)", VCPUS)
     )]
     pub vcpus: u8,
     #[arg(

@@ -70,6 +70,13 @@ impl Render for DoctorReport {
                 "Kernel:        not built (`pyro env pull` or `pyro doctor --boot` builds it)"
             )?,
         }
+        match &r.smp_kernel.path {
+            Some(p) => writeln!(out, "SMP kernel:    {} (for --vcpus > 1)", path(p))?,
+            None => writeln!(
+                out,
+                "SMP kernel:    not built (the first --vcpus > 1 builds it)"
+            )?,
+        }
         for (i, e) in r.environments.iter().enumerate() {
             let label = if i == 0 { "Environments:" } else { "" };
             writeln!(out, "{label:<14} {} [{}]", e.name, installed(e.installed))?;

@@ -32,7 +32,8 @@ pub struct VmRunParams {
     #[serde(default = "default_timeout_seconds")]
     #[schemars(range(min = TIMEOUT_SECONDS.min, max = TIMEOUT_SECONDS.max))]
     pub timeout_seconds: u64,
-    /// vCPUs of the VM, 1 to 32.
+    /// vCPUs of the VM, 1 to 32. More than 1 boots the SMP guest kernel,
+    /// built once on first use (minutes).
     #[serde(default = "default_vcpus")]
     #[schemars(range(min = VCPUS.min, max = VCPUS.max))]
     pub vcpus: u8,

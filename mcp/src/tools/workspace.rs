@@ -59,7 +59,8 @@ pub struct CreateParams {
     #[serde(default)]
     #[schemars(range(min = TTL_SECONDS.min))]
     pub ttl_seconds: Option<u64>,
-    /// vCPUs, 1 to 32.
+    /// vCPUs, 1 to 32. More than 1 boots the SMP guest kernel, built
+    /// once on first use (minutes).
     #[serde(default = "default_vcpus")]
     #[schemars(range(min = VCPUS.min, max = VCPUS.max))]
     pub vcpus: u8,

@@ -104,6 +104,9 @@ pub struct CreateOptions {
     pub labels: BTreeMap<String, String>,
     /// A host directory, or a `.tar` / `.tar.gz` / `.tgz` file.
     pub seed_path: Option<PathBuf>,
+    /// vCPUs ([`pyro_vmm::limits::VCPUS`]). More than one boots the SMP
+    /// guest kernel, built on first use (minutes, reported to the
+    /// progress), with warm snapshots of its own.
     pub vcpus: u8,
     pub mem_mib: u32,
     pub ttl_seconds: Option<u64>,
