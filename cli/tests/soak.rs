@@ -14,9 +14,11 @@
 //!
 //! `PYRO_SOAK_SEED` repeats a run (each run prints its seed).
 
+mod common;
+
+use common::home::Home;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -59,7 +61,7 @@ impl Rng {
 }
 
 struct Soak {
-    scratch: tempfile::TempDir,
+    home: Home,
     /// The workspace every trial but create works on.
     id: String,
     /// Files a write pyro acknowledged put in /workspace: path -> content.
@@ -69,45 +71,22 @@ struct Soak {
     checkpoints: BTreeMap<String, BTreeMap<String, String>>,
 }
 
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
 impl Soak {
-    fn data(&self) -> PathBuf {
-        self.scratch.path().join("data")
-    }
-
+    /// `pyro ARGS` to spawn, its output captured.
     fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pyro"));
-        cmd.args(args)
-            .env("XDG_DATA_HOME", self.data())
-            .env_remove("PYRO_HOME")
-            .stdin(Stdio::null())
+        let mut cmd = self.home.command(args);
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         cmd
     }
 
-    fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().expect("run pyro")
-    }
-
     fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "pyro {args:?} failed ({:?}): {}",
-            out.status.code(),
-            text(&out.stderr)
-        );
-        text(&out.stdout)
+        self.home.ok(args)
     }
 
     fn json(&self, args: &[&str]) -> Value {
-        let mut all = args.to_vec();
-        all.push("--json");
-        serde_json::from_str(&self.ok(&all)).expect("one JSON document")
+        self.home.json(args)
     }
 
     fn ids(&self) -> Vec<String> {
@@ -117,20 +96,6 @@ impl Soak {
             .iter()
             .map(|w| w["workspace_id"].as_str().unwrap().to_string())
             .collect()
-    }
-
-    /// The pid of workspace `id`'s VM process, if one runs.
-    fn vmm_pid(&self, id: &str) -> Option<u32> {
-        let spec = self
-            .data()
-            .join("pyro/workspaces")
-            .join(id)
-            .join("vm/vmm.json");
-        let out = Command::new("pgrep")
-            .args(["-f", &format!("__vmm {}", spec.display())])
-            .output()
-            .unwrap();
-        text(&out.stdout).lines().next()?.trim().parse().ok()
     }
 
     /// Starts workspace `id` if its VM is not running.
@@ -264,9 +229,8 @@ fn kill_9_at_random_moments_loses_no_acknowledged_write() {
         });
     eprintln!("soak: seed {seed} (PYRO_SOAK_SEED={seed} repeats this run)");
     let mut rng = Rng(seed);
-    let scratch = tempfile::tempdir().unwrap();
     let mut soak = Soak {
-        scratch,
+        home: Home::new(),
         id: String::new(),
         acked: BTreeMap::new(),
         checkpoints: BTreeMap::new(),
@@ -307,8 +271,8 @@ fn run_trial(soak: &mut Soak, trial: usize, op: Op, kill_vmm: bool, delay: Durat
     let name = format!("t{trial}");
     let file = format!("/workspace/{name}.txt");
     let content = format!("trial {trial} wrote this");
-    let patch_path = soak.scratch.path().join(format!("{name}.patch"));
-    let push_dir = soak.scratch.path().join(format!("{name}-push"));
+    let patch_path = soak.home.path(&format!("{name}.patch"));
+    let push_dir = soak.home.path(&format!("{name}-push"));
     let args: Vec<String> = match op {
         Op::Create => vec!["workspace".into(), "create".into(), "--id-only".into()],
         Op::Exec => vec![
@@ -384,7 +348,7 @@ fn run_trial(soak: &mut Soak, trial: usize, op: Op, kill_vmm: bool, delay: Durat
     let cli_pid = child.id();
     std::thread::sleep(delay);
     let victim = if kill_vmm {
-        soak.vmm_pid(&id).map(|p| ("vmm", p))
+        soak.home.running_vmm(&id).map(|p| ("vmm", p))
     } else {
         None
     }

@@ -1,4 +1,9 @@
-//! Shared by the CLI tests that run the real binary without a guest.
+//! Shared by the CLI tests that run the real binary: [`pyro`] for those
+//! without a guest, [`home::Home`] for those that boot guests.
+
+#![allow(dead_code)]
+
+pub mod home;
 
 use std::process::{Command, Output};
 
