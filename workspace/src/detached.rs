@@ -328,6 +328,21 @@ impl DetachedVm {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+        // The socket goes early in the VMM's shutdown; the process must
+        // be gone too, its disks closed, before callers copy or delete
+        // them (seen once: a VMM lived on after its socket, for hours,
+        // with its directory deleted). Killed if it lingers.
+        if let Some(vmm) = self.recorded_process() {
+            while vmm.alive() && started.elapsed() < Duration::from_secs(10) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if !vmm.kill_group(Duration::from_secs(10)) {
+                return Err(Error::Io(format!(
+                    "the VM process {} did not end within 10 s of SIGKILL",
+                    vmm.pid
+                )));
+            }
+        }
         Ok(())
     }
 
