@@ -182,17 +182,26 @@ fn sweep_stale(root: &Path) {
     }
 }
 
-/// One output stream as a run's result keeps it: at most a cap of it.
-#[derive(Default)]
-struct Kept {
-    bytes: Vec<u8>,
+/// One output stream as a result keeps it: the first `cap` bytes, and
+/// whether more came (a run's result; a command's history record).
+pub(crate) struct Kept {
+    pub bytes: Vec<u8>,
     /// Some arrived past the cap.
-    cut: bool,
+    pub cut: bool,
+    cap: usize,
 }
 
 impl Kept {
-    fn keep(&mut self, more: &[u8], cap: usize) {
-        let room = cap.saturating_sub(self.bytes.len());
+    pub fn new(cap: usize) -> Kept {
+        Kept {
+            bytes: Vec::new(),
+            cut: false,
+            cap,
+        }
+    }
+
+    pub fn keep(&mut self, more: &[u8]) {
+        let room = self.cap.saturating_sub(self.bytes.len());
         self.cut |= more.len() > room;
         self.bytes.extend_from_slice(&more[..more.len().min(room)]);
     }
@@ -287,12 +296,12 @@ impl Pyro {
             ..Default::default()
         };
         let cap = usize::try_from(opts.max_output_bytes).unwrap_or(usize::MAX);
-        let (mut stdout, mut stderr) = (Kept::default(), Kept::default());
+        let (mut stdout, mut stderr) = (Kept::new(cap), Kept::new(cap));
         let result = client
             .exec_cancellable(request, None, &opts.cancel, |stream, bytes| {
                 match stream {
-                    Stream::Stdout => stdout.keep(bytes, cap),
-                    Stream::Stderr => stderr.keep(bytes, cap),
+                    Stream::Stdout => stdout.keep(bytes),
+                    Stream::Stderr => stderr.keep(bytes),
                 }
                 on_output(stream, bytes);
             })

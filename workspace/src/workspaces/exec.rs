@@ -7,6 +7,7 @@ use super::secrets::resolve_env;
 use super::store::{self, now_unix, read_json, rfc3339, write_json};
 use crate::guest::GuestError;
 use crate::process::ProcessId;
+use crate::run::Kept;
 use crate::secrets::Redactor;
 use crate::{Cancel, Error, Pyro};
 use pyro_proto::rpc::{self, ExecRequest, ExecResult, Stream};
@@ -108,20 +109,18 @@ impl Pyro {
 /// One output stream of a command: what the history keeps (redacted,
 /// bounded) and the stream's redactor.
 struct Captured {
-    keep: Vec<u8>,
+    /// Redacted output, as much as the history keeps.
+    kept: Kept,
     /// Raw bytes that arrived.
     received: u64,
-    /// Redacted output that did not fit the history.
-    cut: bool,
     redactor: Redactor,
 }
 
 impl Captured {
     fn new(redactor: &Redactor) -> Self {
         Captured {
-            keep: Vec::new(),
+            kept: Kept::new(HISTORY_OUTPUT_BYTES),
             received: 0,
-            cut: false,
             redactor: redactor.clone(),
         }
     }
@@ -131,26 +130,20 @@ impl Captured {
     fn take(&mut self, bytes: &[u8]) -> Vec<u8> {
         self.received += bytes.len() as u64;
         let clean = self.redactor.push(bytes);
-        self.keep_some(&clean);
+        self.kept.keep(&clean);
         clean
     }
 
     /// The end of the stream: what was held back.
     fn finish(&mut self) -> Vec<u8> {
         let clean = self.redactor.finish();
-        self.keep_some(&clean);
+        self.kept.keep(&clean);
         clean
-    }
-
-    fn keep_some(&mut self, clean: &[u8]) {
-        let room = HISTORY_OUTPUT_BYTES.saturating_sub(self.keep.len());
-        self.cut |= clean.len() > room;
-        self.keep.extend_from_slice(&clean[..clean.len().min(room)]);
     }
 
     /// Whether the history lacks some of what the command wrote.
     fn truncated(&self, produced: u64) -> bool {
-        self.cut || produced > self.received
+        self.kept.cut || produced > self.received
     }
 }
 
@@ -277,8 +270,8 @@ fn exec_in(
                 duration_ms: clock.elapsed().as_millis() as u64,
                 stdout_truncated: true,
                 stderr_truncated: true,
-                stdout: stdout.keep,
-                stderr: stderr.keep,
+                stdout: stdout.kept.bytes,
+                stderr: stderr.kept.bytes,
                 ..base(sequence, CommandStatus::Interrupted)
             };
             let _ = write_json(&history_file(ws, sequence), &interrupted);
@@ -292,8 +285,8 @@ fn exec_in(
         duration_ms: result.duration_ms,
         stdout_truncated: stdout.truncated(result.stdout_bytes),
         stderr_truncated: stderr.truncated(result.stderr_bytes),
-        stdout: stdout.keep,
-        stderr: stderr.keep,
+        stdout: stdout.kept.bytes,
+        stderr: stderr.kept.bytes,
         cancelled,
         ..base(sequence, CommandStatus::Finished)
     };
