@@ -401,15 +401,7 @@ impl GuestClient {
         max_bytes: Option<u64>,
         sink: &mut dyn Write,
     ) -> Result<ReadResult, GuestError> {
-        self.send(&Request::Read {
-            path: path.into(),
-            offset,
-            max_bytes,
-        })?;
-        match self.finish_with(|_, _| {}, |data| sink.write_all(data))? {
-            Reply::Read(result) => Ok(result),
-            other => Err(unexpected(other)),
-        }
+        self.read_with(path, offset, max_bytes, |data| sink.write_all(data))
     }
 
     /// Reads a file, up to `max_bytes` of it, into memory. The guest is
@@ -419,15 +411,27 @@ impl GuestClient {
         path: &str,
         max_bytes: u64,
     ) -> Result<(Vec<u8>, ReadResult), GuestError> {
-        self.send(&Request::Read {
-            path: path.into(),
-            offset: 0,
-            max_bytes: Some(max_bytes),
-        })?;
         let mut bytes = Vec::new();
         let max = usize::try_from(max_bytes).unwrap_or(usize::MAX);
-        match self.finish_with(|_, _| {}, collect_at_most(&mut bytes, max))? {
-            Reply::Read(result) => Ok((bytes, result)),
+        let result = self.read_with(path, 0, Some(max_bytes), collect_at_most(&mut bytes, max))?;
+        Ok((bytes, result))
+    }
+
+    /// A `Read` request whose data frames go to `on_data`.
+    fn read_with(
+        &mut self,
+        path: &str,
+        offset: u64,
+        max_bytes: Option<u64>,
+        on_data: impl FnMut(&[u8]) -> std::io::Result<()>,
+    ) -> Result<ReadResult, GuestError> {
+        self.send(&Request::Read {
+            path: path.into(),
+            offset,
+            max_bytes,
+        })?;
+        match self.finish_with(|_, _| {}, on_data)? {
+            Reply::Read(result) => Ok(result),
             other => Err(unexpected(other)),
         }
     }
