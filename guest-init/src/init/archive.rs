@@ -83,7 +83,8 @@ pub fn upload(dest: &str, body: &mut impl Read) -> Result<Reply, RpcError> {
     let root = files::root()?;
     let dest_fd = files::mkdir_all(&root, &rel)?;
     let dest_fd = open_beneath(&dest_fd, "", OFlags::RDONLY | OFlags::DIRECTORY, 0)?;
-    let stage_dir = files::staging_for(&root, &dest_fd)?;
+    let staging = files::Staging::open(&root)?;
+    let stage_dir = staging.for_dir(&dest_fd)?;
     let staging = files::temp_name("upload");
     mkdirat(&stage_dir, staging.as_str(), Mode::from_raw_mode(0o700))
         .map_err(|e| fs_error(e, &rel))?;

@@ -139,9 +139,9 @@ pub fn apply(text: &[u8]) -> Result<Reply, RpcError> {
 }
 
 /// A new file content written beside its final name.
-struct Staged {
-    /// Where the new file is made ([`files::staging_for`]).
-    stage: OwnedFd,
+struct Staged<'a> {
+    /// Where the new file is made ([`files::Staging::for_dir`]).
+    stage: files::Stage<'a>,
     dir: OwnedFd,
     tmp: String,
     name: String,
@@ -149,6 +149,7 @@ struct Staged {
 }
 
 fn commit(root: &OwnedFd, changes: &[Change]) -> Result<(), RpcError> {
+    let staging_dir = files::Staging::open(root)?;
     let mut staged: Vec<Staged> = Vec::new();
     let staging = (|| {
         for change in changes {
@@ -158,7 +159,7 @@ fn commit(root: &OwnedFd, changes: &[Change]) -> Result<(), RpcError> {
             let rel = files::relative(path)?;
             let (parent, name) = rel.rsplit_once('/').unwrap_or(("", &rel));
             let dir = files::mkdir_all(root, parent)?;
-            let stage = files::staging_for(root, &dir)?;
+            let stage = staging_dir.for_dir(&dir)?;
             let tmp = files::temp_name(name);
             let fd = openat(
                 &stage,
