@@ -600,16 +600,21 @@ fn is_dir(dir: BorrowedFd<'_>, name: &std::ffi::CStr, d_type: FileType) -> bool 
     }
 }
 
-/// Flushes the file system under /workspace to its disk, and the
-/// writable system's upper layer to its own when that is a disk.
 /// Flushes /workspace's file system to its disk (`syncfs`): what a
 /// request changed survives a VM killed once it has answered.
 pub fn sync_workspace() -> Result<(), RpcError> {
-    let root = root()?;
-    let dir = open_beneath(&root, "", OFlags::RDONLY | OFlags::DIRECTORY, 0)?;
+    let dir = openat(
+        rustix::fs::CWD,
+        rpc::WORKSPACE,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| fs_error(e, ""))?;
     rustix::fs::syncfs(&dir).map_err(|e| fs_error(e, ""))
 }
 
+/// Flushes the file system under /workspace to its disk, and the
+/// writable system's upper layer to its own when that is a disk.
 pub fn sync() -> Result<(), RpcError> {
     sync_workspace()?;
     // On the overlay, syncfs syncs its upper file system.
