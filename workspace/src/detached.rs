@@ -297,12 +297,12 @@ impl DetachedVm {
         }
     }
 
-    /// Where [`DetachedVm::spawn`] keeps the VMM process's identity.
     /// The VMM process `vmm-pid.json` records, if any (maybe long gone).
     fn recorded_process(&self) -> Option<ProcessId> {
         crate::workspaces::read_json(&self.pid_file()).ok()
     }
 
+    /// Where [`DetachedVm::spawn`] keeps the VMM process's identity.
     fn pid_file(&self) -> PathBuf {
         self.dir.join("vmm-pid.json")
     }
