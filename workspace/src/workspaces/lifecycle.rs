@@ -207,13 +207,14 @@ impl Pyro {
                 // marker not yet written (the process killed between
                 // the two) leaves no doubt; a name of another form
                 // (an older pyro) is left a minute.
-                let maker = aside_maker(name);
-                let old = std::fs::metadata(&dir.0)
-                    .and_then(|m| m.modified())
-                    .is_ok_and(|t| t.elapsed().is_ok_and(|a| a.as_secs() > 60));
-                let abandoned = match maker {
+                let abandoned = match aside_maker(name) {
                     Some(by) => !by.alive(),
-                    None => creating.is_some() || old,
+                    None => {
+                        creating.is_some()
+                            || std::fs::metadata(&dir.0)
+                                .and_then(|m| m.modified())
+                                .is_ok_and(|t| t.elapsed().is_ok_and(|a| a.as_secs() > 60))
+                    }
                 };
                 if abandoned {
                     let _ = std::fs::remove_dir_all(&dir.0);
