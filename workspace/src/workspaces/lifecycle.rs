@@ -450,18 +450,19 @@ impl Pyro {
     /// Flushes /workspace and stops the VM; the disk keeps everything.
     pub fn workspace_stop(&self, id: &str) -> Result<Workspace, Error> {
         let ws = self.workspace_locked(id)?;
-        let running = matches!(ws.vm().state(), VmState::Running { .. });
-        if running {
-            super::services::stop_all(&ws);
-        }
-        // A guest that does not answer, or cannot flush (a frozen file
-        // system), is stopped all the same, and the result says so.
-        let flushed = if running {
-            ws.agent()
-                .map_err(|e| e.to_string())
-                .and_then(|agent| ws.sync(agent).map_err(|e| e.to_string()))
-        } else {
-            Ok(())
+        // Services get their TERM, then /workspace is flushed. A guest
+        // that does not answer (found once, by the connection: not again
+        // by each call's own deadline) or cannot flush is stopped all the
+        // same, and the result says so.
+        let flushed = match ws.vm().state() {
+            VmState::Running { .. } => ws
+                .agent()
+                .and_then(|agent| {
+                    super::services::stop_all(&ws);
+                    ws.sync(agent)
+                })
+                .map_err(|e| e.to_string()),
+            VmState::Stopped { .. } => Ok(()),
         };
         ws.vm().stop()?;
         let mut view = ws.view()?;
