@@ -526,6 +526,21 @@ mod tests {
     /// A raw tar with one entry, bypassing the tar crate's own checks on
     /// names (an attacker's archive would).
     fn raw_tar(name: &str, kind: tar::EntryType, link: Option<&str>, data: &[u8]) -> Vec<u8> {
+        raw_tars(&[(name, kind, link)], data)
+    }
+
+    /// A raw tar of `entries` (name, type, link target), each holding
+    /// `data`, bypassing the tar crate's own checks on names.
+    fn raw_tars(entries: &[(&str, tar::EntryType, Option<&str>)], data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for &(name, kind, link) in entries {
+            out.extend(raw_entry(name, kind, link, data));
+        }
+        out.extend_from_slice(&[0u8; 1024]);
+        out
+    }
+
+    fn raw_entry(name: &str, kind: tar::EntryType, link: Option<&str>, data: &[u8]) -> Vec<u8> {
         let mut header = tar::Header::new_old();
         let bytes = header.as_old_mut();
         bytes.name[..name.len()].copy_from_slice(name.as_bytes());
@@ -539,7 +554,6 @@ mod tests {
         let mut out = header.as_bytes().to_vec();
         out.extend_from_slice(data);
         out.resize(out.len().div_ceil(512) * 512, 0);
-        out.extend_from_slice(&[0u8; 1024]);
         out
     }
 
@@ -609,17 +623,14 @@ mod tests {
     #[test]
     fn a_symlink_leaving_through_another_symlink_is_refused() {
         use tar::EntryType as T;
-        let mut tar = Vec::new();
-        for (name, kind, link) in [
-            ("a/", T::Directory, None),
-            ("c", T::Symlink, Some("a/b/..")),
-            ("a/b", T::Symlink, Some("..")),
-        ] {
-            let mut one = raw_tar(name, kind, link, b"");
-            one.truncate(one.len() - 1024);
-            tar.extend(one);
-        }
-        tar.extend_from_slice(&[0u8; 1024]);
+        let tar = raw_tars(
+            &[
+                ("a/", T::Directory, None),
+                ("c", T::Symlink, Some("a/b/..")),
+                ("a/b", T::Symlink, Some("..")),
+            ],
+            b"",
+        );
         let dst = tmp();
         let err = unpack_untrusted(&tar[..], dst.path()).unwrap_err();
         assert!(err.to_string().contains("\"c\""), "{err}");
@@ -627,27 +638,24 @@ mod tests {
 
         // Links that stay inside through others, a dangling one, and a
         // loop (refused: it never resolves).
-        let mut ok = Vec::new();
-        for (name, kind, link) in [
-            ("a/", T::Directory, None),
-            ("a/up", T::Symlink, Some("..")),
-            ("x", T::Symlink, Some("a/up/a")),
-            ("dangling", T::Symlink, Some("a/missing/file")),
-        ] {
-            let mut one = raw_tar(name, kind, link, b"");
-            one.truncate(one.len() - 1024);
-            ok.extend(one);
-        }
-        ok.extend_from_slice(&[0u8; 1024]);
+        let ok = raw_tars(
+            &[
+                ("a/", T::Directory, None),
+                ("a/up", T::Symlink, Some("..")),
+                ("x", T::Symlink, Some("a/up/a")),
+                ("dangling", T::Symlink, Some("a/missing/file")),
+            ],
+            b"",
+        );
         let dst = tmp();
         unpack_untrusted(&ok[..], dst.path()).expect("links inside");
-        let mut looped = Vec::new();
-        for (name, link) in [("p", "q/x"), ("q", "p/x")] {
-            let mut one = raw_tar(name, T::Symlink, Some(link), b"");
-            one.truncate(one.len() - 1024);
-            looped.extend(one);
-        }
-        looped.extend_from_slice(&[0u8; 1024]);
+        let looped = raw_tars(
+            &[
+                ("p", T::Symlink, Some("q/x")),
+                ("q", T::Symlink, Some("p/x")),
+            ],
+            b"",
+        );
         let dst = tmp();
         assert!(unpack_untrusted(&looped[..], dst.path()).is_err());
     }
