@@ -120,7 +120,7 @@ impl Soak {
                 "if [ -f '{p}' ]; then printf '%s\\t%s\\n' '{p}' \"$(cat '{p}')\"; fi; "
             ));
         }
-        let out = self.ok(&["workspace", "exec", id, "--", "sh", "-c", &script]);
+        let out = self.home.sh(id, &script);
         let (staging, files) = out.split_once("==\n").expect("marker");
         let got = files
             .lines()
@@ -387,15 +387,9 @@ fn run_trial(soak: &mut Soak, trial: usize, op: Op, kill_vmm: bool, delay: Durat
             // All or nothing, whichever it was.
             soak.ensure_running(&id);
             let marker = format!("/workspace/{name}/marker");
-            let count = soak.ok(&[
-                "workspace",
-                "exec",
-                &id,
-                "--",
-                "sh",
-                "-c",
-                &format!("ls /workspace/{name} 2>/dev/null | wc -l"),
-            ]);
+            let count = soak
+                .home
+                .sh(&id, &format!("ls /workspace/{name} 2>/dev/null | wc -l"));
             let count: u32 = count.trim().parse().unwrap();
             assert!(
                 count == 0 || count == 21,

@@ -174,13 +174,9 @@ fn entry_paths(listed: &Value) -> Vec<&str> {
 }
 
 /// Runs `script` with `sh -c` in workspace `id`; returns its stdout.
-fn sh(home: &Home, id: &str, script: &str) -> String {
-    home.ok(&["workspace", "exec", id, "--", "sh", "-c", script])
-}
-
 /// The /workspace file system's size in KiB, as the guest sees it.
 fn workspace_kib(home: &Home, id: &str) -> u64 {
-    sh(home, id, "df -k /workspace | tail -n 1")
+    home.sh(id, "df -k /workspace | tail -n 1")
         .split_whitespace()
         .nth(1)
         .and_then(|n| n.parse().ok())
@@ -225,7 +221,7 @@ fn warm_workspaces_get_their_own_disk_and_identity() {
         "4 GiB disk: {kb} KiB"
     );
     let identity = "hostname; head -c 16 /dev/urandom | od -An -tx1";
-    assert_ne!(sh(&home, a, identity), sh(&home, b, identity));
+    assert_ne!(home.sh(a, identity), home.sh(b, identity));
     assert!(home
         .pyro(&["workspace", "file", "read", b, "a.txt"])
         .status
@@ -233,7 +229,7 @@ fn warm_workspaces_get_their_own_disk_and_identity() {
         .is_some_and(|c| c != 0));
 
     // Written, stopped, started warm again: the data is there.
-    sh(&home, b, "echo kept > /workspace/b.txt");
+    home.sh(b, "echo kept > /workspace/b.txt");
     let (kind, _) = home.fails(1, &["workspace", "disk", "list", b]);
     assert_eq!(kind, "conflict", "the disk tools read stopped workspaces");
     home.ok(&["workspace", "stop", b]);
@@ -286,8 +282,7 @@ fn stop_keep_memory_resumes_the_same_machine() {
     // A process in its own session (the exec's end kills its process
     // group, so wait until it has left it) and a file only in guest
     // memory (/tmp is a tmpfs).
-    sh(
-        &home,
+    home.sh(
         &id,
         "echo in-memory > /tmp/mem; setsid sleep 1000 </dev/null >/dev/null 2>&1 & \
          pid=$!; echo $pid > /workspace/pid; \
@@ -296,7 +291,7 @@ fn stop_keep_memory_resumes_the_same_machine() {
     let check =
         "cat /tmp/mem 2>/dev/null; kill -0 $(cat /workspace/pid) 2>/dev/null && echo alive; \
                  hostname";
-    let before = sh(&home, &id, check);
+    let before = home.sh(&id, check);
     assert!(before.starts_with("in-memory\nalive\npyro-"), "{before}");
 
     let stopped = home.json(&["workspace", "stop", &id, "--keep-memory"]);
@@ -316,11 +311,11 @@ fn stop_keep_memory_resumes_the_same_machine() {
     let started = home.json(&["workspace", "start", &id]);
     assert_eq!(started["last_start"], "resumed", "{started}");
     assert_eq!(
-        sh(&home, &id, check),
+        home.sh(&id, check),
         before,
         "the same machine, process alive"
     );
-    let guest_now: i64 = sh(&home, &id, "date +%s").trim().parse().unwrap();
+    let guest_now: i64 = home.sh(&id, "date +%s").trim().parse().unwrap();
     let host_now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -331,7 +326,7 @@ fn stop_keep_memory_resumes_the_same_machine() {
     home.ok(&["workspace", "stop", &id]);
     let fresh = home.json(&["workspace", "start", &id]);
     assert_eq!(fresh["last_start"], "warm", "{fresh}");
-    let after = sh(&home, &id, check);
+    let after = home.sh(&id, check);
     assert!(
         !after.contains("in-memory") && !after.contains("alive"),
         "{after}"
@@ -342,13 +337,13 @@ fn stop_keep_memory_resumes_the_same_machine() {
     );
 
     // A reset replaces the disk the kept memory belongs to: dropped.
-    sh(&home, &id, "echo again > /tmp/mem");
+    home.sh(&id, "echo again > /tmp/mem");
     home.ok(&["workspace", "stop", &id, "--keep-memory"]);
     home.ok(&["workspace", "reset", &id]);
     let reset = home.json(&["workspace", "status", &id]);
     assert_eq!(reset["last_start"], "warm", "{reset}");
     assert_eq!(
-        sh(&home, &id, "cat /tmp/mem 2>/dev/null; ls /workspace"),
+        home.sh(&id, "cat /tmp/mem 2>/dev/null; ls /workspace"),
         "lost+found\n"
     );
 }
@@ -387,7 +382,7 @@ fn a_damaged_warm_snapshot_falls_back_to_booting_is_taken_again_and_stale_ones_a
     assert!(!taken[0].exists(), "the refused snapshot is removed");
     let id = second["workspace_id"].as_str().unwrap();
     assert_eq!(
-        sh(&home, id, "echo ok > /workspace/x; cat /workspace/x"),
+        home.sh(id, "echo ok > /workspace/x; cat /workspace/x"),
         "ok\n"
     );
 
@@ -896,8 +891,7 @@ fn a_killed_caller_or_vm_leaves_no_staging_and_no_gap_in_the_history() {
     assert_eq!(statuses(&home, &id)[2], (3, "interrupted".into()));
 
     home.ok(&["workspace", "start", &id]);
-    let seen = sh(
-        &home,
+    let seen = home.sh(
         &id,
         "ls -A /workspace; find /workspace -name '*pyro-tmp*'; \
          echo pushed=$(ls /workspace/pushed 2>/dev/null | wc -l)",

@@ -52,6 +52,11 @@ impl Home {
     }
 
     /// The pid of workspace `id`'s VMM process.
+    /// Runs `sh -c SCRIPT` in workspace `id`; must succeed; its stdout.
+    pub fn sh(&self, id: &str, script: &str) -> String {
+        self.ok(&["workspace", "exec", id, "--", "sh", "-c", script])
+    }
+
     pub fn vmm_pid(&self, id: &str) -> String {
         let pid = self.running_vmm(id);
         pid.unwrap_or_else(|| panic!("no VMM process found for {id}"))
