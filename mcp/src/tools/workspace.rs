@@ -456,7 +456,9 @@ impl PyroServer {
     /// Stop a workspace's VM. /workspace stays on its disk;
     /// workspace_start boots it again. With keep_memory the VM's memory
     /// is kept too (state "suspended"), and workspace_start resumes the
-    /// same machine, running processes included. Result: the workspace.
+    /// same machine, running processes included. Result: the workspace,
+    /// with `warnings` if /workspace could not be flushed before the VM
+    /// stopped (a guest that did not answer).
     #[tool(annotations(destructive_hint = false, open_world_hint = false))]
     async fn workspace_stop(
         &self,
