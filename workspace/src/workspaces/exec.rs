@@ -182,6 +182,12 @@ fn exec_in(
     let env = resolve_env(ws, &opts.secret_env)?;
     let redactor = ws.redactor()?;
     let mut agent = ws.agent()?;
+    // A command may be silent for all of its timeout; the guest kills it
+    // then and answers, so a minute past that is a guest gone wrong.
+    let reply_bound = opts.timeout + Duration::from_secs(60);
+    agent
+        .set_reply_timeout(Some(reply_bound))
+        .map_err(GuestError::from)?;
     let started = now_unix();
     let command: Vec<String> = opts.command.iter().map(|a| redactor.redact(a)).collect();
     let base = |sequence, status| CommandRecord {
@@ -275,7 +281,7 @@ fn exec_in(
                 ..base(sequence, CommandStatus::Interrupted)
             };
             let _ = write_json(&history_file(ws, sequence), &interrupted);
-            return Err(e.into());
+            return Err(ws.late(e, "answer", reply_bound));
         }
     };
     let entry = CommandRecord {

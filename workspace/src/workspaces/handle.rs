@@ -24,6 +24,13 @@ use std::time::Duration;
 /// kernel work is emulated.
 const SYNC_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// How long a verb's call waits for the agent in silence (each read of
+/// its reply), unless the call sets its own bound: a guest that stops
+/// answering fails the verb instead of hanging it, and long transfers
+/// are not cut short (a large push's flush takes minutes where guest
+/// kernel work is emulated).
+const REPLY_STALL: Duration = Duration::from_secs(30 * 60);
+
 fn sync_timeout() -> Duration {
     std::env::var("PYRO_GUEST_SYNC_TIMEOUT_SECONDS")
         .ok()
@@ -134,17 +141,23 @@ impl WorkspaceHandle {
     /// (`GuestClient::connect`: 10 s), replies are not: an exec or a
     /// transfer takes as long as it takes ([`WorkspaceHandle::sync`] is
     /// the bounded call).
+    /// A new connection to the agent, each wait for its replies bounded
+    /// by [`REPLY_STALL`] (calls with a bound of their own set it).
     pub fn agent(&self) -> Result<GuestClient, Error> {
         let vm = self.vm();
         let id = &self.given;
-        GuestClient::connect(&vm.vsock()).map_err(|_| match vm.state() {
+        let mut agent = GuestClient::connect(&vm.vsock()).map_err(|_| match vm.state() {
             VmState::Running { .. } => Error::Guest(format!(
                 "workspace {id}: its VM runs but the agent does not answer"
             )),
             VmState::Stopped { .. } => Error::Conflict(format!(
                 "workspace {id} is stopped: start it with `pyro workspace start {id}`"
             )),
-        })
+        })?;
+        agent
+            .set_reply_timeout(Some(REPLY_STALL))
+            .map_err(GuestError::from)?;
+        Ok(agent)
     }
 
     /// Flushes /workspace to its disk through `agent`, which must answer
@@ -207,7 +220,7 @@ impl WorkspaceHandle {
         f: impl FnOnce(&mut GuestClient) -> Result<T, GuestError>,
     ) -> Result<T, Error> {
         let mut agent = self.agent()?;
-        f(&mut agent).map_err(|e| self.redact_err(e.into()))
+        f(&mut agent).map_err(|e| self.redact_err(self.late(e, "answer", REPLY_STALL)))
     }
 
     /// What replaces this workspace's secret values in everything it
