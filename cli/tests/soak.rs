@@ -333,7 +333,9 @@ fn run_trial(soak: &mut Soak, trial: usize, op: Op, kill_vmm: bool, delay: Durat
         ],
         Op::Reset => {
             let names: Vec<&String> = soak.checkpoints.keys().collect();
-            let to = names[trial % names.len()].clone();
+            // The first round's reset (trial 6) goes to the checkpoint of
+            // trial 5 when it was taken: a named one, not the baseline.
+            let to = names[(trial + 1) % names.len()].clone();
             vec![
                 "workspace".into(),
                 "reset".into(),
