@@ -288,9 +288,11 @@ fn stop_keep_memory_resumes_the_same_machine() {
          pid=$!; echo $pid > /workspace/pid; \
          while [ \"$(cut -d' ' -f6 /proc/$pid/stat)\" != $pid ]; do sleep 0.05; done",
     );
-    let check =
-        "cat /tmp/mem 2>/dev/null; kill -0 $(cat /workspace/pid) 2>/dev/null && echo alive; \
-                 hostname";
+    // The same process, not merely its pid: a fresh machine from the same
+    // snapshot hands out the same pids, so another process may hold it.
+    let check = "cat /tmp/mem 2>/dev/null; \
+                 [ \"$(tr '\\0' ' ' < /proc/$(cat /workspace/pid)/cmdline 2>/dev/null)\" = \
+                 'sleep 1000 ' ] && echo alive; hostname";
     let before = home.sh(&id, check);
     assert!(before.starts_with("in-memory\nalive\npyro-"), "{before}");
 
