@@ -10,10 +10,11 @@
 //! Here (in the CLI package) because cargo hands benches the path of the
 //! freshly built `pyro` binary, which runs the VM processes.
 
+mod common;
+
 use criterion::{criterion_group, criterion_main, Criterion};
 use pyro_workspace::{
     CreateOptions, NetConfig, NetRules, NetworkPolicy, NoProgress, PortMapping, Pyro, StartKind,
-    VMM_BIN_ENV,
 };
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -92,12 +93,7 @@ fn bench_create(
 }
 
 fn benches(c: &mut Criterion) {
-    std::env::set_var(VMM_BIN_ENV, env!("CARGO_BIN_EXE_pyro"));
-    let scratch = tempfile::tempdir().unwrap();
-    let pyro = Pyro::with_paths(pyro_images::Paths {
-        cache: pyro_images::Paths::from_env().cache,
-        data: scratch.path().join("data"),
-    });
+    let (scratch, pyro) = common::scratch_pyro(env!("CARGO_BIN_EXE_pyro"));
     let off = NetConfig::default();
     let (_, cold) = bench_create(c, &pyro, "workspace_create_cold", true, off.clone());
     let (_, warm) = bench_create(c, &pyro, "workspace_create_warm", false, off);

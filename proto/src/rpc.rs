@@ -99,6 +99,20 @@ pub enum Request {
     Download { path: String },
     /// Flush /workspace to its disk (`syncfs`), before a snapshot or stop.
     Sync,
+    /// Freeze /workspace (`FIFREEZE`: dirty data and the journal written
+    /// out, new writes held), so the host can read the disk image as it
+    /// is: [`Reply::Frozen`]. The freeze lasts until [`Request::Thaw`] on
+    /// the same connection, the connection's end, or `hold_ms` (at most
+    /// [`MAX_FREEZE_MS`]), whichever comes first; after the deadline the
+    /// agent thaws and closes the connection, so a late `Thaw` fails and
+    /// the host knows its read may be torn. Refused (`busy`) when more
+    /// than [`FREEZE_MAX_DIRTY_BYTES`] wait to be written (the host reads
+    /// through the guest then), and (`unsupported`) when /workspace is no
+    /// disk of its own or has other file systems mounted below it (the
+    /// image would not hold them).
+    Freeze { hold_ms: u64 },
+    /// Ends the freeze this connection holds: [`Reply::Thawed`].
+    Thaw,
     /// The first request to a guest restored from a snapshot: make it
     /// this VM (hostname, the kernel's random state reseeded with the
     /// host's entropy, wall clock set to the host's), since every VM
@@ -171,6 +185,12 @@ pub enum Request {
 
 /// The directory file requests are confined to.
 pub const WORKSPACE: &str = "/workspace";
+/// Longest [`Request::Freeze`] the agent holds.
+pub const MAX_FREEZE_MS: u64 = 120_000;
+/// Most dirty and in-writeback bytes (`/proc/meminfo`) a freeze starts
+/// with: writing more out through the emulated guest kernel costs more
+/// than reading through the agent.
+pub const FREEZE_MAX_DIRTY_BYTES: u64 = 16 << 20;
 /// Most entries one `List` returns (the reply says `truncated`).
 pub const MAX_LIST_ENTRIES: usize = 100_000;
 /// Largest file one `Write` accepts.
@@ -241,6 +261,10 @@ pub enum Reply {
     Upload(UploadResult),
     Download(DownloadResult),
     Synced,
+    /// /workspace is frozen until [`Request::Thaw`] (or the deadline).
+    Frozen,
+    /// The freeze ended in time: what the host read was one instant.
+    Thawed,
     Restored,
     /// The guest holds this many secrets now.
     Secrets {

@@ -251,6 +251,27 @@ impl GuestClient {
         }
     }
 
+    /// Freezes /workspace for at most `hold` so its disk image can be
+    /// read on the host (see `Request::Freeze`); [`GuestClient::thaw`] on
+    /// this connection ends it, and so does dropping the connection.
+    pub fn freeze(&mut self, hold: Duration) -> Result<(), GuestError> {
+        let hold_ms = hold.as_millis().min(u128::from(rpc::MAX_FREEZE_MS)) as u64;
+        match self.call(&Request::Freeze { hold_ms })? {
+            Reply::Frozen => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Ends this connection's freeze. An error means it ended without
+    /// us (its deadline passed, the connection broke): what was read
+    /// meanwhile may not be one instant.
+    pub fn thaw(&mut self) -> Result<(), GuestError> {
+        match self.call(&Request::Thaw)? {
+            Reply::Thawed => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
     /// Makes a guest just restored from a snapshot its own VM: a fresh
     /// hostname (`pyro-` + 12 hex digits, returned), the kernel's RNG
     /// reseeded with 58 bytes of host entropy, the wall clock set to the

@@ -57,6 +57,7 @@ pub use shell_words::{shell_join, shell_quote};
 pub use transfer::{pack_dir, unpack_untrusted, PackStats};
 pub use workspaces::{
     abandon_creates, parse_secret_env, secret_env_pair, secret_from_file, DiskExport, ExecOptions,
+    ServedBy, HOST_READS_ENV,
 };
 pub use workspaces::{
     Checkpoint, CheckpointKind, CommandRecord, CommandStatus, CreateOptions, Deleted, DiffEntry,

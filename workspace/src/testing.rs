@@ -50,3 +50,17 @@ pub fn guests_available() -> bool {
 fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
 }
+
+/// A seed of many small files for tests and benches of big trees:
+/// `dirs` directories `d0..` of `files` files `f0.txt..` each, holding
+/// `file D F\n`.
+pub fn small_files_seed(dir: &std::path::Path, dirs: usize, files: usize) {
+    for d in 0..dirs {
+        let sub = dir.join(format!("d{d}"));
+        std::fs::create_dir_all(&sub).expect("seed directory");
+        for f in 0..files {
+            std::fs::write(sub.join(format!("f{f}.txt")), format!("file {d} {f}\n"))
+                .expect("seed file");
+        }
+    }
+}

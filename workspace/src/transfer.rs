@@ -429,37 +429,49 @@ impl GuestClient {
     /// which must not exist. The copy is assembled beside `out` and
     /// renamed into place, so a failure leaves nothing at `out`.
     pub fn export(&mut self, path: &str, out: &Path) -> Result<DownloadResult, GuestError> {
-        if std::fs::symlink_metadata(out).is_ok() {
-            return Err(GuestError::Sink(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                format!(
-                    "{}: already exists; choose another output path",
-                    out.display()
-                ),
-            )));
-        }
-        let parent = match out.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let staging = tempfile_dir(&parent).map_err(GuestError::Sink)?;
-        let result = (|| {
-            let (_, result) = through_pipe_sink(
-                |r| unpack_untrusted(r, &staging),
-                |w| self.download(path, w),
-            )?;
-            let from = if result.artifact_type == ArtifactType::Directory {
-                staging.clone()
-            } else {
-                let base = path.rsplit('/').find(|p| !p.is_empty()).unwrap_or(path);
-                staging.join(base)
-            };
-            std::fs::rename(&from, out).map_err(|e| GuestError::Sink(with_path(e, out)))?;
-            Ok(result)
-        })();
-        let _ = std::fs::remove_dir_all(&staging);
-        result
+        export_with(path, out, |w| self.download(path, w), || Ok(()))
     }
+}
+
+/// An export of `path` to the host path `out` (which must not exist)
+/// from the tar stream `produce` writes, unpacked as untrusted
+/// ([`unpack_untrusted`]) beside `out`. `commit` runs once the stream
+/// is whole and before the copy is renamed into place; its error, like
+/// any other, leaves nothing at `out`.
+pub(crate) fn export_with(
+    path: &str,
+    out: &Path,
+    produce: impl FnOnce(&mut PipeWriter) -> Result<DownloadResult, GuestError>,
+    commit: impl FnOnce() -> Result<(), GuestError>,
+) -> Result<DownloadResult, GuestError> {
+    if std::fs::symlink_metadata(out).is_ok() {
+        return Err(GuestError::Sink(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!(
+                "{}: already exists; choose another output path",
+                out.display()
+            ),
+        )));
+    }
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let staging = tempfile_dir(&parent).map_err(GuestError::Sink)?;
+    let result = (|| {
+        let (_, result) = through_pipe_sink(|r| unpack_untrusted(r, &staging), produce)?;
+        commit()?;
+        let from = if result.artifact_type == ArtifactType::Directory {
+            staging.clone()
+        } else {
+            let base = path.rsplit('/').find(|p| !p.is_empty()).unwrap_or(path);
+            staging.join(base)
+        };
+        std::fs::rename(&from, out).map_err(|e| GuestError::Sink(with_path(e, out)))?;
+        Ok(result)
+    })();
+    let _ = std::fs::remove_dir_all(&staging);
+    result
 }
 
 /// Like [`through_pipe`], but the guest side writes and a thread reads.

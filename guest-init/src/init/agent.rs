@@ -6,7 +6,7 @@
 //! VM down (`isolated`; the panic hook in `main.rs` logs the panic to the
 //! console and powers off only for PID 1's main thread).
 
-use super::{archive, exec, files, log, patch_apply, secrets, service, shell, RpcError};
+use super::{archive, exec, files, freeze, log, patch_apply, secrets, service, shell, RpcError};
 use pyro_proto::rpc::{self, Event, Reply, Request};
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -60,6 +60,13 @@ fn connection(stream: VsockStream) {
             Err(e) => return bad_frame(&mut writer, e.to_string()),
         };
         let (request, data) = request;
+        // A freeze holds this connection until its thaw (`freeze.rs`).
+        if let Request::Freeze { hold_ms } = request {
+            if freeze::serve(hold_ms, &mut reader, &mut writer) {
+                continue;
+            }
+            return;
+        }
         let mut body = Body::new(&mut reader, has_body(&request));
         let durable = changes_files(&request);
         // Whatever the handler left half done is dropped; the body is
@@ -197,6 +204,10 @@ fn handle(
         Request::Upload { dest } => archive::upload(&dest, body),
         Request::Download { path } => archive::download(&path, out),
         Request::Sync => files::sync().map(|_| Reply::Synced),
+        Request::Freeze { .. } | Request::Thaw => Err(RpcError::new(
+            "bad_request",
+            "a thaw without a freeze on this connection".into(),
+        )),
         Request::Restored {
             hostname,
             entropy,

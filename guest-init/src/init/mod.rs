@@ -6,6 +6,7 @@ pub mod clock;
 pub mod cmdline;
 pub mod exec;
 pub mod files;
+pub mod freeze;
 pub mod marker;
 pub mod mounts;
 pub mod net;

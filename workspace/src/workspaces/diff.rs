@@ -1,8 +1,9 @@
 //! `diff`: the live /workspace against the create-time baseline.
 //!
 //! The baseline is `baseline.tar`, packed on the host from the seed at
-//! create time, so it never needs the guest. The live side comes from the
-//! agent: one recursive listing first, then one pass over the tar and the
+//! create time, so it never needs the guest. The live side ([`Live`])
+//! comes from the frozen disk image on the host (`host_read.rs`), or
+//! from the agent: one recursive listing first, then one pass over the tar and the
 //! content (of both sides) of only those files whose size, mode or mtime
 //! differ from the baseline (git's stat check;
 //! contents are then compared byte for byte, so a touched but unchanged
@@ -13,8 +14,10 @@
 //! untrusted guest): a bigger file whose metadata changed is reported
 //! modified, without a patch.
 
+use super::host_read::ServedBy;
 use crate::guest::GuestClient;
 use crate::Error;
+use ext4_view::Ext4;
 use pyro_patch::unified_diff;
 use pyro_proto::rpc::{workspace_relative, ArtifactType, FileInfo};
 use serde::Serialize;
@@ -68,6 +71,53 @@ pub struct DiffResult {
     /// Every text patch, concatenated: `git apply` takes it on a copy of
     /// the baseline.
     pub patch: String,
+    /// Where the live side was read.
+    pub served_by: ServedBy,
+}
+
+/// The live /workspace a diff reads.
+pub(super) trait Live {
+    fn served_by(&self) -> ServedBy;
+    /// Every entry below /workspace, and whether there were more than
+    /// a listing holds.
+    fn list_all(&mut self) -> Result<(Vec<FileInfo>, bool), Error>;
+    /// At most `max` bytes of file `rel`, and whether it holds more.
+    fn read_at_most(&mut self, rel: &str, max: u64) -> Result<(Vec<u8>, bool), Error>;
+}
+
+impl Live for GuestClient {
+    fn served_by(&self) -> ServedBy {
+        ServedBy::GuestAgent
+    }
+
+    fn list_all(&mut self) -> Result<(Vec<FileInfo>, bool), Error> {
+        let listing = self.list("", true)?;
+        Ok((listing.entries, listing.truncated))
+    }
+
+    fn read_at_most(&mut self, rel: &str, max: u64) -> Result<(Vec<u8>, bool), Error> {
+        let (bytes, read) = self.read_to_vec(rel, max)?;
+        Ok((bytes, read.truncated))
+    }
+}
+
+/// A frozen or stopped workspace's disk image, read on the host.
+pub(super) struct Image<'a>(pub &'a Ext4);
+
+impl Live for Image<'_> {
+    fn served_by(&self) -> ServedBy {
+        ServedBy::HostImage
+    }
+
+    fn list_all(&mut self) -> Result<(Vec<FileInfo>, bool), Error> {
+        super::disk_tools::list(self.0, "", true)
+    }
+
+    fn read_at_most(&mut self, rel: &str, max: u64) -> Result<(Vec<u8>, bool), Error> {
+        let (bytes, size) = super::disk_tools::read(self.0, rel, max)?;
+        let more = size > bytes.len() as u64;
+        Ok((bytes, more))
+    }
 }
 
 /// One entry of the baseline.
@@ -142,20 +192,19 @@ fn load_baseline(
     Ok(out)
 }
 
-pub fn diff(
+pub(super) fn diff(
     workspace_id: &str,
     baseline: &Path,
-    agent: &mut GuestClient,
+    live_tree: &mut dyn Live,
 ) -> Result<DiffResult, Error> {
-    let listing = agent.list("", true)?;
-    if listing.truncated {
+    let (entries, truncated) = live_tree.list_all()?;
+    if truncated {
         return Err(Error::Conflict(format!(
             "/workspace has more than {} entries; too many to diff",
             pyro_proto::rpc::MAX_LIST_ENTRIES
         )));
     }
-    let live: BTreeMap<String, FileInfo> = listing
-        .entries
+    let live: BTreeMap<String, FileInfo> = entries
         .into_iter()
         // Skips the staging directory of a write running now.
         .filter_map(|e| Some((workspace_relative(&e.path).ok()?, e)))
@@ -192,6 +241,7 @@ pub fn diff(
         summary: DiffSummary::default(),
         entries: Vec::new(),
         patch: String::new(),
+        served_by: live_tree.served_by(),
     };
     for (path, status) in candidates {
         let b = base.get(&path);
@@ -202,8 +252,8 @@ pub fn diff(
         let mut too_big = b.is_some_and(|b| file(Some(b.kind)) && b.size > DIFF_CONTENT_BYTES)
             || l.is_some_and(|l| file(Some(l.artifact_type)) && l.size_bytes > DIFF_CONTENT_BYTES);
         let new = if file(l.map(|l| l.artifact_type)) && !too_big {
-            let (bytes, read) = agent.read_to_vec(&path, DIFF_CONTENT_BYTES)?;
-            too_big |= read.truncated; // it grew since the listing
+            let (bytes, more) = live_tree.read_at_most(&path, DIFF_CONTENT_BYTES)?;
+            too_big |= more; // it grew since the listing
             Some(bytes)
         } else {
             None

@@ -19,13 +19,15 @@
 //! what it shows is what the guest had written.
 
 use super::handle::WorkspaceHandle;
+use super::host_read::ServedBy;
 use super::records::{FileList, FileRead};
 use crate::detached::VmState;
 use crate::{Error, Pyro};
 use ext4_view::{Ext4, FileType, Metadata};
-use pyro_proto::rpc::{self, ArtifactType, FileInfo, MAX_LIST_ENTRIES};
+use pyro_proto::rpc::{self, ArtifactType, DownloadResult, FileInfo, MAX_LIST_ENTRIES};
 use serde::Serialize;
-use std::io::Read;
+use std::io::{Read, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
@@ -62,6 +64,7 @@ impl Pyro {
             recursive,
             entries,
             truncated,
+            served_by: ServedBy::HostImage,
         })
     }
 
@@ -84,6 +87,7 @@ impl Pyro {
             max_bytes,
             truncated: size_bytes > content.len() as u64,
             content,
+            served_by: ServedBy::HostImage,
         })
     }
 
@@ -133,7 +137,7 @@ fn with_image<T>(
     with_image_at(&ws.dir.disk(), &ws.given, f)
 }
 
-fn with_image_at<T>(
+pub(super) fn with_image_at<T>(
     disk: &Path,
     given: &str,
     f: impl FnOnce(&Ext4) -> Result<T, Error>,
@@ -222,12 +226,17 @@ fn info(fs: &Ext4, rel: &str, md: &Metadata) -> FileInfo {
     FileInfo {
         path: rpc::workspace_absolute(rel),
         artifact_type,
-        size_bytes: if md.is_dir() { 0 } else { md.len() },
+        size_bytes: md.len(), // a directory's too, as the agent's stat gives it
         mode: u32::from(md.mode()) & 0o7777,
-        // The reader does not expose timestamps.
-        mtime: 0,
+        mtime: md.modified().seconds(),
         link_target,
     }
+}
+
+/// Whether `name` in directory `dir` is pyro's staging directory, which
+/// walks skip as the agent's do.
+fn staging(dir: &str, name: &str) -> bool {
+    dir.is_empty() && name == rpc::STAGING_DIR
 }
 
 /// `rel` as `file list` gives it: a file as itself, a directory's
@@ -249,7 +258,7 @@ pub(super) fn list(fs: &Ext4, rel: &str, recursive: bool) -> Result<(Vec<FileInf
             let entry = entry.map_err(|e| reader_err(&dir, e))?;
             let name = entry.file_name();
             let name = String::from_utf8_lossy(name.as_ref()).into_owned();
-            if name == "." || name == ".." || name.contains('/') {
+            if name == "." || name == ".." || name.contains('/') || staging(&dir, &name) {
                 continue;
             }
             if entries.len() >= MAX_LIST_ENTRIES {
@@ -293,6 +302,155 @@ pub(super) fn read(fs: &Ext4, rel: &str, max_bytes: u64) -> Result<(Vec<u8>, u64
         .read_to_end(&mut content)
         .map_err(|e| Error::Io(format!("{}: {e}", rpc::workspace_absolute(rel))))?;
     Ok((content, md.len()))
+}
+
+/// Most entries one export packs from an image: a damaged image can
+/// make a directory appear in itself, and the depth bound alone would
+/// let that grow without end.
+const MAX_PACK_ENTRIES: u64 = 10_000_000;
+
+/// `rel` as a tar stream, as the agent's `Download` makes it: a
+/// directory as its children (symlinks stored, never followed), a file
+/// or symlink as one entry named by its last component; each entry with
+/// its mode and mtime.
+pub(super) fn pack(fs: &Ext4, rel: &str, out: impl Write) -> Result<DownloadResult, Error> {
+    let md = lstat_beneath(fs, rel)?;
+    let mut tar = tar::Builder::new(out);
+    let mut done = DownloadResult {
+        path: rpc::workspace_absolute(rel),
+        artifact_type: info(fs, rel, &md).artifact_type,
+        entry_count: 0,
+        bytes_read: 0,
+    };
+    match md.file_type() {
+        FileType::Directory => {
+            let prefix = if rel.is_empty() { 0 } else { rel.len() + 1 };
+            let mut dirs = vec![(rel.to_string(), 0usize)];
+            while let Some((dir, depth)) = dirs.pop() {
+                let read = fs
+                    .read_dir(image_path(&dir).as_str())
+                    .map_err(|e| reader_err(&dir, e))?;
+                for entry in read {
+                    let entry = entry.map_err(|e| reader_err(&dir, e))?;
+                    let name = String::from_utf8_lossy(entry.file_name().as_ref()).into_owned();
+                    if name == "." || name == ".." || name.contains('/') || staging(&dir, &name) {
+                        continue;
+                    }
+                    let child = if dir.is_empty() {
+                        name
+                    } else {
+                        format!("{dir}/{name}")
+                    };
+                    let md = entry.metadata().map_err(|e| reader_err(&child, e))?;
+                    if md.is_dir() && depth < MAX_DEPTH {
+                        dirs.push((child.clone(), depth + 1));
+                    }
+                    append(fs, &mut tar, &child, &child[prefix..], &md, &mut done)?;
+                }
+            }
+        }
+        FileType::Regular | FileType::Symlink => {
+            let base = rel.rsplit('/').next().unwrap_or(rel);
+            append(fs, &mut tar, rel, base, &md, &mut done)?;
+        }
+        other => {
+            return Err(Error::Agent {
+                kind: "not_a_file".into(),
+                message: format!(
+                    "{}: is not a file, directory or symlink (a {other:?})",
+                    rpc::workspace_absolute(rel)
+                ),
+            })
+        }
+    }
+    tar.into_inner()
+        .and_then(|mut w| w.flush())
+        .map_err(|e| Error::Io(format!("export: {e}")))?;
+    Ok(done)
+}
+
+/// One entry of [`pack`]: the image's `rel`, named `name` in the tar.
+fn append(
+    fs: &Ext4,
+    tar: &mut tar::Builder<impl Write>,
+    rel: &str,
+    name: &str,
+    md: &Metadata,
+    done: &mut DownloadResult,
+) -> Result<(), Error> {
+    if done.entry_count >= MAX_PACK_ENTRIES {
+        return Err(Error::Io(format!(
+            "{}: more than {MAX_PACK_ENTRIES} entries; the image may be damaged",
+            done.path
+        )));
+    }
+    let sink = |e: std::io::Error| Error::Io(format!("export: {e}"));
+    let mut header = tar::Header::new_gnu();
+    header.set_mode(u32::from(md.mode()) & 0o7777);
+    header.set_mtime(md.modified().seconds().max(0) as u64);
+    header.set_uid(u64::from(md.uid()));
+    header.set_gid(u64::from(md.gid()));
+    header.set_size(0);
+    match md.file_type() {
+        FileType::Regular => {
+            let size = md.len();
+            let file = fs
+                .open(image_path(rel).as_str())
+                .map_err(|e| reader_err(rel, e))?;
+            header.set_entry_type(tar::EntryType::Regular);
+            header.set_size(size);
+            // Exactly `size` bytes: the tar stream must match its header
+            // even if a damaged image yields fewer.
+            let mut data = Exact {
+                inner: file,
+                left: size,
+            };
+            tar.append_data(&mut header, name, &mut data)
+                .map_err(sink)?;
+            done.bytes_read += size;
+        }
+        FileType::Directory => {
+            header.set_entry_type(tar::EntryType::Directory);
+            tar.append_data(&mut header, name, std::io::empty())
+                .map_err(sink)?;
+        }
+        FileType::Symlink => {
+            let target = fs
+                .read_link(image_path(rel).as_str())
+                .map_err(|e| reader_err(rel, e))?;
+            header.set_entry_type(tar::EntryType::Symlink);
+            let target: &[u8] = target.as_ref();
+            let target = std::ffi::OsStr::from_bytes(target);
+            tar.append_link(&mut header, name, target).map_err(sink)?;
+        }
+        _ => return Ok(()), // sockets, fifos and devices, as the agent skips them
+    }
+    done.entry_count += 1;
+    Ok(())
+}
+
+/// `left` more bytes of `inner`, or an error if it ends before.
+struct Exact<R> {
+    inner: R,
+    left: u64,
+}
+
+impl<R: Read> Read for Exact<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.left == 0 {
+            return Ok(0);
+        }
+        let want = buf.len().min(self.left.min(usize::MAX as u64) as usize);
+        let n = self.inner.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "a file on the image is shorter than its size says; the image may be damaged",
+            ));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
 }
 
 #[cfg(test)]
@@ -341,6 +499,57 @@ mod tests {
     }
 
     #[test]
+    fn an_image_packs_as_the_agent_packs_and_unpacks_byte_exact() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path().join("tree");
+        std::fs::create_dir_all(tree.join("src/deep")).unwrap();
+        std::fs::create_dir_all(tree.join(rpc::STAGING_DIR)).unwrap();
+        std::fs::write(tree.join(rpc::STAGING_DIR).join("half"), "x").unwrap();
+        let big: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        std::fs::write(tree.join("src/deep/big.bin"), &big).unwrap();
+        std::fs::write(tree.join("run.sh"), "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(tree.join("run.sh"), std::fs::Permissions::from_mode(0o751))
+            .unwrap();
+        std::os::unix::fs::symlink("src/deep", tree.join("deep-link")).unwrap();
+        let fs = image(&tree, &dir.path().join("disk.ext4"));
+
+        let mut tar = Vec::new();
+        let done = pack(&fs, "", &mut tar).unwrap();
+        assert_eq!(done.artifact_type, ArtifactType::Directory);
+        let out = dir.path().join("out");
+        std::fs::create_dir(&out).unwrap();
+        crate::unpack_untrusted(&tar[..], &out).unwrap();
+        assert_eq!(std::fs::read(out.join("src/deep/big.bin")).unwrap(), big);
+        let mode = std::fs::metadata(out.join("run.sh"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o7777, 0o751);
+        let link = std::fs::read_link(out.join("deep-link")).unwrap();
+        assert_eq!(link, Path::new("src/deep"));
+        // pyro's staging directory never leaves the guest; lost+found
+        // (made by mkfs) is the user's, as the agent sees it.
+        assert!(!out.join(rpc::STAGING_DIR).exists());
+        assert_eq!(done.bytes_read, big.len() as u64 + 10);
+
+        // A file packs as one entry named by its last component.
+        let mut tar = Vec::new();
+        let done = pack(&fs, "src/deep/big.bin", &mut tar).unwrap();
+        assert_eq!(
+            (done.entry_count, done.artifact_type),
+            (1, ArtifactType::File)
+        );
+        let mut archive = tar::Archive::new(&tar[..]);
+        let names: Vec<String> = archive
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().display().to_string())
+            .collect();
+        assert_eq!(names, ["big.bin"]);
+    }
+
+    #[test]
     fn a_damaged_image_is_an_error_not_a_crash() {
         let dir = tempfile::tempdir().unwrap();
         let tree = dir.path().join("tree");
@@ -371,6 +580,7 @@ mod tests {
             std::fs::write(&path, &bad).unwrap();
             let outcome = with_image_at(&path, "t", |fs| {
                 list(fs, "", true)?;
+                pack(fs, "", &mut Vec::new())?;
                 read(fs, "a/b/f1", 100)
             });
             errors += usize::from(outcome.is_err());

@@ -3,9 +3,11 @@
 //! diff against the create-time baseline (`diff.rs`).
 
 use super::diff::{self, DiffResult};
+use super::disk_tools;
+use super::host_read::{on_image, Frozen, ServedBy};
 use super::records::{Export, FileList, FileRead, FileWrite, PatchApply, SyncPush};
 use super::store;
-use crate::{Error, Pyro};
+use crate::{Error, GuestError, Pyro};
 use pyro_proto::rpc::{self, DownloadResult};
 use std::path::Path;
 
@@ -99,13 +101,23 @@ impl Pyro {
         recursive: bool,
     ) -> Result<FileList, Error> {
         let ws = self.workspace(id)?;
-        let list = ws.guest(|a| a.list(path, recursive))?;
+        let on_host = rpc::workspace_relative(path)
+            .ok()
+            .and_then(|rel| on_image(&ws, |fs| disk_tools::list(fs, &rel, recursive)));
+        let ((entries, truncated), served_by) = match on_host {
+            Some(list) => (list, ServedBy::HostImage),
+            None => {
+                let list = ws.guest(|a| a.list(path, recursive))?;
+                ((list.entries, list.truncated), ServedBy::GuestAgent)
+            }
+        };
         Ok(FileList {
             workspace_id: ws.id,
             path: absolute(path),
             recursive,
-            entries: list.entries,
-            truncated: list.truncated,
+            entries,
+            truncated,
+            served_by,
         })
     }
 
@@ -117,14 +129,24 @@ impl Pyro {
     ) -> Result<FileRead, Error> {
         check_read_bytes(max_bytes)?;
         let ws = self.workspace(id)?;
-        let (content, r) = ws.guest(|a| a.read_to_vec(path, max_bytes))?;
+        let on_host = rpc::workspace_relative(path)
+            .ok()
+            .and_then(|rel| on_image(&ws, |fs| disk_tools::read(fs, &rel, max_bytes)));
+        let (content, size_bytes, served_by) = match on_host {
+            Some((content, size)) => (content, size, ServedBy::HostImage),
+            None => {
+                let (content, r) = ws.guest(|a| a.read_to_vec(path, max_bytes))?;
+                (content, r.size_bytes, ServedBy::GuestAgent)
+            }
+        };
         Ok(FileRead {
             workspace_id: ws.id,
             path: absolute(path),
-            size_bytes: r.size_bytes,
+            size_bytes,
             max_bytes,
+            truncated: size_bytes > content.len() as u64,
             content,
-            truncated: r.truncated,
+            served_by,
         })
     }
 
@@ -175,12 +197,16 @@ impl Pyro {
     pub fn workspace_export(&self, id: &str, path: &str, output: &Path) -> Result<Export, Error> {
         check_new_output(output)?;
         let ws = self.workspace(id)?;
+        let (done, served_by) = match export_on_host(&ws, path, output) {
+            Some(done) => (done, ServedBy::HostImage),
+            None => (ws.guest(|a| a.export(path, output))?, ServedBy::GuestAgent),
+        };
         let DownloadResult {
             path: workspace_path,
             artifact_type,
             entry_count,
             bytes_read,
-        } = ws.guest(|a| a.export(path, output))?;
+        } = done;
         Ok(Export {
             workspace_id: ws.id,
             workspace_path,
@@ -188,6 +214,7 @@ impl Pyro {
             artifact_type,
             entry_count,
             bytes_written: bytes_read,
+            served_by,
         })
     }
 
@@ -195,6 +222,36 @@ impl Pyro {
     /// `git apply` takes on a copy of the seed.
     pub fn workspace_diff(&self, id: &str) -> Result<DiffResult, Error> {
         let ws = self.workspace(id)?;
-        diff::diff(&ws.id, &ws.dir.baseline_tar(), &mut ws.agent()?).map_err(|e| ws.redact_err(e))
+        let baseline = ws.dir.baseline_tar();
+        if let Some(result) = on_image(&ws, |fs| {
+            diff::diff(&ws.id, &baseline, &mut diff::Image(fs))
+        }) {
+            return Ok(result);
+        }
+        diff::diff(&ws.id, &baseline, &mut ws.agent()?).map_err(|e| ws.redact_err(e))
     }
+}
+
+/// An export from the frozen image, or `None` for the agent to do it
+/// (see `host_read.rs`). The copy is renamed into place only once the
+/// thaw confirms the whole read was one instant.
+fn export_on_host(
+    ws: &super::handle::WorkspaceHandle,
+    path: &str,
+    output: &Path,
+) -> Option<DownloadResult> {
+    let rel = rpc::workspace_relative(path).ok()?;
+    let frozen = Frozen::new(ws)?;
+    let disk = ws.dir.disk();
+    let failed = |e: Error| GuestError::Source(std::io::Error::other(e.to_string()));
+    crate::transfer::export_with(
+        path,
+        output,
+        |w| {
+            disk_tools::with_image_at(&disk, &ws.given, |fs| disk_tools::pack(fs, &rel, w))
+                .map_err(failed)
+        },
+        || frozen.thaw().map_err(failed),
+    )
+    .ok()
 }

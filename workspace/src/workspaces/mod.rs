@@ -8,8 +8,9 @@
 //! By subject: `records` (what is stored and returned), `handle` (finding
 //! a workspace, its lock and agent), `lifecycle` (create to delete),
 //! `start` (starting its VM), `exec` (commands and their history),
-//! `files` (files, sync, patch, export, diff), `disk_tools` (a stopped
-//! workspace's disk read on the host), `checkpoints` (checkpoints
+//! `files` (files, sync, patch, export, diff), `host_read` (a running
+//! workspace's reads served from its frozen disk image), `disk_tools` (a
+//! stopped workspace's disk read on the host, and the image reader), `checkpoints` (checkpoints
 //! and reset), `network` (published ports, refusals), `shells` (PTY
 //! sessions the guest keeps), `services` (supervised commands),
 //! `secrets` (the store, installing, `--secret-env`, redaction); `store`,
@@ -23,6 +24,7 @@ mod disk_tools;
 mod exec;
 mod files;
 mod handle;
+mod host_read;
 mod lifecycle;
 pub use lifecycle::abandon_creates;
 mod network;
@@ -39,6 +41,7 @@ pub(crate) use disk::make_system as make_system_disk;
 pub use disk_tools::DiskExport;
 pub use exec::ExecOptions;
 pub use files::{DEFAULT_FILE_READ_BYTES, MAX_FILE_READ_BYTES, MAX_FILE_WRITE_BYTES};
+pub use host_read::{ServedBy, HOST_READS_ENV};
 pub use network::{Port, PortList};
 pub use records::{
     Checkpoint, CheckpointKind, CommandRecord, CommandStatus, CreateOptions, Deleted, Export,

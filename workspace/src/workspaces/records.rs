@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use super::host_read::ServedBy;
 use super::store::{now_unix, rfc3339};
 
 /// An enum of words: each variant's word is written once, here, and
@@ -329,6 +330,8 @@ pub struct FileList {
     pub recursive: bool,
     pub entries: Vec<FileInfo>,
     pub truncated: bool,
+    /// Where it was read: the disk image on the host, or the agent.
+    pub served_by: ServedBy,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -340,6 +343,8 @@ pub struct FileRead {
     #[serde(serialize_with = "lossy_bytes::serialize")]
     pub content: Vec<u8>,
     pub truncated: bool,
+    /// Where it was read: the disk image on the host, or the agent.
+    pub served_by: ServedBy,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -366,6 +371,8 @@ pub struct Export {
     pub artifact_type: rpc::ArtifactType,
     pub entry_count: u64,
     pub bytes_written: u64,
+    /// Where it was read: the disk image on the host, or the agent.
+    pub served_by: ServedBy,
 }
 
 #[derive(Debug, Clone, Serialize)]
