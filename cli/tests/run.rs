@@ -13,20 +13,54 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// Run directories this process's children could have left behind.
+/// Run directories this process's children could have left behind, in
+/// the data directory the product itself uses (`PYRO_HOME`, XDG, `HOME`).
 fn leftover_run_dirs(pids: &[u32]) -> Vec<String> {
-    let home = std::env::var("HOME").unwrap();
-    let root = std::env::var("PYRO_HOME")
-        .map(|h| format!("{h}/data/vms"))
-        .unwrap_or(format!("{home}/.local/share/pyro/vms"));
-    let Ok(entries) = std::fs::read_dir(root) else {
-        return vec![];
+    let root = pyro_images::Paths::from_env().data.join("vms");
+    let entries = match std::fs::read_dir(&root) {
+        Ok(entries) => entries,
+        // No run ever made one: nothing is left.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return vec![],
+        Err(e) => panic!("{}: {e}", root.display()),
     };
     entries
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|name| pids.iter().any(|p| name.starts_with(&format!("run-{p}-"))))
         .collect()
+}
+
+/// An installed `pyro` needs neither cargo nor this source tree:
+/// guest-init is built into it (`images/build.rs`). Run as a user's
+/// shell would run it, from `/`, with a `PATH` that has no cargo and no
+/// `CARGO` set. (A hard link of the built binary: the same file, so the
+/// warm snapshot made for it is reused; `.ci/run` also runs a copy that
+/// `cargo install` made.)
+#[test]
+fn an_installed_pyro_needs_neither_cargo_nor_the_source_tree() {
+    if !pyro_workspace::testing::guests_available() {
+        return;
+    }
+    let built = std::path::Path::new(env!("CARGO_BIN_EXE_pyro"));
+    let dir = built.parent().unwrap().join("installed-test");
+    std::fs::create_dir_all(&dir).unwrap();
+    let installed = dir.join("pyro");
+    let _ = std::fs::remove_file(&installed);
+    std::fs::hard_link(built, &installed).unwrap();
+    let mut cmd = Command::new(&installed);
+    cmd.args(["run", "--", "sh", "-c", "echo installed"])
+        .current_dir("/")
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+    for keep in ["HOME", "PYRO_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME", "CI"] {
+        if let Some(v) = std::env::var_os(keep) {
+            cmd.env(keep, v);
+        }
+    }
+    let out = cmd.output().unwrap();
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(text(&out.stdout), "installed\n");
+    assert!(!err.contains("cargo"), "no cargo at run time: {err}");
 }
 
 #[test]

@@ -129,7 +129,7 @@ impl Images {
     /// guest-init, the package tree and the image as needed.
     pub fn environment(&self, name: &str, p: &dyn Progress) -> Result<Environment> {
         let spec = self.spec(name)?;
-        let init = guest_init_binary(p)?;
+        let init = guest_init_binary(&self.paths, p)?;
         image::ensure(&self.paths, &spec, &init, p)
     }
 
@@ -166,7 +166,7 @@ impl Images {
     /// with other inputs it is refused: delete the old one first.
     pub fn build_custom(&self, req: &CustomRequest, p: &dyn Progress) -> Result<Environment> {
         let spec = custom::spec_of(req)?;
-        let init = guest_init_binary(p)?;
+        let init = guest_init_binary(&self.paths, p)?;
         let _lock = lock::acquire(
             &self.paths.locks(),
             &format!("custom-{}", spec.dir_name()),
@@ -264,9 +264,9 @@ impl Images {
     /// images that do not match the current inputs, and package trees no
     /// catalog entry uses. Returns what it deleted.
     ///
-    /// For images the current guest-init is known only if `PYRO_GUEST_INIT`
-    /// is set or this process already built it; otherwise the newest image
-    /// of each environment's current tree is kept.
+    /// For images, the one with the current guest-init (the embedded one,
+    /// or `PYRO_GUEST_INIT`'s) is kept, else the newest of each
+    /// environment's current tree; copies of older guest-inits go too.
     pub fn prune(&self) -> Result<Vec<PathBuf>> {
         prune::prune(&self.paths)
     }

@@ -67,6 +67,12 @@ impl Paths {
         self.cache.join("debs").join(suite)
     }
 
+    /// `cache/guest-init/<sha256>/pyro-init`: the guest-init embedded in
+    /// pyro, written out for the image builds.
+    pub(crate) fn guest_init(&self) -> PathBuf {
+        self.cache.join("guest-init")
+    }
+
     /// `cache/environments`: one directory per environment name.
     pub(crate) fn environments(&self) -> PathBuf {
         self.cache.join("environments")

@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use crate::custom::all_specs;
 use crate::error::Result;
 use crate::fsutil::remove_dir_if_exists;
-use crate::hash::sha256_file;
 use crate::paths::Paths;
 use crate::{guest_init, image, kernel, lock, rootfs, KernelVariant};
 
@@ -19,6 +18,7 @@ pub(crate) fn prune(paths: &Paths) -> Result<Vec<PathBuf>> {
     prune_kernels(paths, &mut removed)?;
     prune_trees(paths, &mut removed)?;
     prune_environments(paths, &mut removed)?;
+    prune_guest_inits(paths, &mut removed)?;
     // Downloaded packages only speed up builds; any build fetches what
     // it misses. (A running build keeps the links it made.)
     let debs = paths.cache.join("debs");
@@ -116,7 +116,7 @@ fn prune_trees(paths: &Paths, removed: &mut Vec<PathBuf>) -> Result<()> {
 }
 
 fn prune_environments(paths: &Paths, removed: &mut Vec<PathBuf>) -> Result<()> {
-    let gi_sha = guest_init::known_binary().and_then(|p| sha256_file(&p).ok());
+    let gi_sha = guest_init::current_sha();
     let specs = all_specs(paths);
     for (dir_name, env_dir) in entries(&paths.environments()) {
         let Some(spec) = specs.iter().find(|s| s.dir_name() == dir_name) else {
@@ -152,6 +152,18 @@ fn prune_environments(paths: &Paths, removed: &mut Vec<PathBuf>) -> Result<()> {
             if Some(&name) != keep.as_ref() {
                 remove(&path, removed)?;
             }
+        }
+    }
+    Ok(())
+}
+
+/// Copies of guest-init other than the current one (older pyro builds
+/// wrote them; images carry their own copy).
+fn prune_guest_inits(paths: &Paths, removed: &mut Vec<PathBuf>) -> Result<()> {
+    let current = guest_init::current_sha();
+    for (name, path) in entries(&paths.guest_init()) {
+        if Some(&name) != current.as_ref() {
+            remove(&path, removed)?;
         }
     }
     Ok(())
