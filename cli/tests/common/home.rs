@@ -29,8 +29,21 @@ impl Home {
         std::fs::create_dir_all(own.join("pyro")).unwrap();
         // Locks and build scratch too, so `env prune` sees the shared
         // cache's builds as they are.
-        for part in ["kernels", "rootfs", "environments", "locks", "build"] {
+        for part in ["kernels", "locks", "build"] {
             std::os::unix::fs::symlink(shared.join(part), own.join("pyro").join(part)).unwrap();
+        }
+        // Trees and images one link each, as they are now: this home's
+        // `env prune` knows only the catalog's environments, and would
+        // otherwise remove a custom one another test is building or using
+        // (its definition is in that test's data directory). Pruning an
+        // entry removes only its link here.
+        for part in ["rootfs", "environments"] {
+            let mine = own.join("pyro").join(part);
+            std::fs::create_dir_all(&mine).unwrap();
+            for entry in std::fs::read_dir(shared.join(part)).into_iter().flatten() {
+                let entry = entry.unwrap();
+                std::os::unix::fs::symlink(entry.path(), mine.join(entry.file_name())).unwrap();
+            }
         }
         Home(dir, Some(own))
     }
@@ -51,12 +64,12 @@ impl Home {
         self.command(args).output().expect("run pyro")
     }
 
-    /// The pid of workspace `id`'s VMM process.
     /// Runs `sh -c SCRIPT` in workspace `id`; must succeed; its stdout.
     pub fn sh(&self, id: &str, script: &str) -> String {
         self.ok(&["workspace", "exec", id, "--", "sh", "-c", script])
     }
 
+    /// The pid of workspace `id`'s VMM process.
     pub fn vmm_pid(&self, id: &str) -> String {
         let pid = self.running_vmm(id);
         pid.unwrap_or_else(|| panic!("no VMM process found for {id}"))
