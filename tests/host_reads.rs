@@ -153,6 +153,15 @@ fn a_running_workspace_is_read_from_its_frozen_disk_on_the_host() {
         .workspace_id;
     let _guard = common::delete_on_drop(&pyro, &id);
 
+    // The reader runs confined: one that makes a system call outside its
+    // allowlist is killed, and the agent serves the read instead.
+    std::env::set_var(pyro::workspace::IMAGE_READER_ESCAPE_ENV, "1");
+    let escaped = pyro.workspace_file_list(&id, "run.sh", false);
+    std::env::remove_var(pyro::workspace::IMAGE_READER_ESCAPE_ENV);
+    let escaped = escaped.unwrap();
+    assert_eq!(escaped.served_by, ServedBy::GuestAgent);
+    assert_eq!(escaped.entries.len(), 1);
+
     // List: every seeded entry, as the seed has it.
     let list = pyro.workspace_file_list(&id, "/workspace", true).unwrap();
     assert_eq!(list.served_by, ServedBy::HostImage);

@@ -20,6 +20,12 @@ fn main() {
     if argv.len() == 3 && argv[1] == "__vmm" {
         std::process::exit(pyro_vmm::control::serve(std::path::Path::new(&argv[2])));
     }
+    // The confined reader of a workspace's disk image (untrusted input).
+    if argv.len() == 3 && argv[1] == pyro_workspace::IMAGE_READER_MODE {
+        std::process::exit(pyro_workspace::serve_image_reader(std::path::Path::new(
+            &argv[2],
+        )));
+    }
     let cli = match args::Cli::parse_from_args(&argv) {
         Ok(cli) => cli,
         // A usage error in `--json` mode is the JSON error too (exit 2).

@@ -35,6 +35,7 @@ mod layout;
 pub mod limits;
 mod memory;
 mod mptable;
+pub mod sandbox;
 pub mod snapshot;
 mod vcpu;
 mod virtio;

@@ -56,8 +56,8 @@ pub use run::{abandon_runs, RunOptions, RunResult, RunTimings};
 pub use shell_words::{shell_join, shell_quote};
 pub use transfer::{pack_dir, unpack_untrusted, PackStats};
 pub use workspaces::{
-    abandon_creates, parse_secret_env, secret_env_pair, secret_from_file, DiskExport, ExecOptions,
-    ServedBy, HOST_READS_ENV,
+    abandon_creates, parse_secret_env, secret_env_pair, secret_from_file, serve_image_reader,
+    DiskExport, ExecOptions, ServedBy, HOST_READS_ENV, IMAGE_READER_ESCAPE_ENV, IMAGE_READER_MODE,
 };
 pub use workspaces::{
     Checkpoint, CheckpointKind, CommandRecord, CommandStatus, CreateOptions, Deleted, DiffEntry,

@@ -15,9 +15,9 @@
 //! modified, without a patch.
 
 use super::host_read::ServedBy;
+use super::image_reader::ImageReader;
 use crate::guest::GuestClient;
 use crate::Error;
-use ext4_view::Ext4;
 use pyro_patch::unified_diff;
 use pyro_proto::rpc::{workspace_relative, ArtifactType, FileInfo};
 use serde::Serialize;
@@ -101,20 +101,18 @@ impl Live for GuestClient {
     }
 }
 
-/// A frozen or stopped workspace's disk image, read on the host.
-pub(super) struct Image<'a>(pub &'a Ext4);
-
-impl Live for Image<'_> {
+/// A frozen workspace's disk image, read on the host.
+impl Live for ImageReader {
     fn served_by(&self) -> ServedBy {
         ServedBy::HostImage
     }
 
     fn list_all(&mut self) -> Result<(Vec<FileInfo>, bool), Error> {
-        super::disk_tools::list(self.0, "", true)
+        self.list("", true)
     }
 
     fn read_at_most(&mut self, rel: &str, max: u64) -> Result<(Vec<u8>, bool), Error> {
-        let (bytes, size) = super::disk_tools::read(self.0, rel, max)?;
+        let (bytes, size) = self.read(rel, max)?;
         let more = size > bytes.len() as u64;
         Ok((bytes, more))
     }

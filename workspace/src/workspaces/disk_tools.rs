@@ -20,6 +20,7 @@
 
 use super::handle::WorkspaceHandle;
 use super::host_read::ServedBy;
+use super::image_reader::ImageReader;
 use super::records::{FileList, FileRead};
 use crate::detached::VmState;
 use crate::{Error, Pyro};
@@ -57,7 +58,7 @@ impl Pyro {
     ) -> Result<FileList, Error> {
         let rel = relative(path)?;
         let ws = self.stopped(id)?;
-        let (entries, truncated) = with_image(&ws, |fs| list(fs, &rel, recursive))?;
+        let (entries, truncated) = reader(&ws)?.list(&rel, recursive)?;
         Ok(FileList {
             workspace_id: ws.id,
             path: rpc::workspace_absolute(&rel),
@@ -79,7 +80,7 @@ impl Pyro {
         super::files::check_read_bytes(max_bytes)?;
         let rel = relative(path)?;
         let ws = self.stopped(id)?;
-        let (content, size_bytes) = with_image(&ws, |fs| read(fs, &rel, max_bytes))?;
+        let (content, size_bytes) = reader(&ws)?.read(&rel, max_bytes)?;
         Ok(FileRead {
             workspace_id: ws.id,
             path: rpc::workspace_absolute(&rel),
@@ -128,39 +129,49 @@ fn relative(path: &str) -> Result<String, Error> {
     })
 }
 
-/// Runs `f` on the workspace's disk image; a damaged image (an error or
-/// a panic in the reader) is an error that says so.
-fn with_image<T>(
-    ws: &WorkspaceHandle,
-    f: impl FnOnce(&Ext4) -> Result<T, Error>,
-) -> Result<T, Error> {
-    with_image_at(&ws.dir.disk(), &ws.given, f)
+/// The damaged-image error of workspace (or disk) `given`.
+fn damaged(given: &str, why: String) -> Error {
+    Error::Io(format!(
+        "workspace {given}: its disk cannot be read ({why}); `pyro workspace start` lets the \
+         guest check it"
+    ))
 }
 
-pub(super) fn with_image_at<T>(
-    disk: &Path,
-    given: &str,
-    f: impl FnOnce(&Ext4) -> Result<T, Error>,
-) -> Result<T, Error> {
-    let damaged = |why: String| {
-        Error::Io(format!(
-            "workspace {given}: its disk {} cannot be read ({why}); `pyro workspace start` \
-             lets the guest check it",
-            disk.display()
-        ))
-    };
-    catch_unwind(AssertUnwindSafe(|| {
-        let fs = Ext4::load_from_path(disk).map_err(|e| damaged(e.to_string()))?;
-        f(&fs)
-    }))
-    .unwrap_or_else(|panic| {
+/// `f`, with a reader panic on a damaged image turned into an error.
+pub(super) fn guarded<T>(given: &str, f: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|panic| {
         let why = panic
             .downcast_ref::<String>()
             .cloned()
             .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
             .unwrap_or_else(|| "the reader failed".into());
-        Err(damaged(why))
+        Err(damaged(given, why))
     })
+}
+
+/// The file system on `image`, or the damaged-image error.
+pub(super) fn load(image: Box<dyn ext4_view::Ext4Read>, given: &str) -> Result<Ext4, Error> {
+    guarded(given, || {
+        Ext4::load(image).map_err(|e| damaged(given, e.to_string()))
+    })
+}
+
+/// Runs `f` on the image at `disk` in this process (the unit tests; the
+/// product reads images through the confined `image_reader`).
+#[cfg(test)]
+fn with_image_at<T>(
+    disk: &Path,
+    given: &str,
+    f: impl FnOnce(&Ext4) -> Result<T, Error>,
+) -> Result<T, Error> {
+    let file = std::fs::File::open(disk).map_err(|e| Error::Io(e.to_string()))?;
+    let fs = load(Box::new(file), given)?;
+    guarded(given, || f(&fs))
+}
+
+/// A confined reader of `ws`'s /workspace disk.
+fn reader(ws: &WorkspaceHandle) -> Result<ImageReader, Error> {
+    ImageReader::open(&ws.dir.disk(), &ws.given)
 }
 
 /// The image path of `rel` (the image's root is /workspace).

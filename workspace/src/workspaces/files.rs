@@ -3,7 +3,6 @@
 //! diff against the create-time baseline (`diff.rs`).
 
 use super::diff::{self, DiffResult};
-use super::disk_tools;
 use super::host_read::{on_image, Frozen, ServedBy};
 use super::records::{Export, FileList, FileRead, FileWrite, PatchApply, SyncPush};
 use super::store;
@@ -103,7 +102,7 @@ impl Pyro {
         let ws = self.workspace(id)?;
         let on_host = rpc::workspace_relative(path)
             .ok()
-            .and_then(|rel| on_image(&ws, |fs| disk_tools::list(fs, &rel, recursive)));
+            .and_then(|rel| on_image(&ws, |image| image.list(&rel, recursive)));
         let ((entries, truncated), served_by) = match on_host {
             Some(list) => (list, ServedBy::HostImage),
             None => {
@@ -131,7 +130,7 @@ impl Pyro {
         let ws = self.workspace(id)?;
         let on_host = rpc::workspace_relative(path)
             .ok()
-            .and_then(|rel| on_image(&ws, |fs| disk_tools::read(fs, &rel, max_bytes)));
+            .and_then(|rel| on_image(&ws, |image| image.read(&rel, max_bytes)));
         let (content, size_bytes, served_by) = match on_host {
             Some((content, size)) => (content, size, ServedBy::HostImage),
             None => {
@@ -223,9 +222,7 @@ impl Pyro {
     pub fn workspace_diff(&self, id: &str) -> Result<DiffResult, Error> {
         let ws = self.workspace(id)?;
         let baseline = ws.dir.baseline_tar();
-        if let Some(result) = on_image(&ws, |fs| {
-            diff::diff(&ws.id, &baseline, &mut diff::Image(fs))
-        }) {
+        if let Some(result) = on_image(&ws, |image| diff::diff(&ws.id, &baseline, image)) {
             return Ok(result);
         }
         diff::diff(&ws.id, &baseline, &mut ws.agent()?).map_err(|e| ws.redact_err(e))
@@ -242,15 +239,12 @@ fn export_on_host(
 ) -> Option<DownloadResult> {
     let rel = rpc::workspace_relative(path).ok()?;
     let frozen = Frozen::new(ws)?;
-    let disk = ws.dir.disk();
+    let mut image = frozen.reader().ok()?;
     let failed = |e: Error| GuestError::Source(std::io::Error::other(e.to_string()));
     crate::transfer::export_with(
         path,
         output,
-        |w| {
-            disk_tools::with_image_at(&disk, &ws.given, |fs| disk_tools::pack(fs, &rel, w))
-                .map_err(failed)
-        },
+        |w| image.pack(&rel, w).map_err(failed),
         || frozen.thaw().map_err(failed),
     )
     .ok()

@@ -7,9 +7,10 @@
 //! read one instant of it, the agent freezes /workspace first
 //! (`Request::Freeze`: `FIFREEZE` writes out dirty data and the journal
 //! and holds new writes, each write system call whole or not at all),
-//! the host reads the image with the reader of the disk tools
-//! (`disk_tools.rs`, bounded, symlinks never followed, a panic an
-//! error), and the agent thaws. The freeze belongs to one agent
+//! the host reads the image with the reader of the disk tools, in its
+//! confined helper process (`image_reader.rs`: bounded, symlinks never
+//! followed, a panic an error, a system call allowlist), and the agent
+//! thaws. The freeze belongs to one agent
 //! connection and ends with it or at its deadline, so a host that dies
 //! mid-read leaves no frozen guest behind.
 //!
@@ -22,12 +23,11 @@
 //! torn, so it is dropped). Results say which side served them
 //! (`served_by`). `PYRO_HOST_READS=0` turns the host side off.
 
-use super::disk_tools::with_image_at;
 use super::handle::WorkspaceHandle;
+use super::image_reader::ImageReader;
 use crate::detached::VmState;
 use crate::guest::GuestClient;
 use crate::Error;
-use ext4_view::Ext4;
 use std::time::Duration;
 
 super::records::words! {
@@ -75,9 +75,9 @@ impl<'a> Frozen<'a> {
         Some(Frozen { ws, agent })
     }
 
-    /// Runs `f` on the frozen image (a reader panic is an error).
-    pub fn read<T>(&self, f: impl FnOnce(&Ext4) -> Result<T, Error>) -> Result<T, Error> {
-        with_image_at(&self.ws.dir.disk(), &self.ws.given, f)
+    /// A confined reader of the frozen image.
+    pub fn reader(&self) -> Result<ImageReader, Error> {
+        ImageReader::open(&self.ws.dir.disk(), &self.ws.given)
     }
 
     /// Ends the freeze; an error means it had ended already (its
@@ -96,10 +96,10 @@ impl<'a> Frozen<'a> {
 /// read instead (see the module docs).
 pub(super) fn on_image<T>(
     ws: &WorkspaceHandle,
-    f: impl FnOnce(&Ext4) -> Result<T, Error>,
+    f: impl FnOnce(&mut ImageReader) -> Result<T, Error>,
 ) -> Option<T> {
     let frozen = Frozen::new(ws)?;
-    let out = frozen.read(f);
+    let out = frozen.reader().and_then(|mut reader| f(&mut reader));
     frozen.thaw().ok()?;
     out.ok()
 }

@@ -25,6 +25,10 @@ mod exec;
 mod files;
 mod handle;
 mod host_read;
+mod image_reader;
+pub use image_reader::{
+    serve as serve_image_reader, IMAGE_READER_MODE, TEST_ESCAPE_ENV as IMAGE_READER_ESCAPE_ENV,
+};
 mod lifecycle;
 pub use lifecycle::abandon_creates;
 mod network;
