@@ -44,11 +44,13 @@ mod tests {
     }
 
     #[test]
-    fn a_file_system_that_is_not_frozen_does_not_thaw() {
-        // Thawing is harmless to try: an unfrozen file system says EINVAL
-        // (freezing the test host's own file system is not).
+    fn the_kernel_knows_the_thaw_request() {
+        // Thawing is harmless to try: a file system that is not frozen
+        // says EINVAL (EPERM without CAP_SYS_ADMIN); a wrong request
+        // number would say ENOTTY. (Freezing the test host's own file
+        // system is not harmless.)
         let dir = std::fs::File::open(std::env::temp_dir()).unwrap();
         let e = thaw(&dir).unwrap_err();
-        assert_eq!(e.raw_os_error(), Some(22), "EINVAL: {e}");
+        assert!(matches!(e.raw_os_error(), Some(22) | Some(1)), "{e}");
     }
 }
