@@ -398,25 +398,33 @@ fn stdin_streams_into_a_command(g: &Guest) {
 }
 
 fn a_read_is_served_while_a_command_runs(g: &Guest) {
+    // A command that waits for a file only a file call can make: were
+    // file calls to wait for running commands, neither would ever end,
+    // and the calls' reply deadline fails the test.
     let uds = g.uds.clone();
     let long = std::thread::spawn(move || {
         let mut c = GuestClient::connect(&uds).expect("connect");
-        let started = Instant::now();
-        run(&mut c, "sleep 4");
-        started.elapsed()
+        run(
+            &mut c,
+            "touch /workspace/started; \
+             while [ ! -e /workspace/go ]; do sleep 0.1; done; echo released",
+        )
     });
-    std::thread::sleep(Duration::from_millis(500));
     let mut c = g.client();
-    let started = Instant::now();
-    write(&mut c, "concurrent.txt", b"meanwhile");
-    let (bytes, _) = c.read_to_vec("concurrent.txt", 1 << 20).expect("read");
-    let quick = started.elapsed();
-    let slow = long.join().unwrap();
+    c.set_reply_timeout(Some(Duration::from_secs(60))).unwrap();
+    let start = Instant::now();
+    while c.stat("started").is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the command did not start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    write(&mut c, "go", b"meanwhile");
+    let (bytes, _) = c.read_to_vec("go", 1 << 20).expect("read");
     assert_eq!(bytes, b"meanwhile");
-    assert!(
-        quick < slow,
-        "file calls waited for the command: {quick:?} vs {slow:?}"
-    );
+    let (code, out, _) = long.join().unwrap();
+    assert_eq!((code, out.as_str()), (Some(0), "released\n"));
 }
 
 #[test]
