@@ -715,7 +715,6 @@ fn bad_input_is_refused_clearly_and_changes_nothing() {
         "survives\n",
     ]);
     home.kill_vmm(&id);
-    std::thread::sleep(std::time::Duration::from_millis(500));
     let status = home.json(&["workspace", "status", &id]);
     assert_eq!(status["state"], "stopped");
     assert!(

@@ -89,7 +89,8 @@ impl Home {
         text(&out.stdout).lines().next()?.trim().parse().ok()
     }
 
-    /// Kills workspace `id`'s VMM with SIGKILL.
+    /// Kills workspace `id`'s VMM with SIGKILL and waits until the
+    /// process is gone (reaped), so what follows sees a dead VMM.
     pub fn kill_vmm(&self, id: &str) {
         let pid = self.vmm_pid(id);
         assert!(Command::new("kill")
@@ -97,6 +98,15 @@ impl Home {
             .status()
             .unwrap()
             .success());
+        let proc_dir = PathBuf::from(format!("/proc/{pid}"));
+        let started = std::time::Instant::now();
+        while proc_dir.exists() {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(30),
+                "the killed VMM {pid} was not reaped within 30 s"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 
     /// Runs a command that must succeed; returns its stdout.
