@@ -3,7 +3,7 @@
 //! diff against the create-time baseline (`diff.rs`).
 
 use super::diff::{self, DiffResult};
-use super::host_read::{on_image, Frozen, ServedBy};
+use super::host_read::{host_or_guest, on_image, Frozen, ServedBy};
 use super::records::{Export, FileList, FileRead, FileWrite, PatchApply, SyncPush};
 use super::store;
 use crate::{Error, GuestError, Pyro};
@@ -100,16 +100,15 @@ impl Pyro {
         recursive: bool,
     ) -> Result<FileList, Error> {
         let ws = self.workspace(id)?;
-        let on_host = rpc::workspace_relative(path)
-            .ok()
-            .and_then(|rel| on_image(&ws, |image| image.list(&rel, recursive)));
-        let ((entries, truncated), served_by) = match on_host {
-            Some(list) => (list, ServedBy::HostImage),
-            None => {
+        let ((entries, truncated), served_by) = host_or_guest(
+            &ws,
+            path,
+            |image, rel| image.list(rel, recursive),
+            || {
                 let list = ws.guest(|a| a.list(path, recursive))?;
-                ((list.entries, list.truncated), ServedBy::GuestAgent)
-            }
-        };
+                Ok((list.entries, list.truncated))
+            },
+        )?;
         Ok(FileList {
             workspace_id: ws.id,
             path: absolute(path),
@@ -128,16 +127,15 @@ impl Pyro {
     ) -> Result<FileRead, Error> {
         check_read_bytes(max_bytes)?;
         let ws = self.workspace(id)?;
-        let on_host = rpc::workspace_relative(path)
-            .ok()
-            .and_then(|rel| on_image(&ws, |image| image.read(&rel, max_bytes)));
-        let (content, size_bytes, served_by) = match on_host {
-            Some((content, size)) => (content, size, ServedBy::HostImage),
-            None => {
+        let ((content, size_bytes), served_by) = host_or_guest(
+            &ws,
+            path,
+            |image, rel| image.read(rel, max_bytes),
+            || {
                 let (content, r) = ws.guest(|a| a.read_to_vec(path, max_bytes))?;
-                (content, r.size_bytes, ServedBy::GuestAgent)
-            }
-        };
+                Ok((content, r.size_bytes))
+            },
+        )?;
         Ok(FileRead {
             workspace_id: ws.id,
             path: absolute(path),

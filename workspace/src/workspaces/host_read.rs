@@ -92,6 +92,23 @@ impl<'a> Frozen<'a> {
     }
 }
 
+/// `host` on `ws`'s frozen image for the request path `path` (made
+/// relative), else `guest` through the agent; and which one served it.
+pub(super) fn host_or_guest<T>(
+    ws: &WorkspaceHandle,
+    path: &str,
+    host: impl FnOnce(&mut ImageReader, &str) -> Result<T, Error>,
+    guest: impl FnOnce() -> Result<T, Error>,
+) -> Result<(T, ServedBy), Error> {
+    let on_host = pyro_proto::rpc::workspace_relative(path)
+        .ok()
+        .and_then(|rel| on_image(ws, |image| host(image, &rel)));
+    match on_host {
+        Some(t) => Ok((t, ServedBy::HostImage)),
+        None => Ok((guest()?, ServedBy::GuestAgent)),
+    }
+}
+
 /// `f` on `ws`'s frozen image, or `None` where the agent must serve the
 /// read instead (see the module docs).
 pub(super) fn on_image<T>(
