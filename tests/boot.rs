@@ -49,6 +49,7 @@ fn two_vcpus_boot_too() {
     config.add_disk(Disk {
         path: common::rootfs("debian:12"),
         read_only: true,
+        direct_only: false,
     });
     config.cmdline_extra.push("pyro.mode=poweroff".into());
     let mut vm = Vm::start(&config).expect("start");
@@ -119,6 +120,7 @@ fn guest_that_never_starts_init_times_out_and_is_torn_down() {
     config.add_disk(Disk {
         path: common::rootfs("debian:12"),
         read_only: true,
+        direct_only: false,
     });
     config.cmdline_extra.push("init=/bin/cat".into());
     let mut vm = Vm::start(&config).expect("start");
@@ -159,6 +161,7 @@ fn a_read_only_root_disk_is_never_written() {
     config.add_disk(Disk {
         path: root.clone(),
         read_only: true,
+        direct_only: false,
     });
     config.cmdline_extra.push("pyro.mode=poweroff".into());
     let mut vm = Vm::start(&config).unwrap();
@@ -185,6 +188,7 @@ fn pvm_masks_follow_host_detection_and_emulation_failures_are_reported() {
     config.add_disk(Disk {
         path: common::rootfs("debian:12"),
         read_only: true,
+        direct_only: false,
     });
     config.cmdline_extra.push("pyro.mode=poweroff".into());
     assert!(!config.cmdline().render().unwrap().contains("pvm_native"));

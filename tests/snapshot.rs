@@ -15,6 +15,7 @@ fn config(dir: &Path) -> VmConfig {
     config.add_disk(Disk {
         path: common::rootfs("debian:12"),
         read_only: true,
+        direct_only: false,
     });
     config.set_vsock(VsockConfig {
         cid: 3,
@@ -198,6 +199,7 @@ fn damaged_or_mismatched_snapshots_are_refused() {
     rebuilt.devices[0] = DeviceConfig::Block(Disk {
         path: other_root,
         read_only: true,
+        direct_only: false,
     });
     expect_refusal(&rebuilt, &snap, "read-only disks");
 

@@ -22,6 +22,7 @@ pub fn default_env_vm() -> VmConfig {
     config.add_disk(Disk {
         path: rootfs,
         read_only: true,
+        direct_only: false,
     });
     config
 }

@@ -10,11 +10,15 @@
 //! (`PYRO_HOST_READS=0`, the path every read took before), and the ratio
 //! is printed: on PVM hosts that path costs minutes where the host's
 //! costs milliseconds.
+//!
+//! The write path: `sync_push_10MiB` (one 10 MiB file into a new
+//! directory, its body through the staging disk), timed once with
+//! `PYRO_STAGING=0` (vsock frames) for the ratio.
 
 mod common;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use pyro_workspace::{CreateOptions, NoProgress, ServedBy, HOST_READS_ENV};
+use pyro_workspace::{CreateOptions, NoProgress, ServedBy, HOST_READS_ENV, STAGING_ENV};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -92,6 +96,24 @@ fn benches(c: &mut Criterion) {
     ];
     std::env::remove_var(HOST_READS_ENV);
 
+    // A push source: one 10 MiB file, pushed into a new directory each
+    // time.
+    let push_src = scratch.path().join("push");
+    std::fs::create_dir_all(&push_src).unwrap();
+    let body: Vec<u8> = (0..10u32 << 20).map(|i| (i * 7 % 253) as u8).collect();
+    std::fs::write(push_src.join("big.bin"), body).unwrap();
+    let mut pushes = 0u32;
+    let mut push = || {
+        pushes += 1;
+        let r = pyro
+            .workspace_sync_push(&id, &push_src, &format!("/workspace/pushed{pushes}"))
+            .unwrap();
+        assert_eq!(r.upload.bytes_written, 10 << 20);
+    };
+    std::env::set_var(STAGING_ENV, "0");
+    let push_inline = time(&mut push);
+    std::env::remove_var(STAGING_ENV);
+
     let h = ServedBy::HostImage;
     let mut group = c.benchmark_group("data_path");
     group
@@ -116,7 +138,15 @@ fn benches(c: &mut Criterion) {
     bench("export_10MiB", &mut || export_big(h, &out()));
     bench("export_tree_10k", &mut || export_tree(h, &out()));
     bench("diff_10k_100_changes", &mut || diff(h));
+    bench("sync_push_10MiB", &mut push);
     group.finish();
+    let staged = medians[medians.len() - 1];
+    eprintln!(
+        "sync_push_10MiB: staging disk {:.3} s (median) vs vsock frames {:.3} s (once): {:.1}x",
+        staged.as_secs_f64(),
+        push_inline.as_secs_f64(),
+        push_inline.as_secs_f64() / staged.as_secs_f64()
+    );
     for ((name, through_guest), on_host) in guest.iter().zip(&medians) {
         eprintln!(
             "{name}: host image {:.3} s (median) vs guest agent {:.3} s (once): {:.0}x",

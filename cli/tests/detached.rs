@@ -182,6 +182,7 @@ fn a_running_vms_disk_copy_holds_what_the_guest_wrote() {
         DeviceConfig::Block(Disk {
             path: disk.clone(),
             read_only: false,
+            direct_only: false,
         }),
     );
     config.cmdline_extra.push("pyro.workspace=/dev/vdb".into());

@@ -181,6 +181,44 @@ pub enum Request {
     ServiceList,
     /// A piece of the current request's body; an empty one ends it.
     Data,
+    /// A piece of the current request's body that waits on the staging
+    /// disk `device` (read-only to the guest; the host writes it):
+    /// `len` bytes (at most [`MAX_DATA`]) from `offset` (a multiple of
+    /// [`STAGED_ALIGN`]), whose [`staged_sum`] is `sum`. The agent reads
+    /// them with direct I/O, past its kernel's page cache and its vsock
+    /// path, which on PVM hosts cost 0.8 s per MiB. A sum that does not
+    /// match (the host reused the range meanwhile) fails the request, so
+    /// it changes nothing. The body still ends with an empty
+    /// [`Request::Data`], and may mix both kinds.
+    Staged {
+        device: String,
+        offset: u64,
+        len: u32,
+        sum: u64,
+    },
+}
+
+/// What a [`Request::Staged`] offset is a multiple of: a page, so the
+/// agent's direct reads are aligned on every block device.
+pub const STAGED_ALIGN: u64 = 4096;
+
+/// The check of a [`Request::Staged`] piece: a 64-bit hash, a word at a
+/// time (about 1 ms per MiB in guest user code, which runs at native
+/// speed). It catches a range the host reused or freed before the agent
+/// read it; it is no defence against anyone, and needs none (the guest
+/// cannot write the staging disk, and the host is trusted).
+pub fn staged_sum(data: &[u8]) -> u64 {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut h = (data.len() as u64).wrapping_mul(K);
+    let mut words = data.chunks_exact(8);
+    for w in &mut words {
+        let v = u64::from_le_bytes(w.try_into().unwrap_or([0; 8]));
+        h = (h ^ v).wrapping_mul(K).rotate_left(29);
+    }
+    for &b in words.remainder() {
+        h = (h ^ u64::from(b)).wrapping_mul(K).rotate_left(29);
+    }
+    h ^ (h >> 32)
 }
 
 /// The directory file requests are confined to.
@@ -506,10 +544,38 @@ pub fn write_frame<T: Serialize>(w: &mut impl Write, header: &T, data: &[u8]) ->
     w.write_all(&buf)
 }
 
+/// Reads until `buf` is full or `from` ends; returns the bytes read.
+/// Bodies are sent and written in whole chunks this way: their sources
+/// (a tar entry, a body of frames) hand out data in smaller pieces.
+pub fn read_full(from: &mut (impl Read + ?Sized), buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match from.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
 /// Reads one frame; `Ok(None)` on a clean end of stream before a frame.
 pub fn read_frame<T: for<'de> Deserialize<'de>>(
     r: &mut impl Read,
 ) -> io::Result<Option<(T, Vec<u8>)>> {
+    let mut data = Vec::new();
+    Ok(read_frame_into(r, &mut data)?.map(|header| (header, data)))
+}
+
+/// [`read_frame`] into a buffer the caller keeps: `data` is replaced by
+/// the frame's data part, in the memory it already has. The guest agent
+/// reads bodies this way: a fresh megabyte per frame costs 256 page
+/// faults, each milliseconds of emulated kernel work on PVM hosts.
+pub fn read_frame_into<T: for<'de> Deserialize<'de>>(
+    r: &mut impl Read,
+    data: &mut Vec<u8>,
+) -> io::Result<Option<T>> {
     let mut len = [0u8; 4];
     match r.read_exact(&mut len) {
         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
@@ -530,11 +596,12 @@ pub fn read_frame<T: for<'de> Deserialize<'de>>(
             "frame data of {data_len} bytes exceeds {MAX_DATA}"
         )));
     }
-    let mut data = vec![0u8; data_len as usize];
-    r.read_exact(&mut data)?;
+    data.clear();
+    data.resize(data_len as usize, 0);
+    r.read_exact(data)?;
     let header =
         serde_json::from_slice(&json).map_err(|e| invalid(format!("bad frame header: {e}")))?;
-    Ok(Some((header, data)))
+    Ok(Some(header))
 }
 
 fn invalid(msg: String) -> io::Error {

@@ -58,6 +58,7 @@ pub fn serving_vm_with(env: &str, dir: &Path, cmdline_extra: &[&str]) -> (Vm, Pa
     config.add_disk(Disk {
         path: rootfs(env),
         read_only: true,
+        direct_only: false,
     });
     config.set_vsock(VsockConfig {
         cid: 3,

@@ -13,6 +13,7 @@ fn main() {
         config.add_disk(Disk {
             path: root.into(),
             read_only: true,
+            direct_only: false,
         });
     }
     config.cmdline_extra = extra.iter().skip(1).cloned().collect();

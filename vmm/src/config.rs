@@ -16,6 +16,12 @@ use std::path::PathBuf;
 pub struct Disk {
     pub path: PathBuf,
     pub read_only: bool,
+    /// The guest reads it only with direct I/O (a workspace's staging
+    /// disk), so none of it is in the guest's page cache: a snapshot may
+    /// be restored with another file in its place even when it is
+    /// read-only (see `snapshot::Origin`).
+    #[serde(default)]
+    pub direct_only: bool,
 }
 
 /// The guest's vsock device and its host side.

@@ -67,7 +67,8 @@ pub struct Origin {
     /// [`file_id`]s of the read-only disks, in order: the guest's page
     /// cache holds their blocks, so they must be the same images. (A
     /// writable disk may be another one: a workspace's disk takes the
-    /// place of an empty one.)
+    /// place of an empty one; so may a disk the guest reads only with
+    /// direct I/O, [`crate::Disk::direct_only`].)
     pub read_only_disks: Vec<String>,
 }
 
@@ -83,7 +84,7 @@ impl Origin {
             guest_kernel: file_id(&config.kernel),
             read_only_disks: config
                 .disks()
-                .filter(|d| d.read_only)
+                .filter(|d| d.read_only && !d.direct_only)
                 .map(|d| file_id(&d.path))
                 .collect(),
         }
@@ -425,5 +426,42 @@ mod tests {
         assert!(err.contains("format version 2"), "{err}");
         let err = read_error("not json");
         assert!(err.contains("damaged or not a pyro snapshot"), "{err}");
+    }
+
+    #[test]
+    fn only_cached_read_only_disks_must_be_the_same_files() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in [
+            "vmlinux",
+            "root",
+            "root2",
+            "work-a",
+            "work-b",
+            "staging-a",
+            "staging-b",
+        ] {
+            std::fs::write(dir.path().join(name), name).unwrap();
+        }
+        let file = |name: &str| dir.path().join(name);
+        let disk = |path: PathBuf, read_only, direct_only| crate::Disk {
+            path,
+            read_only,
+            direct_only,
+        };
+        let config = |staging: &str, work: &str| {
+            let mut c = VmConfig::new(file("vmlinux"));
+            c.add_disk(disk(file("root"), true, false));
+            c.add_disk(disk(file(work), false, false));
+            c.add_disk(disk(file(staging), true, true));
+            c
+        };
+        let taken = Origin::current(&config("staging-a", "work-a"));
+        assert_eq!(taken.read_only_disks.len(), 1, "the root image only");
+        let here = Origin::current(&config("staging-b", "work-b"));
+        assert_eq!(taken.mismatch(&here), None);
+        let mut other_root = config("staging-a", "work-a");
+        other_root.devices[0] = crate::DeviceConfig::Block(disk(file("root2"), true, false));
+        let why = taken.mismatch(&Origin::current(&other_root)).unwrap();
+        assert!(why.contains("read-only disks"), "{why}");
     }
 }

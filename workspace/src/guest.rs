@@ -1,6 +1,7 @@
 //! Talking to guest-init's agent over the VMM's vsock socket (hybrid
 //! convention: `CONNECT <port>\n` -> `OK <n>\n`, then the stream).
 
+use crate::staging::Staging;
 use crate::Cancel;
 use pyro_proto::rpc::{
     self, DownloadResult, Event, ExecRequest, ExecResult, FileInfo, ListResult, PatchResult,
@@ -48,6 +49,10 @@ const SECRETS_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct GuestClient {
     reader: BufReader<UnixStream>,
     writer: BufWriter<UnixStream>,
+    /// The VM's staging disk file, for large bodies ([`crate::staging`]).
+    staging: Option<PathBuf>,
+    /// The staging disk while a body on it waits for the agent's answer.
+    staged: Option<Staging>,
 }
 
 impl GuestClient {
@@ -75,6 +80,8 @@ impl GuestClient {
         Ok(GuestClient {
             reader: BufReader::with_capacity(rpc::CHUNK + 64, stream.try_clone()?),
             writer: BufWriter::with_capacity(rpc::CHUNK + 64, stream),
+            staging: None,
+            staged: None,
         })
     }
 
@@ -110,9 +117,55 @@ impl GuestClient {
         Ok(())
     }
 
-    /// Sends a request body: `body` in data frames, then the empty one.
+    /// Sends large request bodies through the VM's staging disk, whose
+    /// file is `path` ([`crate::staging`]); without it, or while another
+    /// body holds it, they go inline.
+    pub fn use_staging(&mut self, path: PathBuf) {
+        self.staging = Some(path);
+    }
+
+    /// Sends a request body: `body` in data frames (or staged pieces),
+    /// then the empty one.
     fn send_body(&mut self, body: &mut dyn Read) -> Result<(), GuestError> {
-        send_body(&mut self.writer, body)
+        let mut first = vec![0u8; rpc::MAX_DATA as usize];
+        let n = rpc::read_full(body, &mut first).map_err(|e| self.source_failed(e))?;
+        // A body that fits one frame gains nothing from the disk.
+        let staging = (n == first.len())
+            .then(|| self.staging.as_deref().and_then(Staging::try_lock))
+            .flatten();
+        let Some(mut staging) = staging else {
+            rpc::write_frame(&mut self.writer, &Request::Data, &first[..n])?;
+            if n == 0 {
+                self.writer.flush()?;
+                return Ok(());
+            }
+            return send_body(&mut self.writer, body);
+        };
+        let mut piece = first;
+        let mut n = n;
+        while n > 0 {
+            match staging.put(&piece[..n]) {
+                Some(staged) => rpc::write_frame(&mut self.writer, &staged, &[])?,
+                None => rpc::write_frame(&mut self.writer, &Request::Data, &piece[..n])?,
+            }
+            n = match rpc::read_full(body, &mut piece) {
+                Ok(n) => n,
+                Err(e) => return Err(self.source_failed(e)),
+            };
+        }
+        // Held until the answer ([`GuestClient::finish_with`]).
+        self.staged = Some(staging);
+        rpc::write_frame(&mut self.writer, &Request::Data, &[])?;
+        self.writer.flush()?;
+        Ok(())
+    }
+
+    /// The body's source failed: the connection is cut, so the agent
+    /// fails the request instead of taking a short body as whole.
+    fn source_failed(&mut self, e: std::io::Error) -> GuestError {
+        let _ = self.writer.flush();
+        let _ = self.writer.get_ref().shutdown(std::net::Shutdown::Both);
+        GuestError::Source(e)
     }
 
     /// Reads frames until the final one, passing output to `on_output`
@@ -137,18 +190,20 @@ impl GuestClient {
                     }
                 }
                 Event::Done(reply) => {
+                    self.staged = None;
                     return match sink_error {
                         Some(e) => Err(GuestError::Sink(e)),
                         None => Ok(reply),
-                    }
+                    };
                 }
                 // The guest's words are data: they may quote an archive's
                 // or a file's bytes.
                 Event::Error { kind, message } => {
+                    self.staged = None;
                     return Err(GuestError::Remote {
                         kind: crate::error::printable(&kind),
                         message: crate::error::printable(&message),
-                    })
+                    });
                 }
             }
         }

@@ -20,6 +20,7 @@ mod process;
 mod run;
 pub mod secrets;
 mod shell_words;
+mod staging;
 #[doc(hidden)]
 pub mod testing;
 mod transfer;
@@ -54,6 +55,7 @@ pub use pyro_vmm::NetConfig;
 pub use pyro_vmm::{HostKind, VmExit};
 pub use run::{abandon_runs, RunOptions, RunResult, RunTimings};
 pub use shell_words::{shell_join, shell_quote};
+pub use staging::{STAGED_BAD_SUM_ENV, STAGING_ENV};
 pub use transfer::{pack_dir, unpack_untrusted, PackStats};
 pub use workspaces::{
     abandon_creates, parse_secret_env, secret_env_pair, secret_from_file, serve_image_reader,
@@ -127,6 +129,7 @@ impl Pyro {
         config.add_disk(pyro_vmm::Disk {
             path: env.rootfs.clone(),
             read_only: true,
+            direct_only: false,
         });
         // Every VM has the net device (policy `off` by default): one
         // warm snapshot then fits every policy.

@@ -271,7 +271,7 @@ impl Pyro {
     /// The VM of a workspace: `base` (the environment's VM, see
     /// [`Pyro::environment_vm`]) with `disk` as /workspace and `system`
     /// as the writable system's upper layer, mounted as `mounts` says,
-    /// vsock and console in `vm_dir`.
+    /// vsock, console and staging disk ([`crate::staging`]) in `vm_dir`.
     pub(crate) fn workspace_vm_config(
         base: &VmConfig,
         disk: &Path,
@@ -285,8 +285,16 @@ impl Pyro {
             config.add_disk(pyro_vmm::Disk {
                 path: path.to_path_buf(),
                 read_only: false,
+                direct_only: false,
             });
         }
+        // The staging disk (made by `staging::reset` before the VM
+        // starts): read-only to the guest, written by the host.
+        config.add_disk(pyro_vmm::Disk {
+            path: vm_dir.join(crate::staging::STAGING_FILE),
+            read_only: true,
+            direct_only: true,
+        });
         let (mount, upper) = match mounts {
             Mounts::AtBoot => (WORKSPACE_DEVICE, SYSTEM_DEVICE),
             Mounts::OnRestore => (WORKSPACE_LATER, SYSTEM_LATER),
@@ -372,6 +380,8 @@ impl Pyro {
                 Some(mib) => crate::workspaces::make_empty_workspace_disk(&placeholder, mib)?,
                 None => drop(std::fs::File::create(&placeholder).map_err(|e| io(&placeholder, e))?),
             }
+            let staging = work.join(crate::staging::STAGING_FILE);
+            crate::staging::reset(&staging).map_err(|e| io(&staging, e))?;
             let system = work.join(PLACEHOLDER_SYSTEM);
             match new {
                 Some(n) => crate::workspaces::make_system_disk(&system, n.system_mib)?,

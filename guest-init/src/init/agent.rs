@@ -6,6 +6,7 @@
 //! VM down (`isolated`; the panic hook in `main.rs` logs the panic to the
 //! console and powers off only for PID 1's main thread).
 
+use super::body::Body;
 use super::{archive, exec, files, freeze, log, patch_apply, secrets, service, shell, RpcError};
 use pyro_proto::rpc::{self, Event, Reply, Request};
 use std::io::{BufReader, BufWriter, Read, Write};
@@ -78,6 +79,11 @@ fn connection(stream: VsockStream) {
         // Acknowledged work must survive a VMM killed right after: flush
         // /workspace (journal included) before answering. A command's own
         // writes count too: an agent that saw "exit 0" relies on them.
+        // A body that failed on its way in (a staged piece that could not
+        // be read) says why better than the handler that read it.
+        if let (Err(_), Some(e)) = (&done, body.failure()) {
+            done = Err(e);
+        }
         if durable && done.is_ok() {
             if let Err(e) = files::sync() {
                 done = Err(e);
@@ -236,65 +242,10 @@ fn handle(
         Request::ServiceLogs { name, tail_lines } => service::logs(&name, tail_lines, out),
         Request::ServiceStop { name, grace_ms } => service::stop(&name, grace_ms),
         Request::ServiceList => Ok(service::list()),
-        Request::Data => Err(RpcError::new(
+        Request::Data | Request::Staged { .. } => Err(RpcError::new(
             "bad_request",
             "a data frame outside a request body".into(),
         )),
-    }
-}
-
-/// The body of the current request: the data parts of the `Data` frames
-/// that follow it, up to the empty one. Empty from the start for requests
-/// without a body.
-struct Body<'a> {
-    conn: &'a mut BufReader<VsockStream>,
-    chunk: Vec<u8>,
-    pos: usize,
-    ended: bool,
-}
-
-impl<'a> Body<'a> {
-    fn new(conn: &'a mut BufReader<VsockStream>, present: bool) -> Self {
-        Body {
-            conn,
-            chunk: Vec::new(),
-            pos: 0,
-            ended: !present,
-        }
-    }
-
-    fn drain(&mut self) -> std::io::Result<()> {
-        let mut buf = [0u8; 8192];
-        while self.read(&mut buf)? > 0 {}
-        Ok(())
-    }
-}
-
-impl Read for Body<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.pos == self.chunk.len() {
-            if self.ended {
-                return Ok(0);
-            }
-            match rpc::read_frame::<Request>(self.conn)? {
-                Some((Request::Data, data)) => {
-                    self.ended = data.is_empty();
-                    self.chunk = data;
-                    self.pos = 0;
-                }
-                Some((other, _)) => {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::InvalidData,
-                        format!("expected a data frame of the request body, got {other:?}"),
-                    ))
-                }
-                None => return Err(std::io::ErrorKind::UnexpectedEof.into()),
-            }
-        }
-        let n = buf.len().min(self.chunk.len() - self.pos);
-        buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
     }
 }
 

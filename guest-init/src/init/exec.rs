@@ -5,11 +5,12 @@
 use super::{reaper, RpcError};
 use pyro_proto::rpc::{self, Event, ExecRequest, ExecResult, Stream};
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
+use rustix::fs::{FileType, Mode, OFlags};
+use rustix::pipe::{pipe_with, PipeFlags};
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 const CHUNK: usize = 64 * 1024;
@@ -49,40 +50,91 @@ pub fn run<S: Write + AsFd>(
             "/".into()
         }
     });
-    let mut cmd = Command::new(program);
-    super::clean_env(&mut cmd, &req.env)
-        .args(&argv[1..])
-        .current_dir(&cwd)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    let started = Instant::now();
-    let (mut child, exited) = reaper::spawn(|| cmd.spawn(), |c| c.id()).map_err(|e| RpcError {
-        kind: if e.kind() == std::io::ErrorKind::NotFound {
-            "not_found"
-        } else {
-            "spawn_failed"
-        },
+    let env = super::command_env(&req.env);
+    let spawn_error = |kind, e: std::io::Error| RpcError {
+        kind,
         message: format!("{program}: {e} (cwd {cwd})"),
-    })?;
-    let pgid = child.id() as i32;
-    let child_stdin = child.stdin.take();
-    std::thread::scope(|scope| {
-        if let (Some(body), Some(pipe)) = (stdin, child_stdin) {
-            scope.spawn(move || feed_stdin(body, pipe));
+    };
+    let path = env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.as_str());
+    let resolved = find_program(program, path)
+        .ok_or_else(|| spawn_error("not_found", rustix::io::Errno::NOENT.into()))?;
+    let io = |e: rustix::io::Errno| spawn_error("spawn_failed", e.into());
+    let (out_r, out_w) = pipe_with(PipeFlags::CLOEXEC).map_err(io)?;
+    let (err_r, err_w) = pipe_with(PipeFlags::CLOEXEC).map_err(io)?;
+    let (in_r, in_w) = match stdin {
+        Some(_) => {
+            let (r, w) = pipe_with(PipeFlags::CLOEXEC).map_err(io)?;
+            (r, Some(w))
         }
-        stream_output(req, &mut child, pgid, started, exited, out)
+        None => {
+            let null =
+                rustix::fs::open("/dev/null", OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty());
+            (null.map_err(io)?, None)
+        }
+    };
+    let started = Instant::now();
+    // posix_spawn, not std's fork + exec: see the pyro-spawn crate.
+    let spawned = reaper::spawn(
+        || {
+            pyro_spawn::spawn(&pyro_spawn::Spawn {
+                program: &resolved,
+                argv,
+                env: &env,
+                cwd: Path::new(&cwd),
+                stdin: in_r.as_fd(),
+                stdout: out_w.as_fd(),
+                stderr: err_w.as_fd(),
+                new_process_group: true,
+            })
+        },
+        |pid| *pid as u32,
+    );
+    // Ours are the other ends: the child's copies close when it ends.
+    drop((in_r, out_w, err_w));
+    let (pid, exited) = spawned.map_err(|e| {
+        let kind = match e.kind() {
+            std::io::ErrorKind::NotFound => "not_found",
+            _ => "spawn_failed",
+        };
+        spawn_error(kind, e)
+    })?;
+    let pipes = [Some(File::from(out_r)), Some(File::from(err_r))];
+    std::thread::scope(|scope| {
+        if let (Some(body), Some(pipe)) = (stdin, in_w) {
+            scope.spawn(move || feed_stdin(body, File::from(pipe)));
+        }
+        stream_output(req, pipes, pid, started, exited, out)
     })
+}
+
+/// Where `program` is: itself if it names a path (relative ones are
+/// taken from the command's directory), else the first executable file
+/// of that name in `path`, the command's own `PATH` (not the agent's).
+fn find_program(program: &str, path: Option<&str>) -> Option<PathBuf> {
+    if program.contains('/') {
+        return Some(PathBuf::from(program));
+    }
+    if program.is_empty() {
+        return None;
+    }
+    path.unwrap_or(super::PATH)
+        .split(':')
+        .filter(|dir| !dir.is_empty())
+        .map(|dir| Path::new(dir).join(program))
+        .find(|candidate| {
+            rustix::fs::stat(candidate).is_ok_and(|st| {
+                FileType::from_raw_mode(st.st_mode) == FileType::RegularFile
+                    && st.st_mode & 0o111 != 0
+            })
+        })
 }
 
 /// Copies the body into the command's stdin, then closes it. Whatever
 /// the command does not read is drained by the agent after the request.
-fn feed_stdin(body: &mut (dyn Read + Send), mut pipe: std::process::ChildStdin) {
+fn feed_stdin(body: &mut (dyn Read + Send), mut pipe: File) {
     let mut limited = body.take(rpc::MAX_STDIN_BYTES);
     let _ = super::copy_chunked(&mut limited, &mut pipe);
 }
@@ -95,17 +147,13 @@ fn feed_stdin(body: &mut (dyn Read + Send), mut pipe: std::process::ChildStdin) 
 /// killed at once, not when it next writes output.
 fn stream_output<S: Write + AsFd>(
     req: &ExecRequest,
-    child: &mut std::process::Child,
+    // Indexed as `STREAMS`; `None` once a pipe reached its end.
+    mut pipes: [Option<File>; 2],
     pgid: i32,
     started: Instant,
     exited: std::sync::mpsc::Receiver<rustix::process::WaitStatus>,
     out: &mut BufWriter<S>,
 ) -> Result<ExecResult, RpcError> {
-    // Indexed as `STREAMS`; `None` once a pipe reached its end.
-    let mut pipes = [
-        child.stdout.take().map(|p| File::from(OwnedFd::from(p))),
-        child.stderr.take().map(|p| File::from(OwnedFd::from(p))),
-    ];
     let deadline = req.timeout_ms.map(|ms| started + Duration::from_millis(ms));
     let cap = req.max_output_bytes.unwrap_or(u64::MAX);
     let mut result = ExecResult::default();

@@ -500,7 +500,8 @@ fn fill(fd: OwnedFd, mode: u32, body: &mut impl Read, rel: &str) -> Result<u64, 
     }
     let mut file = File::from(fd);
     let mut limited = body.take(rpc::MAX_WRITE_BYTES + 1);
-    let n = super::copy_chunked(&mut limited, &mut file).map_err(|e| RpcError::io(rel, e))?;
+    let n = super::direct::copy_to_new_file(&mut limited, &mut file, None)
+        .map_err(|e| RpcError::io(rel, e))?;
     if n > rpc::MAX_WRITE_BYTES {
         return Err(RpcError::new(
             "too_large",

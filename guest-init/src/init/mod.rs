@@ -2,8 +2,10 @@
 
 pub mod agent;
 pub mod archive;
+pub mod body;
 pub mod clock;
 pub mod cmdline;
+pub mod direct;
 pub mod exec;
 pub mod files;
 pub mod freeze;
@@ -30,15 +32,7 @@ pub fn copy_chunked(from: &mut impl Read, to: &mut impl Write) -> std::io::Resul
     loop {
         // Fill the buffer before writing: the source (a body of frames,
         // a tar entry) hands out data in pieces smaller than a chunk.
-        let mut filled = 0;
-        while filled < buf.len() {
-            match from.read(&mut buf[filled..]) {
-                Ok(0) => break,
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
+        let filled = pyro_proto::rpc::read_full(from, &mut buf)?;
         if filled == 0 {
             return Ok(total);
         }
@@ -51,20 +45,37 @@ pub fn copy_chunked(from: &mut impl Read, to: &mut impl Write) -> std::io::Resul
 pub const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Gives `cmd` the environment of every command the agent starts (exec,
-/// shells, services, probes): a minimal one, not the agent's, plus
-/// `extra` on top.
+/// shells, services, probes): [`command_env`].
 pub fn clean_env<'a>(
     cmd: &'a mut std::process::Command,
     extra: &[(String, String)],
 ) -> &'a mut std::process::Command {
-    cmd.env_clear()
-        .env("PATH", PATH)
-        .env("HOME", "/root")
-        .env("LANG", "C.UTF-8")
-        // glibc CPU features to avoid, from the kernel command line (see
-        // vmm/src/kernel_cmdline.rs).
-        .envs(std::env::vars().filter(|(k, _)| k == "GLIBC_TUNABLES"))
-        .envs(extra.iter().cloned())
+    cmd.env_clear().envs(command_env(extra))
+}
+
+/// The environment of every command the agent starts: a minimal one, not
+/// the agent's, plus `extra` on top (a name given twice: the last wins).
+pub fn command_env(extra: &[(String, String)]) -> Vec<(String, String)> {
+    let base = [
+        ("PATH".to_string(), PATH.to_string()),
+        ("HOME".into(), "/root".into()),
+        ("LANG".into(), "C.UTF-8".into()),
+    ];
+    // glibc CPU features to avoid, from the kernel command line (see
+    // vmm/src/kernel_cmdline.rs).
+    let tunables = std::env::vars().filter(|(k, _)| k == "GLIBC_TUNABLES");
+    let mut env: Vec<(String, String)> = Vec::new();
+    for (k, v) in base
+        .into_iter()
+        .chain(tunables)
+        .chain(extra.iter().cloned())
+    {
+        match env.iter_mut().find(|(name, _)| *name == k) {
+            Some(slot) => slot.1 = v,
+            None => env.push((k, v)),
+        }
+    }
+    env
 }
 
 /// Writes one line to the console (the VMM's serial log).

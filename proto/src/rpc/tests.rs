@@ -149,3 +149,14 @@ fn oversized_and_malformed_frames_are_errors() {
     let truncated = &buf[..5];
     assert!(read_frame::<Request>(&mut &truncated[..]).is_err());
 }
+
+#[test]
+fn staged_sums_differ_for_changed_bytes_and_lengths() {
+    let a = vec![1u8; 4096];
+    let mut b = a.clone();
+    b[4000] = 2;
+    assert_ne!(staged_sum(&a), staged_sum(&b));
+    assert_ne!(staged_sum(&a), staged_sum(&a[..4095]));
+    assert_ne!(staged_sum(&[0u8; 512]), staged_sum(&[0u8; 1024]));
+    assert_eq!(staged_sum(&a), staged_sum(&a.clone()));
+}

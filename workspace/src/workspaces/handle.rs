@@ -157,6 +157,9 @@ impl WorkspaceHandle {
         agent
             .set_reply_timeout(Some(REPLY_STALL))
             .map_err(GuestError::from)?;
+        if crate::staging::enabled() {
+            agent.use_staging(vm.dir().join(crate::staging::STAGING_FILE));
+        }
         Ok(agent)
     }
 

@@ -252,6 +252,10 @@ impl Pyro {
         }
         let mut config =
             Pyro::workspace_vm_config(base, &dir.disk(), &dir.system_disk(), mounts, &vm_dir);
+        let staging = vm_dir.join(crate::staging::STAGING_FILE);
+        std::fs::create_dir_all(&vm_dir)
+            .and_then(|()| crate::staging::reset(&staging))
+            .map_err(|e| store::io_err(&staging, e))?;
         // Its network as recorded: the ports are bound again (the same
         // host port when one was asked for, a new ephemeral one if not).
         config.set_net(record.network.clone());
