@@ -1,7 +1,8 @@
 //! The bulk write path (`workspace/src/staging.rs`, the agent's
 //! `body.rs` and `direct.rs`), on one real workspace: pushes and large
 //! file writes whose bodies go through the staging disk land byte for
-//! byte, into a new directory and over existing files; a push refused
+//! byte, into a new directory and over existing files (and a
+//! megabyte file write); a push refused
 //! after 50 MiB, and one whose staged bytes changed before the agent read
 //! them, leave /workspace as it was; two pushes at once both land (the
 //! one that finds the staging disk taken goes inline); and the staging
@@ -97,8 +98,9 @@ fn pushes_and_large_writes_through_the_staging_disk() {
         .expect("push over existing files");
     assert_eq!(export(&pyro, &id, "new/dir", &out("back2")), files(&src));
 
-    // A large file write: its body is staged too.
-    let content = pattern(2 * (1 << 20) + 5, 5);
+    // A file write of the largest size a write takes (a megabyte): its
+    // body is staged too.
+    let content = pattern(1 << 20, 5);
     let w = pyro
         .workspace_file_write(&id, "written/blob", &content)
         .expect("write");
