@@ -163,9 +163,7 @@ impl GuestClient {
     /// The body's source failed: the connection is cut, so the agent
     /// fails the request instead of taking a short body as whole.
     fn source_failed(&mut self, e: std::io::Error) -> GuestError {
-        let _ = self.writer.flush();
-        let _ = self.writer.get_ref().shutdown(std::net::Shutdown::Both);
-        GuestError::Source(e)
+        cut(&mut self.writer, e)
     }
 
     /// Reads frames until the final one, passing output to `on_output`
@@ -632,11 +630,7 @@ fn send_body(writer: &mut BufWriter<UnixStream>, body: &mut dyn Read) -> Result<
         let n = match body.read(&mut buf) {
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                let _ = writer.flush();
-                let _ = writer.get_ref().shutdown(std::net::Shutdown::Both);
-                return Err(GuestError::Source(e));
-            }
+            Err(e) => return Err(cut(writer, e)),
         };
         rpc::write_frame(writer, &Request::Data, &buf[..n])?;
         if n == 0 {
@@ -645,6 +639,14 @@ fn send_body(writer: &mut BufWriter<UnixStream>, body: &mut dyn Read) -> Result<
     }
     writer.flush()?;
     Ok(())
+}
+
+/// A body's source failed: the connection is cut, so the agent fails
+/// the request instead of taking a short body as whole.
+fn cut(writer: &mut BufWriter<UnixStream>, e: std::io::Error) -> GuestError {
+    let _ = writer.flush();
+    let _ = writer.get_ref().shutdown(std::net::Shutdown::Both);
+    GuestError::Source(e)
 }
 
 /// `n` bytes from the host's CSPRNG.

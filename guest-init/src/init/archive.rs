@@ -119,13 +119,18 @@ pub fn upload(dest: &str, body: &mut impl Read) -> Result<Reply, RpcError> {
                 Err(e) => return Err(fs_error(e, &rel)),
             }
         }
+        // An existing destination is `dest_fd` itself (opened once).
+        let made_meanwhile;
         let dest = match new_at {
-            Some(_) => open_beneath(&root, &rel, flags, 0)?,
-            None => open_beneath(&dest_fd, "", flags, 0)?,
+            Some(_) => {
+                made_meanwhile = open_beneath(&root, &rel, flags, 0)?;
+                &made_meanwhile
+            }
+            None => &dest_fd,
         };
         // Check every clash before moving anything, then move.
-        merge(&stage, &dest, &rel, true)?;
-        merge(&stage, &dest, &rel, false)?;
+        merge(&stage, dest, &rel, true)?;
+        merge(&stage, dest, &rel, false)?;
         Ok(tally)
     })();
     let cleaned = match moved {
