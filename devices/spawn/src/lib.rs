@@ -178,9 +178,13 @@ mod tests {
     use std::os::fd::AsFd;
 
     fn run(program: &str, script: &str, cwd: &Path) -> io::Result<(i32, String)> {
+        run_argv(program, &["sh", "-c", script], cwd)
+    }
+
+    fn run_argv(program: &str, argv: &[&str], cwd: &Path) -> io::Result<(i32, String)> {
         let (out_r, out_w) = pipe_with(PipeFlags::CLOEXEC).unwrap();
         let null = std::fs::File::open("/dev/null").unwrap();
-        let argv = ["sh".to_string(), "-c".into(), script.into()];
+        let argv: Vec<String> = argv.iter().map(|a| a.to_string()).collect();
         let env = [("GREETING".to_string(), "hello there".to_string())];
         let pid = spawn(&Spawn {
             program: Path::new(program),
@@ -219,6 +223,31 @@ mod tests {
         assert_eq!(lines[1], dir.to_str().unwrap());
         assert_eq!(lines[3], "no home", "only the environment given");
         assert_eq!(lines[2], "leader", "a process group of its own");
+    }
+
+    #[test]
+    fn the_child_starts_with_default_signals_and_none_blocked() {
+        // The test harness ignores SIGPIPE (Rust does); block one more
+        // in this thread: neither may reach the command.
+        let mut usr1 = empty_sigset();
+        // SAFETY: `usr1` is an initialised sigset_t.
+        unsafe {
+            libc::sigaddset(&mut usr1, libc::SIGUSR1);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &usr1, std::ptr::null_mut());
+        }
+        // Not through a shell: dash blocks every signal while it starts
+        // a child, so its own status would say so.
+        let (code, out) =
+            run_argv("/bin/cat", &["cat", "/proc/self/status"], Path::new("/")).unwrap();
+        assert_eq!(code, 0);
+        let mask = |name: &str| {
+            let line = out.lines().find(|l| l.starts_with(name)).expect(name);
+            u64::from_str_radix(line.split('\t').nth(1).unwrap(), 16).unwrap()
+        };
+        assert_eq!(mask("SigBlk"), 0, "{out}");
+        // Standard signals: glibc's posix_spawn sets its own internal
+        // real-time ones to ignored in every child.
+        assert_eq!(mask("SigIgn") & 0x7fff_ffff, 0, "{out}");
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! The RPC agent: listens on vsock, one thread per connection, requests
-//! on a connection served in order (see `proto::rpc`).
+//! The RPC agent: listens on vsock, one thread per connection (kept for
+//! later ones: `workers.rs`), requests on a connection served in order
+//! (see `proto::rpc`).
 //!
 //! A request whose handler panics is answered with an `agent_panic`
 //! error and the connection goes on: one bad request must not take the
@@ -7,6 +8,7 @@
 //! console and powers off only for PID 1's main thread).
 
 use super::body::Body;
+use super::workers::Workers;
 use super::{archive, exec, files, freeze, log, patch_apply, secrets, service, shell, RpcError};
 use pyro_proto::rpc::{self, Event, Reply, Request};
 use std::io::{BufReader, BufWriter, Read, Write};
@@ -29,18 +31,15 @@ pub fn listen() -> std::io::Result<VsockListener> {
     VsockListener::bind_with_cid_port(VMADDR_CID_ANY, rpc::AGENT_PORT)
 }
 
-/// Accepts connections forever, each on its own thread.
+/// Accepts connections forever, each served by a thread of its own
+/// (kept for the next one: `Workers`).
 pub fn serve(listener: VsockListener) {
+    // Made now, so that a warm snapshot holds them.
+    let workers = Workers::new(connection);
+    workers.prestart();
     for conn in listener.incoming() {
         match conn {
-            Ok(stream) => {
-                let spawned = std::thread::Builder::new()
-                    .name("rpc".into())
-                    .spawn(move || connection(stream));
-                if let Err(e) = spawned {
-                    log(&format!("agent: cannot start a connection thread: {e}"));
-                }
-            }
+            Ok(stream) => workers.dispatch(stream),
             Err(e) => log(&format!("agent: accept: {e}")),
         }
     }

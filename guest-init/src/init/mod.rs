@@ -20,6 +20,7 @@ pub mod secrets;
 pub mod service;
 pub mod shell;
 pub mod system;
+pub mod workers;
 
 use std::io::{Read, Write};
 
