@@ -229,8 +229,13 @@ pub const MAX_FREEZE_MS: u64 = 120_000;
 /// with: writing more out through the emulated guest kernel costs more
 /// than reading through the agent.
 pub const FREEZE_MAX_DIRTY_BYTES: u64 = 16 << 20;
-/// Most entries one `List` returns (the reply says `truncated`).
-pub const MAX_LIST_ENTRIES: usize = 100_000;
+/// Most entries one `List` returns (the reply says `truncated`): a
+/// tree of 100,000 files and their directories must fit, with room.
+pub const MAX_LIST_ENTRIES: usize = 1_000_000;
+/// Most bytes of JSON lines one `List` returns, whatever the entries
+/// hold (the reply says `truncated`): with [`MAX_LIST_ENTRIES`], what
+/// bounds the host's memory for a listing the guest feeds it.
+pub const MAX_LIST_BYTES: usize = 256 << 20;
 /// Largest file one `Write` accepts.
 pub const MAX_WRITE_BYTES: u64 = 512 << 20;
 /// Largest exec `stdin` body.
@@ -616,21 +621,79 @@ fn too_large(msg: String) -> io::Error {
 /// `PATH_MAX` (4,096) bytes, each byte escaped as `\u00XX` at worst.
 pub const MAX_LIST_LINE: usize = 64 << 10;
 
+/// What one listing may still hold: [`MAX_LIST_ENTRIES`] entries and
+/// [`MAX_LIST_BYTES`] of their JSON lines. The one count behind every
+/// lister (the agent's, the host's disk reader) and the host's reader of
+/// what the guest sends.
+#[derive(Default, Debug)]
+pub struct ListBudget {
+    entries: usize,
+    bytes: usize,
+}
+
+impl ListBudget {
+    /// Counts one more entry whose JSON line (newline included) is
+    /// `line_len` bytes; false, counting nothing, if it does not fit.
+    pub fn take(&mut self, line_len: usize) -> bool {
+        if self.entries >= MAX_LIST_ENTRIES || self.bytes + line_len > MAX_LIST_BYTES {
+            return false;
+        }
+        self.entries += 1;
+        self.bytes += line_len;
+        true
+    }
+
+    /// [`ListBudget::take`] for `info`, measuring its line.
+    pub fn take_entry(&mut self, info: &FileInfo) -> bool {
+        self.take(line_len(info))
+    }
+}
+
+/// The length of `info`'s JSON line, newline included.
+fn line_len(info: &FileInfo) -> usize {
+    struct Count(usize);
+    impl io::Write for Count {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.0 += b.len();
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(1);
+    // FileInfo is plain data: serializing it cannot fail.
+    serde_json::to_writer(&mut count, info).expect("FileInfo serializes");
+    count.0
+}
+
+/// The listing is full ([`ListBudget`]): the entry was not added.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ListFull;
+
 /// The guest's side of a streamed listing: collects entries as JSON
 /// lines and hands out a data part whenever [`CHUNK`] bytes are
 /// ready, so guest memory stays flat however big the tree.
 #[derive(Default)]
 pub struct ListLines {
     buf: Vec<u8>,
+    budget: ListBudget,
 }
 
 impl ListLines {
-    /// Adds one entry; returns a full chunk to send, if one is ready.
-    pub fn push(&mut self, info: &FileInfo) -> Option<Vec<u8>> {
+    /// Adds one entry; returns a full chunk to send, if one is ready, or
+    /// [`ListFull`] (the entry left out) once the listing holds all a
+    /// listing may.
+    pub fn push(&mut self, info: &FileInfo) -> Result<Option<Vec<u8>>, ListFull> {
+        let start = self.buf.len();
         // FileInfo is plain data: serializing it cannot fail.
         serde_json::to_writer(&mut self.buf, info).expect("FileInfo serializes");
         self.buf.push(b'\n');
-        (self.buf.len() >= CHUNK).then(|| std::mem::take(&mut self.buf))
+        if !self.budget.take(self.buf.len() - start) {
+            self.buf.truncate(start);
+            return Err(ListFull);
+        }
+        Ok((self.buf.len() >= CHUNK).then(|| std::mem::take(&mut self.buf)))
     }
 
     /// What is left to send (empty if nothing is).
@@ -640,14 +703,14 @@ impl ListLines {
 }
 
 /// The host's side of a streamed listing: parses the data parts back
-/// into entries. The guest is untrusted: more than
-/// [`MAX_LIST_ENTRIES`] entries, a line over [`MAX_LIST_LINE`] bytes,
-/// or a line that is not a [`FileInfo`] is an error, and memory stays
-/// bounded by those limits.
+/// into entries. The guest is untrusted: more than a [`ListBudget`]
+/// holds, a line over [`MAX_LIST_LINE`] bytes, or a line that is not a
+/// [`FileInfo`] is an error, and memory stays bounded by those limits.
 #[derive(Default)]
 pub struct ListReader {
     partial: Vec<u8>,
     entries: Vec<FileInfo>,
+    budget: ListBudget,
 }
 
 impl ListReader {
@@ -674,9 +737,9 @@ impl ListReader {
                 "a listed entry longer than {MAX_LIST_LINE} bytes"
             )));
         }
-        if self.entries.len() >= MAX_LIST_ENTRIES {
+        if !self.budget.take(line.len() + 1) {
             return Err(invalid(format!(
-                "more than {MAX_LIST_ENTRIES} listed entries"
+                "more than {MAX_LIST_ENTRIES} listed entries or {MAX_LIST_BYTES} bytes of them"
             )));
         }
         let info =

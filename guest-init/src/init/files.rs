@@ -198,21 +198,20 @@ pub fn list(path: &str, recursive: bool, out: &mut impl Write) -> Result<Reply, 
     let mut lines = ListLines::default();
     let mut send =
         |chunk: Vec<u8>| rpc::write_frame(out, &Event::Data, &chunk).map_err(RpcError::host_gone);
-    let mut count = 0;
     let mut truncated = false;
     if artifact_type(&st) == ArtifactType::Directory {
         let dir = open_beneath(&root, &rel, OFlags::RDONLY | OFlags::DIRECTORY, 0)?;
         walk(dir, &rel, &mut |dir, name, child_rel, is_dir| {
-            if count >= rpc::MAX_LIST_ENTRIES {
-                truncated = true;
-                return Ok(Walk::Stop);
-            }
             let st =
                 statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).map_err(|e| fs_error(e, child_rel))?;
             let entry = info(dir, OsStr::from_bytes(name.to_bytes()), child_rel, &st);
-            count += 1;
-            if let Some(chunk) = lines.push(&entry) {
-                send(chunk)?;
+            match lines.push(&entry) {
+                Ok(Some(chunk)) => send(chunk)?,
+                Ok(None) => {}
+                Err(rpc::ListFull) => {
+                    truncated = true;
+                    return Ok(Walk::Stop);
+                }
             }
             Ok(if recursive && is_dir {
                 Walk::Descend
@@ -223,7 +222,8 @@ pub fn list(path: &str, recursive: bool, out: &mut impl Write) -> Result<Reply, 
     } else {
         // A file lists as itself, like `ls FILE`.
         let entry = info(parent.as_fd(), OsStr::new(&name), &rel, &st);
-        if let Some(chunk) = lines.push(&entry) {
+        // One entry always fits an empty listing.
+        if let Ok(Some(chunk)) = lines.push(&entry) {
             send(chunk)?;
         }
     }

@@ -101,7 +101,7 @@ fn listings_stream_in_chunks_and_come_back_sorted() {
     let mut lines = ListLines::default();
     let mut frames = Vec::new();
     for i in (0..10_000).rev() {
-        frames.extend(lines.push(&entry(&format!("/workspace/d/{i:05}"))));
+        frames.extend(lines.push(&entry(&format!("/workspace/d/{i:05}"))).unwrap());
     }
     frames.push(lines.finish());
     assert!(frames.len() > 1 && frames.iter().all(|f| f.len() <= MAX_DATA as usize));
@@ -130,11 +130,44 @@ fn a_hostile_listing_is_refused_within_bounds() {
     let mut r = ListReader::default();
     let mut line = serde_json::to_vec(&entry("/workspace/a")).unwrap();
     line.push(b'\n');
-    for _ in 0..MAX_LIST_ENTRIES {
-        r.push(&line).unwrap();
-    }
+    // The entry count bounds small entries...
+    let all: Vec<u8> = line.repeat(MAX_LIST_ENTRIES);
+    r.push(&all).unwrap();
     let err = r.push(&line).unwrap_err();
     assert!(err.to_string().contains("more than"), "{err}");
+    // ...and the bytes bound large ones, long before the count would.
+    let long = entry(&format!("/workspace/{}", "x".repeat(4000)));
+    let mut line = serde_json::to_vec(&long).unwrap();
+    line.push(b'\n');
+    let fit = MAX_LIST_BYTES / line.len();
+    assert!(fit < MAX_LIST_ENTRIES);
+    let mut r = ListReader::default();
+    r.push(&line.repeat(fit)).unwrap();
+    assert!(r.push(&line).is_err());
+}
+
+#[test]
+fn the_guest_side_stops_where_the_host_side_would_refuse() {
+    let long = entry(&format!("/workspace/{}", "y".repeat(4000)));
+    let mut lines = ListLines::default();
+    let mut reader = ListReader::default();
+    let mut n = 0;
+    loop {
+        match lines.push(&long) {
+            Ok(Some(chunk)) => reader.push(&chunk).unwrap(),
+            Ok(None) => {}
+            Err(ListFull) => break,
+        }
+        n += 1;
+    }
+    reader.push(&lines.finish()).unwrap();
+    assert_eq!(reader.finish().unwrap().len(), n);
+    let mut budget = ListBudget::default();
+    assert!((0..n).all(|_| budget.take_entry(&long)));
+    assert!(
+        !budget.take_entry(&long),
+        "the same budget is full at the same entry"
+    );
 }
 
 #[test]

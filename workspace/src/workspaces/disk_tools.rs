@@ -25,7 +25,7 @@ use super::records::{FileList, FileRead};
 use crate::detached::VmState;
 use crate::{Error, Pyro};
 use ext4_view::{Ext4, FileType, Metadata};
-use pyro_proto::rpc::{self, ArtifactType, DownloadResult, FileInfo, MAX_LIST_ENTRIES};
+use pyro_proto::rpc::{self, ArtifactType, DownloadResult, FileInfo, ListBudget};
 use serde::Serialize;
 use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
@@ -251,14 +251,15 @@ fn staging(dir: &str, name: &str) -> bool {
 }
 
 /// `rel` as `file list` gives it: a file as itself, a directory's
-/// entries (all below it if `recursive`), sorted, at most
-/// [`MAX_LIST_ENTRIES`] (then `truncated`).
+/// entries (all below it if `recursive`), sorted, at most what a
+/// [`ListBudget`] holds (then `truncated`), as the agent lists.
 pub(super) fn list(fs: &Ext4, rel: &str, recursive: bool) -> Result<(Vec<FileInfo>, bool), Error> {
     let md = lstat_beneath(fs, rel)?;
     if !md.is_dir() {
         return Ok((vec![info(fs, rel, &md)], false));
     }
     let mut entries = Vec::new();
+    let mut budget = ListBudget::default();
     let mut truncated = false;
     let mut dirs = vec![(rel.to_string(), 0usize)];
     'walk: while let Some((dir, depth)) = dirs.pop() {
@@ -272,20 +273,21 @@ pub(super) fn list(fs: &Ext4, rel: &str, recursive: bool) -> Result<(Vec<FileInf
             if name == "." || name == ".." || name.contains('/') || staging(&dir, &name) {
                 continue;
             }
-            if entries.len() >= MAX_LIST_ENTRIES {
-                truncated = true;
-                break 'walk;
-            }
             let child = if dir.is_empty() {
                 name
             } else {
                 format!("{dir}/{name}")
             };
             let md = entry.metadata().map_err(|e| reader_err(&child, e))?;
-            if recursive && md.is_dir() && depth < MAX_DEPTH {
-                dirs.push((child.clone(), depth + 1));
+            let listed = info(fs, &child, &md);
+            if !budget.take_entry(&listed) {
+                truncated = true;
+                break 'walk;
             }
-            entries.push(info(fs, &child, &md));
+            if recursive && md.is_dir() && depth < MAX_DEPTH {
+                dirs.push((child, depth + 1));
+            }
+            entries.push(listed);
         }
     }
     entries.sort_by(|a, b| a.path.cmp(&b.path));

@@ -220,8 +220,14 @@ impl Pyro {
     pub fn workspace_diff(&self, id: &str) -> Result<DiffResult, Error> {
         let ws = self.workspace(id)?;
         let baseline = ws.dir.baseline_tar();
-        if let Some(result) = on_image(&ws, |image| diff::diff(&ws.id, &baseline, image)) {
-            return Ok(result);
+        // A tree too large to diff is as large through the agent (which
+        // would take hours to list it on a PVM host): that answer stands.
+        let on_host = on_image(&ws, |image| match diff::diff(&ws.id, &baseline, image) {
+            Err(too_large @ Error::Conflict(_)) => Ok(Err(too_large)),
+            other => other.map(Ok),
+        });
+        if let Some(result) = on_host {
+            return result;
         }
         diff::diff(&ws.id, &baseline, &mut ws.agent()?).map_err(|e| ws.redact_err(e))
     }

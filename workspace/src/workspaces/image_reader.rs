@@ -17,7 +17,7 @@
 use super::disk_tools;
 use crate::Error;
 use ext4_view::Ext4;
-use pyro_proto::rpc::{DownloadResult, FileInfo};
+use pyro_proto::rpc::{self, DownloadResult, FileInfo};
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
@@ -29,11 +29,12 @@ pub const IMAGE_READER_MODE: &str = "__image-reader";
 /// sandbox must kill it).
 pub const TEST_ESCAPE_ENV: &str = "PYRO_TEST_IMAGE_READER_ESCAPE";
 
-/// Longest reply line the caller reads (a listing of 100,000 entries).
-const MAX_LINE: u64 = 64 << 20;
+/// Longest reply line the caller reads (listings and tar streams come
+/// in chunks).
+const MAX_LINE: u64 = 1 << 20;
 /// Longest request line the helper reads.
 const MAX_REQUEST: u64 = 64 << 10;
-/// Bytes per chunk of a pack's tar stream.
+/// Bytes per chunk of a pack's tar stream or a listing's lines.
 const CHUNK: usize = 1 << 20;
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -130,7 +131,21 @@ fn answer(fs: &Ext4, given: &str, request: Request, out: &mut impl Write) -> std
     match request {
         Request::List { path, recursive } => {
             match disk_tools::guarded(given, || disk_tools::list(fs, &path, recursive)) {
-                Ok(listing) => send(out, &ok(serde_json::json!(listing), 0), &[]),
+                // As the agent streams it: JSON lines in chunks (one JSON
+                // value of a million entries would cost the caller a
+                // gigabyte to parse), then whether it was cut short.
+                Ok((entries, truncated)) => {
+                    let mut chunks = Chunks {
+                        out: &mut *out,
+                        buf: Vec::with_capacity(CHUNK),
+                    };
+                    for entry in &entries {
+                        serde_json::to_writer(&mut chunks, entry)?;
+                        chunks.write_all(b"\n")?;
+                    }
+                    chunks.flush_chunk()?;
+                    send(out, &ok(serde_json::json!(truncated), 0), &[])
+                }
                 Err(e) => send(out, &error(&e), &[]),
             }
         }
@@ -161,7 +176,7 @@ fn answer(fs: &Ext4, given: &str, request: Request, out: &mut impl Write) -> std
     }
 }
 
-/// A pack's tar stream as `chunk` replies.
+/// A pack's tar stream, or a listing's lines, as `chunk` replies.
 struct Chunks<'a, W: Write> {
     out: &'a mut W,
     buf: Vec<u8>,
@@ -317,8 +332,30 @@ impl ImageReader {
             path: rel.into(),
             recursive,
         };
-        let (value, _) = self.call(&request, |_| Ok(()), 0)?;
-        self.value(value)
+        // Bounded as a listing from the guest is: the helper reads what
+        // the guest wrote to its disk.
+        let mut lines = rpc::ListReader::default();
+        let mut bad = None;
+        let called = self.call(
+            &request,
+            |chunk| {
+                lines.push(chunk).map_err(|e| {
+                    let e = e.to_string();
+                    bad = Some(e.clone());
+                    Error::Io(e)
+                })
+            },
+            0,
+        );
+        // Stopped mid-reply, the helper is out of step: end it.
+        if let Some(e) = bad {
+            return Err(self.gone(format!("a bad listing: {e}")));
+        }
+        let (value, _) = called?;
+        match lines.finish() {
+            Ok(entries) => Ok((entries, self.value(value)?)),
+            Err(e) => Err(self.gone(format!("a bad listing: {e}"))),
+        }
     }
 
     /// As `disk_tools::read`: at most `max_bytes` of the file, and its size.
