@@ -11,6 +11,15 @@ pub struct MissingTool {
     pub package: String,
 }
 
+impl MissingTool {
+    pub(crate) fn new(tool: &str, package: &str) -> Self {
+        MissingTool {
+            tool: tool.into(),
+            package: package.into(),
+        }
+    }
+}
+
 /// Everything that can go wrong while building or finding images.
 #[derive(thiserror::Error, Debug)]
 pub enum Error {
@@ -104,9 +113,11 @@ fn missing_tools_message(missing: &[MissingTool]) -> String {
     packages.sort_unstable();
     packages.dedup();
     format!(
-        "missing on this host: {}: install with `apt-get install {}`",
+        "missing on this host: {}: install with `apt-get install {}` (run as root on \
+         Debian, pyro installs them itself unless {}=0)",
         what.join(", "),
-        packages.join(" ")
+        packages.join(" "),
+        crate::tools::INSTALL_TOOLS_ENV
     )
 }
 
@@ -130,22 +141,10 @@ mod tests {
     fn missing_tools_lists_every_package_once() {
         let e = Error::MissingTools {
             missing: vec![
-                MissingTool {
-                    tool: "mmdebstrap".into(),
-                    package: "mmdebstrap".into(),
-                },
-                MissingTool {
-                    tool: "mkfs.ext4".into(),
-                    package: "e2fsprogs".into(),
-                },
-                MissingTool {
-                    tool: "/usr/include/libelf.h".into(),
-                    package: "libelf-dev".into(),
-                },
-                MissingTool {
-                    tool: "/usr/include/gelf.h".into(),
-                    package: "libelf-dev".into(),
-                },
+                MissingTool::new("mmdebstrap", "mmdebstrap"),
+                MissingTool::new("mkfs.ext4", "e2fsprogs"),
+                MissingTool::new("/usr/include/libelf.h", "libelf-dev"),
+                MissingTool::new("/usr/include/gelf.h", "libelf-dev"),
             ],
         };
         let msg = e.to_string();

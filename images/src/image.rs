@@ -15,7 +15,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::fsutil::{self, remove_dir_if_exists};
 use crate::guest_init;
 use crate::hash::{derive_key, sha256_file};
-use crate::kernel::verify_file;
+use crate::kernel::{self, verify_file};
 use crate::manifest::{now_rfc3339, read_json, write_json};
 use crate::paths::Paths;
 use crate::progress::Progress;
@@ -159,7 +159,7 @@ pub(crate) fn ensure(
     if let Some(env) = load(&dir) {
         return Ok(env);
     }
-    tools::check(tools::ROOTFS)?;
+    tools::ensure(tools::ROOTFS, &[], &kernel::tools_log(paths), p)?;
     if !tools::is_root() {
         return Err(Error::NotRoot {
             what: format!("building environment {name}"),

@@ -209,6 +209,11 @@ pub(crate) fn source_version() -> Option<String> {
     (!v.is_empty() && Path::new(SOURCE_TARBALL).is_file()).then(|| v.to_string())
 }
 
+/// Where an install of host tools logs (`tools::ensure`).
+pub(crate) fn tools_log(paths: &Paths) -> PathBuf {
+    paths.build().join("host-tools.log")
+}
+
 /// The key of the `variant` kernel that [`ensure`] would build now.
 pub(crate) fn current_key(variant: KernelVariant) -> Option<String> {
     source_version().map(|v| kernel_key(&v, variant.config().as_bytes(), PATCHES))
@@ -261,19 +266,27 @@ pub(crate) fn all(paths: &Paths) -> Vec<Kernel> {
 /// Returns the `variant` kernel for the current inputs, building it if
 /// needed.
 pub(crate) fn ensure(paths: &Paths, variant: KernelVariant, p: &dyn Progress) -> Result<Kernel> {
-    let Some(version) = source_version() else {
-        // Without the source package the current key is unknown; a kernel
-        // built from the same config and patches (any 6.1.x) will do.
-        if let Some(k) = installed(paths, variant) {
-            return Ok(k);
+    let version = match source_version() {
+        Some(version) => version,
+        None => {
+            // Without the source package the current key is unknown; a kernel
+            // built from the same config and patches (any 6.1.x) will do.
+            if let Some(k) = installed(paths, variant) {
+                return Ok(k);
+            }
+            // Every missing tool at once, the source package included:
+            // installed as root on Debian, else named in the error.
+            let source = MissingTool::new(SOURCE_TARBALL, SOURCE_PACKAGE);
+            tools::ensure(
+                tools::KERNEL,
+                std::slice::from_ref(&source),
+                &tools_log(paths),
+                p,
+            )?;
+            source_version().ok_or(Error::MissingTools {
+                missing: vec![source],
+            })?
         }
-        // Report every missing tool at once, the source package included.
-        let mut missing = tools::missing(tools::KERNEL);
-        missing.push(MissingTool {
-            tool: SOURCE_TARBALL.to_string(),
-            package: SOURCE_PACKAGE.to_string(),
-        });
-        return Err(Error::MissingTools { missing });
     };
     let config = variant.config();
     let key = kernel_key(&version, config.as_bytes(), PATCHES);
@@ -281,7 +294,7 @@ pub(crate) fn ensure(paths: &Paths, variant: KernelVariant, p: &dyn Progress) ->
     if let Some(k) = load(&dir) {
         return Ok(k);
     }
-    tools::check(tools::KERNEL)?;
+    tools::ensure(tools::KERNEL, &[], &tools_log(paths), p)?;
     let _lock = lock::acquire(&paths.locks(), &format!("kernel-{key}"), STEP, p)?;
     if let Some(k) = load(&dir) {
         p.done(

@@ -248,10 +248,7 @@ impl Images {
         if self.installed_kernel().is_none() {
             missing.extend(tools::missing(tools::KERNEL));
             if !Path::new(kernel::SOURCE_TARBALL).is_file() {
-                missing.push(MissingTool {
-                    tool: kernel::SOURCE_TARBALL.to_string(),
-                    package: SOURCE_PACKAGE.to_string(),
-                });
+                missing.push(MissingTool::new(kernel::SOURCE_TARBALL, SOURCE_PACKAGE));
             }
         }
         if self.installed_environment(env).is_none() {
