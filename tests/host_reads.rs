@@ -186,13 +186,27 @@ fn a_running_workspace_is_read_from_its_frozen_disk_on_the_host() {
     guest_d1.sort_by(|a, b| a.path.cmp(&b.path));
     assert_eq!(host_d1.entries, guest_d1);
 
-    // Read: exact bytes, bounded.
+    // Read: exact bytes, bounded. A small file, or a small part of any,
+    // is the agent's (it costs less than a freeze); more is the host's.
     let read = pyro.workspace_file_read(&id, "d50/f7.txt", 1024).unwrap();
-    assert_eq!(read.served_by, ServedBy::HostImage);
+    assert_eq!(read.served_by, ServedBy::GuestAgent);
     assert_eq!(read.content, b"file 50 7\n");
     let read = pyro.workspace_file_read(&id, "bin/big.bin", 1000).unwrap();
+    assert_eq!(read.served_by, ServedBy::GuestAgent);
     assert_eq!((read.size_bytes, read.truncated), (1 << 20, true));
     assert_eq!(read.content, big[..1000]);
+    let read = pyro
+        .workspace_file_read(&id, "bin/big.bin", 1 << 20)
+        .unwrap();
+    assert_eq!(read.served_by, ServedBy::HostImage);
+    assert_eq!((read.size_bytes, read.truncated), (1 << 20, false));
+    assert!(read.content == big, "the host's read differs from the seed");
+    let read = pyro
+        .workspace_file_read(&id, "bin/big.bin", 100_000)
+        .unwrap();
+    assert_eq!(read.served_by, ServedBy::HostImage);
+    assert_eq!((read.content.len(), read.truncated), (100_000, true));
+    assert_eq!(read.content, big[..100_000]);
 
     // Export of the whole tree and of one file: byte for byte the seed.
     let out = scratch.path().join("export");
@@ -207,14 +221,20 @@ fn a_running_workspace_is_read_from_its_frozen_disk_on_the_host() {
     // A write the guest has not flushed: the freeze writes it out, so
     // the host serves it at once (were it missing from the image, the
     // agent would serve it instead, and `served_by` would say so).
-    background(&pyro, &id, "bg", "sleep 1; echo fresh > /workspace/bg.txt");
+    // (20,000 bytes: more than the agent serves itself.)
+    background(
+        &pyro,
+        &id,
+        "bg",
+        "sleep 1; head -c 20000 /dev/zero | tr '\\0' x > /workspace/bg.txt",
+    );
     // (Within 15 s: the guest's own writeback would take 30.)
     let fresh = wait_for("the background write", Duration::from_secs(15), || {
-        let read = pyro.workspace_file_read(&id, "bg.txt", 100).ok()?;
+        let read = pyro.workspace_file_read(&id, "bg.txt", 65536).ok()?;
         // Created but not yet written is a state it passes through.
-        (!read.content.is_empty()).then_some(read)
+        (read.size_bytes == 20_000).then_some(read)
     });
-    assert_eq!(fresh.content, b"fresh\n");
+    assert!(fresh.content == vec![b'x'; 20_000]);
     assert_eq!(fresh.served_by, ServedBy::HostImage);
 
     // An export while the guest keeps rewriting one file in place with
@@ -340,5 +360,8 @@ fn a_running_workspace_is_read_from_its_frozen_disk_on_the_host() {
     assert!(late.thaw().is_err(), "a thaw after the deadline must fail");
     let read = pyro.workspace_file_read(&id, "w.txt", 100).unwrap();
     assert_eq!(read.content, b"after-deadline\n");
-    assert_eq!(read.served_by, ServedBy::HostImage);
+    // And the host reads again, the guest's last write included.
+    let list = pyro.workspace_file_list(&id, "w.txt", false).unwrap();
+    assert_eq!(list.served_by, ServedBy::HostImage);
+    assert_eq!(list.entries[0].size_bytes, 15);
 }

@@ -22,6 +22,13 @@ fn absolute(path: &str) -> String {
 }
 
 /// `max_bytes` of a file read (1 to [`MAX_FILE_READ_BYTES`]).
+/// Reads of a file no larger than this are served by the agent. Measured
+/// on a PVM host (2026-11-30, `file read` wall): through the agent 0.06 s
+/// for 4 KiB, 0.23-0.30 s for 64 KiB, 0.58-0.76 s for 1 MiB; from the
+/// frozen image on the host about 0.20 s for any of them (the freeze, the
+/// thaw and the reader's start). Most source files are smaller than this.
+const AGENT_FIRST_BYTES: u64 = 16 << 10;
+
 pub(super) fn check_read_bytes(max_bytes: u64) -> Result<(), Error> {
     if (1..=MAX_FILE_READ_BYTES).contains(&max_bytes) {
         Ok(())
@@ -127,6 +134,24 @@ impl Pyro {
     ) -> Result<FileRead, Error> {
         check_read_bytes(max_bytes)?;
         let ws = self.workspace(id)?;
+        let result = |content: Vec<u8>, size_bytes: u64, served_by| FileRead {
+            workspace_id: ws.id.clone(),
+            path: absolute(path),
+            size_bytes,
+            max_bytes,
+            truncated: size_bytes > content.len() as u64,
+            content,
+            served_by,
+        };
+        // A small file costs the agent less than a freeze costs the host:
+        // ask it for the first AGENT_FIRST_BYTES; the host reads only a
+        // file larger than that. The agent's error (a missing file) is
+        // the answer either way.
+        let first = max_bytes.min(AGENT_FIRST_BYTES);
+        let (content, read) = ws.guest(|a| a.read_to_vec(path, first))?;
+        if read.size_bytes <= first || max_bytes == first {
+            return Ok(result(content, read.size_bytes, ServedBy::GuestAgent));
+        }
         let ((content, size_bytes), served_by) = host_or_guest(
             &ws,
             path,
@@ -136,15 +161,7 @@ impl Pyro {
                 Ok((content, r.size_bytes))
             },
         )?;
-        Ok(FileRead {
-            workspace_id: ws.id,
-            path: absolute(path),
-            size_bytes,
-            max_bytes,
-            truncated: size_bytes > content.len() as u64,
-            content,
-            served_by,
-        })
+        Ok(result(content, size_bytes, served_by))
     }
 
     /// Writes a file atomically (parents created; mode kept or 0644).
