@@ -92,8 +92,7 @@ fn serve(args: &init::cmdline::Args) -> ! {
         // emulated page faults at this boot) so that the snapshots of it
         // hold them and no push after a restore pays for them. One-shot
         // VMs take no pushes.
-        init::body::prefault();
-        init::direct::prefault();
+        init::buffers::prefault();
     }
     match init::agent::listen() {
         Ok(listener) => {

@@ -57,7 +57,6 @@ pub(crate) fn reset(path: &Path) -> io::Result<()> {
 /// The staging disk, held for one body.
 pub(crate) struct Staging {
     file: File,
-    device: &'static str,
     /// Bytes of the file in use from its start.
     used: u64,
     /// [`STAGED_BAD_SUM_ENV`]: sums are sent wrong.
@@ -72,7 +71,6 @@ impl Staging {
         flock(&file, FlockOperation::NonBlockingLockExclusive).ok()?;
         Some(Staging {
             file,
-            device: STAGING_DEVICE,
             used: 0,
             bad_sums: std::env::var_os(STAGED_BAD_SUM_ENV).is_some(),
         })
@@ -91,7 +89,7 @@ impl Staging {
         self.file.write_all_at(data, offset).ok()?;
         self.used = next;
         Some(Request::Staged {
-            device: self.device.to_string(),
+            device: STAGING_DEVICE.to_string(),
             offset,
             len,
             sum: rpc::staged_sum(data) ^ u64::from(self.bad_sums),

@@ -9,25 +9,16 @@
 //! (10 MiB over vsock: 7.7 s; from the staging disk: about 1 s, measured
 //! 2026-11-30 on a PVM host).
 
-use super::RpcError;
+use super::{buffers, RpcError};
 use pyro_proto::rpc::{self, Request, MAX_DATA, STAGED_ALIGN};
 use rustix::fs::{open, Mode, OFlags};
 use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::os::unix::fs::FileExt;
-use std::sync::Mutex;
 use vsock::VsockStream;
 
 /// Direct reads' length granularity: the logical block size.
 const SECTOR: usize = 512;
-
-/// Buffers of bodies that ended, for the next ones: a new megabyte costs
-/// 256 page faults, each ~3 ms of emulated kernel work (a 10 MiB push
-/// took 4.4 s the first time, 3.2 s after). At most [`KEPT`] are kept.
-static KEPT_BUFFERS: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
-const KEPT: usize = 2;
-/// A body buffer's size: a staged piece of [`MAX_DATA`] bytes, aligned.
-const BUFFER: usize = MAX_DATA as usize + 2 * STAGED_ALIGN as usize;
 
 /// The body of the current request. Empty from the start for requests
 /// without one.
@@ -75,9 +66,7 @@ impl<'a> Body<'a> {
     /// Makes the next piece current; `load`: read a staged one's bytes.
     fn next_piece(&mut self, load: bool) -> io::Result<()> {
         if self.buf.capacity() == 0 {
-            if let Some(kept) = KEPT_BUFFERS.lock().ok().and_then(|mut k| k.pop()) {
-                self.buf = kept;
-            }
+            self.buf = buffers::take();
         }
         match rpc::read_frame_into::<Request>(self.conn, &mut self.buf)? {
             Some(Request::Data) => {
@@ -145,11 +134,7 @@ impl<'a> Body<'a> {
             unreachable!("opened above")
         };
         let whole = len.div_ceil(SECTOR) * SECTOR;
-        let align = STAGED_ALIGN as usize;
-        self.buf.clear();
-        self.buf.resize(BUFFER, 0);
-        let start = self.buf.as_ptr().align_offset(align);
-        let target = &mut self.buf[start..start + whole];
+        let (start, target) = buffers::aligned(&mut self.buf, whole);
         let mut filled = 0;
         while filled < whole {
             match disk.read_at(&mut target[filled..], offset + filled as u64) {
@@ -174,26 +159,9 @@ impl<'a> Body<'a> {
     }
 }
 
-/// Makes one body buffer now, so that it is in every snapshot of this
-/// VM: with the first push in a restored VM no longer paying its page
-/// faults.
-pub fn prefault() {
-    if let Ok(mut kept) = KEPT_BUFFERS.lock() {
-        if kept.is_empty() {
-            kept.push(vec![1u8; BUFFER]);
-        }
-    }
-}
-
 impl Drop for Body<'_> {
     fn drop(&mut self) {
-        if self.buf.capacity() > 0 {
-            if let Ok(mut kept) = KEPT_BUFFERS.lock() {
-                if kept.len() < KEPT {
-                    kept.push(std::mem::take(&mut self.buf));
-                }
-            }
-        }
+        buffers::keep(std::mem::take(&mut self.buf));
     }
 }
 

@@ -10,12 +10,12 @@
 //! last partial sector, and every file on a file system that refuses
 //! direct I/O, go through the page cache as before.
 
+use super::buffers;
 use rustix::fs::{fallocate, fcntl_getfl, fcntl_setfl, FallocateFlags, OFlags};
 use rustix::io::Errno;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
-use std::sync::Mutex;
 
 /// Smaller files are written through the page cache: for them the
 /// per-write cost of a direct write is not worth it.
@@ -23,26 +23,10 @@ pub const DIRECT_MIN: u64 = 16 * 1024;
 /// What a direct write's length and file offset must be a multiple of:
 /// the disk's logical block size (virtio-blk without `blk_size`).
 const SECTOR: usize = 512;
-/// Buffer alignment: a page, which every block device accepts.
-const ALIGN: usize = 4096;
 /// Bytes per direct write: a megabyte (10 MB/s) rather than the 256 KiB
-/// of a body chunk (6.6 MB/s, measured with `dd` in a guest).
+/// of a body chunk (6.6 MB/s, measured with `dd` in a guest), from a
+/// kept, aligned buffer (`buffers.rs`).
 const CHUNK: usize = 1 << 20;
-
-/// One buffer kept between uploads: a fresh megabyte would cost 256
-/// page faults (each ~3 ms of emulated kernel work) on every upload.
-/// Concurrent uploads that find it taken use a buffer of their own.
-static SPARE: Mutex<Vec<u8>> = Mutex::new(Vec::new());
-
-/// Makes the kept buffer now, so that it is in every snapshot of this
-/// VM (see [`super::body::prefault`]).
-pub fn prefault() {
-    if let Ok(mut spare) = SPARE.lock() {
-        if spare.is_empty() {
-            *spare = vec![1u8; CHUNK + ALIGN];
-        }
-    }
-}
 
 /// Copies `from` to the start of the new, empty `file`, whose final size
 /// is `size` when known (an archive entry's header says it; a file
@@ -55,17 +39,18 @@ pub fn copy_to_new_file(
     if size.is_some_and(|n| n < DIRECT_MIN) {
         return super::copy_chunked(from, file);
     }
-    let mut spare = SPARE.try_lock().ok();
-    let mut own = Vec::new();
-    let store: &mut Vec<u8> = match spare.as_deref_mut() {
-        Some(kept) => kept,
-        None => &mut own,
-    };
-    if store.len() < CHUNK + ALIGN {
-        *store = vec![0u8; CHUNK + ALIGN];
-    }
-    let start = store.as_ptr().align_offset(ALIGN);
-    let buf = &mut store[start..start + CHUNK];
+    let mut store = buffers::take();
+    let copied = copy_through(from, file, size, buffers::aligned(&mut store, CHUNK).1);
+    buffers::keep(store);
+    copied
+}
+
+fn copy_through(
+    from: &mut impl Read,
+    file: &mut File,
+    size: Option<u64>,
+    buf: &mut [u8],
+) -> io::Result<u64> {
     let mut filled = pyro_proto::rpc::read_full(from, buf)?;
     if size.is_none() && filled < buf.len() {
         // All of it, and small.

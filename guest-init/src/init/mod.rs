@@ -3,6 +3,7 @@
 pub mod agent;
 pub mod archive;
 pub mod body;
+pub mod buffers;
 pub mod clock;
 pub mod cmdline;
 pub mod direct;
