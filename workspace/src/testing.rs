@@ -64,3 +64,11 @@ pub fn small_files_seed(dir: &std::path::Path, dirs: usize, files: usize) {
         }
     }
 }
+
+/// For fuzzing (`fuzz/`): reads all of an untrusted ext4 image held in
+/// memory with the disk tools' reader, as `disk list|read|export` and
+/// host reads of workspaces do; the entries listed, or the error a user
+/// would see.
+pub fn read_untrusted_image(image: Vec<u8>) -> Result<usize, crate::Error> {
+    crate::workspaces::read_untrusted_image(image)
+}

@@ -156,6 +156,28 @@ pub(super) fn load(image: Box<dyn ext4_view::Ext4Read>, given: &str) -> Result<E
     })
 }
 
+/// Everything the disk tools read of an untrusted image held in memory:
+/// loads it, lists it recursively, reads each file's start and packs the
+/// whole tree into a sink. Errors and caught reader panics are answers;
+/// what a fuzzer looks for is a crash, a hang or unbounded memory
+/// (`fuzz/fuzz_targets/ext4_image.rs`, through `testing`). Returns the
+/// entries listed.
+pub(crate) fn read_everything(image: Vec<u8>) -> Result<usize, Error> {
+    let fs = load(Box::new(image), "fuzz")?;
+    guarded("fuzz", || {
+        let (entries, _) = list(&fs, "", true)?;
+        for entry in entries
+            .iter()
+            .filter(|e| e.artifact_type == ArtifactType::File)
+        {
+            let rel = entry.path.trim_start_matches("/workspace/");
+            let _ = read(&fs, rel, 4096);
+        }
+        pack(&fs, "", std::io::sink())?;
+        Ok(entries.len())
+    })
+}
+
 /// Runs `f` on the image at `disk` in this process (the unit tests; the
 /// product reads images through the confined `image_reader`).
 #[cfg(test)]

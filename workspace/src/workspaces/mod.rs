@@ -21,6 +21,7 @@ mod checkpoints;
 mod diff;
 mod disk;
 mod disk_tools;
+pub(crate) use disk_tools::read_everything as read_untrusted_image;
 mod exec;
 mod files;
 mod handle;
