@@ -149,11 +149,64 @@ pub(super) fn guarded<T>(given: &str, f: impl FnOnce() -> Result<T, Error>) -> R
     })
 }
 
-/// The file system on `image`, or the damaged-image error.
-pub(super) fn load(image: Box<dyn ext4_view::Ext4Read>, given: &str) -> Result<Ext4, Error> {
+/// The file system on `image` of `len` bytes, or the damaged-image
+/// error.
+pub(super) fn load(
+    mut image: Box<dyn ext4_view::Ext4Read>,
+    len: u64,
+    given: &str,
+) -> Result<Ext4, Error> {
+    check_geometry(&mut *image, len).map_err(|why| damaged(given, why))?;
     guarded(given, || {
         Ext4::load(image).map_err(|e| damaged(given, e.to_string()))
     })
+}
+
+/// Most block groups an image may claim. A 64 GiB disk of 4 KiB blocks
+/// has 512; ext4 with 1 KiB blocks and full groups would need 8 TiB for
+/// this many.
+const MAX_BLOCK_GROUPS: u64 = 1 << 16;
+
+/// Refuses a superblock whose geometry no real image of `len` bytes has,
+/// before ext4-view sizes anything by it: it allocates a descriptor per
+/// block group up front, by the superblock's count, and an allocation
+/// that fails aborts the process instead of panicking (a fuzzed image
+/// asked for 25 GB: `fuzz/regressions/ext4_image/`).
+fn check_geometry(image: &mut dyn ext4_view::Ext4Read, len: u64) -> Result<(), String> {
+    let mut sb = [0u8; 1024];
+    image
+        .read(1024, &mut sb)
+        .map_err(|e| format!("its superblock cannot be read: {e}"))?;
+    let at = |offset: usize| {
+        let bytes = [sb[offset], sb[offset + 1], sb[offset + 2], sb[offset + 3]];
+        u64::from(u32::from_le_bytes(bytes))
+    };
+    const INCOMPAT_64BIT: u64 = 0x80;
+    let high = if at(0x60) & INCOMPAT_64BIT != 0 {
+        at(0x150)
+    } else {
+        0
+    };
+    let blocks = high << 32 | at(0x04);
+    let (first, log_block_size, per_group) = (at(0x14), at(0x18), at(0x20));
+    if log_block_size > 6 || per_group == 0 {
+        // ext4-view refuses these itself, with its own words.
+        return Ok(());
+    }
+    let block_size = 1024u64 << log_block_size;
+    let groups = blocks.saturating_sub(first).div_ceil(per_group);
+    if groups > MAX_BLOCK_GROUPS {
+        return Err(format!(
+            "its superblock claims {groups} block groups, more than {MAX_BLOCK_GROUPS}"
+        ));
+    }
+    if blocks.saturating_mul(block_size) > len {
+        return Err(format!(
+            "its superblock claims {blocks} blocks of {block_size} bytes, more than the \
+             image's {len} bytes hold"
+        ));
+    }
+    Ok(())
 }
 
 /// Everything the disk tools read of an untrusted image held in memory:
@@ -163,7 +216,8 @@ pub(super) fn load(image: Box<dyn ext4_view::Ext4Read>, given: &str) -> Result<E
 /// (`fuzz/fuzz_targets/ext4_image.rs`, through `testing`). Returns the
 /// entries listed.
 pub(crate) fn read_everything(image: Vec<u8>) -> Result<usize, Error> {
-    let fs = load(Box::new(image), "fuzz")?;
+    let len = image.len() as u64;
+    let fs = load(Box::new(image), len, "fuzz")?;
     guarded("fuzz", || {
         let (entries, _) = list(&fs, "", true)?;
         for entry in entries
@@ -187,7 +241,8 @@ fn with_image_at<T>(
     f: impl FnOnce(&Ext4) -> Result<T, Error>,
 ) -> Result<T, Error> {
     let file = std::fs::File::open(disk).map_err(|e| Error::Io(e.to_string()))?;
-    let fs = load(Box::new(file), given)?;
+    let len = file.metadata().map_err(|e| Error::Io(e.to_string()))?.len();
+    let fs = load(Box::new(file), len, given)?;
     guarded(given, || f(&fs))
 }
 
@@ -625,5 +680,34 @@ mod tests {
         std::fs::write(&disk, &good[..8192]).unwrap();
         let e = with_image_at(&disk, "t", |fs| list(fs, "", true)).unwrap_err();
         assert!(e.to_string().contains("cannot be read"), "{e}");
+    }
+
+    /// Fuzzing's finds (`fuzz/regressions/ext4_image/`): each is an
+    /// error, not an abort.
+    #[test]
+    fn images_the_fuzzer_found_are_errors() {
+        let huge = include_bytes!(
+            "../../../fuzz/regressions/ext4_image/superblock-claims-25GB-of-descriptors"
+        );
+        let e = read_everything(huge.to_vec()).unwrap_err();
+        assert!(e.to_string().contains("block"), "{e}");
+        // The same lie in an image of the claimed size: the group count
+        // alone refuses it.
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path().join("tree");
+        std::fs::create_dir_all(&tree).unwrap();
+        let disk = dir.path().join("disk.ext4");
+        drop(image(&tree, &disk));
+        let mut bytes = std::fs::read(&disk).unwrap();
+        let sb = |field: usize| 1024 + field..1024 + field + 4;
+        let log_block_size = u32::from_le_bytes(bytes[sb(0x18)].try_into().unwrap());
+        let blocks = MAX_BLOCK_GROUPS as u32 + 2;
+        // A group per block (s_blocks_per_group = 1), and as many blocks
+        // as the image then holds.
+        bytes[sb(0x04)].copy_from_slice(&blocks.to_le_bytes());
+        bytes[sb(0x20)].copy_from_slice(&1u32.to_le_bytes());
+        bytes.resize((blocks as usize) << (10 + log_block_size), 0);
+        let e = read_everything(bytes).unwrap_err();
+        assert!(e.to_string().contains("block groups"), "{e}");
     }
 }

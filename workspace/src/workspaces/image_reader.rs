@@ -72,6 +72,15 @@ pub fn serve(disk: &Path) -> i32 {
             return 2;
         }
     };
+    // Its length bounds what its superblock may claim (read before the
+    // sandbox, which has no fstat).
+    let len = match file.metadata() {
+        Ok(m) => m.len(),
+        Err(e) => {
+            eprintln!("image reader: {}: {e}", disk.display());
+            return 2;
+        }
+    };
     // A panic comes back as an error; printing it (or a backtrace, which
     // opens files) is not for a confined process.
     std::panic::set_hook(Box::new(|_| {}));
@@ -83,7 +92,7 @@ pub fn serve(disk: &Path) -> i32 {
         let _ = std::fs::File::open("/etc/hostname");
     }
     let given = disk.display().to_string();
-    let fs = disk_tools::load(Box::new(file), &given);
+    let fs = disk_tools::load(Box::new(file), len, &given);
     let mut input = std::io::stdin().lock();
     let mut out = std::io::BufWriter::with_capacity(CHUNK + 4096, std::io::stdout().lock());
     loop {
