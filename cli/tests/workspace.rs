@@ -270,6 +270,13 @@ fn warm_workspaces_get_their_own_disk_and_identity() {
         (100_000..=128 * 1024).contains(&kc),
         "128 MiB disk: {kc} KiB"
     );
+    // A hostname of its own, as warm-started ones get.
+    let name = home.sh(c, "hostname");
+    assert!(
+        name.starts_with("pyro-") && name.trim().len() == 17,
+        "{name:?}"
+    );
+    assert_ne!(name, home.sh(b, "hostname"));
 }
 
 #[test]

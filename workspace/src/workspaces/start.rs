@@ -269,7 +269,12 @@ impl Pyro {
         })?;
         let ready = vm.wait_ready(BOOT_TIMEOUT).and_then(|mut client| {
             match from {
-                StartFrom::Boot => {}
+                // A machine of its own, as a restored one gets: its own
+                // hostname (the image's is `pyro`) and a reseeded RNG; its
+                // disks were mounted at boot.
+                StartFrom::Boot => {
+                    client.restored(None, None)?;
+                }
                 StartFrom::Warm(_) => {
                     client.restored(Some(WORKSPACE_DEVICE), Some(SYSTEM_DEVICE))?;
                 }
