@@ -110,6 +110,61 @@ pub fn run<S: Write + AsFd>(
     })
 }
 
+/// Starts `sh -c command` for a service or a readiness check: in a
+/// process group of its own, in `cwd`, with the commands' environment
+/// plus `env`, stdin from /dev/null, and stdout and stderr into new pipes
+/// whose read ends come back (`capture`) or into /dev/null. Like `run`,
+/// with `posix_spawn`: a fork would copy the agent's page tables and make
+/// it fault again on every page it writes next (its kept body buffers
+/// among them, which the next push would pay for).
+pub fn spawn_sh(
+    command: &str,
+    env: &[(String, String)],
+    cwd: &str,
+    capture: bool,
+) -> std::io::Result<Started> {
+    let env = super::command_env(env);
+    let argv = ["/bin/sh".to_string(), "-c".into(), command.into()];
+    let null = |flags| rustix::fs::open("/dev/null", flags | OFlags::CLOEXEC, Mode::empty());
+    let stdin = null(OFlags::RDONLY)?;
+    let (out, err) = if capture {
+        let (out_r, out_w) = pipe_with(PipeFlags::CLOEXEC)?;
+        let (err_r, err_w) = pipe_with(PipeFlags::CLOEXEC)?;
+        ((Some(out_r), out_w), (Some(err_r), err_w))
+    } else {
+        ((None, null(OFlags::WRONLY)?), (None, null(OFlags::WRONLY)?))
+    };
+    let (pid, exited) = reaper::spawn(
+        || {
+            pyro_spawn::spawn(&pyro_spawn::Spawn {
+                program: Path::new("/bin/sh"),
+                argv: &argv,
+                env: &env,
+                cwd: Path::new(cwd),
+                stdin: stdin.as_fd(),
+                stdout: out.1.as_fd(),
+                stderr: err.1.as_fd(),
+                new_process_group: true,
+            })
+        },
+        |pid| *pid as u32,
+    )?;
+    let pipes = match (out.0, err.0) {
+        (Some(o), Some(e)) => Some((File::from(o), File::from(e))),
+        _ => None,
+    };
+    Ok(Started { pid, exited, pipes })
+}
+
+/// What [`spawn_sh`] started.
+pub struct Started {
+    /// Also its process group.
+    pub pid: i32,
+    pub exited: reaper::Exited,
+    /// The read ends of its stdout and stderr, when captured.
+    pub pipes: Option<(File, File)>,
+}
+
 /// Where `program` is: itself if it names a path (relative ones are
 /// taken from the command's directory), else the first executable file
 /// of that name in `path`, the command's own `PATH` (not the agent's).

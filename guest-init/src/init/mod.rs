@@ -46,16 +46,8 @@ pub fn copy_chunked(from: &mut impl Read, to: &mut impl Write) -> std::io::Resul
 /// Where commands the agent starts look for programs.
 pub const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// Gives `cmd` the environment of every command the agent starts (exec,
-/// shells, services, probes): [`command_env`].
-pub fn clean_env<'a>(
-    cmd: &'a mut std::process::Command,
-    extra: &[(String, String)],
-) -> &'a mut std::process::Command {
-    cmd.env_clear().envs(command_env(extra))
-}
-
-/// The environment of every command the agent starts: a minimal one, not
+/// The environment of every command the agent starts (exec, shells,
+/// services, probes): a minimal one, not
 /// the agent's, plus `extra` on top (a name given twice: the last wins).
 pub fn command_env(extra: &[(String, String)]) -> Vec<(String, String)> {
     let base = [

@@ -30,6 +30,9 @@ fn shared() -> &'static Arc<Shared> {
     })
 }
 
+/// Where a spawned child's exit status arrives.
+pub type Exited = Receiver<WaitStatus>;
+
 /// Spawns a child through `spawn` and returns it with a receiver for its
 /// exit status. The registry lock is held across the spawn, so the reaper
 /// cannot reap the child before it is registered.

@@ -8,14 +8,12 @@
 //! trip, not a host poll loop over vsock.
 
 use super::ring::Ring;
-use super::{reaper, RpcError};
+use super::{exec, RpcError};
 use pyro_proto::rpc::{self, workspace_absolute, workspace_relative, Event, Reply};
 use pyro_proto::service::{self, Info, LogsResult, Probe, Publish, StartRequest, State};
 use rustix::process::{kill_process_group, Pid, Signal};
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
@@ -106,16 +104,8 @@ pub fn start(req: StartRequest) -> Result<Reply, RpcError> {
     // the table is not held across the spawn (~0.6 s on PVM hosts, when
     // other services' requests would wait).
     make_room(&mut services(), &req.name)?;
-    let mut cmd = Command::new("/bin/sh");
-    super::clean_env(&mut cmd, &req.env)
-        .arg("-c")
-        .arg(&req.command)
-        .current_dir(&cwd)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    let (mut child, exited) = reaper::spawn(|| cmd.spawn(), |c| c.id()).map_err(|e| {
+    let exec::Started { pid, exited, pipes } = exec::spawn_sh(&req.command, &req.env, &cwd, true)
+        .map_err(|e| {
         RpcError::new(
             "spawn_failed",
             format!("start service {}: /bin/sh: {e} (cwd {cwd})", req.name),
@@ -129,7 +119,7 @@ pub fn start(req: StartRequest) -> Result<Reply, RpcError> {
         env: req.env,
         probe,
         publish: req.publish,
-        pid: child.id() as i32,
+        pid,
         started_at: now_s(),
         started: Instant::now(),
         status: Mutex::new(Status {
@@ -158,8 +148,10 @@ pub fn start(req: StartRequest) -> Result<Reply, RpcError> {
     }
     all.push(svc.clone());
     drop(all);
-    let stdout = child.stdout.take();
-    let stderr = child.stderr.take();
+    let (stdout, stderr) = match pipes {
+        Some((out, err)) => (Some(out), Some(err)),
+        None => (None, None),
+    };
     let (a, b, c) = (svc.clone(), svc.clone(), svc.clone());
     let spawned = thread("svc-out", move || {
         if let Some(p) = stdout {
@@ -384,23 +376,15 @@ fn http_ready(url: &str) -> bool {
 /// `sh -c COMMAND` exits 0 (killed, with its group, if it runs past the
 /// readiness deadline).
 fn command_ready(svc: &Service, command: &str, deadline: Instant) -> bool {
-    let mut cmd = Command::new("/bin/sh");
-    super::clean_env(&mut cmd, &svc.env)
-        .arg("-c")
-        .arg(command)
-        .current_dir(&svc.cwd)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0);
-    let Ok((child, exited)) = reaper::spawn(|| cmd.spawn(), |c| c.id()) else {
+    let Ok(exec::Started { pid, exited, .. }) = exec::spawn_sh(command, &svc.env, &svc.cwd, false)
+    else {
         return false;
     };
     let left = deadline.saturating_duration_since(Instant::now());
     match exited.recv_timeout(left.max(Duration::from_millis(100))) {
         Ok(status) => status.exit_status() == Some(0),
         Err(_) => {
-            if let Some(group) = Pid::from_raw(child.id() as i32) {
+            if let Some(group) = Pid::from_raw(pid) {
                 let _ = kill_process_group(group, Signal::KILL);
             }
             let _ = exited.recv_timeout(KILL_WAIT);

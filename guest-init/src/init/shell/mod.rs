@@ -19,8 +19,9 @@ use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::{ErrorKind, Read, Write};
+use std::os::fd::AsFd;
 use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -125,6 +126,9 @@ pub fn run_session_if_asked() {
     std::process::exit(127);
 }
 
+/// This binary, started again as the session helper.
+const SELF: &str = "/proc/self/exe";
+
 pub fn open(req: OpenRequest) -> Result<Reply, RpcError> {
     if !shell::valid_id(&req.id) {
         return Err(invalid(format!("shell id {:?}: 1-32 of [a-z0-9-]", req.id)));
@@ -144,26 +148,36 @@ pub fn open(req: OpenRequest) -> Result<Reply, RpcError> {
     } else {
         ("/bin/sh", &["-i"])
     };
-    let mut cmd = Command::new("/proc/self/exe");
     let mut env = vec![
         ("TERM".to_string(), "xterm-256color".to_string()),
         ("PS1".into(), "pyro$ ".into()),
         ("PROMPT_COMMAND".into(), prompt::PROMPT_COMMAND.into()),
     ];
     env.extend(req.env.iter().cloned());
-    super::clean_env(&mut cmd, &env)
-        .arg(SESSION_ARG)
-        .arg(program)
-        .args(args)
-        .current_dir(&cwd)
-        .stdin(Stdio::from(slave.try_clone().map_err(|e| fail("dup", e))?))
-        .stdout(Stdio::from(slave.try_clone().map_err(|e| fail("dup", e))?))
-        .stderr(Stdio::from(slave));
-    let spawned = reaper::spawn(|| cmd.spawn(), |c| c.id());
-    // Our copies of the terminal's slave side go now: the output thread
+    let env = super::command_env(&env);
+    let mut argv = vec![SELF.to_string(), SESSION_ARG.into(), program.into()];
+    argv.extend(args.iter().map(|a| a.to_string()));
+    // posix_spawn, not a fork of the agent (see `exec::spawn_sh`). The
+    // helper is not a process group leader, so its `setsid` works.
+    let spawned = reaper::spawn(
+        || {
+            pyro_spawn::spawn(&pyro_spawn::Spawn {
+                program: std::path::Path::new(SELF),
+                argv: &argv,
+                env: &env,
+                cwd: std::path::Path::new(&cwd),
+                stdin: slave.as_fd(),
+                stdout: slave.as_fd(),
+                stderr: slave.as_fd(),
+                new_process_group: false,
+            })
+        },
+        |pid| *pid as u32,
+    );
+    // Our copy of the terminal's slave side goes now: the output thread
     // sees the end once the shell and its children have closed theirs.
-    drop(cmd);
-    let (child, exited) = spawned.map_err(|e| fail(&format!("start {program} in {cwd}"), e))?;
+    drop(slave);
+    let (pid, exited) = spawned.map_err(|e| fail(&format!("start {program} in {cwd}"), e))?;
     let (stop_read, stop_write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
         .map_err(|e| fail("pipe", e.into()))?;
     let started_at = std::time::SystemTime::now()
@@ -171,7 +185,7 @@ pub fn open(req: OpenRequest) -> Result<Reply, RpcError> {
         .map_or(0, |d| d.as_secs());
     let shell = Arc::new(Shell {
         id: req.id.clone(),
-        pid: child.id() as i32,
+        pid,
         cwd,
         started_at,
         master,
