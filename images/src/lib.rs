@@ -257,6 +257,22 @@ impl Images {
         missing
     }
 
+    /// Provides in one round what [`Images::missing_to_build`] finds
+    /// missing for `env` (installed as root on Debian, else named in the
+    /// error: `tools::ensure`), so a first build asks once, not once for
+    /// the kernel and again for the image. Nothing when nothing is missing.
+    pub fn provide_tools(&self, env: &str, p: &dyn Progress) -> Result<()> {
+        // The usual case first, with a few `stat`s: everything is here.
+        let all_here = tools::missing(tools::KERNEL).is_empty()
+            && tools::missing(tools::ROOTFS).is_empty()
+            && Path::new(kernel::SOURCE_TARBALL).is_file();
+        if all_here {
+            return Ok(());
+        }
+        let missing = self.missing_to_build(env);
+        tools::ensure(&[], &missing, &kernel::tools_log(&self.paths), p)
+    }
+
     /// Removes unfinished (`.partial-*`) and failed builds, kernels and
     /// images that do not match the current inputs, and package trees no
     /// catalog entry uses. Returns what it deleted.

@@ -67,6 +67,7 @@ impl Pyro {
     /// time; progress goes to `progress`).
     pub fn env_pull(&self, name: &str, progress: &dyn Progress) -> Result<EnvDetail, Error> {
         self.images().spec(name)?;
+        self.images().provide_tools(name, progress)?;
         self.images().kernel(progress)?;
         self.images().environment(name, progress)?;
         self.env_inspect(name)

@@ -118,6 +118,9 @@ impl Pyro {
         vcpus: u8,
         progress: &dyn Progress,
     ) -> Result<(pyro_vmm::VmConfig, pyro_images::Environment), Error> {
+        // Unknown names are refused before any tool is installed.
+        self.images.spec(environment)?;
+        self.images.provide_tools(environment, progress)?;
         let kernel = self.images.kernel_for_vcpus(vcpus, progress)?;
         let env = self.images.environment(environment, progress)?;
         let mut config = pyro_vmm::VmConfig::new(&kernel.path);
