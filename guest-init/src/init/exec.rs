@@ -77,21 +77,16 @@ pub fn run<S: Write + AsFd>(
     };
     let started = Instant::now();
     // posix_spawn, not std's fork + exec: see the pyro-spawn crate.
-    let spawned = reaper::spawn(
-        || {
-            pyro_spawn::spawn(&pyro_spawn::Spawn {
-                program: &resolved,
-                argv,
-                env: &env,
-                cwd: Path::new(&cwd),
-                stdin: in_r.as_fd(),
-                stdout: out_w.as_fd(),
-                stderr: err_w.as_fd(),
-                new_process_group: true,
-            })
-        },
-        |pid| *pid as u32,
-    );
+    let spawned = reaper::start(&pyro_spawn::Spawn {
+        program: &resolved,
+        argv,
+        env: &env,
+        cwd: Path::new(&cwd),
+        stdin: in_r.as_fd(),
+        stdout: out_w.as_fd(),
+        stderr: err_w.as_fd(),
+        new_process_group: true,
+    });
     // Ours are the other ends: the child's copies close when it ends.
     drop((in_r, out_w, err_w));
     let (pid, exited) = spawned.map_err(|e| {
@@ -114,9 +109,7 @@ pub fn run<S: Write + AsFd>(
 /// process group of its own, in `cwd`, with the commands' environment
 /// plus `env`, stdin from /dev/null, and stdout and stderr into new pipes
 /// whose read ends come back (`capture`) or into /dev/null. Like `run`,
-/// with `posix_spawn`: a fork would copy the agent's page tables and make
-/// it fault again on every page it writes next (its kept body buffers
-/// among them, which the next push would pay for).
+/// with `posix_spawn`: no fork of the agent.
 pub fn spawn_sh(
     command: &str,
     env: &[(String, String)],
@@ -125,34 +118,33 @@ pub fn spawn_sh(
 ) -> std::io::Result<Started> {
     let env = super::command_env(env);
     let argv = ["/bin/sh".to_string(), "-c".into(), command.into()];
-    let null = |flags| rustix::fs::open("/dev/null", flags | OFlags::CLOEXEC, Mode::empty());
-    let stdin = null(OFlags::RDONLY)?;
-    let (out, err) = if capture {
-        let (out_r, out_w) = pipe_with(PipeFlags::CLOEXEC)?;
-        let (err_r, err_w) = pipe_with(PipeFlags::CLOEXEC)?;
-        ((Some(out_r), out_w), (Some(err_r), err_w))
+    // One /dev/null for every stream it is (a readiness check runs every
+    // half second: each open is a guest system call).
+    let null = rustix::fs::open("/dev/null", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())?;
+    let pipes = if capture {
+        Some((
+            pipe_with(PipeFlags::CLOEXEC)?,
+            pipe_with(PipeFlags::CLOEXEC)?,
+        ))
     } else {
-        ((None, null(OFlags::WRONLY)?), (None, null(OFlags::WRONLY)?))
+        None
     };
-    let (pid, exited) = reaper::spawn(
-        || {
-            pyro_spawn::spawn(&pyro_spawn::Spawn {
-                program: Path::new("/bin/sh"),
-                argv: &argv,
-                env: &env,
-                cwd: Path::new(cwd),
-                stdin: stdin.as_fd(),
-                stdout: out.1.as_fd(),
-                stderr: err.1.as_fd(),
-                new_process_group: true,
-            })
-        },
-        |pid| *pid as u32,
-    )?;
-    let pipes = match (out.0, err.0) {
-        (Some(o), Some(e)) => Some((File::from(o), File::from(e))),
-        _ => None,
+    let (out, err) = match &pipes {
+        Some(((_, out_w), (_, err_w))) => (out_w.as_fd(), err_w.as_fd()),
+        None => (null.as_fd(), null.as_fd()),
     };
+    let (pid, exited) = reaper::start(&pyro_spawn::Spawn {
+        program: Path::new("/bin/sh"),
+        argv: &argv,
+        env: &env,
+        cwd: Path::new(cwd),
+        stdin: null.as_fd(),
+        stdout: out,
+        stderr: err,
+        new_process_group: true,
+    })?;
+    // Our write ends close here: the child holds its own.
+    let pipes = pipes.map(|((out_r, _), (err_r, _))| (File::from(out_r), File::from(err_r)));
     Ok(Started { pid, exited, pipes })
 }
 

@@ -36,7 +36,7 @@ pub type Exited = Receiver<WaitStatus>;
 /// Spawns a child through `spawn` and returns it with a receiver for its
 /// exit status. The registry lock is held across the spawn, so the reaper
 /// cannot reap the child before it is registered.
-pub fn spawn<T>(
+fn spawn<T>(
     spawn: impl FnOnce() -> std::io::Result<T>,
     pid_of: impl Fn(&T) -> u32,
 ) -> std::io::Result<(T, Receiver<WaitStatus>)> {
@@ -48,6 +48,13 @@ pub fn spawn<T>(
     drop(registry);
     shared.spawned.notify_all();
     Ok((child, rx))
+}
+
+/// Starts `s` with `posix_spawn` ([`pyro_spawn`]) through [`spawn`]:
+/// its pid, and where its exit status arrives. How the agent starts every
+/// process (commands, services and their checks, shells).
+pub fn start(s: &pyro_spawn::Spawn<'_>) -> std::io::Result<(i32, Exited)> {
+    spawn(|| pyro_spawn::spawn(s), |pid| *pid as u32)
 }
 
 /// Reaps forever (run on its own thread, or as PID 1's main loop).

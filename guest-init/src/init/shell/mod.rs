@@ -159,21 +159,16 @@ pub fn open(req: OpenRequest) -> Result<Reply, RpcError> {
     argv.extend(args.iter().map(|a| a.to_string()));
     // posix_spawn, not a fork of the agent (see `exec::spawn_sh`). The
     // helper is not a process group leader, so its `setsid` works.
-    let spawned = reaper::spawn(
-        || {
-            pyro_spawn::spawn(&pyro_spawn::Spawn {
-                program: std::path::Path::new(SELF),
-                argv: &argv,
-                env: &env,
-                cwd: std::path::Path::new(&cwd),
-                stdin: slave.as_fd(),
-                stdout: slave.as_fd(),
-                stderr: slave.as_fd(),
-                new_process_group: false,
-            })
-        },
-        |pid| *pid as u32,
-    );
+    let spawned = reaper::start(&pyro_spawn::Spawn {
+        program: std::path::Path::new(SELF),
+        argv: &argv,
+        env: &env,
+        cwd: std::path::Path::new(&cwd),
+        stdin: slave.as_fd(),
+        stdout: slave.as_fd(),
+        stderr: slave.as_fd(),
+        new_process_group: false,
+    });
     // Our copy of the terminal's slave side goes now: the output thread
     // sees the end once the shell and its children have closed theirs.
     drop(slave);
