@@ -14,6 +14,7 @@ use crate::error::Error;
 use crate::layout::*;
 use crate::memory::{self, GuestMem};
 use crate::mptable;
+use crate::sandbox::{self, ThreadKind};
 use crate::snapshot::{self, Snapshot, VcpuState};
 use crate::vcpu::{self, VcpuContext};
 use crate::virtio::{Subscriber, VirtioSlots};
@@ -49,10 +50,20 @@ fn kvm_err(op: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> Error {
     move |source| Error::Kvm { op, source }
 }
 
+/// Step 0: the filters the VM's threads confine themselves with
+/// ([`sandbox`]), compiled before any thread starts; the network's
+/// name-lookup thread, started with the devices, takes its own.
+fn prepare_sandbox() -> Result<(), Error> {
+    sandbox::prepare().map_err(Error::Sandbox)?;
+    pyro_net::stack::on_resolver_start(|| sandbox::enter(ThreadKind::Resolver));
+    Ok(())
+}
+
 /// Builds a VM that boots `config`'s kernel and starts its vCPUs.
 pub(crate) fn boot(config: &VmConfig) -> Result<Vm, Error> {
     let started = Instant::now();
     config.validate()?;
+    prepare_sandbox()?;
     let kvm = Kvm::new().map_err(Error::KvmOpen)?;
     let vm = create_vm(&kvm)?;
     let mem = memory::create(&vm, config.mem_bytes())?;
@@ -93,6 +104,7 @@ pub(crate) fn boot(config: &VmConfig) -> Result<Vm, Error> {
 pub(crate) fn restore(config: &VmConfig, dir: &Path) -> Result<Vm, Error> {
     let started = Instant::now();
     config.validate()?;
+    prepare_sandbox()?;
     let snap = Snapshot::load(dir, config)?;
     let memory_path = snapshot::memory_path(dir);
     let memory_file = std::fs::File::open(&memory_path).map_err(|e| Error::Snapshot {
@@ -434,6 +446,7 @@ fn spawn_vcpu(
     std::thread::Builder::new()
         .name(format!("vcpu{}", ctx.index))
         .spawn(move || {
+            sandbox::enter(ThreadKind::Vcpu);
             let _ = ends.send(vcpu::run(ctx));
             // A guest that stopped (power-off, reset, crash) stops its
             // devices too: the event thread ends and drops them, which
@@ -476,6 +489,7 @@ fn finish(
     let event_thread = std::thread::Builder::new()
         .name("vmm-events".into())
         .spawn(move || {
+            sandbox::enter(ThreadKind::Events);
             while !event_stop.load(Ordering::Acquire) {
                 // Errors are EINTR from vCPU kicks; just go round.
                 let _ = events.run_with_timeout(EVENT_LOOP_TICK_MS);

@@ -15,6 +15,7 @@
 //! it stays quick while a long request (a [`ControlRequest::CopyDisk`]
 //! of a large disk) runs.
 
+use crate::sandbox::{self, ThreadKind};
 use crate::{Error, Vm, VmConfig, VmExit};
 use pyro_net::policy::{NetRules, PortMapping};
 use pyro_net::stack::{NetControl, NetStatus, PublishedPort};
@@ -56,6 +57,10 @@ pub enum ExitReason {
     /// not answer its control socket (wedged). Its VM is treated as
     /// stopped; `stop` and the next start kill the process first.
     VmmNotAnswering,
+    /// Never written by a VMM either: one of its threads made a system
+    /// call its sandbox does not allow, and the process ended (the line
+    /// it left in `vmm.log` is the message; see `pyro_vmm::sandbox`).
+    SandboxViolation,
 }
 
 impl ExitReason {
@@ -70,6 +75,7 @@ impl ExitReason {
             ExitReason::BadSnapshot => "bad_snapshot",
             ExitReason::VmmDied => "vmm_died",
             ExitReason::VmmNotAnswering => "vmm_not_answering",
+            ExitReason::SandboxViolation => "sandbox_violation",
         }
     }
 
@@ -156,7 +162,15 @@ pub enum ControlRequest {
     PortUnpublish {
         guest: u16,
     },
+    /// Tests only: the VM's owner makes a system call its sandbox does
+    /// not allow, which ends the process. Refused unless the VMM runs
+    /// with [`TEST_HOOKS_ENV`]`=1`.
+    TestSandboxViolation,
 }
+
+/// Set to `1` in a VMM's environment to let it take test-only requests
+/// ([`ControlRequest::TestSandboxViolation`]).
+pub const TEST_HOOKS_ENV: &str = "PYRO_VMM_TEST_HOOKS";
 
 impl ControlRequest {
     /// Whether the thread that owns the VM must answer: the rest (status
@@ -169,6 +183,7 @@ impl ControlRequest {
                 | ControlRequest::Stop
                 | ControlRequest::Snapshot { .. }
                 | ControlRequest::CopyDisk { .. }
+                | ControlRequest::TestSandboxViolation
         )
     }
 
@@ -367,8 +382,15 @@ fn run(spec: &VmmSpec) -> ExitRecord {
     let served = status.clone();
     std::thread::Builder::new()
         .name("vmm-control".into())
-        .spawn(move || accept(listener, cmd_tx, served))
+        .spawn(move || {
+            sandbox::enter(ThreadKind::Control);
+            accept(listener, cmd_tx, served)
+        })
         .ok();
+    // Last, once every other thread of the VM started: a thread takes its
+    // creator's filter along, and none should carry the owner's.
+    sandbox::enter(ThreadKind::Owner);
+    let test_hooks = std::env::var(TEST_HOOKS_ENV).as_deref() == Ok("1");
 
     loop {
         if let Some(deadline) = spec.deadline_unix {
@@ -419,6 +441,18 @@ fn run(spec: &VmmSpec) -> ExitRecord {
                             },
                         }
                     }
+                    ControlRequest::TestSandboxViolation if test_hooks => {
+                        // SAFETY: ptrace(PTRACE_PEEKDATA, 0, 0, 0) reads
+                        // nothing of ours; under the sandbox it never
+                        // runs, and without one it fails (no tracee).
+                        unsafe { libc::syscall(libc::SYS_ptrace, libc::PTRACE_PEEKDATA, 0, 0, 0) };
+                        ControlReply::Error {
+                            message: "the sandbox let ptrace through".into(),
+                        }
+                    }
+                    ControlRequest::TestSandboxViolation => ControlReply::Error {
+                        message: format!("test hooks are off ({TEST_HOOKS_ENV})"),
+                    },
                     // Never sent here (the connection answers them).
                     other => status.answer(other),
                 };
@@ -579,6 +613,7 @@ mod tests {
             Failed,
             BadSnapshot,
             VmmDied,
+            SandboxViolation,
         ] {
             assert_eq!(serde_json::to_string(&r).unwrap(), format!("\"{r}\""));
             let back: ExitReason = serde_json::from_str(&format!("\"{r}\"")).unwrap();

@@ -27,6 +27,8 @@ pub enum Error {
     Snapshot { path: PathBuf, detail: String },
     #[error("invalid VM config: {0}")]
     Config(String),
+    #[error("sandbox: {0}")]
+    Sandbox(String),
     #[error("kernel command line is {len} bytes; the kernel takes at most {max}")]
     CmdlineTooLong { len: usize, max: usize },
     #[error("disk {path}: {source}")]

@@ -17,7 +17,9 @@
 //! [`disk::sparse_copy`]).
 //!
 //! It also owns the detached VMM process of VMs that outlive their caller
-//! ([`control`]: spec, control socket, exit record).
+//! ([`control`]: spec, control socket, exit record), and the confinement
+//! every VM thread puts itself under once set up ([`sandbox`]: a seccomp
+//! list per thread kind, capabilities dropped).
 //!
 //! Devices live in `pyro-devices`; this crate wires them to the buses.
 

@@ -160,6 +160,12 @@ impl DetachedVm {
                     self.console_tail_text()
                 )));
             }
+            if let Some(line) = self.sandbox_violation() {
+                return Err(Error::Guest(format!(
+                    "the VM ended before its agent answered ({}: {line})",
+                    ExitReason::SandboxViolation
+                )));
+            }
             if started.elapsed() > timeout {
                 let _ = self.stop();
                 return Err(Error::Guest(format!(
@@ -191,6 +197,10 @@ impl DetachedVm {
                     reason, message, ..
                 }) => VmState::Stopped { reason, message },
                 None => match self.recorded_process().filter(ProcessId::alive) {
+                    None if self.sandbox_violation().is_some() => VmState::Stopped {
+                        reason: ExitReason::SandboxViolation,
+                        message: self.sandbox_violation().unwrap_or_default(),
+                    },
                     Some(vmm) => VmState::Stopped {
                         reason: ExitReason::VmmNotAnswering,
                         message: format!(
@@ -298,6 +308,24 @@ impl DetachedVm {
     }
 
     /// The VMM process `vmm-pid.json` records, if any (maybe long gone).
+    /// The line a VMM ended by its sandbox left in `vmm.log`
+    /// (`pyro_vmm::sandbox`), if it left one. Only the log's end is read:
+    /// the line is the process's last.
+    fn sandbox_violation(&self) -> Option<String> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut log = std::fs::File::open(self.dir.join("vmm.log")).ok()?;
+        let len = log.metadata().ok()?.len();
+        log.seek(SeekFrom::Start(len.saturating_sub(4096))).ok()?;
+        let mut tail = Vec::new();
+        log.take(4096).read_to_end(&mut tail).ok()?;
+        let prefix = pyro_vmm::sandbox::VIOLATION_PREFIX;
+        String::from_utf8_lossy(&tail)
+            .lines()
+            .rev()
+            .find(|l| l.starts_with(prefix))
+            .map(|l| l.trim_start_matches(prefix).trim().to_string())
+    }
+
     fn recorded_process(&self) -> Option<ProcessId> {
         crate::workspaces::read_json(&self.pid_file()).ok()
     }

@@ -54,7 +54,89 @@ pub struct DoctorReport {
     pub boot: Option<BootCheck>,
     /// Whether VMs can have a network here.
     pub network: NetworkCheck,
+    /// How a VM's threads are confined here (`pyro_vmm::sandbox`).
+    pub sandbox: SandboxCheck,
     pub issues: Vec<String>,
+}
+
+/// The VMM's confinement on this host: what is in force for every VM
+/// thread, and what is not used.
+#[derive(Debug, Clone, Serialize)]
+pub struct SandboxCheck {
+    /// `enforce`, `log` or `off` (`PYRO_VMM_SECCOMP`); `invalid` with an
+    /// issue when the variable holds something else.
+    pub mode: String,
+    /// The kernel filters system calls with the actions the mode needs.
+    pub seccomp: bool,
+    /// Each thread kind and how many system calls its filter allows.
+    pub threads: Vec<SandboxThread>,
+    /// Capabilities: dropped on each VM thread (the control thread keeps
+    /// CAP_NET_BIND_SERVICE), when filters are on.
+    pub capabilities_dropped: bool,
+    /// `PR_SET_NO_NEW_PRIVS` on each VM thread, when filters are on.
+    pub no_new_privs: bool,
+    /// Landlock's ABI version if the kernel has it; pyro does not
+    /// restrict file access with it yet.
+    pub landlock_abi: Option<i64>,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SandboxThread {
+    pub thread: String,
+    pub allowed_calls: usize,
+}
+
+fn sandbox_check(issues: &mut Vec<String>) -> SandboxCheck {
+    use pyro_vmm::sandbox::{Mode, MODE_ENV};
+    let r = pyro_vmm::sandbox::report();
+    let actions = r.seccomp_actions.clone().unwrap_or_default();
+    let has = |a: &str| actions.split_whitespace().any(|x| x == a);
+    let (mode, needed) = match &r.mode {
+        Ok(Mode::Enforce) => ("enforce", Some("trap")),
+        Ok(Mode::Log) => ("log", Some("log")),
+        Ok(Mode::Off) => ("off", None),
+        Err(e) => {
+            issues.push(e.clone());
+            ("invalid", None)
+        }
+    };
+    let seccomp = needed.is_some_and(has);
+    if let Some(action) = needed.filter(|a| !has(a)) {
+        issues.push(format!(
+            "this kernel's seccomp lacks the {action} action (actions: {actions:?}): \
+             VMs cannot start confined; {MODE_ENV}=off starts them without a sandbox"
+        ));
+    }
+    let on = seccomp;
+    let detail = match (mode, r.landlock_abi) {
+        ("off", _) => format!("{MODE_ENV}=off: VM threads run unconfined"),
+        (_, Some(abi)) => format!(
+            "every VM thread under its own seccomp filter, capabilities dropped, no new \
+             privileges; file access not yet restricted (Landlock ABI {abi} is available); \
+             no namespaces"
+        ),
+        (_, None) => "every VM thread under its own seccomp filter, capabilities dropped, no \
+                      new privileges; file access not restricted (no Landlock on this kernel); \
+                      no namespaces"
+            .into(),
+    };
+    SandboxCheck {
+        mode: mode.into(),
+        seccomp,
+        threads: r
+            .allowed_calls
+            .iter()
+            .map(|(thread, n)| SandboxThread {
+                thread: thread.to_string(),
+                allowed_calls: *n,
+            })
+            .collect(),
+        capabilities_dropped: on,
+        no_new_privs: on,
+        landlock_abi: r.landlock_abi,
+        detail,
+    }
 }
 
 /// The network check: the VMM's user-space stack on this host (always),
@@ -95,6 +177,7 @@ impl Pyro {
             environments: self.env_list(),
             boot: None,
             network: host_network(&mut issues),
+            sandbox: sandbox_check(&mut issues),
             issues: Vec::new(),
         };
         if std::env::consts::ARCH != "x86_64" {

@@ -96,6 +96,19 @@ impl Render for DoctorReport {
             (true, None) => "host side ready (--boot also checks a guest)",
         };
         writeln!(out, "Network:       {net}: {}", r.network.detail)?;
+        let threads: Vec<String> = r
+            .sandbox
+            .threads
+            .iter()
+            .map(|t| format!("{} {}", t.thread, t.allowed_calls))
+            .collect();
+        writeln!(
+            out,
+            "Sandbox:       {}: {} (system calls allowed: {})",
+            r.sandbox.mode,
+            r.sandbox.detail,
+            threads.join(", ")
+        )?;
         writeln!(out, "Result:        {}", if r.ok { "PASS" } else { "FAIL" })?;
         for issue in &r.issues {
             writeln!(out, "  - {issue}")?;

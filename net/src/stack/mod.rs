@@ -26,6 +26,7 @@ mod udp;
 pub use control::{
     NetControl, NetError, NetStatus, PublishedPort, RefusalRecord, RefusalSource, RECENT_REFUSALS,
 };
+pub use resolver::on_resolver_start;
 
 use crate::policy::{Destination, NetRules, NetworkPolicy, PortMapping};
 use crate::pool::SyntheticPool;

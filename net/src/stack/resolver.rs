@@ -5,7 +5,17 @@
 use std::collections::HashSet;
 use std::net::{IpAddr, ToSocketAddrs};
 use std::sync::mpsc::{channel, Receiver, Sender, TryRecvError};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+/// What a lookup thread runs first (the VMM confines it there).
+static ON_START: OnceLock<fn()> = OnceLock::new();
+
+/// Sets what every lookup thread runs first, once per process: the VMM
+/// gives it its sandbox (`pyro_vmm::sandbox`, which this crate cannot
+/// name: the VMM depends on it). Later calls keep the first.
+pub fn on_resolver_start(hook: fn()) {
+    let _ = ON_START.set(hook);
+}
 
 /// Lookups in flight at once; more are answered SERVFAIL.
 pub const MAX_IN_FLIGHT: usize = 64;
@@ -25,6 +35,9 @@ impl Resolver {
         std::thread::Builder::new()
             .name("vmm-resolver".into())
             .spawn(move || {
+                if let Some(hook) = ON_START.get() {
+                    hook();
+                }
                 for name in job_rx {
                     let answer = lookup(&name);
                     if result_tx.send((name, answer)).is_err() {

@@ -1,8 +1,8 @@
 //! Confining a helper process that parses what a guest controls, so a
 //! bug in the parser cannot reach the host (today: the ext4 reader of
 //! workspace disks, `pyro __image-reader`, see
-//! `workspace/src/image_reader.rs`). The hardening issue will give the
-//! VMM's own threads filters of the same kind.
+//! `workspace/src/workspaces/image_reader.rs`). A whole process, where
+//! the VMM's lists are per thread: it is started for this work alone.
 //!
 //! What [`confine_parser`] leaves the process:
 //! - **System calls**: the [`PARSER_SYSCALLS`] allowlist, each with its
@@ -13,35 +13,35 @@
 //! - **Limits**: address space (a runaway allocation fails), CPU time (a
 //!   loop on a crafted image ends with `SIGXCPU`), no file growth.
 
-use seccompiler::{BpfProgram, SeccompAction, SeccompFilter, TargetArch};
-use std::collections::BTreeMap;
+use super::{any, Allow};
+use seccompiler::SeccompAction;
 
 /// The system calls a parser helper may make, and why.
-pub const PARSER_SYSCALLS: &[(i64, &str)] = &[
-    (libc::SYS_read, "requests on stdin"),
-    (libc::SYS_pread64, "the image, opened before confinement"),
-    (
+pub const PARSER_SYSCALLS: &[Allow] = &[
+    any(libc::SYS_read, "requests on stdin"),
+    any(libc::SYS_pread64, "the image, opened before confinement"),
+    any(
         libc::SYS_write,
         "replies on stdout, a panic's message on stderr",
     ),
-    (libc::SYS_lseek, "std's buffered file reads"),
-    (libc::SYS_close, "dropping the image's descriptor at exit"),
-    (libc::SYS_mmap, "the allocator"),
-    (libc::SYS_munmap, "the allocator"),
-    (libc::SYS_mremap, "the allocator (growing buffers)"),
-    (libc::SYS_brk, "the allocator"),
-    (libc::SYS_madvise, "the allocator returning memory"),
-    (libc::SYS_futex, "std's locks (stdout)"),
-    (libc::SYS_rt_sigreturn, "returning from a signal handler"),
-    (libc::SYS_rt_sigprocmask, "std's panic and exit paths"),
-    (libc::SYS_sigaltstack, "std's stack-overflow handler"),
-    (libc::SYS_getrandom, "hash maps' random seeds"),
-    (
+    any(libc::SYS_lseek, "std's buffered file reads"),
+    any(libc::SYS_close, "dropping the image's descriptor at exit"),
+    any(libc::SYS_mmap, "the allocator"),
+    any(libc::SYS_munmap, "the allocator"),
+    any(libc::SYS_mremap, "the allocator (growing buffers)"),
+    any(libc::SYS_brk, "the allocator"),
+    any(libc::SYS_madvise, "the allocator returning memory"),
+    any(libc::SYS_futex, "std's locks (stdout)"),
+    any(libc::SYS_rt_sigreturn, "returning from a signal handler"),
+    any(libc::SYS_rt_sigprocmask, "std's panic and exit paths"),
+    any(libc::SYS_sigaltstack, "std's stack-overflow handler"),
+    any(libc::SYS_getrandom, "hash maps' random seeds"),
+    any(
         libc::SYS_clock_gettime,
         "Instant, where the vDSO falls back",
     ),
-    (libc::SYS_exit, "thread exit"),
-    (libc::SYS_exit_group, "process exit"),
+    any(libc::SYS_exit, "thread exit"),
+    any(libc::SYS_exit_group, "process exit"),
 ];
 
 /// Most address space a parser helper may map.
@@ -71,20 +71,8 @@ pub fn confine_parser() -> std::io::Result<()> {
     set_limit(libc::RLIMIT_AS, PARSER_MAX_MEMORY)?;
     set_limit(libc::RLIMIT_CPU, PARSER_MAX_CPU_SECONDS)?;
     set_limit(libc::RLIMIT_FSIZE, 0)?;
-    let rules: BTreeMap<i64, Vec<seccompiler::SeccompRule>> = PARSER_SYSCALLS
-        .iter()
-        .map(|(nr, _why)| (*nr, Vec::new()))
-        .collect();
-    let filter = SeccompFilter::new(
-        rules,
-        SeccompAction::KillProcess,
-        SeccompAction::Allow,
-        TargetArch::x86_64,
-    )
-    .map_err(|e| err(e.to_string()))?;
-    let program: BpfProgram = filter
-        .try_into()
-        .map_err(|e: seccompiler::BackendError| err(e.to_string()))?;
+    let program =
+        super::compile(&[PARSER_SYSCALLS], &[], SeccompAction::KillProcess).map_err(err)?;
     seccompiler::apply_filter(&program).map_err(|e| err(e.to_string()))
 }
 
@@ -109,7 +97,7 @@ mod tests {
         let out = std::process::Command::new(std::env::current_exe().unwrap())
             .args([
                 "--exact",
-                "sandbox::tests::a_confined_parser_that_opens_a_file_is_killed",
+                "sandbox::parser::tests::a_confined_parser_that_opens_a_file_is_killed",
                 "--nocapture",
                 "--test-threads=1",
             ])
