@@ -14,7 +14,7 @@ use crate::error::Error;
 use crate::layout::*;
 use crate::memory::{self, GuestMem};
 use crate::mptable;
-use crate::sandbox::{self, ThreadKind};
+use crate::sandbox::{self, Files, ThreadKind};
 use crate::snapshot::{self, Snapshot, VcpuState};
 use crate::vcpu::{self, VcpuContext};
 use crate::virtio::{Subscriber, VirtioSlots};
@@ -55,7 +55,12 @@ fn kvm_err(op: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> Error {
 /// name-lookup thread, started with the devices, takes its own.
 fn prepare_sandbox() -> Result<(), Error> {
     sandbox::prepare().map_err(Error::Sandbox)?;
-    pyro_net::stack::on_resolver_start(|| sandbox::enter(ThreadKind::Resolver));
+    // Read now: a snapshot records it, and the confined owner thread
+    // that takes one may not open /proc files.
+    snapshot::host_kernel();
+    pyro_net::stack::on_resolver_start(|| {
+        sandbox::enter(ThreadKind::Resolver, &sandbox::landlock::resolver_files())
+    });
     Ok(())
 }
 
@@ -428,7 +433,19 @@ fn start_vcpus(
             msr_index: msr_index.clone(),
             mem: mem.clone(),
         };
-        threads.push(spawn_vcpu(ctx, end_tx.clone(), stop.clone())?);
+        // At run time a vCPU touches one file: the console log, which it
+        // rotates at its cap.
+        let files = Files {
+            read_write: config
+                .serial_log
+                .as_ref()
+                .and_then(|p| p.parent())
+                .map(|d| d.to_path_buf())
+                .into_iter()
+                .collect(),
+            read_only: Vec::new(),
+        };
+        threads.push(spawn_vcpu(ctx, end_tx.clone(), stop.clone(), files)?);
     }
     Ok(Vcpus {
         threads,
@@ -442,11 +459,12 @@ fn spawn_vcpu(
     ctx: VcpuContext,
     ends: Sender<vcpu::VcpuEnd>,
     end_all: Arc<AtomicBool>,
+    files: Files,
 ) -> Result<JoinHandle<()>, Error> {
     std::thread::Builder::new()
         .name(format!("vcpu{}", ctx.index))
         .spawn(move || {
-            sandbox::enter(ThreadKind::Vcpu);
+            sandbox::enter(ThreadKind::Vcpu, &files);
             let _ = ends.send(vcpu::run(ctx));
             // A guest that stopped (power-off, reset, crash) stops its
             // devices too: the event thread ends and drops them, which
@@ -489,7 +507,7 @@ fn finish(
     let event_thread = std::thread::Builder::new()
         .name("vmm-events".into())
         .spawn(move || {
-            sandbox::enter(ThreadKind::Events);
+            sandbox::enter(ThreadKind::Events, &Files::none());
             while !event_stop.load(Ordering::Acquire) {
                 // Errors are EINTR from vCPU kicks; just go round.
                 let _ = events.run_with_timeout(EVENT_LOOP_TICK_MS);

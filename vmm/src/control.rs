@@ -15,7 +15,7 @@
 //! it stays quick while a long request (a [`ControlRequest::CopyDisk`]
 //! of a large disk) runs.
 
-use crate::sandbox::{self, ThreadKind};
+use crate::sandbox::{self, Files, ThreadKind};
 use crate::{Error, Vm, VmConfig, VmExit};
 use pyro_net::policy::{NetRules, PortMapping};
 use pyro_net::stack::{NetControl, NetStatus, PublishedPort};
@@ -383,13 +383,24 @@ fn run(spec: &VmmSpec) -> ExitRecord {
     std::thread::Builder::new()
         .name("vmm-control".into())
         .spawn(move || {
-            sandbox::enter(ThreadKind::Control);
+            sandbox::enter(ThreadKind::Control, &Files::none());
             accept(listener, cmd_tx, served)
         })
         .ok();
     // Last, once every other thread of the VM started: a thread takes its
     // creator's filter along, and none should carry the owner's.
-    sandbox::enter(ThreadKind::Owner);
+    // Files: its directory's parent (the workspace's, holding the
+    // snapshots, suspends and disk copies it writes; for a snapshot
+    // build, the build's), and what it removes at the end of a TTL.
+    let owner_files = Files {
+        read_write: [spec.dir.parent().unwrap_or(&spec.dir)]
+            .into_iter()
+            .chain(spec.remove_on_expiry.as_deref())
+            .map(Path::to_path_buf)
+            .collect(),
+        read_only: Vec::new(),
+    };
+    sandbox::enter(ThreadKind::Owner, &owner_files);
     let test_hooks = std::env::var(TEST_HOOKS_ENV).as_deref() == Ok("1");
 
     loop {

@@ -77,10 +77,7 @@ impl Origin {
     pub fn current(config: &VmConfig) -> Origin {
         Origin {
             vmm: vmm_build_id(),
-            host_kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
-                .unwrap_or_default()
-                .trim()
-                .to_string(),
+            host_kernel: host_kernel().to_string(),
             guest_kernel: file_id(&config.kernel),
             read_only_disks: config
                 .disks()
@@ -117,6 +114,18 @@ impl Origin {
 
 /// This VMM build: crate version plus the running binary's size and
 /// mtime (a rebuilt binary may lay out device state differently).
+/// The host kernel's release, read once: a confined VMM thread may not
+/// open /proc files (the builder reads it before confinement).
+pub(crate) fn host_kernel() -> &'static str {
+    static RELEASE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    RELEASE.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    })
+}
+
 pub fn vmm_build_id() -> String {
     vmm_build_id_of(&std::env::current_exe().unwrap_or_default())
 }

@@ -75,8 +75,8 @@ pub struct SandboxCheck {
     pub capabilities_dropped: bool,
     /// `PR_SET_NO_NEW_PRIVS` on each VM thread, when filters are on.
     pub no_new_privs: bool,
-    /// Landlock's ABI version if the kernel has it; pyro does not
-    /// restrict file access with it yet.
+    /// Landlock's ABI version if the kernel has it: then each VM thread
+    /// may touch files only where its kind needs to at run time.
     pub landlock_abi: Option<i64>,
     pub detail: String,
 }
@@ -113,11 +113,11 @@ fn sandbox_check(issues: &mut Vec<String>) -> SandboxCheck {
         ("off", _) => format!("{MODE_ENV}=off: VM threads run unconfined"),
         (_, Some(abi)) => format!(
             "every VM thread under its own seccomp filter, capabilities dropped, no new \
-             privileges; file access not yet restricted (Landlock ABI {abi} is available); \
+             privileges, files only where the thread needs them (Landlock ABI {abi}); \
              no namespaces"
         ),
         (_, None) => "every VM thread under its own seccomp filter, capabilities dropped, no \
-                      new privileges; file access not restricted (no Landlock on this kernel); \
+                      new privileges; file access NOT restricted (no Landlock on this kernel); \
                       no namespaces"
             .into(),
     };

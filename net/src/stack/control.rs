@@ -82,9 +82,21 @@ pub enum NetError {
 
 /// Messages from the control side to the stack.
 pub(crate) enum ControlMsg {
-    Listen { guest: u16, listener: TcpListener },
-    Unlisten { guest: u16 },
+    Listen {
+        guest: u16,
+        listener: TcpListener,
+    },
+    /// Stop listening for `guest`; `closed` hears once the listener is
+    /// closed (or is dropped unanswered if the stack ends first).
+    Unlisten {
+        guest: u16,
+        closed: std::sync::mpsc::Sender<()>,
+    },
 }
+
+/// How long [`NetControl::unpublish`] waits for the stack to close the
+/// port's listener.
+const UNLISTEN_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// State shared between the stack and its [`NetControl`] handles.
 pub(crate) struct Shared {
@@ -220,9 +232,16 @@ impl NetControl {
         let Some(at) = ports.iter().position(|p| p.guest == guest) else {
             return Err(NetError::NotPublished(guest));
         };
-        let _ = self.tx.send(ControlMsg::Unlisten { guest });
+        let (closed, is_closed) = std::sync::mpsc::channel();
+        let _ = self.tx.send(ControlMsg::Unlisten { guest, closed });
         let _ = self.waker.wake();
-        Ok(ports.remove(at))
+        let removed = ports.remove(at);
+        drop(ports);
+        // The listener lives on the stack's thread: wait until it is
+        // closed, so a caller told "unpublished" finds the port shut (a
+        // stack too busy to answer in time closes it soon after).
+        let _ = is_closed.recv_timeout(UNLISTEN_WAIT);
+        Ok(removed)
     }
 }
 

@@ -499,8 +499,9 @@ impl Stack {
                         self.listeners.insert(token, (guest, listener));
                     }
                 }
-                ControlMsg::Unlisten { guest } => {
+                ControlMsg::Unlisten { guest, closed } => {
                     self.listeners.retain(|_, (g, _)| *g != guest);
+                    let _ = closed.send(());
                 }
             }
         }

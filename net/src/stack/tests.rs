@@ -302,8 +302,15 @@ fn a_published_port_forwards_a_host_connection_into_the_guest() {
         syn_to_guest
     }));
     assert_eq!(s.control().status().ports, vec![published]);
-    s.control().unpublish(8000).unwrap();
-    s.on_ready();
+    // Unpublish returns once the stack closed the listener: the port is
+    // shut when the caller hears back.
+    let control = s.control();
+    let unpublish = std::thread::spawn(move || control.unpublish(8000).unwrap());
+    while !unpublish.is_finished() {
+        s.on_ready();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    unpublish.join().unwrap();
     assert!(std::net::TcpStream::connect(("127.0.0.1", published.host)).is_err());
 }
 

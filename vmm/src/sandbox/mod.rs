@@ -27,7 +27,9 @@
 //!   when pyro runs as root). Capabilities are per thread in Linux, so
 //!   this holds in a VM that runs inside the CLI or the MCP server too
 //!   (`run`), without touching the caller's own threads;
-//! - **new privileges** (`PR_SET_NO_NEW_PRIVS`, set with the filter).
+//! - **new privileges** (`PR_SET_NO_NEW_PRIVS`, set with the filter);
+//! - **files** outside the directories its kind needs at run time, with
+//!   Landlock where the kernel has it ([`landlock`], [`Files`]).
 //!
 //! A call outside the list raises `SIGSYS`; [`on_sigsys`] writes one line
 //! (`pyro vmm: sandbox: ...`, the thread and the call's number) to
@@ -43,11 +45,13 @@
 pub mod control;
 pub mod events;
 mod kvm;
+pub mod landlock;
 pub mod owner;
 pub mod parser;
 pub mod resolver;
 pub mod vcpu;
 
+pub use landlock::Files;
 pub use parser::{confine_parser, PARSER_MAX_CPU_SECONDS, PARSER_MAX_MEMORY};
 
 use seccompiler::{
@@ -402,12 +406,13 @@ thread_local! {
     static KIND: std::cell::Cell<&'static str> = const { std::cell::Cell::new("unconfined") };
 }
 
-/// Confines the calling thread as `kind` (see the module docs). After
+/// Confines the calling thread as `kind`, with file access limited to
+/// `files` where the kernel has Landlock (see the module docs). After
 /// [`prepare`] succeeded this fails only if the kernel refuses, which the
 /// thread reports by ending the process: running unconfined is not an
 /// option once the VM's threads are up.
-pub fn enter(kind: ThreadKind) {
-    if let Err(e) = try_enter(kind) {
+pub fn enter(kind: ThreadKind, files: &Files) {
+    if let Err(e) = try_enter(kind, files) {
         eprintln!(
             "pyro vmm: sandbox: cannot confine the {} thread: {e}",
             kind.name()
@@ -416,7 +421,7 @@ pub fn enter(kind: ThreadKind) {
     }
 }
 
-fn try_enter(kind: ThreadKind) -> Result<(), String> {
+fn try_enter(kind: ThreadKind, files: &Files) -> Result<(), String> {
     let prepared = match PREPARED.get() {
         Some(Ok(p)) => p,
         Some(Err(e)) => return Err(e.clone()),
@@ -426,6 +431,11 @@ fn try_enter(kind: ThreadKind) -> Result<(), String> {
         return Ok(());
     }
     drop_capabilities(kind.keeps())?;
+    // SAFETY: takes integers only. Landlock wants it before it restricts.
+    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+        return Err(format!("no_new_privs: {}", std::io::Error::last_os_error()));
+    }
+    landlock::restrict(files)?;
     let program = prepared
         .programs
         .iter()
@@ -571,23 +581,13 @@ pub struct Report {
     pub seccomp_actions: Option<String>,
     /// Calls allowed per thread kind, [`COMMON`] included.
     pub allowed_calls: Vec<(&'static str, usize)>,
-    /// Landlock's ABI version, when the kernel has it enabled (pyro does
-    /// not use it yet).
+    /// Landlock's ABI version, when the kernel has it enabled: then each
+    /// VM thread may touch files only where its kind needs to.
     pub landlock_abi: Option<i64>,
 }
 
 /// Looks at the host (no filter is installed).
 pub fn report() -> Report {
-    // SAFETY: with a null attr, size 0 and the VERSION flag the call
-    // only returns a number; it reads no memory.
-    let abi = unsafe {
-        libc::syscall(
-            libc::SYS_landlock_create_ruleset,
-            std::ptr::null::<u8>(),
-            0usize,
-            1u32, // LANDLOCK_CREATE_RULESET_VERSION
-        )
-    };
     Report {
         mode: Mode::from_env(),
         seccomp_actions: std::fs::read_to_string("/proc/sys/kernel/seccomp/actions_avail")
@@ -603,7 +603,7 @@ pub fn report() -> Report {
                 (k.name(), calls.len())
             })
             .collect(),
-        landlock_abi: (abi > 0).then_some(abi),
+        landlock_abi: landlock::abi(),
     }
 }
 
@@ -661,7 +661,7 @@ mod tests {
             std::thread::Builder::new()
                 .name("vcpu0".into())
                 .spawn(|| {
-                    enter(ThreadKind::Vcpu);
+                    enter(ThreadKind::Vcpu, &Files::none());
                     println!("confined");
                     // Threads start under the filter too (clone, not clone3).
                     // Not for a vCPU: opening a socket.
@@ -694,11 +694,41 @@ mod tests {
     }
 
     #[test]
+    fn a_confined_thread_opens_files_only_where_landlock_lets_it() {
+        if landlock::abi().is_none() {
+            eprintln!("no Landlock on this kernel: nothing to check");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("log"), "x").unwrap();
+        let files = Files {
+            read_write: vec![dir.path().to_path_buf()],
+            read_only: Vec::new(),
+        };
+        let dir_path = dir.path().to_path_buf();
+        let out = std::thread::spawn(move || {
+            prepare().unwrap();
+            // vCPUs may open (the console log's rotation), but only there.
+            enter(ThreadKind::Vcpu, &files);
+            let inside = std::fs::File::create(dir_path.join("log.1")).map(|_| ());
+            let outside = std::fs::File::open("/etc/hostname").map(|_| ());
+            (
+                inside.map_err(|e| e.kind()),
+                outside.map_err(|e| e.raw_os_error()),
+            )
+        })
+        .join()
+        .unwrap();
+        assert_eq!(out.0, Ok(()));
+        assert_eq!(out.1, Err(Some(libc::EACCES)));
+    }
+
+    #[test]
     fn a_thread_that_opens_no_files_is_refused_an_open_and_lives_on() {
         if std::env::var_os(CHILD).is_some() {
             prepare().unwrap();
             std::thread::spawn(|| {
-                enter(ThreadKind::Events);
+                enter(ThreadKind::Events, &Files::none());
                 // What glibc's malloc does once, at a moment no one picks.
                 let e = std::fs::File::open("/proc/sys/vm/overcommit_memory").unwrap_err();
                 println!("refused: {:?}", e.raw_os_error());
@@ -727,7 +757,7 @@ mod tests {
             let (tid_tx, tid_rx) = std::sync::mpsc::channel();
             let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
             let confined = std::thread::spawn(move || {
-                enter(ThreadKind::Control);
+                enter(ThreadKind::Control, &Files::none());
                 // SAFETY: gettid takes no arguments.
                 tid_tx.send(unsafe { libc::gettid() }).unwrap();
                 go_rx.recv().unwrap();
@@ -779,7 +809,7 @@ mod tests {
                 Ok("off") => {
                     assert_eq!(prepare(), Ok(Mode::Off));
                     std::thread::spawn(|| {
-                        enter(ThreadKind::Vcpu);
+                        enter(ThreadKind::Vcpu, &Files::none());
                         std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
                     })
                     .join()
