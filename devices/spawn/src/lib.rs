@@ -83,15 +83,24 @@ pub fn spawn(s: &Spawn<'_>) -> io::Result<i32> {
         // SAFETY: `attr.0` was initialised by Attr::new.
         check(unsafe { libc::posix_spawnattr_setpgroup(&mut attr.0, 0) })?;
     }
-    // The child starts with no signal blocked and SIGPIPE at its default
-    // (Rust ignores it in the agent), as std's spawn gives it.
-    let mut set = empty_sigset();
+    // The child starts with no signal blocked and every signal at its
+    // default: SIGPIPE, which Rust ignores in the agent, and any other
+    // the spawner ignores (a parent started in the background ignores
+    // SIGINT and SIGQUIT, and SIG_IGN survives exec). glibc's child sets
+    // each signal once either way, so this costs no extra call.
+    let set = empty_sigset();
     // SAFETY: `attr.0` is initialised and `set` a valid sigset_t.
     check(unsafe { libc::posix_spawnattr_setsigmask(&mut attr.0, &set) })?;
-    // SAFETY: `set` is a valid, initialised sigset_t.
-    unsafe { libc::sigaddset(&mut set, libc::SIGPIPE) };
+    let mut all = empty_sigset();
+    // SAFETY: `all` is a valid sigset_t; glibc's sigfillset leaves out
+    // its internal signals, and KILL and STOP have no disposition to set.
+    unsafe {
+        libc::sigfillset(&mut all);
+        libc::sigdelset(&mut all, libc::SIGKILL);
+        libc::sigdelset(&mut all, libc::SIGSTOP);
+    }
     // SAFETY: as above.
-    check(unsafe { libc::posix_spawnattr_setsigdefault(&mut attr.0, &set) })?;
+    check(unsafe { libc::posix_spawnattr_setsigdefault(&mut attr.0, &all) })?;
     // SAFETY: as above; the flags are POSIX_SPAWN_* bits.
     check(unsafe { libc::posix_spawnattr_setflags(&mut attr.0, flags as libc::c_short) })?;
 
