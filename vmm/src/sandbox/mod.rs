@@ -31,7 +31,7 @@
 //! - **files** outside the directories its kind needs at run time, with
 //!   Landlock where the kernel has it ([`landlock`], [`Files`]).
 //!
-//! A call outside the list raises `SIGSYS`; [`on_sigsys`] writes one line
+//! A call outside the list raises `SIGSYS`; the handler writes one line
 //! (`pyro vmm: sandbox: ...`, the thread and the call's number) to
 //! stderr, which for a workspace is its `vmm.log`, and ends the process:
 //! a thread that makes such a call is no longer running our code. The
@@ -39,7 +39,8 @@
 //!
 //! [`MODE_ENV`] (`PYRO_VMM_SECCOMP`): `enforce` (the default), `log` (the
 //! kernel logs the call instead, `audit: type=1326` in `dmesg`, and lets
-//! it through: how to find a call a new code path needs), `off`.
+//! it through: how to find a call a new code path needs; capabilities
+//! and Landlock stay in force), `off`.
 //! `pyro doctor` says which is in force.
 
 pub mod control;
