@@ -19,7 +19,7 @@ use crate::snapshot::{self, Snapshot, VcpuState};
 use crate::vcpu::{self, VcpuContext};
 use crate::virtio::{Subscriber, VirtioSlots};
 use crate::vm::{Vm, VmParts};
-use event_manager::EventManager;
+use event_manager::{EventManager, SubscriberOps};
 use kvm_bindings::{kvm_pit_config, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY};
 use kvm_ioctls::{Kvm, VmFd};
 use pyro_devices::console_log::ConsoleLog;
@@ -44,7 +44,6 @@ use std::time::Instant;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 /// How often the event thread checks whether the VM is stopping.
-const EVENT_LOOP_TICK_MS: i32 = 50;
 
 fn kvm_err(op: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> Error {
     move |source| Error::Kvm { op, source }
@@ -378,6 +377,9 @@ pub(crate) struct Vcpus {
     stop: Arc<AtomicBool>,
     pause: Arc<vcpu::Pause>,
     ends: std::sync::mpsc::Receiver<vcpu::VcpuEnd>,
+    /// Written by a vCPU that ends, so the event thread, which blocks
+    /// with no timeout, sees `stop` at once.
+    wake: EventFd,
 }
 
 /// Step 5: one thread per vCPU, set up from `start`, running.
@@ -402,6 +404,7 @@ fn start_vcpus(
             .to_vec(),
     );
     vcpu::install_kick_handler().map_err(Error::Thread)?;
+    let wake = EventFd::new(EFD_NONBLOCK).map_err(|e| Error::Config(format!("eventfd: {e}")))?;
     let stop = Arc::new(AtomicBool::new(false));
     let pause = Arc::new(vcpu::Pause::default());
     let (end_tx, ends) = channel();
@@ -445,13 +448,17 @@ fn start_vcpus(
                 .collect(),
             read_only: Vec::new(),
         };
-        threads.push(spawn_vcpu(ctx, end_tx.clone(), stop.clone(), files)?);
+        let wake = wake
+            .try_clone()
+            .map_err(|e| Error::Config(format!("eventfd: {e}")))?;
+        threads.push(spawn_vcpu(ctx, end_tx.clone(), stop.clone(), wake, files)?);
     }
     Ok(Vcpus {
         threads,
         stop,
         pause,
         ends,
+        wake,
     })
 }
 
@@ -459,6 +466,7 @@ fn spawn_vcpu(
     ctx: VcpuContext,
     ends: Sender<vcpu::VcpuEnd>,
     end_all: Arc<AtomicBool>,
+    wake: EventFd,
     files: Files,
 ) -> Result<JoinHandle<()>, Error> {
     std::thread::Builder::new()
@@ -472,6 +480,7 @@ fn spawn_vcpu(
             // a reply sees the end at once instead of waiting for an
             // answer that cannot come.
             end_all.store(true, Ordering::Release);
+            let _ = wake.write(1);
         })
         .map_err(Error::Thread)
 }
@@ -502,15 +511,18 @@ fn finish(
         stop,
         pause,
         ends,
+        wake,
     } = vcpus;
+    events.add_subscriber(Box::new(Wake(wake)));
     let event_stop = stop.clone();
     let event_thread = std::thread::Builder::new()
         .name("vmm-events".into())
         .spawn(move || {
             sandbox::enter(ThreadKind::Events, &Files::none());
+            // No timeout: every stop wakes it, a shutdown by its kick
+            // signal (EINTR), a vCPU that ends through `wake`.
             while !event_stop.load(Ordering::Acquire) {
-                // Errors are EINTR from vCPU kicks; just go round.
-                let _ = events.run_with_timeout(EVENT_LOOP_TICK_MS);
+                let _ = events.run();
             }
         })
         .map_err(Error::Thread)?;
@@ -532,6 +544,24 @@ fn finish(
         vm,
         mem,
     }))
+}
+
+/// Wakes the event thread when a vCPU ends (see [`Vcpus::wake`]).
+struct Wake(EventFd);
+
+impl event_manager::MutEventSubscriber for Wake {
+    fn process(&mut self, _: event_manager::Events, _: &mut event_manager::EventOps) {
+        let _ = self.0.read();
+    }
+
+    fn init(&mut self, ops: &mut event_manager::EventOps) {
+        // Only fails on a closed epoll fd; the loop then still ends on
+        // the shutdown's kick.
+        let _ = ops.add(event_manager::Events::new(
+            &self.0,
+            vmm_sys_util::epoll::EventSet::IN,
+        ));
+    }
 }
 
 fn lock<T: ?Sized>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
