@@ -43,8 +43,6 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
-/// How often the event thread checks whether the VM is stopping.
-
 fn kvm_err(op: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> Error {
     move |source| Error::Kvm { op, source }
 }
