@@ -53,9 +53,16 @@ fn two_vcpus_boot_too() {
     });
     config.cmdline_extra.push("pyro.mode=poweroff".into());
     let mut vm = Vm::start(&config).expect("start");
-    vm.wait_for_init(Duration::from_secs(120)).expect("init");
+    // The owner of a detached VM blocks until told: a vCPU that ends
+    // calls the hook (here before any waiting on the VM).
+    let (ended_tx, ended) = std::sync::mpsc::channel();
+    let ended_tx = std::sync::Mutex::new(ended_tx);
+    vm.on_end(move || {
+        let _ = ended_tx.lock().unwrap().send(());
+    });
+    assert_eq!(ended.recv_timeout(Duration::from_secs(180)), Ok(()));
     assert_eq!(
-        vm.wait_for_exit(Duration::from_secs(60)).unwrap(),
+        vm.try_exit().expect("ended").unwrap(),
         VmExit::PowerOff { status: 0 }
     );
 }

@@ -378,6 +378,8 @@ pub(crate) struct Vcpus {
     /// Written by a vCPU that ends, so the event thread, which blocks
     /// with no timeout, sees `stop` at once.
     wake: EventFd,
+    /// Called by a vCPU that ends ([`Vm::on_end`]).
+    end_hook: crate::vm::EndHook,
 }
 
 /// Step 5: one thread per vCPU, set up from `start`, running.
@@ -402,6 +404,7 @@ fn start_vcpus(
             .to_vec(),
     );
     vcpu::install_kick_handler().map_err(Error::Thread)?;
+    let end_hook = crate::vm::EndHook::default();
     let wake = EventFd::new(EFD_NONBLOCK).map_err(|e| Error::Config(format!("eventfd: {e}")))?;
     let stop = Arc::new(AtomicBool::new(false));
     let pause = Arc::new(vcpu::Pause::default());
@@ -449,7 +452,14 @@ fn start_vcpus(
         let wake = wake
             .try_clone()
             .map_err(|e| Error::Config(format!("eventfd: {e}")))?;
-        threads.push(spawn_vcpu(ctx, end_tx.clone(), stop.clone(), wake, files)?);
+        threads.push(spawn_vcpu(
+            ctx,
+            end_tx.clone(),
+            stop.clone(),
+            wake,
+            end_hook.clone(),
+            files,
+        )?);
     }
     Ok(Vcpus {
         threads,
@@ -457,6 +467,7 @@ fn start_vcpus(
         pause,
         ends,
         wake,
+        end_hook,
     })
 }
 
@@ -465,6 +476,7 @@ fn spawn_vcpu(
     ends: Sender<vcpu::VcpuEnd>,
     end_all: Arc<AtomicBool>,
     wake: EventFd,
+    end_hook: crate::vm::EndHook,
     files: Files,
 ) -> Result<JoinHandle<()>, Error> {
     std::thread::Builder::new()
@@ -479,6 +491,9 @@ fn spawn_vcpu(
             // answer that cannot come.
             end_all.store(true, Ordering::Release);
             let _ = wake.write(1);
+            if let Some(hook) = end_hook.get() {
+                hook();
+            }
         })
         .map_err(Error::Thread)
 }
@@ -510,6 +525,7 @@ fn finish(
         pause,
         ends,
         wake,
+        end_hook,
     } = vcpus;
     events.add_subscriber(Box::new(Wake(wake)));
     let event_stop = stop.clone();
@@ -530,6 +546,7 @@ fn finish(
         stop,
         pause,
         ends,
+        end_hook,
         signals,
         console: legacy.console,
         serial: legacy.serial,

@@ -29,7 +29,13 @@ use std::sync::Arc;
 
 /// What a control connection asks of the VM's owner (the main loop),
 /// with where to send the answer.
-type Command = (ControlRequest, Sender<ControlReply>);
+/// What the VM's owner thread waits for: a request to answer, or `None`
+/// when a vCPU ended (the guest powered off, reset or crashed).
+type Command = Option<(ControlRequest, Sender<ControlReply>)>;
+
+/// How long the owner blocks with nothing to do before it looks at the
+/// VM anyway: a safety net; a vCPU's end and requests wake it at once.
+const OWNER_IDLE: Duration = Duration::from_secs(10);
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Why a VM ended, as `exit.json` (and the workspace's `last_error`)
@@ -373,6 +379,10 @@ fn run(spec: &VmmSpec) -> ExitRecord {
     // Control connections are served on their own threads; what they ask
     // of the VM comes here, to the one thread that owns it.
     let (cmd_tx, cmd_rx) = channel::<Command>();
+    let ended = std::sync::Mutex::new(cmd_tx.clone());
+    vm.on_end(move || {
+        let _ = ended.lock().map(|tx| tx.send(None));
+    });
     let status = Status {
         started,
         boot_ms,
@@ -414,8 +424,26 @@ fn run(spec: &VmmSpec) -> ExitRecord {
                 };
             }
         }
-        match cmd_rx.recv_timeout(Duration::from_millis(200)) {
-            Ok((req, reply)) => {
+        match vm.try_exit() {
+            None => {}
+            Some(Ok(exit)) => {
+                return ExitRecord {
+                    reason: match exit {
+                        VmExit::PowerOff { .. } => ExitReason::PoweredOff,
+                        VmExit::Reset => ExitReason::Reset,
+                    },
+                    message: exit.to_string(),
+                    at_unix: now_unix(),
+                }
+            }
+            Some(Err(e)) => return failed(e),
+        }
+        let wait = spec.deadline_unix.map_or(OWNER_IDLE, |d| {
+            OWNER_IDLE.min(Duration::from_secs(d.saturating_sub(now_unix()).max(1)))
+        });
+        match cmd_rx.recv_timeout(wait) {
+            Ok(None) => {} // a vCPU ended: try_exit, next round, says how
+            Ok(Some((req, reply))) => {
                 let answer = match req {
                     ControlRequest::Pause => match vm.pause() {
                         Ok(()) => ControlReply::Paused,
@@ -480,20 +508,6 @@ fn run(spec: &VmmSpec) -> ExitRecord {
                 }
             }
             Err(RecvTimeoutError::Disconnected) | Err(RecvTimeoutError::Timeout) => {}
-        }
-        match vm.try_exit() {
-            None => {}
-            Some(Ok(exit)) => {
-                return ExitRecord {
-                    reason: match exit {
-                        VmExit::PowerOff { .. } => ExitReason::PoweredOff,
-                        VmExit::Reset => ExitReason::Reset,
-                    },
-                    message: exit.to_string(),
-                    at_unix: now_unix(),
-                }
-            }
-            Some(Err(e)) => return failed(e),
         }
     }
 }
@@ -570,7 +584,7 @@ fn answer(conn: UnixStream, commands: &Sender<Command>, status: &Status) -> std:
         Ok(req) => {
             let wait = req.reply_timeout();
             let (tx, rx) = channel();
-            let _ = commands.send((req, tx));
+            let _ = commands.send(Some((req, tx)));
             rx.recv_timeout(wait).unwrap_or(ControlReply::Error {
                 message: "the VM did not answer (it is stopping)".into(),
             })

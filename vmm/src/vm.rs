@@ -50,6 +50,9 @@ impl std::fmt::Display for VmExit {
     }
 }
 
+/// What a vCPU thread that ends calls, once an owner set it.
+pub(crate) type EndHook = Arc<std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>>;
+
 /// A running VM. Dropping it stops the vCPUs and frees everything.
 pub struct Vm {
     threads: Vec<JoinHandle<()>>,
@@ -58,6 +61,8 @@ pub struct Vm {
     pub(crate) pause: Arc<vcpu::Pause>,
     ends: Receiver<VcpuEnd>,
     ended: Option<VcpuEnd>,
+    /// Called by a vCPU thread that ends ([`Vm::on_end`]).
+    end_hook: EndHook,
     signals: GuestSignals,
     console: Arc<Mutex<ConsoleTail>>,
     started: Instant,
@@ -84,6 +89,7 @@ pub(crate) struct VmParts {
     pub stop: Arc<AtomicBool>,
     pub pause: Arc<vcpu::Pause>,
     pub ends: Receiver<VcpuEnd>,
+    pub end_hook: EndHook,
     pub signals: GuestSignals,
     pub console: Arc<Mutex<ConsoleTail>>,
     pub serial: Arc<Mutex<Serial>>,
@@ -121,6 +127,7 @@ impl Vm {
             pause: p.pause,
             ends: p.ends,
             ended: None,
+            end_hook: p.end_hook,
             signals: p.signals,
             console: p.console,
             started: p.started,
@@ -206,6 +213,14 @@ impl Vm {
 
     pub fn is_paused(&self) -> bool {
         self.pause.is_requested()
+    }
+
+    /// Has `hook` called (on a vCPU thread) when a vCPU ends, so an
+    /// owner that blocks on other work hears of it at once, then calls
+    /// [`Vm::try_exit`]. Set once; a later call is ignored. An end
+    /// before the hook is set is not announced: check `try_exit` after.
+    pub fn on_end(&self, hook: impl Fn() + Send + Sync + 'static) {
+        let _ = self.end_hook.set(Box::new(hook));
     }
 
     /// How the guest ended, if it has; never waits and never stops it.
