@@ -323,7 +323,7 @@ pub fn serve(spec_path: &Path) -> i32 {
     let _ = std::fs::remove_file(VmmSpec::control_socket(&spec.dir));
     if record.reason == ExitReason::Expired {
         if let Some(dir) = &spec.remove_on_expiry {
-            let _ = std::fs::remove_dir_all(dir);
+            remove_contents(dir);
         }
     }
     if record.reason.is_clean() {
@@ -331,6 +331,23 @@ pub fn serve(spec_path: &Path) -> i32 {
     } else {
         1
     }
+}
+
+/// Removes everything in `dir`, then `dir` itself if the sandbox lets
+/// it: under Landlock the owner may change only what is beneath the
+/// workspace's directory, and the entry of that directory belongs to the
+/// one above (a right there would reach every workspace). An empty
+/// workspace directory, with no record, is swept by the next pyro
+/// command.
+fn remove_contents(dir: &Path) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        let _ = match entry.file_type() {
+            Ok(t) if t.is_dir() => std::fs::remove_dir_all(&path),
+            _ => std::fs::remove_file(&path),
+        };
+    }
+    let _ = std::fs::remove_dir(dir);
 }
 
 fn failed(e: Error) -> ExitRecord {
