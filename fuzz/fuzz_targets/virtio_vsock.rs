@@ -9,14 +9,13 @@
 
 use libfuzzer_sys::fuzz_target;
 use pyro_devices::virtio::vsock::Vsock;
-use pyro_devices::virtio::{GuestMem, Interrupt, VirtioDevice};
+use pyro_devices::virtio::VirtioDevice;
 use std::os::unix::net::UnixListener;
 use std::sync::OnceLock;
-use virtio_queue::{Queue, QueueT};
-use vm_memory::{Bytes, GuestAddress};
-use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
-const MEM: usize = 64 * 1024;
+#[path = "guest.rs"]
+mod guest;
+
 /// Each queue's (descriptor table, available ring, used ring): RX, TX,
 /// event.
 const QUEUES: [(u32, u32, u32); 3] = [
@@ -45,31 +44,12 @@ fn host() -> &'static Host {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&size_byte, memory)) = data.split_first() else {
+    let Some((_, size, mem)) = guest::memory(data) else {
         return;
     };
-    let size = 1u16 << (size_byte % 9);
-    let mem = GuestMem::from_ranges(&[(GuestAddress(0), MEM)]).unwrap();
-    mem.write_slice(&memory[..memory.len().min(MEM)], GuestAddress(0))
-        .unwrap();
-    let queues = QUEUES
-        .iter()
-        .map(|&(desc, avail, used)| {
-            let mut q = Queue::new(256).unwrap();
-            q.set_size(size);
-            q.set_desc_table_address(Some(desc), Some(0));
-            q.set_avail_ring_address(Some(avail), Some(0));
-            q.set_used_ring_address(Some(used), Some(0));
-            q.set_ready(true);
-            q
-        })
-        .collect();
+    let queues = QUEUES.iter().map(|&q| guest::queue(size, q)).collect();
     let mut vsock = Vsock::new(3, &host().dir.path().join("v.sock")).unwrap();
-    vsock.activate(
-        mem,
-        queues,
-        Interrupt::new(EventFd::new(EFD_NONBLOCK).unwrap()),
-    );
+    vsock.activate(mem, queues, guest::interrupt());
     // TX in, replies into RX buffers, until nothing moves.
     vsock.pump();
     vsock.reset();
