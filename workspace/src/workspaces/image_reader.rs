@@ -143,16 +143,30 @@ fn answer(fs: &Ext4, given: &str, request: Request, out: &mut impl Write) -> std
                 // As the agent streams it: JSON lines in chunks (one JSON
                 // value of a million entries would cost the caller a
                 // gigabyte to parse), then whether it was cut short.
-                Ok((entries, truncated)) => {
-                    let mut chunks = Chunks {
-                        out: &mut *out,
-                        buf: Vec::with_capacity(CHUNK),
+                Ok((entries, mut truncated)) => {
+                    // The agent's format and bound (`rpc::ListLines`);
+                    // the list above kept to the same bound already.
+                    let mut lines = pyro_proto::rpc::ListLines::default();
+                    let chunk = |out: &mut _, data: &[u8]| {
+                        let reply = Reply::Chunk {
+                            bytes: data.len() as u64,
+                        };
+                        send(out, &reply, data)
                     };
                     for entry in &entries {
-                        serde_json::to_writer(&mut chunks, entry)?;
-                        chunks.write_all(b"\n")?;
+                        match lines.push(entry) {
+                            Ok(Some(full)) => chunk(&mut *out, &full)?,
+                            Ok(None) => {}
+                            Err(pyro_proto::rpc::ListFull) => {
+                                truncated = true;
+                                break;
+                            }
+                        }
                     }
-                    chunks.flush_chunk()?;
+                    let rest = lines.finish();
+                    if !rest.is_empty() {
+                        chunk(&mut *out, &rest)?;
+                    }
                     send(out, &ok(serde_json::json!(truncated), 0), &[])
                 }
                 Err(e) => send(out, &error(&e), &[]),
@@ -185,7 +199,7 @@ fn answer(fs: &Ext4, given: &str, request: Request, out: &mut impl Write) -> std
     }
 }
 
-/// A pack's tar stream, or a listing's lines, as `chunk` replies.
+/// A pack's tar stream as `chunk` replies.
 struct Chunks<'a, W: Write> {
     out: &'a mut W,
     buf: Vec<u8>,
