@@ -11,7 +11,7 @@
 mod common;
 
 use pyro::workspace::{
-    ArtifactType, CreateOptions, ExecRequest, FileInfo, GuestClient, NoProgress, Pyro, ServedBy,
+    ArtifactType, ExecRequest, FileInfo, GuestClient, NoProgress, Pyro, ServedBy,
 };
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
@@ -142,15 +142,7 @@ fn a_running_workspace_is_read_from_its_frozen_disk_on_the_host() {
     let pyro = common::pyro_with_own_data(&scratch.path().join("data"));
     let seed_dir = scratch.path().join("seed");
     let big = seed(&seed_dir);
-    let opts = CreateOptions {
-        seed_path: Some(seed_dir.clone()),
-        ..CreateOptions::default()
-    };
-    let id = pyro
-        .workspace_create(&opts, &NoProgress)
-        .expect("create")
-        .record
-        .workspace_id;
+    let id = common::seeded_workspace(&pyro, &seed_dir);
     let _guard = common::delete_on_drop(&pyro, &id);
 
     // The reader runs confined: one that makes a system call outside its

@@ -11,7 +11,7 @@
 
 mod common;
 
-use pyro::workspace::{ArtifactType, CreateOptions, NoProgress, ServedBy};
+use pyro::workspace::{ArtifactType, NoProgress, ServedBy};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
@@ -51,17 +51,7 @@ fn a_tree_of_100000_files_lists_diffs_exports_and_resets() {
     let pyro = common::pyro_with_own_data(&scratch.path().join("data"));
     let seed = scratch.path().join("seed");
     pyro::workspace::testing::small_files_seed(&seed, DIRS, FILES);
-    let opts = CreateOptions {
-        seed_path: Some(seed.clone()),
-        // A failed assertion must not leave the VM running.
-        ttl_seconds: Some(1800),
-        ..CreateOptions::default()
-    };
-    let id = pyro
-        .workspace_create(&opts, &NoProgress)
-        .expect("create")
-        .record
-        .workspace_id;
+    let id = common::seeded_workspace(&pyro, &seed);
     let _guard = common::delete_on_drop(&pyro, &id);
 
     let list = pyro.workspace_file_list(&id, "/workspace", true).unwrap();

@@ -82,6 +82,20 @@ pub fn pyro_with_own_data(data: &std::path::Path) -> Pyro {
     })
 }
 
+/// Creates a workspace seeded from the directory `seed`; its id. A TTL
+/// of 30 minutes: a failed assertion never leaves its VM running.
+pub fn seeded_workspace(pyro: &Pyro, seed: &Path) -> String {
+    let opts = pyro::workspace::CreateOptions {
+        seed_path: Some(seed.to_path_buf()),
+        ttl_seconds: Some(1800),
+        ..Default::default()
+    };
+    pyro.workspace_create(&opts, &pyro::workspace::NoProgress)
+        .expect("create")
+        .record
+        .workspace_id
+}
+
 /// Run directories left under `data` (by runs that did not clean up).
 pub fn leftovers(data: &std::path::Path) -> Vec<String> {
     std::fs::read_dir(data.join("vms"))
