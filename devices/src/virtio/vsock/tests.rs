@@ -147,6 +147,36 @@ fn guest_connect_to_a_listening_host_port_carries_data() {
 }
 
 #[test]
+fn a_host_listener_that_does_not_accept_cannot_hold_the_device() {
+    let mem = mem();
+    let mut rig = Rig::new(&mem);
+    // A listener that never accepts; its backlog fills.
+    let path = format!("{}_5002", rig.uds.display());
+    let _host = UnixListener::bind(&path).unwrap();
+    let mut queued = Vec::new();
+    while let Ok(s) = super::unix::muxer::connect_nonblocking(&path) {
+        queued.push(s);
+        assert!(queued.len() < 10_000, "the backlog never filled");
+    }
+    rig.give_rx_buffer();
+    // A blocking connect would wait here for good: fail, not hang.
+    let (done, watched) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        if watched
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .is_err()
+        {
+            eprintln!("the device is held by a host listener that does not accept");
+            std::process::abort();
+        }
+    });
+    rig.guest_sends(&guest_header(OP_REQUEST, 1234, 5002, 0).encode());
+    let _ = done.send(());
+    let got = rig.received();
+    assert_eq!((got[0].0.op, got[0].0.dst_port), (OP_RST, 1234));
+}
+
+#[test]
 fn connect_to_a_port_nobody_listens_on_is_reset() {
     let mem = mem();
     let mut rig = Rig::new(&mem);

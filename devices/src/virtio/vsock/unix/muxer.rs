@@ -289,12 +289,9 @@ impl VsockMuxer {
             return;
         }
         let path = format!("{}_{}", self.uds.display(), key.0);
-        let stream = match UnixStream::connect(&path) {
-            Ok(s) if s.set_nonblocking(true).is_ok() => s,
-            _ => {
-                self.refuse(h);
-                return;
-            }
+        let Ok(stream) = connect_nonblocking(&path) else {
+            self.refuse(h);
+            return;
         };
         let mut c = Conn::new(stream, State::Established, key.0, key.1);
         c.update_credit(h);
@@ -357,4 +354,54 @@ fn reply_rst(h: &Header) -> Header {
         buf_alloc: 0,
         fwd_cnt: 0,
     }
+}
+
+/// Connects to the Unix socket at `path` without waiting: a listener
+/// whose backlog is full (its process busy, stopped or hostile) answers
+/// EAGAIN at once, where a blocking connect would hold the event thread,
+/// and every device with it, until the listener accepts. Found by the
+/// `virtio_vsock` fuzz target (a timeout).
+pub(in crate::virtio::vsock) fn connect_nonblocking(path: &str) -> std::io::Result<UnixStream> {
+    use std::os::fd::FromRawFd;
+    // sockaddr_un: the path and its NUL must fit sun_path.
+    // SAFETY: a zeroed sockaddr_un is a valid value to fill in.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    let bytes = path.as_bytes();
+    if bytes.len() >= addr.sun_path.len() || bytes.contains(&0) {
+        return Err(std::io::Error::from(std::io::ErrorKind::InvalidInput));
+    }
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    for (d, s) in addr.sun_path.iter_mut().zip(bytes) {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: socket takes integers and returns a new descriptor or -1.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a new descriptor that only we own; the stream
+    // closes it on every path below.
+    let stream = unsafe { UnixStream::from_raw_fd(fd) };
+    let len = std::mem::size_of::<libc::sa_family_t>() + bytes.len() + 1;
+    // SAFETY: `addr` is an initialised sockaddr_un that outlives the
+    // call, and `len` does not exceed its size.
+    let rc = unsafe {
+        libc::connect(
+            fd,
+            (&addr as *const libc::sockaddr_un).cast(),
+            len as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        // EAGAIN: the backlog is full; a Unix connect never goes on in
+        // the background (no EINPROGRESS), so anything else failed too.
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(stream)
 }
