@@ -56,9 +56,8 @@ fn two_vcpus_boot_too() {
     // The owner of a detached VM blocks until told: a vCPU that ends
     // calls the hook (here before any waiting on the VM).
     let (ended_tx, ended) = std::sync::mpsc::channel();
-    let ended_tx = std::sync::Mutex::new(ended_tx);
     vm.on_end(move || {
-        let _ = ended_tx.lock().unwrap().send(());
+        let _ = ended_tx.send(());
     });
     assert_eq!(ended.recv_timeout(Duration::from_secs(180)), Ok(()));
     assert_eq!(

@@ -396,9 +396,9 @@ fn run(spec: &VmmSpec) -> ExitRecord {
     // Control connections are served on their own threads; what they ask
     // of the VM comes here, to the one thread that owns it.
     let (cmd_tx, cmd_rx) = channel::<Command>();
-    let ended = std::sync::Mutex::new(cmd_tx.clone());
+    let ended = cmd_tx.clone();
     vm.on_end(move || {
-        let _ = ended.lock().map(|tx| tx.send(None));
+        let _ = ended.send(None);
     });
     let status = Status {
         started,

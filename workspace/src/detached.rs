@@ -197,10 +197,6 @@ impl DetachedVm {
                     reason, message, ..
                 }) => VmState::Stopped { reason, message },
                 None => match self.recorded_process().filter(ProcessId::alive) {
-                    None if self.sandbox_violation().is_some() => VmState::Stopped {
-                        reason: ExitReason::SandboxViolation,
-                        message: self.sandbox_violation().unwrap_or_default(),
-                    },
                     Some(vmm) => VmState::Stopped {
                         reason: ExitReason::VmmNotAnswering,
                         message: format!(
@@ -209,9 +205,15 @@ impl DetachedVm {
                             vmm.pid
                         ),
                     },
-                    None => VmState::Stopped {
-                        reason: ExitReason::VmmDied,
-                        message: "the VM process ended without saying why (killed?)".into(),
+                    None => match self.sandbox_violation() {
+                        Some(message) => VmState::Stopped {
+                            reason: ExitReason::SandboxViolation,
+                            message,
+                        },
+                        None => VmState::Stopped {
+                            reason: ExitReason::VmmDied,
+                            message: "the VM process ended without saying why (killed?)".into(),
+                        },
                     },
                 },
             },
