@@ -405,6 +405,18 @@ fn start_vcpus(
     );
     vcpu::install_kick_handler().map_err(Error::Thread)?;
     let end_hook = crate::vm::EndHook::default();
+    // At run time a vCPU touches one file: the console log, which it
+    // rotates at its cap.
+    let files = Files {
+        read_write: config
+            .serial_log
+            .as_ref()
+            .and_then(|p| p.parent())
+            .map(|d| d.to_path_buf())
+            .into_iter()
+            .collect(),
+        read_only: Vec::new(),
+    };
     let wake = EventFd::new(EFD_NONBLOCK).map_err(|e| Error::Config(format!("eventfd: {e}")))?;
     let stop = Arc::new(AtomicBool::new(false));
     let pause = Arc::new(vcpu::Pause::default());
@@ -437,18 +449,6 @@ fn start_vcpus(
             msr_index: msr_index.clone(),
             mem: mem.clone(),
         };
-        // At run time a vCPU touches one file: the console log, which it
-        // rotates at its cap.
-        let files = Files {
-            read_write: config
-                .serial_log
-                .as_ref()
-                .and_then(|p| p.parent())
-                .map(|d| d.to_path_buf())
-                .into_iter()
-                .collect(),
-            read_only: Vec::new(),
-        };
         let wake = wake
             .try_clone()
             .map_err(|e| Error::Config(format!("eventfd: {e}")))?;
@@ -458,7 +458,7 @@ fn start_vcpus(
             stop.clone(),
             wake,
             end_hook.clone(),
-            files,
+            files.clone(),
         )?);
     }
     Ok(Vcpus {

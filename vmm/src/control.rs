@@ -27,16 +27,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
 use std::sync::Arc;
 
-/// What a control connection asks of the VM's owner (the main loop),
-/// with where to send the answer.
-/// What the VM's owner thread waits for: a request to answer, or `None`
-/// when a vCPU ended (the guest powered off, reset or crashed).
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// What the VM's owner thread (the main loop) waits for: a control
+/// connection's request with where to send the answer, or `None` when a
+/// vCPU ended (the guest powered off, reset or crashed).
 type Command = Option<(ControlRequest, Sender<ControlReply>)>;
 
 /// How long the owner blocks with nothing to do before it looks at the
 /// VM anyway: a safety net; a vCPU's end and requests wake it at once.
 const OWNER_IDLE: Duration = Duration::from_secs(10);
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Why a VM ended, as `exit.json` (and the workspace's `last_error`)
 /// spell it.
