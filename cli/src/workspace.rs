@@ -43,6 +43,8 @@ pub fn run(pyro: &Pyro, out: Printer, cmd: WorkspaceCommand) -> Result<i32, Erro
                     publish: a.publish,
                 },
                 secrets: create_secrets(&a.secrets)?,
+                idle_suspend_seconds: a.idle_suspend_seconds,
+                idle_suspend_services: a.idle_suspend_services,
             };
             let w = pyro.workspace_create(&opts, &progress)?;
             out.print(&Shown {
@@ -60,6 +62,8 @@ pub fn run(pyro: &Pyro, out: Printer, cmd: WorkspaceCommand) -> Result<i32, Erro
                 network_policy: a.network.network_policy,
                 allow_hosts: a.network.allow_hosts(),
                 add_hosts: a.network.add_hosts(),
+                idle_suspend_seconds: a.idle_suspend_seconds,
+                idle_suspend_services: a.idle_suspend_services,
             };
             let w = pyro.workspace_update(&a.id, &opts)?;
             out.print(&Shown {

@@ -193,6 +193,7 @@ fn a_running_vms_disk_copy_holds_what_the_guest_wrote() {
         boot_timeout_ms: 120_000,
         remove_on_expiry: None,
         restore_from: None,
+        idle_suspend: None,
     })
     .expect("spawn");
     let mut client = vm.wait_ready(Duration::from_secs(120)).expect("agent");

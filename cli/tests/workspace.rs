@@ -1069,3 +1069,132 @@ fn an_expired_workspace_is_removed_even_if_nobody_looks() {
     );
     assert!(!dir.exists(), "the empty directory was not swept");
 }
+
+/// Polls workspace `id`'s status until `done` holds (60 s at most: an
+/// idle suspend flushes /workspace and writes the guest memory in use).
+fn status_until(home: &Home, id: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let started = std::time::Instant::now();
+    loop {
+        let status = home.json(&["workspace", "status", id]);
+        if done(&status) {
+            return status;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "workspace {id} not {what} within 60 s: {status}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+}
+
+fn suspended_on_idle(status: &Value) -> bool {
+    status["state"] == "suspended" && status["suspended_by"] == "idle"
+}
+
+/// CPU time (ns) every thread of process `pid` has used so far.
+fn cpu_ns(pid: &str) -> u64 {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[test]
+fn an_idle_workspace_costs_next_to_nothing_is_suspended_and_the_next_call_resumes_it() {
+    if !pyro_workspace::testing::guests_available() {
+        return;
+    }
+    let home = Home::new();
+    let id = home.create(&["--idle-suspend-seconds", "900"]);
+    let vm_dir = home.path("data/pyro/workspaces").join(&id).join("vm");
+
+    // What only this machine has: a file in guest memory (/tmp is a
+    // tmpfs), a process in its own session; and a file on its disk.
+    home.sh(
+        &id,
+        "echo in-memory > /tmp/mem; echo kept > /workspace/kept; \
+         setsid sleep 1000 </dev/null >/dev/null 2>&1 & pid=$!; echo $pid > /workspace/pid; \
+         while [ \"$(cut -d' ' -f6 /proc/$pid/stat)\" != $pid ]; do sleep 0.05; done",
+    );
+    let check = "cat /tmp/mem; [ \"$(tr '\\0' ' ' < /proc/$(cat /workspace/pid)/cmdline)\" = \
+                 'sleep 1000 ' ] && echo alive";
+
+    // A short idle time, taken at once by the running VM. A command that
+    // runs longer keeps it awake: its stream is open.
+    let updated = home.json(&["workspace", "update", &id, "--idle-suspend-seconds", "2"]);
+    assert_eq!(updated["idle_suspend_seconds"], 2, "{updated}");
+    assert_eq!(home.sh(&id, "sleep 5; echo done"), "done\n");
+
+    // Left alone, it is suspended: no VMM runs, list and status say so.
+    let status = status_until(&home, &id, "suspended on idle", suspended_on_idle);
+    assert!(status["last_error"].is_null(), "{status}");
+    assert!(home.running_vmm(&id).is_none(), "a suspended workspace has no VMM");
+    let list = home.ok(&["workspace", "list"]);
+    assert!(list.contains("[suspended (idle)]"), "{list}");
+
+    // The next exec resumes the same machine and says how long that took.
+    let exec_json = |argv: &[&str]| -> Value {
+        let args = [&["workspace", "exec", &id, "--json", "--"][..], argv].concat();
+        serde_json::from_str(&home.ok(&args)).unwrap()
+    };
+    let exec = exec_json(&["sh", "-c", check]);
+    assert_eq!(exec["stdout"], "in-memory\nalive\n", "{exec}");
+    let resumed_ms = exec["resumed_ms"].as_u64().expect("resumed_ms");
+    eprintln!("resumed on exec in {resumed_ms} ms");
+    let status = home.json(&["workspace", "status", &id]);
+    assert_eq!(status["state"], "running", "{status}");
+    assert_eq!(status["last_start"], "resumed", "{status}");
+    assert!(exec_json(&["true"])["resumed_ms"].is_null());
+
+    // A file read resumes it too, the disk's content intact.
+    status_until(&home, &id, "suspended on idle", suspended_on_idle);
+    assert_eq!(home.read(&id, "kept"), "kept\n");
+    assert_eq!(home.sh(&id, check), "in-memory\nalive\n");
+
+    // A running service keeps it awake; the VMM's log says why. Once the
+    // service stops, it is suspended.
+    home.ok(&["workspace", "service", "start", &id, "web", "--", "sleep 1000"]);
+    std::thread::sleep(std::time::Duration::from_secs(6));
+    let status = home.json(&["workspace", "status", &id]);
+    assert_eq!(status["state"], "running", "{status}");
+    let log = std::fs::read_to_string(vm_dir.join("vmm.log")).unwrap();
+    assert!(log.contains("not suspended: service \"web\" runs"), "{log}");
+    home.ok(&["workspace", "service", "stop", &id, "web"]);
+    status_until(&home, &id, "suspended on idle", suspended_on_idle);
+
+    // A workspace with secrets is never suspended (its memory would hold
+    // their values on disk). Set while it is suspended, the secret is
+    // installed when the next call resumes it.
+    home.ok(&["workspace", "secret", "set", &id, "TOKEN", "--value", "s3cret"]);
+    assert_eq!(
+        home.ok(&["workspace", "exec", &id, "--secret-env", "TOKEN", "--", "sh", "-c", "echo ${#TOKEN}"]),
+        "6\n"
+    );
+    std::thread::sleep(std::time::Duration::from_secs(6));
+    let status = home.json(&["workspace", "status", &id]);
+    assert_eq!(status["state"], "running", "{status}");
+
+    // 0: never.
+    home.ok(&["workspace", "secret", "unset", &id, "TOKEN"]);
+    home.ok(&["workspace", "update", &id, "--idle-suspend-seconds", "0"]);
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    assert_eq!(home.json(&["workspace", "status", &id])["state"], "running");
+    assert_eq!(home.sh(&id, "cat /workspace/kept"), "kept\n");
+
+    // Idle and running, the VMM (its vCPU included: a guest that wakes
+    // shows there) uses at most 0.3% of a core. After activity the guest
+    // writes its dirty pages out for a few seconds (its flusher wakes
+    // every 5 s while there are some): measured once that is over.
+    std::thread::sleep(std::time::Duration::from_secs(10));
+    let pid = home.vmm_pid(&id);
+    let before = cpu_ns(&pid);
+    std::thread::sleep(std::time::Duration::from_secs(10));
+    let used = cpu_ns(&pid) - before;
+    eprintln!(
+        "an idle workspace's VMM used {:.3} ms of CPU in 10 s",
+        used as f64 / 1e6
+    );
+    assert!(used < 30_000_000, "{used} ns in 10 s: more than 0.3% of a core");
+}

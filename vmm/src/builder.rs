@@ -32,7 +32,7 @@ use pyro_devices::virtio::mmio::MmioTransport;
 use pyro_devices::virtio::net::event_handler::NetHandler;
 use pyro_devices::virtio::net::Net;
 use pyro_devices::virtio::vsock::event_handler::VsockHandler;
-use pyro_devices::virtio::vsock::Vsock;
+use pyro_devices::virtio::vsock::{StreamActivity, Vsock};
 use pyro_devices::{Bus, GuestSignals};
 use pyro_net::stack::{NetConfig, NetControl};
 use std::path::Path;
@@ -244,6 +244,8 @@ pub(crate) struct Attached {
     transports: Vec<Arc<Mutex<MmioTransport>>>,
     /// The network's control handle, if the VM has a net device.
     net: Option<NetControl>,
+    /// The vsock device's stream counts, if the VM has one.
+    vsock: Option<Arc<StreamActivity>>,
 }
 
 /// Step 4: the guest-signal registers, then one virtio-mmio slot per
@@ -275,13 +277,14 @@ fn attach_devices(
     };
     let mut blocks = 0;
     let mut net = None;
+    let mut vsock = None;
     for device in &config.devices {
         match device {
             DeviceConfig::Block(disk) => {
                 attach_block(&mut slots, disk, blocks)?;
                 blocks += 1;
             }
-            DeviceConfig::Vsock(vsock) => attach_vsock(&mut slots, vsock)?,
+            DeviceConfig::Vsock(config) => vsock = Some(attach_vsock(&mut slots, config)?),
             DeviceConfig::Net(config) => net = Some(attach_net(&mut slots, config)?),
         }
     }
@@ -291,6 +294,7 @@ fn attach_devices(
         events,
         transports,
         net,
+        vsock,
     })
 }
 
@@ -309,17 +313,23 @@ fn attach_block(slots: &mut VirtioSlots<'_>, disk: &Disk, index: usize) -> Resul
     })
 }
 
-/// The vsock device with its host side on `vsock.uds`.
-fn attach_vsock(slots: &mut VirtioSlots<'_>, vsock: &VsockConfig) -> Result<(), Error> {
+/// The vsock device with its host side on `vsock.uds`; returns its
+/// stream counts.
+fn attach_vsock(
+    slots: &mut VirtioSlots<'_>,
+    vsock: &VsockConfig,
+) -> Result<Arc<StreamActivity>, Error> {
     let device = Vsock::new(vsock.cid, &vsock.uds).map_err(|source| Error::Vsock {
         path: vsock.uds.clone(),
         source,
     })?;
+    let activity = device.activity();
     let device = Arc::new(Mutex::new(device));
     let handler_device = device.clone();
     slots.attach(device, move |kicks| {
         Box::new(VsockHandler::new(handler_device, kicks))
-    })
+    })?;
+    Ok(activity)
 }
 
 /// The net device, its stack set up by `config` (published ports bound
@@ -517,6 +527,7 @@ fn finish(
         mut events,
         transports,
         net,
+        vsock,
         ..
     } = attached;
     let Vcpus {
@@ -556,6 +567,7 @@ fn finish(
         config: config.clone(),
         transports: transports.iter().map(Arc::downgrade).collect(),
         net,
+        vsock,
         vm,
         mem,
     }))

@@ -15,6 +15,7 @@
 //! it stays quick while a long request (a [`ControlRequest::CopyDisk`]
 //! of a large disk) runs.
 
+use crate::idle::{self, IdleSuspend, IdleWatch};
 use crate::sandbox::{self, Files, ThreadKind};
 use crate::{Error, Vm, VmConfig, VmExit};
 use pyro_net::policy::{NetRules, PortMapping};
@@ -67,6 +68,9 @@ pub enum ExitReason {
     /// call its sandbox does not allow, and the process ended (the line
     /// it left in `vmm.log` is the message; see `pyro_vmm::sandbox`).
     SandboxViolation,
+    /// Idle for its spec's time, the VM was suspended into the kept
+    /// memory ([`crate::idle`]); the next call resumes it.
+    IdleSuspended,
 }
 
 impl ExitReason {
@@ -82,6 +86,7 @@ impl ExitReason {
             ExitReason::VmmDied => "vmm_died",
             ExitReason::VmmNotAnswering => "vmm_not_answering",
             ExitReason::SandboxViolation => "sandbox_violation",
+            ExitReason::IdleSuspended => "idle_suspended",
         }
     }
 
@@ -89,7 +94,10 @@ impl ExitReason {
     pub fn is_clean(self) -> bool {
         matches!(
             self,
-            ExitReason::Stopped | ExitReason::Expired | ExitReason::PoweredOff
+            ExitReason::Stopped
+                | ExitReason::Expired
+                | ExitReason::PoweredOff
+                | ExitReason::IdleSuspended
         )
     }
 }
@@ -118,6 +126,9 @@ pub struct VmmSpec {
     /// Restore this snapshot directory instead of booting.
     #[serde(default)]
     pub restore_from: Option<PathBuf>,
+    /// Suspend the VM once it sits idle this long ([`crate::idle`]).
+    #[serde(default)]
+    pub idle_suspend: Option<IdleSuspend>,
 }
 
 impl VmmSpec {
@@ -168,6 +179,10 @@ pub enum ControlRequest {
     PortUnpublish {
         guest: u16,
     },
+    /// Suspend the VM when idle as `policy` says, or never (`None`).
+    IdleSuspend {
+        policy: Option<IdleSuspend>,
+    },
     /// Tests only: the VM's owner makes a system call its sandbox does
     /// not allow, which ends the process. Refused unless the VMM runs
     /// with [`TEST_HOOKS_ENV`]`=1`.
@@ -189,6 +204,7 @@ impl ControlRequest {
                 | ControlRequest::Stop
                 | ControlRequest::Snapshot { .. }
                 | ControlRequest::CopyDisk { .. }
+                | ControlRequest::IdleSuspend { .. }
                 | ControlRequest::TestSandboxViolation
         )
     }
@@ -221,6 +237,10 @@ pub enum ControlReply {
         /// Host wall time from VMM start to guest init.
         boot_ms: f64,
         paused: bool,
+        /// Idle, it is being suspended: it ends soon, as
+        /// `idle_suspended` (or, if that fails, runs on).
+        #[serde(default)]
+        suspending: bool,
     },
     Paused,
     Resumed,
@@ -244,6 +264,7 @@ pub enum ControlReply {
     PortUnpublished {
         port: PublishedPort,
     },
+    IdleSuspendSet,
     Error {
         message: String,
     },
@@ -404,6 +425,7 @@ fn run(spec: &VmmSpec) -> ExitRecord {
         started,
         boot_ms,
         paused: Arc::new(AtomicBool::new(false)),
+        suspending: Arc::new(AtomicBool::new(false)),
         net: vm.net().cloned(),
     };
     let served = status.clone();
@@ -429,6 +451,7 @@ fn run(spec: &VmmSpec) -> ExitRecord {
     };
     sandbox::enter(ThreadKind::Owner, &owner_files);
     let test_hooks = std::env::var(TEST_HOOKS_ENV).as_deref() == Ok("1");
+    let mut idle = IdleWatch::new(spec.idle_suspend.clone());
 
     loop {
         if let Some(deadline) = spec.deadline_unix {
@@ -455,13 +478,42 @@ fn run(spec: &VmmSpec) -> ExitRecord {
             }
             Some(Err(e)) => return failed(e),
         }
-        let wait = spec.deadline_unix.map_or(OWNER_IDLE, |d| {
+        if idle.idle_long_enough(&vm) {
+            if let Some(policy) = idle.policy().cloned() {
+                status.suspending.store(true, Ordering::Release);
+                match idle::suspend(&mut vm, &policy) {
+                    Ok(()) => {
+                        vm.shutdown();
+                        return ExitRecord {
+                            reason: ExitReason::IdleSuspended,
+                            message: format!(
+                                "suspended after {} s without activity; the next call resumes it",
+                                policy.after_seconds
+                            ),
+                            at_unix: now_unix(),
+                        };
+                    }
+                    Err(why) => eprintln!("pyro vmm: idle, but not suspended: {why}"),
+                }
+                status.suspending.store(false, Ordering::Release);
+                idle.rearm();
+            }
+        }
+        let mut wait = spec.deadline_unix.map_or(OWNER_IDLE, |d| {
             OWNER_IDLE.min(Duration::from_secs(d.saturating_sub(now_unix()).max(1)))
         });
+        if let Some(left) = idle.remaining() {
+            wait = wait.min(left.max(Duration::from_millis(100)));
+        }
         match cmd_rx.recv_timeout(wait) {
             Ok(None) => {} // a vCPU ended: try_exit, next round, says how
             Ok(Some((req, reply))) => {
+                idle.rearm();
                 let answer = match req {
+                    ControlRequest::IdleSuspend { policy } => {
+                        idle.set(policy);
+                        ControlReply::IdleSuspendSet
+                    }
                     ControlRequest::Pause => match vm.pause() {
                         Ok(()) => ControlReply::Paused,
                         Err(e) => ControlReply::Error {
@@ -536,6 +588,8 @@ struct Status {
     boot_ms: f64,
     /// Mirrors `Vm::is_paused`, kept by the thread that owns the VM.
     paused: Arc<AtomicBool>,
+    /// Set while the owner suspends the idle VM.
+    suspending: Arc<AtomicBool>,
     /// The VM's network, changed and read from any thread.
     net: Option<NetControl>,
 }
@@ -578,6 +632,7 @@ impl Status {
             uptime_ms: self.started.elapsed().as_millis() as u64,
             boot_ms: self.boot_ms,
             paused: self.paused.load(Ordering::Acquire),
+            suspending: self.suspending.load(Ordering::Acquire),
         }
     }
 }
@@ -656,6 +711,7 @@ mod tests {
             BadSnapshot,
             VmmDied,
             SandboxViolation,
+            IdleSuspended,
         ] {
             assert_eq!(serde_json::to_string(&r).unwrap(), format!("\"{r}\""));
             let back: ExitReason = serde_json::from_str(&format!("\"{r}\"")).unwrap();

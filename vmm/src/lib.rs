@@ -19,7 +19,8 @@
 //! It also owns the detached VMM process of VMs that outlive their caller
 //! ([`control`]: spec, control socket, exit record), and the confinement
 //! every VM thread puts itself under once set up ([`sandbox`]: a seccomp
-//! list per thread kind, capabilities dropped).
+//! list per thread kind, capabilities dropped), and suspending a VM that
+//! sat idle ([`idle`]).
 //!
 //! Devices live in `pyro-devices`; this crate wires them to the buses.
 
@@ -32,6 +33,7 @@ pub mod disk;
 mod error;
 mod freeze;
 mod host;
+pub mod idle;
 mod kernel_cmdline;
 mod layout;
 pub mod limits;

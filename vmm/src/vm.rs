@@ -11,6 +11,7 @@ use crate::vcpu::{self, VcpuEnd};
 use kvm_ioctls::VmFd;
 use pyro_devices::serial::{ConsoleTail, Serial};
 use pyro_devices::virtio::mmio::MmioTransport;
+use pyro_devices::virtio::vsock::StreamActivity;
 use pyro_devices::{GuestSignals, StopReason};
 use pyro_net::stack::NetControl;
 use serde::Serialize;
@@ -78,6 +79,8 @@ pub struct Vm {
     /// The network's control handle (policy, ports, counts), if the VM
     /// has a net device.
     net: Option<NetControl>,
+    /// The vsock device's stream counts, if the VM has one.
+    vsock: Option<Arc<StreamActivity>>,
     // Field order is drop order: the VM fd goes before the memory it maps.
     pub(crate) vm_fd: VmFd,
     pub(crate) mem: GuestMem,
@@ -99,6 +102,7 @@ pub(crate) struct VmParts {
     pub config: VmConfig,
     pub transports: Vec<Weak<Mutex<MmioTransport>>>,
     pub net: Option<NetControl>,
+    pub vsock: Option<Arc<StreamActivity>>,
     pub vm: VmFd,
     pub mem: GuestMem,
 }
@@ -137,6 +141,7 @@ impl Vm {
             serial: p.serial,
             transports: p.transports,
             net: p.net,
+            vsock: p.vsock,
             vm_fd: p.vm,
             mem: p.mem,
         }
@@ -151,6 +156,13 @@ impl Vm {
     /// while it runs. None without a net device.
     pub fn net(&self) -> Option<&NetControl> {
         self.net.as_ref()
+    }
+
+    /// The vsock device's stream counts and host-client switch: what
+    /// says a VM is idle (no stream open, none opened since last
+    /// looked). None without a vsock device.
+    pub fn vsock_activity(&self) -> Option<&Arc<StreamActivity>> {
+        self.vsock.as_ref()
     }
 
     /// Waits until PID 1 reports it started.

@@ -51,6 +51,10 @@ pub enum VmState {
         boot_ms: f64,
         /// Guest code is not running (see [`DetachedVm::pause`]).
         paused: bool,
+        /// Idle, it is being suspended (`pyro_vmm::idle`): it turns new
+        /// agent clients away and soon ends as
+        /// [`ExitReason::IdleSuspended`] (or runs on).
+        suspending: bool,
     },
     /// Not running: `record` says why, if the VMM could still write it
     /// (a VMM killed with SIGKILL cannot).
@@ -186,11 +190,13 @@ impl DetachedVm {
                 uptime_ms,
                 boot_ms,
                 paused,
+                suspending,
             }) => VmState::Running {
                 pid,
                 uptime_ms,
                 boot_ms,
                 paused,
+                suspending,
             },
             _ => match control::exit_record(&self.dir) {
                 Some(ExitRecord {
@@ -228,6 +234,18 @@ impl DetachedVm {
 
     pub fn resume(&self) -> Result<(), Error> {
         self.control(ControlRequest::Resume, ControlReply::Resumed)
+    }
+
+    /// Has the VMM suspend the VM once idle as `policy` says (`None`:
+    /// never); idle time counts afresh.
+    pub fn set_idle_suspend(
+        &self,
+        policy: Option<pyro_vmm::idle::IdleSuspend>,
+    ) -> Result<(), Error> {
+        self.control(
+            ControlRequest::IdleSuspend { policy },
+            ControlReply::IdleSuspendSet,
+        )
     }
 
     /// Snapshots the running VM into `dir` (which must not exist; see
@@ -450,6 +468,7 @@ impl crate::Pyro {
             boot_timeout_ms: 120_000,
             remove_on_expiry: None,
             restore_from: None,
+            idle_suspend: None,
         })
     }
 }

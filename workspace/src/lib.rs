@@ -67,8 +67,9 @@ pub use workspaces::{
     PortList, Reset, SecretInfo, SecretSource, Service, ServiceList, ServiceLogs, ServiceOptions,
     ServicePort, ServiceProbe, ServiceState, Shell, ShellClosed, ShellList, ShellOptions,
     ShellRead, ShellReadOptions, ShellSignal, ShellSignalSent, ShellState, ShellWrite, StartKind,
-    SyncPush, UpdateOptions, Workspace, WorkspaceRecord, WorkspaceState, DEFAULT_DISK_MIB,
-    DEFAULT_FILE_READ_BYTES, DEFAULT_SYSTEM_DISK_MIB, MAX_FILE_READ_BYTES, MAX_FILE_WRITE_BYTES,
+    SuspendedBy, SyncPush, UpdateOptions, Workspace, WorkspaceRecord, WorkspaceState,
+    DEFAULT_DISK_MIB, DEFAULT_FILE_READ_BYTES, DEFAULT_IDLE_SUSPEND_SECONDS,
+    DEFAULT_SYSTEM_DISK_MIB, MAX_FILE_READ_BYTES, MAX_FILE_WRITE_BYTES,
 };
 
 use pyro_images::{Images, Paths};

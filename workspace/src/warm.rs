@@ -397,6 +397,7 @@ impl Pyro {
                 boot_timeout_ms: timeout.as_millis() as u64,
                 remove_on_expiry: None,
                 restore_from: None,
+                idle_suspend: None,
             })?;
             let taken = vm.wait_ready(timeout).and_then(|mut client| {
                 warm_page_cache(&mut client)?;

@@ -141,6 +141,17 @@ pub struct CreateArgs {
     pub publish: Vec<PortMapping>,
     #[command(flatten)]
     pub secrets: super::secret::CreateSecretArgs,
+    /// Suspend the VM after this many seconds without activity (no exec,
+    /// file, shell or service call, no open connection): its memory is
+    /// kept on disk and it uses no CPU; the next call resumes it, its
+    /// processes still running. 0: never. Never for a workspace with
+    /// secrets.
+    #[arg(long, value_name = "SECONDS", default_value_t = pyro_workspace::DEFAULT_IDLE_SUSPEND_SECONDS)]
+    pub idle_suspend_seconds: u64,
+    /// Suspend on idle even while a service runs (by default a running
+    /// service keeps the workspace awake).
+    #[arg(long)]
+    pub idle_suspend_services: bool,
     /// Print only the new workspace's id.
     #[arg(long, conflicts_with = "json")]
     pub id_only: bool,
@@ -162,6 +173,13 @@ pub struct UpdateArgs {
     pub clear_labels: Vec<String>,
     #[command(flatten)]
     pub network: NetworkUpdateArgs,
+    /// A new idle time before the VM is suspended (0: never); a running
+    /// VM takes it at once.
+    #[arg(long, value_name = "SECONDS")]
+    pub idle_suspend_seconds: Option<u64>,
+    /// Whether to suspend on idle while a service runs.
+    #[arg(long, value_name = "BOOL")]
+    pub idle_suspend_services: Option<bool>,
 }
 
 #[derive(Args)]

@@ -208,6 +208,7 @@ mod tests {
             warnings: Vec::new(),
             record: serde_json::from_value(record).unwrap(),
             state,
+            suspended_by: None,
             last_error: None,
             network_status: status.map(|s| serde_json::from_value(s).unwrap()),
         }

@@ -77,10 +77,14 @@ fn line(w: &Workspace) -> String {
     let r = &w.record;
     let labels: Vec<String> = r.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let secrets: Vec<&str> = r.secrets.iter().map(|s| s.name.as_str()).collect();
+    let state = match w.suspended_by {
+        Some(by) => format!("{} ({by})", w.state),
+        None => w.state.to_string(),
+    };
     format!(
         "{}  [{}]  {}  {}  last_activity={}{}{}{}",
         r.workspace_id,
-        w.state,
+        state,
         r.name.as_deref().unwrap_or("-"),
         r.environment,
         r.last_activity_at,
@@ -200,12 +204,14 @@ impl Render for CommandRecord {
     }
     fn summary(&self) -> Option<String> {
         Some(format!(
-            "[workspace-exec] workspace_id={} sequence={} exit_code={} timed_out={} duration_ms={}",
+            "[workspace-exec] workspace_id={} sequence={} exit_code={} timed_out={} duration_ms={}{}",
             self.workspace_id,
             self.sequence,
             self.shell_exit_code(),
             self.timed_out,
-            self.duration_ms
+            self.duration_ms,
+            self.resumed_ms
+                .map_or(String::new(), |ms| format!(" resumed_ms={ms}")),
         ))
     }
 }

@@ -93,6 +93,9 @@ pub(crate) fn default_environment() -> String {
 pub(crate) fn default_vcpus() -> u8 {
     VCPUS.default
 }
+pub(crate) fn default_idle_suspend_seconds() -> u64 {
+    pyro_workspace::DEFAULT_IDLE_SUSPEND_SECONDS
+}
 pub(crate) fn default_mem_mib() -> u32 {
     MEM_MIB.default
 }

@@ -3,8 +3,8 @@
 
 use super::secrets::{secret_env, SecretParam};
 use super::{
-    check_limit, check_vm_size, default_environment, default_mem_mib, default_timeout_seconds,
-    default_vcpus, network, CommandLine, WorkspaceRef,
+    check_limit, check_vm_size, default_environment, default_idle_suspend_seconds, default_mem_mib,
+    default_timeout_seconds, default_vcpus, network, CommandLine, WorkspaceRef,
 };
 use crate::call::{listing, Job};
 use crate::server::PyroServer;
@@ -59,6 +59,17 @@ pub struct CreateParams {
     #[serde(default)]
     #[schemars(range(min = TTL_SECONDS.min))]
     pub ttl_seconds: Option<u64>,
+    /// Suspend the VM (memory kept on disk, no CPU used) after this many
+    /// seconds without activity: no exec, file, shell or service call,
+    /// no open connection. The next call resumes it, its processes
+    /// still running. 0: never. Default 900. Never for a workspace with
+    /// secrets.
+    #[serde(default = "default_idle_suspend_seconds")]
+    pub idle_suspend_seconds: u64,
+    /// Suspend on idle even while a service runs (by default a running
+    /// service keeps the workspace awake).
+    #[serde(default)]
+    pub idle_suspend_services: bool,
     /// vCPUs, 1 to 32. More than 1 boots the SMP guest kernel, built
     /// once on first use (minutes).
     #[serde(default = "default_vcpus")]
@@ -168,6 +179,14 @@ pub struct UpdateParams {
     /// removes them). Absent: unchanged.
     #[serde(default)]
     pub add_hosts: Option<Vec<String>>,
+    /// A new idle time before the VM is suspended (0: never); a running
+    /// VM takes it at once. Absent: unchanged.
+    #[serde(default)]
+    pub idle_suspend_seconds: Option<u64>,
+    /// Whether to suspend on idle while a service runs. Absent:
+    /// unchanged.
+    #[serde(default)]
+    pub idle_suspend_services: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -338,6 +357,8 @@ impl PyroServer {
                     .iter()
                     .map(SecretParam::secret)
                     .collect::<Result<_, _>>()?,
+                idle_suspend_seconds: p.idle_suspend_seconds,
+                idle_suspend_services: p.idle_suspend_services,
             };
             let w = job.pyro.workspace_create(&opts, job.progress())?;
             if job.cancelled() {
@@ -360,7 +381,8 @@ impl PyroServer {
 
     /// List workspaces, most recent activity first. Result: {count,
     /// workspaces: [{workspace_id, name, labels, environment, state
-    /// (running|stopped), last_activity_at, command_count, ...}]}.
+    /// (running|stopped|suspended), suspended_by (idle|request, when
+    /// suspended), last_activity_at, command_count, ...}]}.
     #[tool(annotations(read_only_hint = true, open_world_hint = false))]
     async fn workspace_list(&self, ctx: RequestContext<RoleServer>) -> CallToolResult {
         self.call("workspace_list", ctx, |job| {
@@ -369,10 +391,10 @@ impl PyroServer {
         .await
     }
 
-    /// Rename a workspace, change its labels, or change its network rules
-    /// (policy, allowlist, static names; a running VM applies them to new
-    /// connections, and they are kept for later starts). Result: the
-    /// workspace.
+    /// Rename a workspace, change its labels, its network rules (policy,
+    /// allowlist, static names; a running VM applies them to new
+    /// connections, and they are kept for later starts), or when it is
+    /// suspended on idle. Result: the workspace.
     #[tool(annotations(destructive_hint = false, open_world_hint = false))]
     async fn workspace_update(
         &self,
@@ -399,14 +421,17 @@ impl PyroServer {
                     .add_hosts
                     .map(|a| network::parse_all("add_hosts", &a))
                     .transpose()?,
+                idle_suspend_seconds: p.idle_suspend_seconds,
+                idle_suspend_services: p.idle_suspend_services,
             };
             job.pyro.workspace_update(&p.workspace_id, &opts)
         })
         .await
     }
 
-    /// One workspace: its record, state (running|stopped), if it stopped
-    /// without being asked to, last_error, and its network: the rules and
+    /// One workspace: its record, state (running|stopped|suspended; a
+    /// workspace suspended_by idle resumes on the next call), if it
+    /// stopped without being asked to, last_error, and its network: the rules and
     /// ports kept (network) and, while it runs, network_status {ports
     /// (host port on 127.0.0.1 for each guest port), connections,
     /// refused_connections, refused_queries, recent_refusals}.

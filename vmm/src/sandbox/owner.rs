@@ -2,7 +2,9 @@
 //! __vmm`). It owns the VM: it pauses and resumes it (kicking vCPUs out
 //! of KVM_RUN), writes snapshots (state files and guest memory), copies
 //! disks sparse-aware for checkpoints, stops the VM and writes its exit
-//! record, and removes a workspace that reached its time to live.
+//! record, removes a workspace that reached its time to live, and
+//! suspends a VM that sat idle (`crate::idle`: the workspace's lock, a
+//! stream of its own to the agent).
 
 use super::kvm::*;
 use super::{any, Allow, Args};
@@ -49,4 +51,16 @@ pub const ALLOWED: &[Allow] = &[
     any(libc::SYS_statx, "the same"),
     any(libc::SYS_fcntl, "descriptor flags"),
     any(libc::SYS_readlink, "the C library resolving paths"),
+    any(
+        libc::SYS_flock,
+        "the workspace's lock, taken without waiting before an idle suspend",
+    ),
+    any(
+        libc::SYS_socket,
+        "a stream of its own to the agent (the vsock socket) before an idle suspend",
+    ),
+    any(libc::SYS_connect, "the same"),
+    any(libc::SYS_setsockopt, "its deadlines"),
+    any(libc::SYS_sendto, "its requests"),
+    any(libc::SYS_recvfrom, "the agent's replies"),
 ];

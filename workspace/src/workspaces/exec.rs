@@ -205,6 +205,7 @@ fn exec_in(
         stdout_truncated: false,
         stderr_truncated: false,
         cancelled: false,
+        resumed_ms: ws.resumed_ms(),
     };
     // Recorded as running before it runs, under the lock that numbers
     // it: however its caller or VM dies, `logs` shows it (interrupted),

@@ -4,7 +4,7 @@
 //! directory, the id, the lock when the verb changes the VM or the disk,
 //! and the connection to the agent).
 
-use super::records::{Workspace, WorkspaceRecord, WorkspaceState};
+use super::records::{SuspendedBy, Workspace, WorkspaceRecord, WorkspaceState};
 use super::store::{read_json, write_json, Lock, WsDir};
 use crate::detached::{DetachedVm, VmState};
 use crate::guest::{GuestClient, GuestError};
@@ -31,6 +31,11 @@ const SYNC_TIMEOUT: Duration = Duration::from_secs(120);
 /// kernel work is emulated).
 const REPLY_STALL: Duration = Duration::from_secs(30 * 60);
 
+/// How long a verb waits for a VMM that is suspending its idle VM to be
+/// done: it flushes /workspace (bounded by 120 s in the VMM) and writes
+/// the guest memory in use.
+const SUSPEND_WAIT: Duration = Duration::from_secs(180);
+
 fn sync_timeout() -> Duration {
     std::env::var("PYRO_GUEST_SYNC_TIMEOUT_SECONDS")
         .ok()
@@ -50,6 +55,10 @@ pub(super) struct WorkspaceHandle {
     lock: Option<Lock>,
     /// Made from its secrets on first need.
     redactor: OnceCell<Redactor>,
+    /// What resumes the VM when its VMM suspended it on idle.
+    pyro: Pyro,
+    /// How long this verb waited for such a resume, if it did.
+    resumed_ms: std::cell::Cell<Option<u64>>,
 }
 
 impl Pyro {
@@ -83,6 +92,8 @@ impl Pyro {
             dir,
             lock: None,
             redactor: OnceCell::new(),
+            pyro: self.clone(),
+            resumed_ms: std::cell::Cell::new(None),
         })
     }
 
@@ -136,24 +147,26 @@ impl WorkspaceHandle {
         Ok(view(&self.dir, self.record()?))
     }
 
-    /// A connection to its running VM's agent; a stopped VM is a
-    /// conflict that says how to start it. The handshake is bounded
-    /// (`GuestClient::connect`: 10 s), replies are not: an exec or a
-    /// transfer takes as long as it takes ([`WorkspaceHandle::sync`] is
-    /// the bounded call).
-    /// A new connection to the agent, each wait for its replies bounded
-    /// by [`REPLY_STALL`] (calls with a bound of their own set it).
+    /// A new connection to its running VM's agent, each wait for its
+    /// replies bounded by [`REPLY_STALL`] (calls with a bound of their
+    /// own set it). A VM its VMM suspended on idle is resumed first
+    /// ([`WorkspaceHandle::wake`]); a stopped one is a conflict that
+    /// says how to start it. The handshake is bounded
+    /// (`GuestClient::connect`: 10 s).
     pub fn agent(&self) -> Result<GuestClient, Error> {
         let vm = self.vm();
         let id = &self.given;
-        let mut agent = GuestClient::connect(&vm.vsock()).map_err(|_| match vm.state() {
-            VmState::Running { .. } => Error::Guest(format!(
-                "workspace {id}: its VM runs but the agent does not answer"
-            )),
-            VmState::Stopped { .. } => Error::Conflict(format!(
-                "workspace {id} is stopped: start it with `pyro workspace start {id}`"
-            )),
-        })?;
+        let mut agent = match GuestClient::connect(&vm.vsock()) {
+            Ok(agent) => agent,
+            Err(_) => self.wake()?.ok_or_else(|| match vm.state() {
+                VmState::Running { .. } => Error::Guest(format!(
+                    "workspace {id}: its VM runs but the agent does not answer"
+                )),
+                VmState::Stopped { .. } => Error::Conflict(format!(
+                    "workspace {id} is stopped: start it with `pyro workspace start {id}`"
+                )),
+            })?,
+        };
         agent
             .set_reply_timeout(Some(REPLY_STALL))
             .map_err(GuestError::from)?;
@@ -161,6 +174,70 @@ impl WorkspaceHandle {
             agent.use_staging(vm.dir().join(crate::staging::STAGING_FILE));
         }
         Ok(agent)
+    }
+
+    /// After a refused connection: if the VMM is suspending its idle VM,
+    /// waits for it to end; if it suspended it, resumes it (under the
+    /// lock, so two callers resume it once) and returns a connection.
+    /// `None`: neither (the caller says what the state is). A client the
+    /// suspending VMM turned away read EOF before `OK`: nothing of its
+    /// reached the guest, so it is safe to connect again.
+    fn wake(&self) -> Result<Option<GuestClient>, Error> {
+        let vm = self.vm();
+        let waited = std::time::Instant::now();
+        loop {
+            match vm.state() {
+                VmState::Running {
+                    suspending: true, ..
+                } if waited.elapsed() < SUSPEND_WAIT => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                // It changed its mind (a client came in first), or was
+                // busy a moment: one more try.
+                VmState::Running { .. } => return Ok(GuestClient::connect(&vm.vsock()).ok()),
+                VmState::Stopped {
+                    reason: ExitReason::IdleSuspended,
+                    ..
+                } => break,
+                VmState::Stopped { .. } => return Ok(None),
+            }
+        }
+        let _lock = match self.lock {
+            Some(_) => None,
+            None => Some(self.dir.lock()?),
+        };
+        // Another caller may have resumed it meanwhile.
+        if let Ok(agent) = GuestClient::connect(&vm.vsock()) {
+            return Ok(Some(agent));
+        }
+        let idle_suspended = matches!(
+            vm.state(),
+            VmState::Stopped {
+                reason: ExitReason::IdleSuspended,
+                ..
+            }
+        );
+        if !idle_suspended || !self.dir.suspended().join(STATE_FILE).is_file() {
+            return Ok(None);
+        }
+        let started = std::time::Instant::now();
+        let mut record = self.record()?;
+        let agent = self.pyro.boot(
+            &self.dir,
+            &mut record,
+            false,
+            None,
+            &pyro_images::NoProgress,
+        )?;
+        self.resumed_ms
+            .set(Some(started.elapsed().as_millis() as u64));
+        Ok(Some(agent))
+    }
+
+    /// How long this verb waited for its VM to be resumed from an idle
+    /// suspend, if it did.
+    pub fn resumed_ms(&self) -> Option<u64> {
+        self.resumed_ms.get()
     }
 
     /// Flushes /workspace to its disk through `agent`, which must answer
@@ -284,13 +361,19 @@ impl WorkspaceHandle {
 /// stopped if it did not stop on request. A VM that died shows as
 /// stopped, never as running.
 pub(super) fn view(dir: &WsDir, record: WorkspaceRecord) -> Workspace {
-    let (state, last_error) = match DetachedVm::open(dir.vm()).state() {
-        VmState::Running { .. } => (WorkspaceState::Running, None),
-        VmState::Stopped { .. } if dir.suspended().join(STATE_FILE).is_file() => {
-            (WorkspaceState::Suspended, None)
-        }
+    let (state, suspended_by, last_error) = match DetachedVm::open(dir.vm()).state() {
+        VmState::Running { .. } => (WorkspaceState::Running, None, None),
+        VmState::Stopped { reason, .. } if dir.suspended().join(STATE_FILE).is_file() => (
+            WorkspaceState::Suspended,
+            Some(match reason {
+                ExitReason::IdleSuspended => SuspendedBy::Idle,
+                _ => SuspendedBy::Request,
+            }),
+            None,
+        ),
         VmState::Stopped { reason, message } => (
             WorkspaceState::Stopped,
+            None,
             (reason != ExitReason::Stopped && dir.vm().exists())
                 .then(|| format!("{reason}: {message}")),
         ),
@@ -298,6 +381,7 @@ pub(super) fn view(dir: &WsDir, record: WorkspaceRecord) -> Workspace {
     Workspace {
         record,
         state,
+        suspended_by,
         last_error,
         network_status: None,
         warnings: Vec::new(),

@@ -307,6 +307,8 @@ impl Pyro {
             last_start_ms: None,
             network: opts.network.clone(),
             secrets: Vec::new(),
+            idle_suspend_seconds: opts.idle_suspend_seconds,
+            idle_suspend_services: opts.idle_suspend_services,
         };
         // Both disks, copies of a snapshot's templates where they can be
         // (see `new_disks`); the clean environment (an empty upper layer)
@@ -378,9 +380,9 @@ impl Pyro {
     }
 
     pub fn workspace_update(&self, id: &str, opts: &UpdateOptions) -> Result<Workspace, Error> {
-        // A network change talks to the VM: under the lock, so two
-        // updates cannot cross between the VM and the record.
-        let ws = if opts.changes_network() {
+        // A network or idle change talks to the VM: under the lock, so
+        // two updates cannot cross between the VM and the record.
+        let ws = if opts.changes_network() || opts.changes_idle() {
             self.workspace_locked(id)?
         } else {
             self.workspace(id)?
@@ -443,7 +445,16 @@ impl Pyro {
             if let Some(rules) = rules {
                 r.network.rules = rules;
             }
+            if let Some(seconds) = opts.idle_suspend_seconds {
+                r.idle_suspend_seconds = seconds;
+            }
+            if let Some(services) = opts.idle_suspend_services {
+                r.idle_suspend_services = services;
+            }
         })?;
+        if opts.changes_idle() {
+            super::start::apply_idle_policy(&ws.dir, &record)?;
+        }
         Ok(view(&ws.dir, record))
     }
 

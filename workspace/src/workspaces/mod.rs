@@ -51,7 +51,7 @@ pub use network::{Port, PortList};
 pub use records::{
     Checkpoint, CheckpointKind, CommandRecord, CommandStatus, CreateOptions, Deleted, Export,
     FileList, FileRead, FileWrite, PatchApply, Reset, SecretInfo, SecretSource, StartKind,
-    SyncPush, UpdateOptions, Workspace, WorkspaceRecord, WorkspaceState,
+    SuspendedBy, SyncPush, UpdateOptions, Workspace, WorkspaceRecord, WorkspaceState,
 };
 pub use secrets::{parse_secret_env, secret_env_pair, secret_from_file};
 pub use services::*;
@@ -62,6 +62,8 @@ pub(crate) use store::{now_unix, read_json, write_json};
 pub const DEFAULT_DISK_MIB: u64 = pyro_vmm::limits::DISK_MIB.default;
 /// Size of a new system disk (sparse, like the workspace disk).
 pub const DEFAULT_SYSTEM_DISK_MIB: u64 = 4096;
+/// A new workspace's idle time before its VM is suspended (`--idle-suspend-seconds`).
+pub const DEFAULT_IDLE_SUSPEND_SECONDS: u64 = 900;
 
 /// The checkpoint taken at create (reserved, never deleted).
 const BASELINE: &str = "baseline";

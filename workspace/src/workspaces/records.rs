@@ -61,6 +61,17 @@ words! {
 }
 
 words! {
+    /// Who suspended a workspace.
+    pub enum SuspendedBy {
+        /// Its VMM, after `idle_suspend_seconds` without activity: the
+        /// next call resumes it.
+        Idle = "idle",
+        /// `stop --keep-memory`: `start` resumes it.
+        Request = "request",
+    }
+}
+
+words! {
     /// How a workspace's VM last started.
     pub enum StartKind {
         /// Restored from the environment's agent-ready snapshot.
@@ -122,6 +133,11 @@ pub struct CreateOptions {
     pub network: NetConfig,
     /// Secrets the workspace starts with (docs/secrets.md).
     pub secrets: Vec<(crate::secrets::Secret, SecretSource)>,
+    /// Suspend the VM after this long without activity (0: never); see
+    /// [`WorkspaceRecord::idle_suspend_seconds`].
+    pub idle_suspend_seconds: u64,
+    /// Suspend on idle even while a service runs.
+    pub idle_suspend_services: bool,
 }
 
 impl Default for CreateOptions {
@@ -139,6 +155,8 @@ impl Default for CreateOptions {
             cold: false,
             network: NetConfig::default(),
             secrets: Vec::new(),
+            idle_suspend_seconds: super::DEFAULT_IDLE_SUSPEND_SECONDS,
+            idle_suspend_services: false,
         }
     }
 }
@@ -155,12 +173,22 @@ pub struct UpdateOptions {
     pub allow_hosts: Option<Vec<HostPattern>>,
     /// New static names, replacing the old ones.
     pub add_hosts: Option<Vec<AddHost>>,
+    /// A new idle time before suspend (0: never); a running VM takes it
+    /// at once, idle time counted afresh.
+    pub idle_suspend_seconds: Option<u64>,
+    /// Whether to suspend on idle while services run.
+    pub idle_suspend_services: Option<bool>,
 }
 
 impl UpdateOptions {
     /// Whether the update touches the network.
     pub fn changes_network(&self) -> bool {
         self.network_policy.is_some() || self.allow_hosts.is_some() || self.add_hosts.is_some()
+    }
+
+    /// Whether the update touches when the VM is suspended on idle.
+    pub fn changes_idle(&self) -> bool {
+        self.idle_suspend_seconds.is_some() || self.idle_suspend_services.is_some()
     }
 }
 
@@ -204,6 +232,18 @@ pub struct WorkspaceRecord {
     /// Its secrets' names, sorted (values live in `secrets/`, 0600).
     #[serde(default)]
     pub secrets: Vec<SecretInfo>,
+    /// Its VM is suspended (its memory kept, as `stop --keep-memory`
+    /// does) after this many seconds without activity: no exec, file,
+    /// shell or service call, no open connection. 0: never. The next
+    /// call resumes it. A workspace with secrets is never suspended
+    /// (kept memory would hold their values on disk). Workspaces made
+    /// before this existed: 0.
+    #[serde(default)]
+    pub idle_suspend_seconds: u64,
+    /// Suspend on idle even while a service runs (by default a running
+    /// service keeps it awake).
+    #[serde(default)]
+    pub idle_suspend_services: bool,
 }
 
 fn default_system_disk_mib() -> u64 {
@@ -224,6 +264,9 @@ pub struct Workspace {
     #[serde(flatten)]
     pub record: WorkspaceRecord,
     pub state: WorkspaceState,
+    /// Who suspended it, when it is suspended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspended_by: Option<SuspendedBy>,
     /// Why it is stopped, when it did not stop on request.
     pub last_error: Option<String>,
     /// The running VM's network (ports as bound, refusal counts and the
@@ -284,6 +327,11 @@ pub struct CommandRecord {
     /// reported it in time (signal 9: killed), else both are null.
     #[serde(default)]
     pub cancelled: bool,
+    /// The workspace had been suspended on idle, and the command waited
+    /// this long for its VM to resume (not in `duration_ms`); absent
+    /// when it ran at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumed_ms: Option<u64>,
 }
 
 impl CommandRecord {

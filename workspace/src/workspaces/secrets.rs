@@ -155,10 +155,14 @@ impl Pyro {
     }
 }
 
+/// Gives a running guest the secrets as they are now. First, its VMM
+/// the idle policy they imply: one with secrets is never suspended, and
+/// must not be from the moment the guest holds a value.
 fn install_if_running(ws: &WorkspaceHandle, store: &SecretStore) -> Result<(), Error> {
     if !matches!(ws.vm().state(), VmState::Running { .. }) {
         return Ok(());
     }
+    super::start::apply_idle_policy(&ws.dir, &ws.record()?)?;
     let mut agent = ws.agent()?;
     install(&mut agent, store, true).map_err(|e| {
         Error::Guest(format!(

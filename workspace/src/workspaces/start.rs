@@ -11,6 +11,7 @@ use crate::warm::{
 };
 use crate::{Error, Progress, Pyro};
 use pyro_vmm::control::{ExitReason, VmmSpec};
+use pyro_vmm::idle::IdleSuspend;
 use pyro_vmm::snapshot::{file_id, STATE_FILE};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -69,6 +70,29 @@ impl NewSystem {
             Some(_) => Mounts::AtBoot,
             None => Mounts::SystemAtBoot,
         }
+    }
+}
+
+/// When the VMM of workspace `record` suspends its idle VM, and where the
+/// kept memory goes: never if the record says 0, or if the workspace has
+/// secrets (kept memory would hold their values on disk, which
+/// `stop --keep-memory` refuses too).
+pub(super) fn idle_policy(dir: &WsDir, record: &WorkspaceRecord) -> Option<IdleSuspend> {
+    (record.idle_suspend_seconds > 0 && record.secrets.is_empty()).then(|| IdleSuspend {
+        after_seconds: record.idle_suspend_seconds,
+        with_services: record.idle_suspend_services,
+        into: dir.suspended(),
+        lock: Some(dir.lock_path()),
+    })
+}
+
+/// Gives a running VM the idle policy `record` now implies (after an
+/// update, or a secret set or unset); a stopped one takes it at start.
+pub(super) fn apply_idle_policy(dir: &WsDir, record: &WorkspaceRecord) -> Result<(), Error> {
+    let vm = DetachedVm::open(dir.vm());
+    match vm.state() {
+        VmState::Running { .. } => vm.set_idle_suspend(idle_policy(dir, record)),
+        VmState::Stopped { .. } => Ok(()),
     }
 }
 
@@ -266,6 +290,7 @@ impl Pyro {
             boot_timeout_ms: BOOT_TIMEOUT.as_millis() as u64,
             remove_on_expiry: Some(dir.0.clone()),
             restore_from: snapshot.map(Path::to_path_buf),
+            idle_suspend: idle_policy(dir, record),
         })?;
         let ready = vm.wait_ready(BOOT_TIMEOUT).and_then(|mut client| {
             match from {

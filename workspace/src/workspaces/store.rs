@@ -66,7 +66,13 @@ impl WsDir {
 
     /// Takes the workspace's lock (blocking); released when dropped.
     pub fn lock(&self) -> Result<Lock, Error> {
-        lock_file(&self.0.join("lock"))
+        lock_file(&self.lock_path())
+    }
+
+    /// The workspace's lock file (its VMM takes it too, without waiting,
+    /// before an idle suspend).
+    pub fn lock_path(&self) -> PathBuf {
+        self.0.join("lock")
     }
 }
 

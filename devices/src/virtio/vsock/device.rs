@@ -61,6 +61,12 @@ impl Vsock {
         &mut self.muxer
     }
 
+    /// Its stream counts and host-client switch, read and set from other
+    /// threads without the device's lock.
+    pub fn activity(&self) -> std::sync::Arc<super::StreamActivity> {
+        self.muxer.activity()
+    }
+
     /// Pops guest TX chains while the backend can take their packets;
     /// returns how many were taken.
     fn process_tx(&mut self, active: &mut Active) -> usize {

@@ -17,6 +17,7 @@ pub mod persist;
 pub mod unix;
 
 pub use device::{Vsock, DEVICE_TYPE};
+pub use unix::muxer::StreamActivity;
 
 #[cfg(test)]
 mod tests;

@@ -24,6 +24,39 @@ use crate::virtio::vsock::packet::*;
 use std::collections::{HashMap, VecDeque};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// What the VM's owner reads of the device from another thread, without
+/// its lock: how many streams there are and have been (an idle VM has
+/// neither open streams nor new ones), and a switch that turns new host
+/// clients away while the owner suspends the VM.
+#[derive(Debug, Default)]
+pub struct StreamActivity {
+    opened: AtomicU64,
+    open: AtomicU64,
+    refuse_host: AtomicBool,
+}
+
+impl StreamActivity {
+    /// Streams opened since the device was made (host and guest ones).
+    pub fn opened(&self) -> u64 {
+        self.opened.load(Ordering::Acquire)
+    }
+
+    /// Streams open now (a host client waiting for its `CONNECT` line
+    /// included).
+    pub fn open(&self) -> u64 {
+        self.open.load(Ordering::Acquire)
+    }
+
+    /// While set, a new host client is closed at once (it reads EOF
+    /// before any `OK`, so it knows nothing was sent to the guest);
+    /// streams already open go on.
+    pub fn refuse_host_clients(&self, refuse: bool) {
+        self.refuse_host.store(refuse, Ordering::Release);
+    }
+}
 
 /// Host ports for host-initiated streams are allocated from here up.
 const FIRST_HOST_PORT: u32 = 1 << 30;
@@ -46,6 +79,7 @@ pub struct VsockMuxer {
     /// [`MAX_CONNECTIONS`] and [`MAX_PENDING_REPLIES`]; tests lower them.
     pub(in crate::virtio::vsock) max_connections: usize,
     pub(in crate::virtio::vsock) max_replies: usize,
+    activity: Arc<StreamActivity>,
 }
 
 impl VsockMuxer {
@@ -63,11 +97,30 @@ impl VsockMuxer {
             next_host_port: FIRST_HOST_PORT,
             max_connections: MAX_CONNECTIONS,
             max_replies: MAX_PENDING_REPLIES,
+            activity: Arc::default(),
         })
     }
 
     pub fn listener(&self) -> &UnixListener {
         &self.listener
+    }
+
+    /// The device's stream counts and host-client switch, for other
+    /// threads.
+    pub fn activity(&self) -> Arc<StreamActivity> {
+        self.activity.clone()
+    }
+
+    /// A stream was added: counts it.
+    fn opened_one(&self) {
+        self.activity.opened.fetch_add(1, Ordering::AcqRel);
+        self.count_open();
+    }
+
+    fn count_open(&self) {
+        self.activity
+            .open
+            .store(self.conns.len() as u64, Ordering::Release);
     }
 
     /// Whether another guest packet may be taken: each one queues at most
@@ -111,7 +164,10 @@ impl VsockMuxer {
     /// client is closed at once (it reads EOF).
     pub fn accept_all(&mut self) {
         while let Ok((stream, _)) = self.listener.accept() {
-            if self.conns.len() >= self.max_connections || stream.set_nonblocking(true).is_err() {
+            if self.conns.len() >= self.max_connections
+                || self.activity.refuse_host.load(Ordering::Acquire)
+                || stream.set_nonblocking(true).is_err()
+            {
                 continue;
             }
             // Until its CONNECT line arrives the stream has no ports; key
@@ -121,6 +177,7 @@ impl VsockMuxer {
                 (port, 0),
                 Conn::new(stream, State::AwaitConnectLine, port, 0),
             );
+            self.opened_one();
         }
     }
 
@@ -185,10 +242,12 @@ impl VsockMuxer {
             .filter(|(_, c)| c.state == State::Closed)
             .map(|(k, _)| *k)
             .collect();
-        closed
+        let taken = closed
             .into_iter()
             .filter_map(|k| self.conns.remove(&k))
-            .collect()
+            .collect();
+        self.count_open();
+        taken
     }
 
     /// The streams to poll and for what: (key, fd, read, write). A stream
@@ -298,6 +357,7 @@ impl VsockMuxer {
         let response = c.header(self.cid, OP_RESPONSE, 0);
         self.replies.push_back(response);
         self.conns.insert(key, c);
+        self.opened_one();
     }
 
     /// Whether a packet is waiting for the guest.
