@@ -857,6 +857,27 @@ async fn the_repro_fix_loop_through_tools_and_cancelled_execs_are_killed() {
     assert_eq!(started["last_start"], "resumed", "{started}");
     assert_eq!(ws.read("message.txt").await, "fixed\n");
 
+    // Left idle, it is suspended by its own VMM, and the next call (a
+    // file read) resumes it (cli/tests/workspace.rs checks the rest).
+    let idle = json!({"idle_suspend_seconds": 2});
+    let updated = ws.ok("workspace_update", idle).await;
+    assert_eq!(updated["idle_suspend_seconds"], 2, "{updated}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = ws.ok("workspace_status", json!({})).await;
+        if status["state"] == "suspended" && status["suspended_by"] == "idle" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not suspended on idle: {status}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(ws.read("message.txt").await, "fixed\n");
+    let status = ws.ok("workspace_status", json!({})).await;
+    assert_eq!(status["state"], "running", "{status}");
+    assert_eq!(status["last_start"], "resumed", "{status}");
+    let never = json!({"idle_suspend_seconds": 0});
+    ws.ok("workspace_update", never).await;
+
     // A cancelled request kills its command (the whole process group:
     // the shell, its `sleep 300` and the job that would write late.txt),
     // and so does a client that goes away. Each command is recorded as
