@@ -1130,7 +1130,10 @@ fn an_idle_workspace_costs_next_to_nothing_is_suspended_and_the_next_call_resume
     // Left alone, it is suspended: no VMM runs, list and status say so.
     let status = status_until(&home, &id, "suspended on idle", suspended_on_idle);
     assert!(status["last_error"].is_null(), "{status}");
-    assert!(home.running_vmm(&id).is_none(), "a suspended workspace has no VMM");
+    assert!(
+        home.running_vmm(&id).is_none(),
+        "a suspended workspace has no VMM"
+    );
     let list = home.ok(&["workspace", "list"]);
     assert!(list.contains("[suspended (idle)]"), "{list}");
 
@@ -1155,7 +1158,15 @@ fn an_idle_workspace_costs_next_to_nothing_is_suspended_and_the_next_call_resume
 
     // A running service keeps it awake; the VMM's log says why. Once the
     // service stops, it is suspended.
-    home.ok(&["workspace", "service", "start", &id, "web", "--", "sleep 1000"]);
+    home.ok(&[
+        "workspace",
+        "service",
+        "start",
+        &id,
+        "web",
+        "--",
+        "sleep 1000",
+    ]);
     std::thread::sleep(std::time::Duration::from_secs(6));
     let status = home.json(&["workspace", "status", &id]);
     assert_eq!(status["state"], "running", "{status}");
@@ -1167,9 +1178,27 @@ fn an_idle_workspace_costs_next_to_nothing_is_suspended_and_the_next_call_resume
     // A workspace with secrets is never suspended (its memory would hold
     // their values on disk). Set while it is suspended, the secret is
     // installed when the next call resumes it.
-    home.ok(&["workspace", "secret", "set", &id, "TOKEN", "--value", "s3cret"]);
+    home.ok(&[
+        "workspace",
+        "secret",
+        "set",
+        &id,
+        "TOKEN",
+        "--value",
+        "s3cret",
+    ]);
     assert_eq!(
-        home.ok(&["workspace", "exec", &id, "--secret-env", "TOKEN", "--", "sh", "-c", "echo ${#TOKEN}"]),
+        home.ok(&[
+            "workspace",
+            "exec",
+            &id,
+            "--secret-env",
+            "TOKEN",
+            "--",
+            "sh",
+            "-c",
+            "echo ${#TOKEN}"
+        ]),
         "6\n"
     );
     std::thread::sleep(std::time::Duration::from_secs(6));
@@ -1196,5 +1225,59 @@ fn an_idle_workspace_costs_next_to_nothing_is_suspended_and_the_next_call_resume
         "an idle workspace's VMM used {:.3} ms of CPU in 10 s",
         used as f64 / 1e6
     );
-    assert!(used < 30_000_000, "{used} ns in 10 s: more than 0.3% of a core");
+    assert!(
+        used < 30_000_000,
+        "{used} ns in 10 s: more than 0.3% of a core"
+    );
+}
+
+#[test]
+fn calls_racing_an_idle_suspend_are_never_lost() {
+    if !pyro_workspace::testing::guests_available() {
+        return;
+    }
+    let home = Home::new();
+    let id = home.create(&["--idle-suspend-seconds", "1"]);
+    // Two callers. The first pauses long enough for a suspend after
+    // each of its calls; the second's pauses drift against the first's
+    // by an eighth of a second a round, so its calls sweep across the
+    // suspends: before, during and after. Each call must run exactly
+    // once: a client the suspending VMM turned away waits, resumes and
+    // connects again.
+    std::thread::scope(|s| {
+        for caller in 0..2 {
+            let (home, id) = (&home, &id);
+            s.spawn(move || {
+                for round in 0..8 {
+                    let pause = 2500 + caller * (500 + 125 * round);
+                    std::thread::sleep(std::time::Duration::from_millis(pause));
+                    let line = format!("{caller}-{round}");
+                    let out = home.sh(id, &format!("echo {line} >> /workspace/calls; echo {line}"));
+                    assert_eq!(out, format!("{line}\n"));
+                }
+            });
+        }
+    });
+    let calls = home.read(&id, "calls");
+    let mut lines: Vec<&str> = calls.lines().collect();
+    lines.sort_unstable();
+    let mut want: Vec<String> = (0..2)
+        .flat_map(|c| (0..8).map(move |r| format!("{c}-{r}")))
+        .collect();
+    want.sort_unstable();
+    assert_eq!(lines, want, "each call ran exactly once");
+    let logs = home.json(&["workspace", "logs", &id]);
+    let entries = logs.as_array().expect("a list");
+    let resumed = entries.iter().filter(|e| e["resumed_ms"].is_u64()).count();
+    let log = home
+        .path("data/pyro/workspaces")
+        .join(&id)
+        .join("vm/vmm.log");
+    let aborted = std::fs::read_to_string(log).unwrap_or_default();
+    eprintln!(
+        "{resumed} of {} calls resumed the workspace; suspends called off: {}",
+        entries.len(),
+        aborted.matches("not suspended").count()
+    );
+    assert!(entries.iter().all(|e| e["status"] == "finished"), "{logs}");
 }
