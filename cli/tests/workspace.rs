@@ -1229,6 +1229,21 @@ fn an_idle_workspace_costs_next_to_nothing_is_suspended_and_the_next_call_resume
         used < 30_000_000,
         "{used} ns in 10 s: more than 0.3% of a core"
     );
+
+    // `stop` of a workspace suspended on idle stops it: the kept memory
+    // goes, and the next call says to start it.
+    home.ok(&["workspace", "update", &id, "--idle-suspend-seconds", "2"]);
+    status_until(&home, &id, "suspended on idle", suspended_on_idle);
+    let stopped = home.json(&["workspace", "stop", &id]);
+    assert_eq!(stopped["state"], "stopped", "{stopped}");
+    assert!(stopped["last_error"].is_null(), "{stopped}");
+    let (kind, msg) = home.fails(1, &["workspace", "exec", &id, "--", "true"]);
+    assert!(
+        kind == "conflict" && msg.contains("workspace start"),
+        "{msg}"
+    );
+    let started = home.json(&["workspace", "start", &id]);
+    assert_eq!(started["last_start"], "warm", "{started}");
 }
 
 #[test]

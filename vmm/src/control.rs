@@ -311,8 +311,10 @@ pub fn exit_record(dir: &Path) -> Option<ExitRecord> {
     serde_json::from_str(&text).ok()
 }
 
-/// Writes the exit record atomically (temp file, fsync, rename).
-fn write_exit_record(dir: &Path, record: &ExitRecord) {
+/// Writes the exit record atomically (temp file, fsync, rename). Also
+/// for a caller that changes how a VM that ended stands (a `stop` of a
+/// VM suspended on idle makes it stopped); errors go to stderr.
+pub fn write_exit_record(dir: &Path, record: &ExitRecord) {
     let path = VmmSpec::exit_record(dir);
     let tmp = path.with_extension("json.tmp");
     let written = (|| -> std::io::Result<()> {
@@ -452,6 +454,9 @@ fn run(spec: &VmmSpec) -> ExitRecord {
     sandbox::enter(ThreadKind::Owner, &owner_files);
     let test_hooks = std::env::var(TEST_HOOKS_ENV).as_deref() == Ok("1");
     let mut idle = IdleWatch::new(spec.idle_suspend.clone());
+    // Why the last idle suspend did not happen: logged when it changes,
+    // not at every try (a running service would fill the log).
+    let mut not_suspended = String::new();
 
     loop {
         if let Some(deadline) = spec.deadline_unix {
@@ -493,7 +498,12 @@ fn run(spec: &VmmSpec) -> ExitRecord {
                             at_unix: now_unix(),
                         };
                     }
-                    Err(why) => eprintln!("pyro vmm: idle, but not suspended: {why}"),
+                    Err(why) => {
+                        if why != not_suspended {
+                            eprintln!("pyro vmm: idle, but not suspended: {why}");
+                        }
+                        not_suspended = why;
+                    }
                 }
                 status.suspending.store(false, Ordering::Release);
                 idle.rearm();

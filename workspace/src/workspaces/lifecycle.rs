@@ -15,6 +15,7 @@ use crate::process::ProcessId;
 use crate::secrets::{Secret, MAX_SECRETS};
 use crate::transfer::unpack_untrusted;
 use crate::{Error, Progress, Pyro};
+use pyro_vmm::control::ExitReason;
 
 impl Pyro {
     /// Stops and removes workspaces whose time to live has passed (the
@@ -476,6 +477,25 @@ impl Pyro {
             VmState::Stopped { .. } => Ok(()),
         };
         ws.vm().stop()?;
+        // Suspended on idle, it is stopped now: its kept memory goes (the
+        // disk was flushed when it was kept), and the next call says to
+        // start it instead of resuming it.
+        if let VmState::Stopped {
+            reason: ExitReason::IdleSuspended,
+            ..
+        } = ws.vm().state()
+        {
+            let kept = ws.dir.suspended();
+            std::fs::remove_dir_all(&kept).map_err(|e| store::io_err(&kept, e))?;
+            pyro_vmm::control::write_exit_record(
+                &ws.dir.vm(),
+                &pyro_vmm::control::ExitRecord {
+                    reason: ExitReason::Stopped,
+                    message: "stopped on request while suspended on idle".into(),
+                    at_unix: now_unix(),
+                },
+            );
+        }
         let mut view = ws.view()?;
         if let Err(why) = flushed {
             view.warnings.push(format!(
