@@ -26,6 +26,7 @@
 
 mod common;
 
+use common::cpu_ns;
 use common::home::Home;
 use std::time::{Duration, Instant};
 
@@ -34,18 +35,6 @@ fn env_usize(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-/// CPU time (ns) every thread of process `pid` has used so far (0 once
-/// it is gone).
-fn cpu_ns(pid: u32) -> u64 {
-    std::fs::read_dir(format!("/proc/{pid}/task"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
-        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-        .sum()
 }
 
 /// Process `pid`'s proportional set size, KiB.

@@ -1091,16 +1091,6 @@ fn suspended_on_idle(status: &Value) -> bool {
     status["state"] == "suspended" && status["suspended_by"] == "idle"
 }
 
-/// CPU time (ns) every thread of process `pid` has used so far.
-fn cpu_ns(pid: &str) -> u64 {
-    std::fs::read_dir(format!("/proc/{pid}/task"))
-        .unwrap()
-        .flatten()
-        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
-        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-        .sum()
-}
-
 #[test]
 fn an_idle_workspace_costs_next_to_nothing_is_suspended_and_the_next_call_resumes_it() {
     if !pyro_workspace::testing::guests_available() {
@@ -1217,10 +1207,10 @@ fn an_idle_workspace_costs_next_to_nothing_is_suspended_and_the_next_call_resume
     // writes its dirty pages out for a few seconds (its flusher wakes
     // every 5 s while there are some): measured once that is over.
     std::thread::sleep(std::time::Duration::from_secs(10));
-    let pid = home.vmm_pid(&id);
-    let before = cpu_ns(&pid);
+    let pid: u32 = home.vmm_pid(&id).parse().unwrap();
+    let before = common::cpu_ns(pid);
     std::thread::sleep(std::time::Duration::from_secs(10));
-    let used = cpu_ns(&pid) - before;
+    let used = common::cpu_ns(pid) - before;
     eprintln!(
         "an idle workspace's VMM used {:.3} ms of CPU in 10 s",
         used as f64 / 1e6

@@ -44,6 +44,7 @@ fn main() {
     // the VMM first, then do the rest.
     init::marker::send(marker::EVENT_INIT_STARTED, started_us);
     init::mounts::mount_kernel_filesystems();
+    init::mounts::tune_writeback();
     // Needs /proc, /sys and /run; before the agent, so that every command
     // sees the network.
     init::net::configure();
