@@ -1205,19 +1205,21 @@ fn an_idle_workspace_costs_next_to_nothing_is_suspended_and_the_next_call_resume
     // Idle and running, the VMM (its vCPU included: a guest that wakes
     // shows there) uses at most 0.3% of a core. After activity the guest
     // writes its dirty pages out for a few seconds (its flusher wakes
-    // every 5 s while there are some): measured once that is over.
-    std::thread::sleep(std::time::Duration::from_secs(10));
+    // every 5 s while there are some), later on a loaded host: so up to
+    // four 10 s windows, and the quietest counts. A guest that ticks
+    // fails every one.
     let pid: u32 = home.vmm_pid(&id).parse().unwrap();
-    let before = common::cpu_ns(pid);
-    std::thread::sleep(std::time::Duration::from_secs(10));
-    let used = common::cpu_ns(pid) - before;
-    eprintln!(
-        "an idle workspace's VMM used {:.3} ms of CPU in 10 s",
-        used as f64 / 1e6
-    );
+    let mut windows = Vec::new();
+    while windows.len() < 4 && windows.iter().all(|&ns| ns >= 30_000_000) {
+        let before = common::cpu_ns(pid);
+        std::thread::sleep(std::time::Duration::from_secs(10));
+        windows.push(common::cpu_ns(pid) - before);
+    }
+    eprintln!("an idle workspace's VMM used {windows:?} ns of CPU in 10 s windows");
+    let used = *windows.iter().min().unwrap();
     assert!(
         used < 30_000_000,
-        "{used} ns in 10 s: more than 0.3% of a core"
+        "{windows:?} ns in 10 s windows: more than 0.3% of a core"
     );
 
     // `stop` of a workspace suspended on idle stops it: the kept memory
@@ -1285,4 +1287,60 @@ fn calls_racing_an_idle_suspend_are_never_lost() {
         aborted.matches("not suspended").count()
     );
     assert!(entries.iter().all(|e| e["status"] == "finished"), "{logs}");
+}
+
+#[test]
+fn an_open_connection_to_a_published_port_keeps_an_idle_workspace_awake() {
+    if !pyro_workspace::testing::guests_available() {
+        return;
+    }
+    let home = Home::new();
+    // --idle-suspend-services: the service alone does not keep it awake,
+    // so what does is the connection.
+    let id = home.create(&[
+        "--network-policy",
+        "published-ports",
+        "--publish",
+        "8000",
+        "--idle-suspend-seconds",
+        "2",
+        "--idle-suspend-services",
+    ]);
+    // A guest server that greets each client and keeps the connection
+    // until the client closes it (a child per client; perl-base is in
+    // every image).
+    let server = "exec perl -MIO::Socket::INET -e '$SIG{CHLD} = \"IGNORE\"; \
+                  $s = IO::Socket::INET->new(LocalPort => 8000, Listen => 5, ReuseAddr => 1) \
+                  or die $!; while ($c = $s->accept) { if (!fork) { print $c \"hi\\n\"; \
+                  $c->flush; 1 while <$c>; exit } close $c }'";
+    home.ok(&[
+        "workspace",
+        "service",
+        "start",
+        &id,
+        "hold",
+        "--ready-tcp",
+        "8000",
+        "--",
+        server,
+    ]);
+    let ports = home.json(&["workspace", "port", "list", &id]);
+    let port = ports["ports"][0]["host_port"].as_u64().expect("published") as u16;
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let mut hi = [0u8; 3];
+    std::io::Read::read_exact(&mut conn, &mut hi).unwrap();
+    assert_eq!(&hi, b"hi\n");
+
+    std::thread::sleep(std::time::Duration::from_secs(6));
+    let status = home.json(&["workspace", "status", &id]);
+    assert_eq!(status["state"], "running", "an open connection: {status}");
+
+    // Closed, nothing keeps it awake (the service runs on in the kept
+    // memory).
+    drop(conn);
+    status_until(&home, &id, "suspended on idle", suspended_on_idle);
+    let services = home.ok(&["workspace", "service", "list", &id]);
+    assert!(services.contains("hold"), "{services}");
 }

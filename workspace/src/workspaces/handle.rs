@@ -234,6 +234,25 @@ impl WorkspaceHandle {
         Ok(Some(agent))
     }
 
+    /// Whether its VM runs, once resumed if its VMM suspended it on idle
+    /// (or is suspending it now): for verbs that act on a running VM and
+    /// refuse a stopped one without asking the agent.
+    pub fn running(&self) -> Result<bool, Error> {
+        match self.vm().state() {
+            VmState::Running {
+                suspending: false, ..
+            } => Ok(true),
+            VmState::Running {
+                suspending: true, ..
+            }
+            | VmState::Stopped {
+                reason: ExitReason::IdleSuspended,
+                ..
+            } => Ok(self.wake()?.is_some()),
+            VmState::Stopped { .. } => Ok(false),
+        }
+    }
+
     /// How long this verb waited for its VM to be resumed from an idle
     /// suspend, if it did.
     pub fn resumed_ms(&self) -> Option<u64> {

@@ -39,12 +39,12 @@ impl Pyro {
         let ws = self.workspace_locked(id)?;
         let mut record = ws.record()?;
         check_publishable(&record, mapping)?;
-        let vm = ws.vm();
-        if !matches!(vm.state(), VmState::Running { .. }) {
+        if !ws.running()? {
             return Err(Error::Conflict(format!(
                 "workspace {id} is stopped: start it with `pyro workspace start {id}`, then publish"
             )));
         }
+        let vm = ws.vm();
         let published = vm.port_publish(mapping)?;
         record.network.publish.push(mapping);
         record.mark_activity();

@@ -13,7 +13,6 @@
 
 use super::handle::WorkspaceHandle;
 use super::network::{check_publishable, clash};
-use crate::detached::VmState;
 use crate::guest::GuestError;
 use crate::{Error, Pyro};
 use pyro_proto::rpc::{self, Reply, Request};
@@ -263,7 +262,7 @@ impl Pyro {
     /// The workspace's services in start order; none while it is stopped.
     pub fn workspace_service_list(&self, id: &str) -> Result<ServiceList, Error> {
         let ws = self.workspace(id)?;
-        let services = if matches!(ws.vm().state(), VmState::Running { .. }) {
+        let services = if ws.running()? {
             let infos = list_in_guest(&ws)?;
             let live = settle_ports(&ws, &infos);
             infos
