@@ -163,6 +163,12 @@ pub struct NetControl {
 
 impl NetControl {
     /// The network as it is now.
+    /// Open TCP connections (both directions) and UDP flows, as
+    /// [`NetControl::status`] counts them, without copying the rest.
+    pub fn connections(&self) -> u64 {
+        self.shared.connections.load(Ordering::Relaxed)
+    }
+
     pub fn status(&self) -> NetStatus {
         let s = &self.shared;
         NetStatus {
