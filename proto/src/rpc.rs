@@ -549,6 +549,36 @@ pub fn write_frame<T: Serialize>(w: &mut impl Write, header: &T, data: &[u8]) ->
     w.write_all(&buf)
 }
 
+/// Connects to the agent through a VMM's vsock socket `uds` (the hybrid
+/// convention: `CONNECT <port>\n`, then `OK <n>\n`), the handshake's
+/// reads bounded by `timeout`, which stays the stream's read timeout.
+/// An answer other than `OK` (or none: the VMM closed the client) is an
+/// error, and nothing was sent to the guest.
+pub fn connect_agent(
+    uds: &std::path::Path,
+    timeout: std::time::Duration,
+) -> io::Result<std::os::unix::net::UnixStream> {
+    let mut stream = std::os::unix::net::UnixStream::connect(uds)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.write_all(format!("CONNECT {AGENT_PORT}\n").as_bytes())?;
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while line.len() < 32 {
+        stream.read_exact(&mut byte)?;
+        if byte[0] == b'\n' {
+            break;
+        }
+        line.push(byte[0]);
+    }
+    if !line.starts_with(b"OK ") {
+        return Err(io::Error::other(format!(
+            "vsock handshake: {:?}",
+            String::from_utf8_lossy(&line)
+        )));
+    }
+    Ok(stream)
+}
+
 /// Reads until `buf` is full or `from` ends; returns the bytes read.
 /// Bodies are sent and written in whole chunks this way: their sources
 /// (a tar entry, a body of frames) hand out data in smaller pieces.

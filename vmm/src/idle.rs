@@ -34,7 +34,7 @@
 use crate::Vm;
 use pyro_proto::rpc::{self, Event, Reply, Request};
 use serde::{Deserialize, Serialize};
-use std::io::{BufReader, Read, Write};
+use std::io::BufReader;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -219,26 +219,8 @@ struct AgentLink {
 impl AgentLink {
     fn connect(uds: &Path) -> Result<AgentLink, String> {
         let fail = |e: std::io::Error| format!("connecting to the agent: {e}");
-        let mut stream = UnixStream::connect(uds).map_err(fail)?;
-        stream
-            .set_read_timeout(Some(LIST_TIMEOUT))
-            .and_then(|()| stream.set_write_timeout(Some(LIST_TIMEOUT)))
-            .map_err(fail)?;
-        stream
-            .write_all(format!("CONNECT {}\n", rpc::AGENT_PORT).as_bytes())
-            .map_err(fail)?;
-        let mut line = Vec::new();
-        let mut byte = [0u8; 1];
-        while line.len() < 32 {
-            stream.read_exact(&mut byte).map_err(fail)?;
-            if byte[0] == b'\n' {
-                break;
-            }
-            line.push(byte[0]);
-        }
-        if !line.starts_with(b"OK ") {
-            return Err("the agent did not take the connection".into());
-        }
+        let stream = rpc::connect_agent(uds, LIST_TIMEOUT).map_err(fail)?;
+        stream.set_write_timeout(Some(LIST_TIMEOUT)).map_err(fail)?;
         Ok(AgentLink {
             reader: BufReader::new(stream.try_clone().map_err(fail)?),
             writer: stream,

@@ -58,24 +58,7 @@ pub struct GuestClient {
 impl GuestClient {
     /// Connects once; fails if the agent is not listening.
     pub fn connect(uds: &Path) -> std::io::Result<GuestClient> {
-        let mut stream = UnixStream::connect(uds)?;
-        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-        stream.write_all(format!("CONNECT {}\n", rpc::AGENT_PORT).as_bytes())?;
-        let mut line = Vec::new();
-        let mut byte = [0u8; 1];
-        while line.len() < 32 {
-            stream.read_exact(&mut byte)?;
-            if byte[0] == b'\n' {
-                break;
-            }
-            line.push(byte[0]);
-        }
-        if !line.starts_with(b"OK ") {
-            return Err(std::io::Error::other(format!(
-                "vsock handshake: {:?}",
-                String::from_utf8_lossy(&line)
-            )));
-        }
+        let stream = rpc::connect_agent(uds, Duration::from_secs(10))?;
         stream.set_read_timeout(None)?;
         Ok(GuestClient {
             reader: BufReader::with_capacity(rpc::CHUNK + 64, stream.try_clone()?),
