@@ -122,7 +122,7 @@ impl IdleWatch {
         let now = Sample {
             opened: activity.opened(),
             open: activity.open(),
-            connections: vm.net().map_or(0, |n| n.status().connections),
+            connections: vm.net().map_or(0, |n| n.connections()),
         };
         if self.last != Some(now) || now.open > 0 || now.connections > 0 {
             self.last = Some(now);
@@ -163,7 +163,7 @@ pub(crate) fn suspend(vm: &mut Vm, policy: &IdleSuspend) -> Result<(), String> {
         if activity.open() != 1 || activity.opened() != before + 1 {
             return Err("a host client connected meanwhile".to_string());
         }
-        if let Some(n) = vm.net().map(|n| n.status().connections).filter(|&n| n > 0) {
+        if let Some(n) = vm.net().map(|n| n.connections()).filter(|&n| n > 0) {
             return Err(format!("{n} network connection(s) are open"));
         }
         if !policy.with_services {
