@@ -42,6 +42,10 @@ fn file(path: &str) -> Option<ServiceProbe> {
 fn opts(command: &str, ready: Option<ServiceProbe>) -> ServiceOptions {
     ServiceOptions {
         ready,
+        // Not the default 30 s: on a loaded host, a probe after 400 KB
+        // through a guest pipe once took longer (the guest kernel is
+        // emulated). Tests of the timeout set their own.
+        ready_timeout: Duration::from_secs(120),
         ..ServiceOptions::new(command)
     }
 }
