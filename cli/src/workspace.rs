@@ -10,13 +10,13 @@ use crate::args::workspace::{
 };
 use crate::printer::network::PortChanged;
 use crate::printer::workspace::{
-    CheckpointCreated, CheckpointDeleted, Checkpoints, DiskList, Logs, Read, Shown,
+    CheckpointCreated, CheckpointDeleted, Checkpoints, DiskList, ForkShown, Logs, Read, Shown,
 };
 use crate::printer::Printer;
 use pyro_workspace::secrets::Secret;
 use pyro_workspace::{
-    secret_from_file, Cancel, CreateOptions, Error, ExecOptions, NetConfig, Pyro, SecretSource,
-    StderrProgress, UpdateOptions,
+    secret_from_file, Cancel, CreateOptions, Error, ExecOptions, ForkOptions, NetConfig, Pyro,
+    SecretSource, StderrProgress, UpdateOptions,
 };
 use std::path::Path;
 
@@ -88,6 +88,17 @@ pub fn run(pyro: &Pyro, out: Printer, cmd: WorkspaceCommand) -> Result<i32, Erro
             out.print(&Shown::new("start", &w));
         }
         W::Delete(a) => out.print(&pyro.workspace_delete(&a.id)?),
+        W::Fork(a) => {
+            let opts = ForkOptions {
+                count: a.count,
+                name: a.name,
+                labels: a.labels.into_iter().collect(),
+            };
+            out.print(&ForkShown {
+                forked: &pyro.workspace_fork(&a.id, &opts, &progress)?,
+                id_only: a.id_only,
+            });
+        }
         W::Logs(a) => out.print(&Logs {
             workspace: &a.id,
             records: &pyro.workspace_logs(&a.id)?,

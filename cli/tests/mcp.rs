@@ -46,6 +46,7 @@ const WORKSPACE_CORE: &[&str] = &[
 ];
 /// `workspace-full` adds these to `workspace-core`.
 const FULL_ONLY: &[&str] = &[
+    "workspace_fork",
     "service_list",
     "service_logs",
     "service_start",
@@ -698,6 +699,25 @@ async fn the_repro_fix_loop_through_tools_and_cancelled_execs_are_killed() {
     assert_eq!(diff["changed"], true);
     assert_eq!(diff["summary"]["total"], 1, "{diff}");
     assert_eq!(diff["summary"]["modified"], 1, "{diff}");
+
+    // A fork holds the fixed state, and goes without touching the source.
+    let fork = json!({"workspace_id": "repro", "name": "repro-try", "labels": {"try": "1"}});
+    let forked = server.ok("workspace_fork", fork).await;
+    assert_eq!(forked["source_state"], "running", "{forked}");
+    let child = &forked["children"][0];
+    assert_eq!(child["forked_from"], ws.id.as_str(), "{forked}");
+    assert_eq!(child["labels"]["try"], "1", "{forked}");
+    let check = json!({"workspace_id": "repro-try", "command": ["./check.sh"]});
+    assert_eq!(server.ok("workspace_exec", check).await["exit_code"], 0);
+    let gone = json!({"workspace_id": "repro-try"});
+    server.ok("workspace_delete", gone).await;
+    let (kind, msg) = server
+        .fails(
+            "workspace_fork",
+            json!({"workspace_id": "repro", "count": 0}),
+        )
+        .await;
+    assert_eq!(kind, "invalid_argument", "{msg}");
     assert_eq!(diff["entries"][0]["path"], "message.txt");
     let patch = diff["patch"].as_str().unwrap();
     assert!(patch.contains("-broken\n+fixed\n"), "{patch}");

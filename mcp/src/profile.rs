@@ -4,8 +4,8 @@ use std::fmt;
 use std::str::FromStr;
 
 /// A set of tools. `workspace-core` is what most agents need and the
-/// default; `workspace-full` adds stop/start, snapshots, published
-/// ports, shells and services.
+/// default; `workspace-full` adds stop/start, fork, snapshots,
+/// published ports, shells, services, secrets and disk reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Profile {
     /// `vm_run` only: one-shot commands in fresh VMs.
@@ -49,6 +49,7 @@ const WORKSPACE_FULL: &[&str] = &[
     "workspace_status",
     "workspace_logs",
     "workspace_delete",
+    "workspace_fork",
     "workspace_stop",
     "workspace_start",
     "workspace_exec",
@@ -153,7 +154,7 @@ mod tests {
     fn core_is_a_subset_of_full_and_counts_match_the_spec() {
         assert_eq!(Profile::VmRun.tools().len(), 1);
         assert_eq!(Profile::WorkspaceCore.tools().len(), 16);
-        assert_eq!(Profile::WorkspaceFull.tools().len(), 41);
+        assert_eq!(Profile::WorkspaceFull.tools().len(), 42);
         for t in Profile::WorkspaceCore.tools() {
             assert!(Profile::WorkspaceFull.tools().contains(t), "{t}");
         }

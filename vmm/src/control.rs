@@ -17,7 +17,7 @@
 
 use crate::idle::{self, IdleSuspend, IdleWatch};
 use crate::sandbox::{self, Files, ThreadKind};
-use crate::{Error, Vm, VmConfig, VmExit};
+use crate::{DiskCopy, Error, Vm, VmConfig, VmExit};
 use pyro_net::policy::{NetRules, PortMapping};
 use pyro_net::stack::{NetControl, NetStatus, PublishedPort};
 use serde::{Deserialize, Serialize};
@@ -152,9 +152,13 @@ pub enum ControlRequest {
     /// first through the agent).
     Stop,
     /// Write a snapshot of the VM to `dir`; the VM is left as it was
-    /// (paused or running).
+    /// (paused or running). With `disks`, each is copied in the same
+    /// freeze (as [`CopyDisk`](Self::CopyDisk) would), so the copies and
+    /// the memory are of one instant: what a fork restores.
     Snapshot {
         dir: PathBuf,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        disks: Vec<DiskCopy>,
     },
     /// Copy `source`, one of the VM's writable disks, to `dest` as it is
     /// at one instant: the VM is frozen, the disk's writes are made
@@ -247,6 +251,10 @@ pub enum ControlReply {
     Stopping,
     Snapshotted {
         memory_bytes: u64,
+        /// Bytes of the disks copied with it (allocated ranges).
+        #[serde(default)]
+        disk_bytes: u64,
+        /// How long the VM was frozen for it.
         ms: f64,
     },
     DiskCopied {
@@ -547,11 +555,12 @@ fn run(spec: &VmmSpec) -> ExitRecord {
                             },
                         }
                     }
-                    ControlRequest::Snapshot { dir } => {
+                    ControlRequest::Snapshot { dir, disks } => {
                         let t = Instant::now();
-                        match vm.snapshot(&dir) {
-                            Ok(memory_bytes) => ControlReply::Snapshotted {
+                        match vm.snapshot_with_disks(&dir, &disks) {
+                            Ok((memory_bytes, disk_bytes)) => ControlReply::Snapshotted {
                                 memory_bytes,
+                                disk_bytes,
                                 ms: t.elapsed().as_secs_f64() * 1000.0,
                             },
                             Err(e) => ControlReply::Error {
@@ -696,7 +705,10 @@ mod tests {
     #[test]
     fn requests_that_write_vm_bytes_wait_long_the_rest_briefly() {
         let dir = PathBuf::from("/d");
-        let snapshot = ControlRequest::Snapshot { dir: dir.clone() };
+        let snapshot = ControlRequest::Snapshot {
+            dir: dir.clone(),
+            disks: Vec::new(),
+        };
         let copy = ControlRequest::CopyDisk {
             source: dir.clone(),
             dest: dir,

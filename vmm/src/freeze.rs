@@ -21,8 +21,17 @@ use crate::snapshot::{self, Origin, Snapshot};
 use crate::{DeviceConfig, Vm, VmConfig};
 use pyro_devices::virtio::mmio::MmioTransport;
 use pyro_devices::virtio::VirtioDevice;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+/// A point-in-time copy of one of the VM's writable disks (`source`, its
+/// file) to `dest`, which must be none of the VM's disks: `dest` is
+/// whole or absent.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DiskCopy {
+    pub source: PathBuf,
+    pub dest: PathBuf,
+}
 
 /// A VM whose vCPUs are parked; they run again when this is dropped (if
 /// the freeze is what paused them: a VM paused before stays paused).
@@ -68,6 +77,25 @@ impl Vm {
     /// failure leaves no `snapshot.json` in `dir`, so nothing can restore
     /// half a snapshot.
     pub fn snapshot(&mut self, dir: &Path) -> Result<u64, Error> {
+        self.snapshot_with_disks(dir, &[]).map(|(memory, _)| memory)
+    }
+
+    /// [`Vm::snapshot`], and in the same freeze a copy of each of
+    /// `disks` (see [`Vm::copy_disk`]): memory and disks of one instant,
+    /// so a VM restored from the snapshot onto the copies finds its page
+    /// cache and its disks agreeing (a fork). Returns the memory bytes
+    /// written and the disk bytes copied. A failure leaves no
+    /// `snapshot.json`; copies already made stay, for the caller to
+    /// remove.
+    pub fn snapshot_with_disks(
+        &mut self,
+        dir: &Path,
+        disks: &[DiskCopy],
+    ) -> Result<(u64, u64), Error> {
+        let slots = disks
+            .iter()
+            .map(|copy| self.copy_slot(copy))
+            .collect::<Result<Vec<_>, _>>()?;
         let fail = |detail: String| Error::Snapshot {
             path: dir.to_path_buf(),
             detail,
@@ -78,7 +106,8 @@ impl Vm {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(fail(e.to_string())),
         }
-        self.freeze()?.write_snapshot(dir)
+        let copies: Vec<_> = slots.into_iter().zip(disks).collect();
+        self.freeze()?.write_snapshot(dir, &copies)
     }
 
     /// Copies the writable disk `source` (one of this VM's block
@@ -87,9 +116,22 @@ impl Vm {
     /// ([`crate::disk::sparse_copy`]: `dest` is whole or absent), and
     /// thaws. Returns the bytes copied (allocated ranges only).
     pub fn copy_disk(&mut self, source: &Path, dest: &Path) -> Result<u64, Error> {
-        let slot = self.writable_disk_slot(source)?;
-        // The copy is renamed over `dest`: never over a disk in use.
-        if let Ok(dest) = std::fs::canonicalize(dest) {
+        let copy = DiskCopy {
+            source: source.to_path_buf(),
+            dest: dest.to_path_buf(),
+        };
+        let slot = self.copy_slot(&copy)?;
+        let frozen = self.freeze()?;
+        let devices = frozen.lock_devices();
+        copy_locked(&devices, slot, &copy)
+    }
+
+    /// The slot of `copy`'s source, checked to be a writable disk of
+    /// this VM, with `dest` none of its disks (the copy is renamed over
+    /// `dest`: never over a disk in use).
+    fn copy_slot(&self, copy: &DiskCopy) -> Result<usize, Error> {
+        let slot = self.writable_disk_slot(&copy.source)?;
+        if let Ok(dest) = std::fs::canonicalize(&copy.dest) {
             if self
                 .config
                 .disks()
@@ -98,20 +140,7 @@ impl Vm {
                 return Err(Error::CopyOverDisk { path: dest });
             }
         }
-        let frozen = self.freeze()?;
-        let devices = frozen.lock_devices();
-        devices[slot].sync_backend().map_err(|e| Error::Disk {
-            path: source.to_path_buf(),
-            source: e,
-        })?;
-        let copied = crate::disk::sparse_copy(source, dest).map_err(|e| Error::DiskCopy {
-            from: source.to_path_buf(),
-            to: dest.to_path_buf(),
-            source: e,
-        })?;
-        drop(devices);
-        drop(frozen);
-        Ok(copied)
+        Ok(slot)
     }
 
     /// The slot of the writable block device whose file is `path`.
@@ -153,8 +182,13 @@ impl Frozen<'_> {
     }
 
     /// Writes the snapshot files into `dir` (which exists and holds no
-    /// state file); the state file last.
-    fn write_snapshot(&self, dir: &Path) -> Result<u64, Error> {
+    /// state file), and copies the disks of `copies` (slot and copy)
+    /// with the devices locked for both; the state file last.
+    fn write_snapshot(
+        &self,
+        dir: &Path,
+        copies: &[(usize, &DiskCopy)],
+    ) -> Result<(u64, u64), Error> {
         let vcpus = self.vm.pause.save_all(self.vm.config.vcpus.into())?;
         let vm = snapshot::save_vm(&self.vm.vm_fd)?;
         // Devices first, then each transport: the order of the module
@@ -168,6 +202,10 @@ impl Frozen<'_> {
             .collect();
         let serial = lock(&self.vm.serial).snapshot();
         let memory_bytes = snapshot::save_memory(self.memory(), &snapshot::memory_path(dir))?;
+        let mut disk_bytes = 0;
+        for (slot, copy) in copies {
+            disk_bytes += copy_locked(&guards, *slot, copy)?;
+        }
         drop(guards);
         Snapshot {
             version: snapshot::FORMAT_VERSION,
@@ -181,7 +219,7 @@ impl Frozen<'_> {
             memory_id: snapshot::file_id(&snapshot::memory_path(dir)),
         }
         .write(dir)?;
-        Ok(memory_bytes)
+        Ok((memory_bytes, disk_bytes))
     }
 }
 
@@ -191,6 +229,21 @@ impl Drop for Frozen<'_> {
             self.vm.resume();
         }
     }
+}
+
+/// Copies disk `copy.source`, the block device in `slot`, with every
+/// device locked (`devices`): its writes made durable first, then a
+/// sparse-aware copy (`dest` whole or absent). Returns the bytes copied.
+fn copy_locked(devices: &DeviceGuards<'_>, slot: usize, copy: &DiskCopy) -> Result<u64, Error> {
+    devices[slot].sync_backend().map_err(|e| Error::Disk {
+        path: copy.source.clone(),
+        source: e,
+    })?;
+    crate::disk::sparse_copy(&copy.source, &copy.dest).map_err(|e| Error::DiskCopy {
+        from: copy.source.clone(),
+        to: copy.dest.clone(),
+        source: e,
+    })
 }
 
 fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -47,7 +47,7 @@ mod vm;
 
 pub use config::{DeviceConfig, Disk, NetConfig, VmConfig, VsockConfig};
 pub use error::{console_tail_text, Error, GuestFailure};
-pub use freeze::{DeviceGuards, Frozen};
+pub use freeze::{DeviceGuards, DiskCopy, Frozen};
 pub use host::{kvm_api_version, HostKind};
 pub use kernel_cmdline::KernelCmdline;
 /// The console log's cap and rotation (`VmConfig::serial_log_max_bytes`).

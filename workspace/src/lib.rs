@@ -63,13 +63,13 @@ pub use workspaces::{
 };
 pub use workspaces::{
     Checkpoint, CheckpointKind, CommandRecord, CommandStatus, CreateOptions, Deleted, DiffEntry,
-    DiffResult, DiffStatus, DiffSummary, Export, FileList, FileRead, FileWrite, PatchApply, Port,
-    PortList, Reset, SecretInfo, SecretSource, Service, ServiceList, ServiceLogs, ServiceOptions,
-    ServicePort, ServiceProbe, ServiceState, Shell, ShellClosed, ShellList, ShellOptions,
-    ShellRead, ShellReadOptions, ShellSignal, ShellSignalSent, ShellState, ShellWrite, StartKind,
-    SuspendedBy, SyncPush, UpdateOptions, Workspace, WorkspaceRecord, WorkspaceState,
-    DEFAULT_DISK_MIB, DEFAULT_FILE_READ_BYTES, DEFAULT_IDLE_SUSPEND_SECONDS,
-    DEFAULT_SYSTEM_DISK_MIB, MAX_FILE_READ_BYTES, MAX_FILE_WRITE_BYTES,
+    DiffResult, DiffStatus, DiffSummary, Export, FileList, FileRead, FileWrite, ForkOptions,
+    Forked, PatchApply, Port, PortList, Reset, SecretInfo, SecretSource, Service, ServiceList,
+    ServiceLogs, ServiceOptions, ServicePort, ServiceProbe, ServiceState, Shell, ShellClosed,
+    ShellList, ShellOptions, ShellRead, ShellReadOptions, ShellSignal, ShellSignalSent, ShellState,
+    ShellWrite, StartKind, SuspendedBy, SyncPush, UpdateOptions, Workspace, WorkspaceRecord,
+    WorkspaceState, DEFAULT_DISK_MIB, DEFAULT_FILE_READ_BYTES, DEFAULT_IDLE_SUSPEND_SECONDS,
+    DEFAULT_SYSTEM_DISK_MIB, MAX_FILE_READ_BYTES, MAX_FILE_WRITE_BYTES, MAX_FORK_COUNT,
 };
 
 use pyro_images::{Images, Paths};

@@ -26,6 +26,12 @@ pub enum WorkspaceCommand {
     Start(IdArgs),
     /// Stop and remove a workspace and everything in it.
     Delete(IdArgs),
+    /// Copy a workspace into new ones at one instant: memory and running
+    /// processes (shells, services), /workspace and the system, its
+    /// checkpoints, secrets and labels. The source is paused only for
+    /// its snapshot and runs on; the children do not depend on it.
+    /// Published ports are not copied.
+    Fork(ForkArgs),
     /// Run a command in /workspace: `pyro workspace exec ID -- CMD ARGS...`.
     Exec(ExecArgs),
     /// Copy host files into the workspace.
@@ -153,6 +159,27 @@ pub struct CreateArgs {
     #[arg(long)]
     pub idle_suspend_services: bool,
     /// Print only the new workspace's id.
+    #[arg(long, conflicts_with = "json")]
+    pub id_only: bool,
+}
+
+#[derive(Args)]
+pub struct ForkArgs {
+    /// The workspace to copy: running, suspended (its kept memory) or
+    /// stopped (its children start afresh from its disks).
+    pub id: String,
+    /// How many children.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=i64::from(pyro_workspace::MAX_FORK_COUNT)))]
+    pub count: u32,
+    /// The child's name (the rule of `create --name`); with --count N,
+    /// NAME-1 to NAME-N.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// A label KEY=VALUE set on every child, over the source's
+    /// (repeatable).
+    #[arg(long = "label", value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
+    /// Print only the children's ids, one per line.
     #[arg(long, conflicts_with = "json")]
     pub id_only: bool,
 }

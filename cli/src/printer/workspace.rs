@@ -7,7 +7,7 @@ use super::network::{self, write_network};
 use super::Render;
 use pyro_workspace::{
     Checkpoint, CommandRecord, CommandStatus, Deleted, DiffResult, DiskExport, Export, FileList,
-    FileRead, FileWrite, PatchApply, RefusalRecord, Reset, SyncPush, Workspace,
+    FileRead, FileWrite, Forked, PatchApply, RefusalRecord, Reset, SyncPush, Workspace,
 };
 use std::io::{self, Write};
 
@@ -118,6 +118,41 @@ impl Render for Vec<Workspace> {
     }
     fn summary(&self) -> Option<String> {
         Some(format!("[workspace-list] count={}", self.len()))
+    }
+}
+
+/// `workspace fork`: the children, one line each (or only their ids).
+pub struct ForkShown<'a> {
+    pub forked: &'a Forked,
+    pub id_only: bool,
+}
+
+impl Render for ForkShown<'_> {
+    type Json = Forked;
+    fn json(&self) -> &Forked {
+        self.forked
+    }
+    fn human(&self, out: &mut dyn Write) -> io::Result<()> {
+        for child in &self.forked.children {
+            match self.id_only {
+                true => writeln!(out, "{}", child.record.workspace_id)?,
+                false => writeln!(out, "{}", line(child))?,
+            }
+        }
+        Ok(())
+    }
+    fn summary(&self) -> Option<String> {
+        let f = self.forked;
+        let paused = f
+            .source_paused_ms
+            .map_or(String::new(), |ms| format!(" source_paused_ms={ms:.0}"));
+        Some(format!(
+            "[workspace-fork] source_id={} source_state={} children={} duration_ms={}{paused}",
+            f.source_id,
+            f.source_state,
+            f.children.len(),
+            f.duration_ms
+        ))
     }
 }
 

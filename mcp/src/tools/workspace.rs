@@ -142,6 +142,28 @@ pub struct StopParams {
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+pub struct ForkParams {
+    /// The workspace to copy: its id or unique name. Running or
+    /// suspended: its processes are copied too; stopped: the children
+    /// start afresh from its disks.
+    pub workspace_id: String,
+    /// How many children (1 to 16).
+    #[serde(default = "one")]
+    pub count: u32,
+    /// The child's name; with count > 1, NAME-1 to NAME-N.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Labels set on every child, over the source's.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct UpdateParams {
     /// The workspace: its id or unique name.
     pub workspace_id: String,
@@ -512,6 +534,35 @@ impl PyroServer {
     ) -> CallToolResult {
         self.call("workspace_start", ctx, move |job| {
             job.pyro.workspace_start(&p.workspace_id, job.progress())
+        })
+        .await
+    }
+
+    /// Copy a workspace into `count` new running workspaces, each
+    /// holding its state at one instant: memory and running processes
+    /// (shells, services, background jobs), /workspace and everything
+    /// installed outside it, checkpoints, secrets, labels. Use it to try
+    /// several approaches from one prepared state. The source is paused
+    /// only briefly and runs on; children are independent (deleting the
+    /// source does not affect them), each with its own hostname and
+    /// random state. Published ports are not copied: publish them again
+    /// in a child. About a second per child; progress is reported.
+    /// Result: {source_id, source_state, source_paused_ms, duration_ms,
+    /// children: [workspace...]}.
+    #[tool(annotations(destructive_hint = false, open_world_hint = false))]
+    async fn workspace_fork(
+        &self,
+        Parameters(p): Parameters<ForkParams>,
+        ctx: RequestContext<RoleServer>,
+    ) -> CallToolResult {
+        self.call("workspace_fork", ctx, move |job| {
+            let opts = pyro_workspace::ForkOptions {
+                count: p.count,
+                name: p.name,
+                labels: p.labels,
+            };
+            job.pyro
+                .workspace_fork(&p.workspace_id, &opts, job.progress())
         })
         .await
     }

@@ -74,17 +74,38 @@ impl Pyro {
         let root = self.workspaces_root();
         std::fs::create_dir_all(&root).map_err(|e| store::io_err(&root, e))?;
         self.sweep_abandoned_creates();
+        let (id, dir) = self.reserve_workspace_dir(opts.name.as_deref())?;
+        track_create(&dir);
+        let made = self.create_in(&id, &dir, opts, progress);
+        match &made {
+            // Visible (its record written) since its first start ended.
+            Ok(_) => {
+                let _ = std::fs::remove_file(dir.creating());
+            }
+            Err(_) => remove_create(&dir),
+        }
+        untrack_create(&dir);
+        made
+    }
+
+    /// Makes the directory of a new workspace, named by a new id, with
+    /// its `creating.json` in it (made aside, then renamed into place),
+    /// and takes `name` for it under the names lock: two creates cannot
+    /// both take one name. The workspace becomes visible when its record
+    /// is written; until then a sweep removes it if this process dies.
+    pub(super) fn reserve_workspace_dir(
+        &self,
+        name: Option<&str>,
+    ) -> Result<(String, WsDir), Error> {
+        let root = self.workspaces_root();
         let creating = Creating {
             by: ProcessId::current()
                 .ok_or_else(|| Error::Io("cannot read /proc/self/stat".into()))?,
-            name: opts.name.clone(),
+            name: name.map(String::from),
         };
-        // The directory appears with its `creating.json` in it (made
-        // aside, then renamed into place), and its name is taken under
-        // the names lock: two creates cannot both take one name.
-        let (id, dir) = {
+        {
             let _names = self.names_lock()?;
-            if let Some(name) = &opts.name {
+            if let Some(name) = name {
                 self.check_name_free(name, None)?;
             }
             loop {
@@ -108,7 +129,7 @@ impl Pyro {
                         .map_err(|e| store::io_err(&dir.0, e.into()))
                     });
                 match placed {
-                    Ok(()) => break (id, dir),
+                    Ok(()) => return Ok((id, dir)),
                     Err(e) => {
                         let _ = std::fs::remove_dir_all(&aside);
                         if !dir.0.exists() {
@@ -117,21 +138,7 @@ impl Pyro {
                     }
                 }
             }
-        };
-        in_progress().push(dir.0.clone());
-        let made = self.create_in(&id, &dir, opts, progress);
-        match &made {
-            // Visible (its record written) since its first start ended.
-            Ok(_) => {
-                let _ = std::fs::remove_file(dir.creating());
-            }
-            Err(_) => {
-                let _ = DetachedVm::open(dir.vm()).stop();
-                let _ = std::fs::remove_dir_all(&dir.0);
-            }
         }
-        in_progress().retain(|d| d != &dir.0);
-        made
     }
 
     /// Held while a name is checked and taken (create, update), so that
@@ -310,6 +317,7 @@ impl Pyro {
             secrets: Vec::new(),
             idle_suspend_seconds: opts.idle_suspend_seconds,
             idle_suspend_services: opts.idle_suspend_services,
+            forked_from: None,
         };
         // Both disks, copies of a snapshot's templates where they can be
         // (see `new_disks`); the clean environment (an empty upper layer)
@@ -649,6 +657,22 @@ fn in_progress() -> std::sync::MutexGuard<'static, Vec<std::path::PathBuf>> {
     DIRS.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Notes a create in progress in this process (see [`abandon_creates`]).
+pub(super) fn track_create(dir: &WsDir) {
+    in_progress().push(dir.0.clone());
+}
+
+/// The create of `dir` has ended.
+pub(super) fn untrack_create(dir: &WsDir) {
+    in_progress().retain(|d| d != &dir.0);
+}
+
+/// Undoes a create that failed: its VM stopped, its directory removed.
+pub(super) fn remove_create(dir: &WsDir) {
+    let _ = DetachedVm::open(dir.vm()).stop();
+    let _ = std::fs::remove_dir_all(&dir.0);
+}
+
 /// Stops the VMs of this process's creates in progress and removes their
 /// directories, after which no VM can start in this process. For a front
 /// end about to exit on a signal (Ctrl-C): the workspace it was making
@@ -656,9 +680,7 @@ fn in_progress() -> std::sync::MutexGuard<'static, Vec<std::path::PathBuf>> {
 pub fn abandon_creates() {
     crate::detached::close_spawns();
     for dir in in_progress().drain(..) {
-        let ws = WsDir(dir);
-        let _ = DetachedVm::open(ws.vm()).stop();
-        let _ = std::fs::remove_dir_all(&ws.0);
+        remove_create(&WsDir(dir));
     }
 }
 

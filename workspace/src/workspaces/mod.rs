@@ -8,7 +8,7 @@
 //! By subject: `records` (what is stored and returned), `handle` (finding
 //! a workspace, its lock and agent), `lifecycle` (create to delete),
 //! `start` (starting its VM), `exec` (commands and their history),
-//! `files` (files, sync, patch, export, diff), `host_read` (a running
+//! `files` (files, sync, patch, export, diff), `fork` (live forks), `host_read` (a running
 //! workspace's reads served from its frozen disk image), `disk_tools` (a
 //! stopped workspace's disk read on the host, and the image reader), `checkpoints` (checkpoints
 //! and reset), `network` (published ports, refusals), `shells` (PTY
@@ -24,6 +24,8 @@ mod disk_tools;
 pub(crate) use disk_tools::read_everything as read_untrusted_image;
 mod exec;
 mod files;
+mod fork;
+pub use fork::{ForkOptions, Forked, MAX_FORK_COUNT};
 mod handle;
 mod host_read;
 mod image_reader;

@@ -80,6 +80,8 @@ words! {
         Cold = "cold",
         /// Its own memory, kept by `stop --keep-memory`.
         Resumed = "resumed",
+        /// The memory of the workspace it was forked from, at the fork.
+        Forked = "forked",
     }
 }
 
@@ -244,6 +246,9 @@ pub struct WorkspaceRecord {
     /// service keeps it awake).
     #[serde(default)]
     pub idle_suspend_services: bool,
+    /// The workspace this one is a fork of (`workspace fork`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forked_from: Option<String>,
 }
 
 fn default_system_disk_mib() -> u64 {
@@ -460,7 +465,12 @@ mod tests {
     fn states_print_as_they_serialize() {
         use WorkspaceState::*;
         same_word(&[Running, Stopped, Suspended]);
-        same_word(&[StartKind::Warm, StartKind::Cold, StartKind::Resumed]);
+        same_word(&[
+            StartKind::Warm,
+            StartKind::Cold,
+            StartKind::Resumed,
+            StartKind::Forked,
+        ]);
         same_word(&[CheckpointKind::Baseline, CheckpointKind::Named]);
     }
 

@@ -87,6 +87,14 @@ impl SecretStore {
         Ok(names)
     }
 
+    /// Writes every secret held into `other` (a fork's child).
+    pub fn copy_to(&self, other: &SecretStore) -> Result<(), Error> {
+        for secret in self.all()? {
+            other.set(&secret)?;
+        }
+        Ok(())
+    }
+
     /// Every secret held (for the guest and the redactor), each read
     /// with a bound.
     pub fn all(&self) -> Result<Vec<Secret>, Error> {

@@ -34,6 +34,10 @@ enum StartFrom<'a> {
     /// The workspace's own suspended VM (`stop --keep-memory`): the same
     /// machine, its processes and page cache included.
     Resume(&'a Path),
+    /// The snapshot a fork took of another workspace, whose disks this
+    /// one's are copies of from the same instant: that machine, made a
+    /// machine of its own (hostname, RNG).
+    Fork(&'a Path),
 }
 
 /// A new workspace's disks, copied from the templates of the snapshot
@@ -213,8 +217,17 @@ impl Pyro {
             }
         };
         let mut start = None;
+        let forked = dir.forked();
+        if forked.join(STATE_FILE).is_file() {
+            // A fork's first start. No falling back: a child that booted
+            // afresh would have lost the processes it was made to keep.
+            let restored = self.start_vm(dir, record, &base, StartFrom::Fork(&forked));
+            // The VMM has the memory mapped; the links are not needed.
+            let _ = std::fs::remove_dir_all(&forked);
+            start = Some((restored?, StartKind::Forked));
+        }
         let suspended = dir.suspended();
-        if suspended.join(STATE_FILE).is_file() {
+        if start.is_none() && suspended.join(STATE_FILE).is_file() {
             let resumed = self.start_vm(dir, record, &base, StartFrom::Resume(&suspended));
             // Used up either way: once the guest runs on, the kept memory
             // is stale; if it could not be restored, it never will be
@@ -266,7 +279,9 @@ impl Pyro {
         let vm_dir = dir.vm();
         let (snapshot, mounts) = match from {
             StartFrom::Boot => (None, Mounts::AtBoot),
-            StartFrom::Warm(p) | StartFrom::Resume(p) => (Some(p), Mounts::OnRestore),
+            StartFrom::Warm(p) | StartFrom::Resume(p) | StartFrom::Fork(p) => {
+                (Some(p), Mounts::OnRestore)
+            }
             StartFrom::New(new) => (Some(new.snap.as_path()), new.mounts()),
         };
         if matches!(from, StartFrom::New(new) if !new.template_unchanged()) {
@@ -308,6 +323,11 @@ impl Pyro {
                     client.restored(attached.then_some(WORKSPACE_DEVICE), None)?;
                 }
                 StartFrom::Resume(_) => client.resumed()?,
+                // Its disks are mounted already (the copies, where the
+                // source's were).
+                StartFrom::Fork(_) => {
+                    client.restored(None, None)?;
+                }
             }
             super::secrets::install(&mut client, &super::secrets::SecretStore::of(dir), false)?;
             Ok(client)
@@ -319,7 +339,7 @@ impl Pyro {
             // A refused environment snapshot is taken again on next need
             // (a refused kept memory is removed by `boot` either way).
             if let (true, Some(snap)) = (refused, snapshot) {
-                if !matches!(from, StartFrom::Resume(_)) {
+                if matches!(from, StartFrom::Warm(_) | StartFrom::New(_)) {
                     let _ = std::fs::remove_dir_all(snap);
                 }
             }

@@ -63,6 +63,16 @@ impl WsDir {
     pub fn suspended(&self) -> PathBuf {
         self.0.join("suspended")
     }
+    /// Where a fork of this workspace puts the snapshot and disk copies
+    /// its running VM makes, until the children have theirs.
+    pub fn fork_scratch(&self) -> PathBuf {
+        self.0.join("fork.tmp")
+    }
+    /// The VM snapshot a fork made this workspace's first start from
+    /// (links to the fork's files), until that start.
+    pub fn forked(&self) -> PathBuf {
+        self.0.join("forked")
+    }
 
     /// Takes the workspace's lock (blocking); released when dropped.
     pub fn lock(&self) -> Result<Lock, Error> {
