@@ -2,8 +2,9 @@
 //! environment's fresh machine) forked into 1 and into 4 children. The
 //! time is from the call to every child answering an `exec -- true` (the
 //! four execs run at once). Children are deleted after each sample,
-//! untimed. Printed at the end: the source's pause (median of
-//! `source_paused_ms`) and the memory each child's VMM process holds
+//! untimed. Printed at the end: the fork call alone (its
+//! `duration_ms`, to every child's agent answering), the source's pause
+//! (median of `source_paused_ms`) and the memory each child's VMM process holds
 //! after its exec (PSS, from `smaps_rollup`: pages shared with the other
 //! children and the page cache count by their share).
 
@@ -60,13 +61,14 @@ fn fork(c: &mut Criterion) {
     assert_eq!(started.exit_code, Some(0));
 
     let mut paused = Vec::new();
+    let mut calls: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
     let mut pss = Vec::new();
     let mut group = c.benchmark_group("workspace");
     group
         .sample_size(10)
         .warm_up_time(Duration::from_millis(1))
         .measurement_time(Duration::from_secs(30));
-    for count in [1u32, 4] {
+    for (n, count) in [1u32, 4].into_iter().enumerate() {
         group.bench_function(format!("workspace_fork_{count}"), |b| {
             b.iter_custom(|iters| {
                 let mut took = Duration::ZERO;
@@ -94,6 +96,7 @@ fn fork(c: &mut Criterion) {
                     });
                     took += t.elapsed();
                     paused.push(forked.source_paused_ms.expect("the source ran"));
+                    calls[n].push(forked.duration_ms as f64);
                     for child in &children {
                         pss.push(vmm_pss_kib(data.path(), child) as f64);
                         pyro.workspace_delete(child).expect("delete");
@@ -104,6 +107,12 @@ fn fork(c: &mut Criterion) {
         });
     }
     group.finish();
+    for (n, count) in [1, 4].into_iter().enumerate() {
+        eprintln!(
+            "fork: the fork call alone, {count} child(ren): median {:.0} ms",
+            median(&mut calls[n])
+        );
+    }
     eprintln!(
         "fork: source paused median {:.0} ms over {} forks; child VMM PSS median {:.1} MiB over {} children",
         median(&mut paused),

@@ -187,35 +187,53 @@ impl Pyro {
         if let Some(snapshot) = &origin.snapshot {
             check_restorable(snapshot, &record.workspace_id)?;
         }
+        // Made one after the other (files only), then started all at
+        // once: a start is mostly waiting for the guest, and N guests
+        // restore side by side in about the time of one or two.
         let mut made: Vec<WsDir> = Vec::new();
-        let mut children = Vec::new();
         let result = (|| {
-            for (i, name) in names.iter().enumerate() {
+            let mut ready = Vec::new();
+            for name in names {
                 let (child_id, dir) = self.reserve_workspace_dir(name.as_deref())?;
                 track_create(&dir);
                 made.push(dir.clone());
-                progress.phase(
-                    "fork",
-                    &format!("child {} of {}: {child_id}", i + 1, names.len()),
-                );
-                let _lock = dir.lock()?;
-                let mut child = child_record(record, &child_id, name.clone(), opts);
+                let child = child_record(record, &child_id, name.clone(), opts);
                 copy_state(source, &origin, &dir, &child_id)?;
-                self.boot(&dir, &mut child, false, None, progress)?;
-                children.push(view(&dir, child));
+                ready.push((dir, child));
             }
-            Ok(())
+            progress.phase("fork", &format!("starting {} children", ready.len()));
+            std::thread::scope(|s| {
+                let starts: Vec<_> = ready
+                    .into_iter()
+                    .map(|(dir, mut child)| {
+                        s.spawn(move || {
+                            let _lock = dir.lock()?;
+                            self.boot(&dir, &mut child, false, None, progress)?;
+                            Ok(view(&dir, child))
+                        })
+                    })
+                    .collect();
+                starts
+                    .into_iter()
+                    .map(|t| {
+                        t.join()
+                            .unwrap_or_else(|_| Err(Error::Io("a child's start panicked".into())))
+                    })
+                    .collect::<Vec<Result<Workspace, Error>>>()
+                    .into_iter()
+                    .collect::<Result<Vec<_>, _>>()
+            })
         })();
         for dir in &made {
             match &result {
-                Ok(()) => {
+                Ok(_) => {
                     let _ = std::fs::remove_file(dir.creating());
                 }
                 Err(_) => remove_create(dir),
             }
             untrack_create(dir);
         }
-        result.map(|()| (state, paused, children))
+        result.map(|children| (state, paused, children))
     }
 }
 
