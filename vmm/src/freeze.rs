@@ -13,7 +13,8 @@
 //! order to the vCPUs'. That is safe only because every vCPU is parked
 //! outside KVM_RUN while the VM is frozen, so no vCPU holds or wants a
 //! transport lock. Never lock devices before transports with vCPUs
-//! running.
+//! running: `write_snapshot`, the one place that does, checks first that
+//! every vCPU is parked (`Pause::all_parked`) and refuses otherwise.
 
 use crate::error::Error;
 use crate::memory::GuestMem;
@@ -191,6 +192,14 @@ impl Frozen<'_> {
     ) -> Result<(u64, u64), Error> {
         let vcpus = self.vm.pause.save_all(self.vm.config.vcpus.into())?;
         let vm = snapshot::save_vm(&self.vm.vm_fd)?;
+        // The transports are locked after the devices below, against the
+        // vCPUs' order: checked here, not assumed. Only this thread
+        // releases the pause, so it holds until the locks are dropped.
+        if !self.vm.pause.all_parked(self.vm.config.vcpus.into()) {
+            return Err(Error::Config(
+                "a snapshot needs every vCPU parked (the lock order in vmm/src/freeze.rs)".into(),
+            ));
+        }
         // Devices first, then each transport: the order of the module
         // doc, safe with the vCPUs parked.
         let guards = self.lock_devices();

@@ -77,6 +77,13 @@ impl Pause {
         self.lock().requested
     }
 
+    /// Whether a pause is requested and `count` vCPUs are parked: none
+    /// is in KVM_RUN or can enter it until [`Pause::release`].
+    pub fn all_parked(&self, count: usize) -> bool {
+        let s = self.lock();
+        s.requested && s.parked >= count
+    }
+
     /// Every parked vCPU's state, in vCPU order. Call with all `count`
     /// vCPUs parked.
     pub fn save_all(&self, count: usize) -> Result<Vec<VcpuState>, Error> {
@@ -260,5 +267,33 @@ fn internal_error(ctx: &mut VcpuContext) -> FailureKind {
         suberror,
         rip,
         insn,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+    use std::time::Duration;
+
+    #[test]
+    fn all_parked_only_while_every_vcpu_waits_and_the_pause_holds() {
+        let pause = Arc::new(Pause::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        assert!(!pause.all_parked(1), "nothing requested");
+        pause.request();
+        assert!(!pause.all_parked(1), "requested, not yet parked");
+        let parker = {
+            let (pause, stop) = (pause.clone(), stop.clone());
+            std::thread::spawn(move || {
+                pause.park_if_requested(&stop, 0, &mut || Err(Error::PauseTimeout))
+            })
+        };
+        assert!(pause.wait_parked(1, Duration::from_secs(5)));
+        assert!(pause.all_parked(1));
+        assert!(!pause.all_parked(2), "a second vCPU is not parked");
+        pause.release();
+        parker.join().unwrap();
+        assert!(!pause.all_parked(1), "released");
     }
 }
