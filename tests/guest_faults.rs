@@ -1,5 +1,6 @@
 //! A guest that misbehaves costs only itself: a request that panics in
-//! guest-init's agent gets an error and the VM serves on, and a guest
+//! guest-init's agent gets an error and the VM serves on, a service
+//! whose helper thread panics is failed with the reason, and a guest
 //! printing to its console without end cannot grow the host's log past
 //! its cap.
 
@@ -7,6 +8,8 @@ mod common;
 
 use common::{delete_on_drop, pyro_with_own_data};
 use pyro::workspace::{CreateOptions, ExecRequest, GuestClient, GuestError, NoProgress, Stream};
+use pyro_proto::rpc::{Reply, Request};
+use pyro_proto::service::{StartRequest, State};
 use std::time::Duration;
 
 /// The exec argv that panics in the agent of a guest booted with
@@ -36,7 +39,7 @@ fn exec(
 }
 
 #[test]
-fn a_panicking_request_gets_an_error_and_the_vm_serves_on() {
+fn a_panicking_request_or_service_helper_costs_only_itself_and_the_vm_serves_on() {
     if !pyro::workspace::testing::guests_available() {
         return;
     }
@@ -90,12 +93,66 @@ fn a_panicking_request_gets_an_error_and_the_vm_serves_on() {
         exec(&mut fresh, &["cat", "/proc/1/comm"], None).unwrap(),
         "pyro-init\n"
     );
+
+    // A service whose helper thread panics is failed with the reason.
+    let start = |name: &str, command: &str| {
+        Request::ServiceStart(StartRequest {
+            name: name.into(),
+            command: command.into(),
+            cwd: "/workspace".into(),
+            env: Vec::new(),
+            probe: None,
+            ready_timeout_ms: 30_000,
+            publish: Vec::new(),
+        })
+    };
+    // Its command is the trigger: the thread that waits for its exit
+    // panics. Without the isolation the service would read as running
+    // for ever, its exit never seen.
+    service(&mut fresh, &start("doomed", PANIC_WORD));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let failed = loop {
+        let status = Request::ServiceStatus {
+            name: "doomed".into(),
+        };
+        let info = service(&mut fresh, &status);
+        if info.state == State::Failed {
+            break info;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not failed within 60 s: {info:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let reason = failed.reason.unwrap_or_default();
+    assert!(
+        reason.contains("svc-wait thread failed") && reason.contains("test panic"),
+        "{reason}"
+    );
+    // The agent, PID 1 and the next service are untouched.
+    let next = service(&mut fresh, &start("fine", "sleep 100"));
+    assert_eq!(next.state, State::Ready, "{next:?}");
+    assert_eq!(
+        exec(&mut fresh, &["cat", "/proc/1/comm"], None).unwrap(),
+        "pyro-init\n"
+    );
+
     // The console says what panicked and where.
     let console = std::fs::read_to_string(dir.path().join("console.log")).unwrap();
     assert!(
         console.contains("panic in thread rpc") && console.contains("agent.rs"),
         "{console}"
     );
+    assert!(console.contains("panic in thread svc-wait"), "{console}");
+}
+
+/// A service's state, as the agent reports it.
+fn service(client: &mut GuestClient, request: &Request) -> pyro_proto::service::Info {
+    match client.call_collect(request, &[], 0) {
+        Ok((Reply::Service(info), _)) => *info,
+        other => panic!("expected a service, got {other:?}"),
+    }
 }
 
 #[test]

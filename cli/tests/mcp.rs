@@ -74,10 +74,12 @@ const FULL_ONLY: &[&str] = &[
     "workspace_stop",
 ];
 
-/// An MCP client that keeps the progress notifications it gets.
+/// An MCP client that keeps the progress notifications it gets, and
+/// when each message arrived.
 #[derive(Clone, Default)]
 struct Recorder {
     progress: Arc<Mutex<Vec<ProgressNotificationParam>>>,
+    arrivals: Arc<Mutex<Vec<(Instant, String)>>>,
 }
 
 impl ClientHandler for Recorder {
@@ -86,6 +88,11 @@ impl ClientHandler for Recorder {
         params: ProgressNotificationParam,
         _context: NotificationContext<RoleClient>,
     ) {
+        let message = params.message.clone().unwrap_or_default();
+        self.arrivals
+            .lock()
+            .unwrap()
+            .push((Instant::now(), message));
         self.progress.lock().unwrap().push(params);
     }
 }
@@ -205,6 +212,7 @@ impl Drop for Home {
 struct Server {
     client: RunningService<RoleClient, Recorder>,
     progress: Arc<Mutex<Vec<ProgressNotificationParam>>>,
+    arrivals: Arc<Mutex<Vec<(Instant, String)>>>,
 }
 
 impl Server {
@@ -215,8 +223,13 @@ impl Server {
     {
         let recorder = Recorder::default();
         let progress = recorder.progress.clone();
+        let arrivals = recorder.arrivals.clone();
         let client = recorder.serve(transport).await.expect("MCP initialize");
-        Server { client, progress }
+        Server {
+            client,
+            progress,
+            arrivals,
+        }
     }
 
     async fn call(&self, tool: &'static str, args: Value) -> CallToolResult {
@@ -973,6 +986,31 @@ async fn the_repro_fix_loop_through_tools_and_cancelled_execs_are_killed() {
     let quick = json!({"command": "echo quick", "wait_seconds": 60});
     let quick = ws.ok("workspace_exec", quick).await;
     assert_eq!(quick["stdout"], "quick\n", "{quick}");
+
+    // A long exec sends "running for N s" every 10 s (docs/mcp.md), so a
+    // host that resets its timeout on progress keeps waiting.
+    let called = Instant::now();
+    let slow = json!({"command": "sleep 21; echo slept", "timeout_seconds": 120});
+    assert_eq!(ws.ok("workspace_exec", slow).await["stdout"], "slept\n");
+    let beat = |secs: u64| {
+        let message = format!("workspace_exec: running for {secs} s");
+        let arrivals = server.arrivals.lock().unwrap();
+        arrivals
+            .iter()
+            .find(|(at, m)| *at > called && *m == message)
+            .map(|(at, _)| at.duration_since(called))
+            .unwrap_or_else(|| panic!("no {message:?}: {arrivals:?}"))
+    };
+    let (first, second) = (beat(10), beat(20));
+    assert!(
+        first >= Duration::from_secs(9) && first <= Duration::from_secs(13),
+        "{first:?}"
+    );
+    let gap = second - first;
+    assert!(
+        gap >= Duration::from_secs(9) && gap <= Duration::from_secs(11),
+        "{gap:?}"
+    );
 
     let reset = ws.ok("workspace_reset", json!({})).await;
     assert_eq!(reset["snapshot"], "baseline");

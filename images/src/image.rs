@@ -175,8 +175,45 @@ pub(crate) fn ensure(
         );
         return Ok(env);
     }
+    // Say up front what is coming and how long it took last time: an MCP
+    // client's first call may be this build, and its user waits on it.
+    let tree_ready = rootfs::load(&paths.trees().join(&tree_key)).is_some();
+    let last = all_of(paths, name)
+        .into_iter()
+        .max_by(|a, b| a.manifest.built_at.cmp(&b.manifest.built_at))
+        .map(|e| {
+            (
+                e.manifest.tree_build_seconds,
+                e.manifest.image_build_seconds,
+            )
+        });
+    p.phase(
+        name,
+        &format!(
+            "building environment {name}, {}",
+            build_estimate(last, tree_ready)
+        ),
+    );
     let tree = rootfs::ensure_tree(paths, spec, p)?;
     build_image(spec, &tree, guest_init, &gi_sha, &key, &env_dir, p)
+}
+
+/// How long a build of an environment will take, from its last build's
+/// tree and image seconds (if it was ever built here), and whether its
+/// Debian tree is already here (then only the image is made).
+fn build_estimate(last: Option<(f64, f64)>, tree_ready: bool) -> String {
+    match (last, tree_ready) {
+        (Some((tree, image)), _) => {
+            let seconds = image + if tree_ready { 0.0 } else { tree };
+            let minutes = (seconds / 60.0).ceil().max(1.0);
+            format!("about {minutes:.0} minute(s) (as its last build here)")
+        }
+        (None, true) => "its image from the Debian tree already here (about a minute)".into(),
+        (None, false) => {
+            "a Debian tree (mmdebstrap, downloads) then its image: several minutes the first time"
+                .into()
+        }
+    }
 }
 
 fn build_image(
@@ -307,6 +344,21 @@ fn install_guest_init(tree: &Path, guest_init: &Path) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_build_says_how_long_it_took_last_time() {
+        assert_eq!(
+            build_estimate(Some((200.0, 50.0)), false),
+            "about 5 minute(s) (as its last build here)"
+        );
+        assert_eq!(
+            build_estimate(Some((200.0, 50.0)), true),
+            "about 1 minute(s) (as its last build here)"
+        );
+        assert!(build_estimate(None, false).contains("several minutes"));
+        assert!(build_estimate(None, true).contains("about a minute"));
+    }
+
     use super::*;
 
     #[test]

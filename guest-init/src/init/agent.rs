@@ -26,6 +26,22 @@ pub fn arm_test_panic(word: &str) {
     let _ = TEST_PANIC.set(word.to_string());
 }
 
+/// Whether `word` is the armed test-only panic trigger (see
+/// [`TEST_PANIC`]): a helper thread given it panics, for tests of its
+/// isolation.
+pub fn is_test_panic(word: &str) -> bool {
+    TEST_PANIC.get().is_some_and(|w| w == word)
+}
+
+/// What a caught panic said.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("no message")
+}
+
 /// Binds the agent port; failure is fatal for a serving guest.
 pub fn listen() -> std::io::Result<VsockListener> {
     VsockListener::bind_with_cid_port(VMADDR_CID_ANY, rpc::AGENT_PORT)
@@ -126,11 +142,7 @@ fn isolated<T>(
     handler: AssertUnwindSafe<impl FnOnce() -> Result<T, RpcError>>,
 ) -> Result<T, RpcError> {
     catch_unwind(handler).unwrap_or_else(|payload| {
-        let what = payload
-            .downcast_ref::<&str>()
-            .copied()
-            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
-            .unwrap_or("no message");
+        let what = panic_message(&*payload);
         Err(RpcError::new(
             "agent_panic",
             format!(

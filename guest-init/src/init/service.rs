@@ -153,24 +153,24 @@ pub fn start(req: StartRequest) -> Result<Reply, RpcError> {
         None => (None, None),
     };
     let (a, b, c) = (svc.clone(), svc.clone(), svc.clone());
-    let spawned = thread("svc-out", move || {
+    let spawned = thread(&svc, "svc-out", move || {
         if let Some(p) = stdout {
             pump(&a, p, true)
         }
     })
     .and_then(|_| {
-        thread("svc-err", move || {
+        thread(&svc, "svc-err", move || {
             if let Some(p) = stderr {
                 pump(&b, p, false)
             }
         })
     })
-    .and_then(|_| thread("svc-wait", move || wait(&c, exited)));
+    .and_then(|_| thread(&svc, "svc-wait", move || wait(&c, exited)));
     let spawned = match (spawned, ready_now) {
         (Ok(()), false) => {
             let d = svc.clone();
             let timeout = Duration::from_millis(req.ready_timeout_ms);
-            thread("svc-probe", move || probe_until_ready(&d, timeout))
+            thread(&svc, "svc-probe", move || probe_until_ready(&d, timeout))
         }
         (other, _) => other,
     };
@@ -210,10 +210,37 @@ fn not_ready(probe: &Probe, timeout: Duration) -> String {
     )
 }
 
-fn thread(name: &str, f: impl FnOnce() + Send + 'static) -> Result<(), std::io::Error> {
+/// Runs `f`, one of `svc`'s helpers, on a thread of its own. A helper
+/// that panics would leave the service's state stuck (no exit seen, no
+/// output kept, no probe): it is failed instead, with the reason, and its
+/// process group ended. The agent and PID 1 go on (the panic hook logs
+/// the panic to the console).
+fn thread(
+    svc: &Arc<Service>,
+    name: &str,
+    f: impl FnOnce() + Send + 'static,
+) -> Result<(), std::io::Error> {
+    let (svc, what) = (svc.clone(), name.to_string());
+    let test_panic = super::agent::is_test_panic(&svc.command) && name == "svc-wait";
     std::thread::Builder::new()
         .name(name.into())
-        .spawn(f)
+        .spawn(move || {
+            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                if test_panic {
+                    panic!("test panic in a service's helper thread");
+                }
+                f()
+            }));
+            if let Err(payload) = ran {
+                let message = super::agent::panic_message(&*payload).to_string();
+                fail(
+                    &svc,
+                    format!(
+                        "the agent's {what} thread failed ({message}); the service was stopped"
+                    ),
+                );
+            }
+        })
         .map(|_| ())
 }
 

@@ -200,22 +200,19 @@ pub fn open(req: OpenRequest) -> Result<Reply, RpcError> {
     });
     let out = shell.clone();
     let waiter = shell.clone();
-    let threads = std::thread::Builder::new()
-        .name("shell-out".into())
-        .spawn(move || pump(&out, File::from(stop_read)))
-        .and_then(|_| {
-            std::thread::Builder::new()
-                .name("shell-wait".into())
-                .spawn(move || {
-                    let status = exited.recv().ok();
-                    let mut st = waiter.lock();
-                    st.exit = Some(
-                        status.map_or((None, None), |s| (s.exit_status(), s.terminating_signal())),
-                    );
-                    drop(st);
-                    waiter.changed.notify_all();
-                })
-        });
+    let threads = helper(&shell, "shell-out", move || {
+        pump(&out, File::from(stop_read))
+    })
+    .and_then(|_| {
+        helper(&shell, "shell-wait", move || {
+            let status = exited.recv().ok();
+            let mut st = waiter.lock();
+            st.exit =
+                Some(status.map_or((None, None), |s| (s.exit_status(), s.terminating_signal())));
+            drop(st);
+            waiter.changed.notify_all();
+        })
+    });
     if let Err(e) = threads {
         end(&shell);
         return Err(fail("thread", e));
@@ -519,6 +516,37 @@ pub fn list() -> Reply {
 /// Ends a shell: SIGHUP to its foreground group and its own, SIGKILL
 /// after [`CLOSE_GRACE`] if it is still there; then stops its output
 /// thread.
+/// Runs `f`, one of `shell`'s helpers, on a thread of its own. A helper
+/// that panics would leave the shell looking alive with no output or no
+/// exit ever seen: the shell is ended instead, a line in its output says
+/// why, and it reads as exited. The agent and PID 1 go on (the panic hook
+/// logs the panic to the console).
+fn helper(
+    shell: &Arc<Shell>,
+    name: &str,
+    f: impl FnOnce() + Send + 'static,
+) -> std::io::Result<()> {
+    let (shell, what) = (shell.clone(), name.to_string());
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            if let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+                let message = super::agent::panic_message(&*payload).to_string();
+                end(&shell);
+                let mut st = shell.lock();
+                st.ring.push(
+                    format!("\r\n[pyro: the agent's {what} thread failed ({message}); the shell was ended]\r\n")
+                        .as_bytes(),
+                );
+                st.eof = true;
+                st.exit.get_or_insert((None, None));
+                drop(st);
+                shell.changed.notify_all();
+            }
+        })
+        .map(|_| ())
+}
+
 fn end(shell: &Shell) {
     let groups = [shell.foreground(), Pid::from_raw(shell.pid)];
     let signal_all = |sig| {
