@@ -267,9 +267,33 @@ fn a_fork_copies_a_running_workspace_processes_included_and_children_stand_alone
     }
     let (kind, msg) = home.fails(1, &["workspace", "fork", "0123456789ab"]);
     assert_eq!(kind, "not_found", "{msg}");
+    // A fork that fails midway (its second child's name is taken, after
+    // the first child was made) leaves no child.
+    home.ok(&["workspace", "update", fresh, "--name", "half-2"]);
+    let half = [
+        "workspace",
+        "fork",
+        &children[0],
+        "--count",
+        "2",
+        "--name",
+        "half",
+    ];
+    let dirs = std::fs::read_dir(home.path("data/pyro/workspaces"))
+        .unwrap()
+        .count();
+    let (kind, msg) = home.fails(1, &half);
+    assert_eq!(kind, "conflict", "{msg}");
     assert_eq!(
         home.json(&["workspace", "list"]).as_array().unwrap().len(),
         before,
         "nothing made"
+    );
+    assert_eq!(
+        std::fs::read_dir(home.path("data/pyro/workspaces"))
+            .unwrap()
+            .count(),
+        dirs,
+        "no directory left"
     );
 }
