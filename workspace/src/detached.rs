@@ -251,14 +251,7 @@ impl DetachedVm {
     /// Snapshots the running VM into `dir` (which must not exist; see
     /// `pyro_vmm::snapshot`); the VM runs on afterwards.
     pub fn snapshot(&self, dir: &Path) -> Result<(), Error> {
-        let req = ControlRequest::Snapshot {
-            dir: dir.to_path_buf(),
-            disks: Vec::new(),
-        };
-        match self.ask(&req)? {
-            ControlReply::Snapshotted { .. } => Ok(()),
-            other => Err(unexpected(other)),
-        }
+        self.snapshot_with_disks(dir, &[]).map(|_| ())
     }
 
     /// Writes a snapshot of the running VM to `dir` and, in the same
